@@ -1,0 +1,17 @@
+/*
+ * cli.h - the weir subcommands. Each takes its own argv (argv[0] is the
+ * subcommand name) and returns the process exit code: 0 ok, 1 the job
+ * failed, 2 bad usage or bad input (topology, plugin).
+ */
+#ifndef WEIR_HOST_CLI_H
+#define WEIR_HOST_CLI_H
+
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_FAILED 1
+#define CLI_EXIT_USAGE 2
+
+int cmd_plugins(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+
+#endif

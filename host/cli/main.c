@@ -1,0 +1,44 @@
+/*
+ * main.c - the weir command: dispatches to the cmd_* subcommands.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static void usage(FILE *f)
+{
+    fputs("usage: weir <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  plugins [--dir D] [NAME] [--json]  list operators and parameters\n"
+          "  validate [--dir D] JOB.yaml        check a topology file\n"
+          "  run [--dir D] JOB.yaml             run a job\n"
+          "\n"
+          "--dir D adds a plugin directory (repeatable); default: the\n"
+          "plugins/ folder next to the weir binary, ../lib/weir/plugins and\n"
+          "./plugins. Exit codes: 0 ok, 1 job failed, 2 bad usage or input.\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "plugins"))
+        return cmd_plugins(argc - 1, argv + 1);
+    if (!strcmp(cmd, "validate"))
+        return cmd_validate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc - 1, argv + 1);
+    fprintf(stderr, "weir: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

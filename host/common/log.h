@@ -1,0 +1,22 @@
+/*
+ * log.h - the host's log, one line per message on stderr:
+ *   2026-11-21T07:00:00.123Z WARN  [count#1] message
+ * Thread-safe (one write() per line). The level threshold comes from
+ * WEIR_LOG (error, warn, info, debug; default info) or log_set_level().
+ */
+#ifndef WEIR_HOST_LOG_H
+#define WEIR_HOST_LOG_H
+
+#include <stdarg.h>
+
+#include "weir/weir.h"
+
+void log_set_level(weir_log_level level);
+weir_log_level log_get_level(void);
+/* `who` names the subsystem or subtask ("runtime", "count#1"); may be NULL. */
+WEIR_PRINTF(3, 4) void log_msg(weir_log_level level, const char *who,
+                               const char *fmt, ...);
+void log_msgv(weir_log_level level, const char *who, const char *fmt,
+              va_list ap);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * registry.h - loading operator plugins and finding operators by name.
+ *
+ * The registry dlopen()s plugin shared objects (RTLD_NOW | RTLD_LOCAL),
+ * calls their weir_plugin_entry(), checks the ABI version and descriptors,
+ * and keeps a normalised copy of every descriptor: each struct the plugin
+ * wrote is copied with min(size, sizeof) into a zeroed host-owned struct, so
+ * the rest of the host reads current-layout structs and never the plugin's.
+ * Plugins are never unloaded; reg_free() releases only the host's copies.
+ *
+ * Thread: not thread-safe; load on the main thread before the job starts.
+ * After loading, lookups are read-only and may run from any thread.
+ */
+#ifndef WEIR_HOST_REGISTRY_H
+#define WEIR_HOST_REGISTRY_H
+
+#include <stddef.h>
+
+#include "weir/weir.h"
+
+typedef struct reg_plugin reg_plugin;
+
+/* One operator of a loaded plugin, with normalised descriptors. */
+typedef struct reg_operator {
+    weir_operator op;               /* normalised copy */
+    const weir_param_def **params;  /* normalised copies, n_params of them */
+    size_t n_params;
+    const char **inputs;  /* input port names ("in" by default); none for
+                             sources */
+    size_t n_inputs;
+    const char **outputs; /* output port names ("out" by default) */
+    size_t n_outputs;
+    const reg_plugin *plugin;
+} reg_operator;
+
+struct reg_plugin {
+    char *path;        /* the .so as found */
+    weir_plugin desc;  /* normalised copy; desc.operators is not used */
+    void *handle;      /* dlopen handle, never closed */
+};
+
+typedef struct reg_registry reg_registry;
+
+/* Called once per plugin that fails to load; `msg` is one line naming the
+ * file and the cause, e.g. "plugins/x.so: missing symbol weir_plugin_entry". */
+typedef void (*reg_error_fn)(void *arg, const char *msg);
+
+/* Creates an empty registry whose plugins receive `host` in their entry
+ * call. `host` must outlive the registry. Returns NULL when out of memory. */
+reg_registry *reg_new(const weir_host_api *host);
+void reg_free(reg_registry *reg);
+
+/* Loads one plugin file. On failure returns a negative code and a message
+ * naming the file and the cause in *errptr; nothing of it is registered. */
+int reg_load_file(reg_registry *reg, const char *path, char **errptr);
+
+/* Loads every "*.so" in `dir` (not recursive) in name order. A bad file is
+ * reported through `on_error` (NULL: logged as a warning) and skipped; good
+ * files next to it still load. Returns the number of plugins loaded, or a
+ * negative code with *errptr set when `dir` cannot be read. */
+int reg_load_dir(reg_registry *reg, const char *dir, reg_error_fn on_error,
+                 void *arg, char **errptr);
+
+/* Loads the default directories that exist: <dir of the weir binary>/plugins,
+ * <dir of the binary>/../lib/weir/plugins and ./plugins. Returns the number
+ * of plugins loaded. */
+int reg_load_default(reg_registry *reg, reg_error_fn on_error, void *arg);
+
+/* The operator named `name`, or NULL. */
+const reg_operator *reg_find(const reg_registry *reg, const char *name);
+
+/* All operators, sorted by name. */
+size_t reg_count(const reg_registry *reg);
+const reg_operator *reg_get(const reg_registry *reg, size_t i);
+
+/* The parameter definition `name` of `op`, or NULL. */
+const weir_param_def *reg_param(const reg_operator *op, const char *name);
+
+#endif
