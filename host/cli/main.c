@@ -15,8 +15,8 @@ static void usage(FILE *f)
           "  validate [--dir D] JOB.yaml        check a topology file\n"
           "  run [--dir D] JOB.yaml             run a job\n"
           "\n"
-          "--dir D adds a plugin directory (repeatable); default: the\n"
-          "plugins/ folder next to the weir binary, ../lib/weir/plugins and\n"
+          "--dir D adds a plugin directory (repeatable); default: ../plugins\n"
+          "and ../lib/weir/plugins relative to the weir binary, and\n"
           "./plugins. Exit codes: 0 ok, 1 job failed, 2 bad usage or input.\n",
           f);
 }

@@ -55,11 +55,10 @@ void log_msgv(weir_log_level level, const char *who, const char *fmt,
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof line,
-                     "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                     tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-                     log_level_name(level));
+    int n = snprintf(
+        line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ",
+        tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+        tm.tm_sec, ts.tv_nsec / 1000000, log_level_name(level));
     if (who && n >= 0 && (size_t)n < sizeof line)
         n += snprintf(line + n, sizeof line - (size_t)n, "[%s] ", who);
     if (n >= 0 && (size_t)n < sizeof line)

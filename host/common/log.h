@@ -14,8 +14,8 @@
 void log_set_level(weir_log_level level);
 weir_log_level log_get_level(void);
 /* `who` names the subsystem or subtask ("runtime", "count#1"); may be NULL. */
-WEIR_PRINTF(3, 4) void log_msg(weir_log_level level, const char *who,
-                               const char *fmt, ...);
+WEIR_PRINTF(3, 4)
+void log_msg(weir_log_level level, const char *who, const char *fmt, ...);
 void log_msgv(weir_log_level level, const char *who, const char *fmt,
               va_list ap);
 

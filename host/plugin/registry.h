@@ -20,13 +20,16 @@
 
 typedef struct reg_plugin reg_plugin;
 
-/* One operator of a loaded plugin, with normalised descriptors. */
+/* One operator of a loaded plugin, with normalised descriptors. The arrays
+ * are host-owned and NULL-terminated, and op.params, op.input_ports and
+ * op.output_ports point at them; the strings stay in the plugin's memory,
+ * which is never unloaded. */
 typedef struct reg_operator {
-    weir_operator op;               /* normalised copy */
-    const weir_param_def **params;  /* normalised copies, n_params of them */
+    weir_operator op;              /* normalised copy */
+    const weir_param_def **params; /* normalised copies, n_params of them */
     size_t n_params;
-    const char **inputs;  /* input port names ("in" by default); none for
-                             sources */
+    const char **inputs; /* input port names ("in" by default); none for
+                            sources */
     size_t n_inputs;
     const char **outputs; /* output port names ("out" by default) */
     size_t n_outputs;
@@ -34,9 +37,9 @@ typedef struct reg_operator {
 } reg_operator;
 
 struct reg_plugin {
-    char *path;        /* the .so as found */
-    weir_plugin desc;  /* normalised copy; desc.operators is not used */
-    void *handle;      /* dlopen handle, never closed */
+    char *path;       /* the .so as found */
+    weir_plugin desc; /* normalised copy; desc.operators is not used */
+    void *handle;     /* dlopen handle, never closed */
 };
 
 typedef struct reg_registry reg_registry;
@@ -50,8 +53,16 @@ typedef void (*reg_error_fn)(void *arg, const char *msg);
 reg_registry *reg_new(const weir_host_api *host);
 void reg_free(reg_registry *reg);
 
-/* Loads one plugin file. On failure returns a negative code and a message
- * naming the file and the cause in *errptr; nothing of it is registered. */
+/* Loads one plugin file. The file is refused as a whole when it cannot be
+ * dlopen()ed (not ELF, unresolved symbol), lacks weir_plugin_entry, the
+ * entry returns NULL, the ABI major differs, a struct's `size` is below the
+ * v1.0 size, there are no operators, an operator has no name or lacks a
+ * required callback, a name clashes with this or an already registered
+ * plugin, a port list repeats or has an empty name, or a parameter has no
+ * (or a non-[a-z0-9_]+) name, an unknown type, a duplicate name, or is an
+ * ENUM without choices. Default values are checked later, by the topology.
+ * On failure returns a negative code and a one-line message "FILE: cause"
+ * in *errptr; nothing of the file is registered and it is dlclose()d. */
 int reg_load_file(reg_registry *reg, const char *path, char **errptr);
 
 /* Loads every "*.so" in `dir` (not recursive) in name order. A bad file is
@@ -61,9 +72,12 @@ int reg_load_file(reg_registry *reg, const char *path, char **errptr);
 int reg_load_dir(reg_registry *reg, const char *dir, reg_error_fn on_error,
                  void *arg, char **errptr);
 
-/* Loads the default directories that exist: <dir of the weir binary>/plugins,
- * <dir of the binary>/../lib/weir/plugins and ./plugins. Returns the number
- * of plugins loaded. */
+/* Loads the default directories that exist, in this order: <dir of the
+ * running binary>/../plugins (the build tree and an install put bin/weir
+ * next to plugins/), <dir of the binary>/../lib/weir/plugins and ./plugins.
+ * A directory reached twice (by another spelling) is loaded once; a missing
+ * one is skipped silently. Bad files are reported like reg_load_dir() does.
+ * Returns the number of plugins loaded. */
 int reg_load_default(reg_registry *reg, reg_error_fn on_error, void *arg);
 
 /* The operator named `name`, or NULL. */
@@ -75,5 +89,10 @@ const reg_operator *reg_get(const reg_registry *reg, size_t i);
 
 /* The parameter definition `name` of `op`, or NULL. */
 const weir_param_def *reg_param(const reg_operator *op, const char *name);
+
+/* The registered operator whose name is closest to `name` (edit distance at
+ * most max(2, strlen(name) / 3)), for "did you mean" hints; NULL when none is
+ * close. */
+const reg_operator *reg_suggest(const reg_registry *reg, const char *name);
 
 #endif

@@ -1,9 +1,271 @@
 #include "runtime/api.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "runtime/task.h"
+
+/* The task behind a ctx: the ctx is the task's first member. */
+static task *api_task(weir_ctx *ctx)
+{
+    return (task *)ctx;
+}
+
+static void api_log(weir_ctx *ctx, weir_log_level level, const char *fmt,
+                    va_list ap)
+{
+    log_msgv(level, api_task(ctx)->who, fmt, ap);
+}
+
+static int api_set_error(weir_ctx *ctx, const char *fmt, va_list ap)
+{
+    task *t = api_task(ctx);
+    char *msg = NULL;
+    if (vasprintf(&msg, fmt, ap) < 0)
+        return WEIR_EFAIL;
+    free(t->error);
+    t->error = msg;
+    return WEIR_EFAIL;
+}
+
+static const char *api_operator_id(weir_ctx *ctx)
+{
+    return api_task(ctx)->op->id;
+}
+
+static uint32_t api_subtask_index(weir_ctx *ctx)
+{
+    return api_task(ctx)->ps->index;
+}
+
+static uint32_t api_parallelism(weir_ctx *ctx)
+{
+    return api_task(ctx)->ps->parallelism;
+}
+
+/* The validated value of parameter `name`, checking its declared type. */
+static int api_param(weir_ctx *ctx, const char *name, int want,
+                     const topo_value **out)
+{
+    const topo_value *v = topo_param(&api_task(ctx)->op->config, name);
+    if (!v || !v->is_set)
+        return WEIR_ENOTFOUND;
+    if (want && (int)v->def->type != want)
+        return WEIR_EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int api_param_bool(weir_ctx *ctx, const char *name, int *out)
+{
+    const topo_value *v;
+    int rc = api_param(ctx, name, WEIR_PARAM_BOOL, &v);
+    if (rc == 0)
+        *out = v->b;
+    return rc;
+}
+
+static int api_param_int(weir_ctx *ctx, const char *name, int64_t *out)
+{
+    const topo_value *v;
+    int rc = api_param(ctx, name, 0, &v);
+    if (rc < 0)
+        return rc;
+    switch (v->def->type) {
+    case WEIR_PARAM_INT:
+    case WEIR_PARAM_DURATION:
+    case WEIR_PARAM_SIZE: *out = v->i; return 0;
+    default: return WEIR_EINVAL;
+    }
+}
+
+static int api_param_double(weir_ctx *ctx, const char *name, double *out)
+{
+    const topo_value *v;
+    int rc = api_param(ctx, name, 0, &v);
+    if (rc < 0)
+        return rc;
+    switch (v->def->type) {
+    case WEIR_PARAM_DOUBLE:
+    case WEIR_PARAM_INT:
+    case WEIR_PARAM_DURATION:
+    case WEIR_PARAM_SIZE: *out = v->d; return 0;
+    default: return WEIR_EINVAL;
+    }
+}
+
+static int api_param_string(weir_ctx *ctx, const char *name, const char **ptr,
+                            size_t *len)
+{
+    const topo_value *v;
+    int rc = api_param(ctx, name, 0, &v);
+    if (rc < 0)
+        return rc;
+    if (v->def->type != WEIR_PARAM_STRING && v->def->type != WEIR_PARAM_ENUM)
+        return WEIR_EINVAL;
+    *ptr = v->str;
+    *len = v->str_len;
+    return 0;
+}
+
+static int api_param_msgpack(weir_ctx *ctx, const char *name, const void **ptr,
+                             size_t *len)
+{
+    const topo_value *v;
+    int rc = api_param(ctx, name, 0, &v);
+    if (rc < 0)
+        return rc;
+    *ptr = v->mp;
+    *len = v->mp_len;
+    return 0;
+}
+
+static int api_emit(weir_ctx *ctx, uint32_t port, const void *key,
+                    size_t key_len, int64_t ts, const void *value,
+                    size_t value_len)
+{
+    return task_emit(api_task(ctx), port, key, key_len, ts, value, value_len);
+}
+
+static int api_output_port(weir_ctx *ctx, const char *name)
+{
+    const reg_operator *r = api_task(ctx)->reg;
+    for (size_t i = 0; i < r->n_outputs; i++)
+        if (!strcmp(r->outputs[i], name))
+            return (int)i;
+    return WEIR_ENOTFOUND;
+}
+
+static int64_t api_now(weir_ctx *ctx)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t api_watermark(weir_ctx *ctx)
+{
+    return WEIR_WATERMARK_MIN;
+}
+
+static int api_current_key(weir_ctx *ctx, const void **key, size_t *len)
+{
+    task *t = api_task(ctx);
+    if (!t->has_key)
+        return WEIR_ESTATE;
+    *key = t->cur_key;
+    *len = t->cur_key_len;
+    return 0;
+}
+
+/* Services whose host side arrives with later subsystems. */
+static int api_state_declare(weir_ctx *ctx, const weir_state_desc *d,
+                             weir_state **out)
+{
+    return WEIR_ENOTSUP;
+}
+static int api_value_get(weir_ctx *c, weir_state *s, const void **v, size_t *n)
+{
+    return WEIR_ENOTSUP;
+}
+static int api_value_put(weir_ctx *c, weir_state *s, const void *v, size_t n)
+{
+    return WEIR_ENOTSUP;
+}
+static int api_value_delete(weir_ctx *c, weir_state *s)
+{
+    return WEIR_ENOTSUP;
+}
+static int api_map_get(weir_ctx *c, weir_state *s, const void *k, size_t kn,
+                       const void **v, size_t *n)
+{
+    return WEIR_ENOTSUP;
+}
+static int api_map_put(weir_ctx *c, weir_state *s, const void *k, size_t kn,
+                       const void *v, size_t n)
+{
+    return WEIR_ENOTSUP;
+}
+static int api_map_delete(weir_ctx *c, weir_state *s, const void *k, size_t kn)
+{
+    return WEIR_ENOTSUP;
+}
+static int api_map_iter(weir_ctx *c, weir_state *s, weir_map_iter_fn fn,
+                        void *arg)
+{
+    return WEIR_ENOTSUP;
+}
+static int api_state_clear(weir_ctx *c, weir_state *s)
+{
+    return WEIR_ENOTSUP;
+}
+static int api_list_add(weir_ctx *c, weir_state *s, const void *v, size_t n)
+{
+    return WEIR_ENOTSUP;
+}
+static int api_timer(weir_ctx *c, weir_time_domain d, int64_t ts)
+{
+    return WEIR_ENOTSUP;
+}
+static int api_snapshot_write(weir_ctx *c, const void *data, size_t len)
+{
+    return WEIR_ENOTSUP;
+}
+static int api_metric_register(weir_ctx *c, weir_metric_kind kind,
+                               const char *name, const char *help,
+                               const char *label_name, const char *label_value,
+                               weir_metric **out)
+{
+    return WEIR_ENOTSUP;
+}
+static void api_counter_add(weir_metric *m, uint64_t delta)
+{
+}
+static void api_gauge_set(weir_metric *m, double value)
+{
+}
+
 static const weir_host_api api_host = {
     .size = sizeof(weir_host_api),
     .abi_major = WEIR_ABI_MAJOR,
     .abi_minor = WEIR_ABI_MINOR,
+    .log = api_log,
+    .set_error = api_set_error,
+    .operator_id = api_operator_id,
+    .subtask_index = api_subtask_index,
+    .parallelism = api_parallelism,
+    .param_bool = api_param_bool,
+    .param_int = api_param_int,
+    .param_double = api_param_double,
+    .param_string = api_param_string,
+    .param_msgpack = api_param_msgpack,
+    .emit = api_emit,
+    .output_port = api_output_port,
+    .now = api_now,
+    .watermark = api_watermark,
+    .current_key = api_current_key,
+    .state_declare = api_state_declare,
+    .value_get = api_value_get,
+    .value_put = api_value_put,
+    .value_delete = api_value_delete,
+    .map_get = api_map_get,
+    .map_put = api_map_put,
+    .map_delete = api_map_delete,
+    .map_iter = api_map_iter,
+    .map_clear = api_state_clear,
+    .list_add = api_list_add,
+    .list_iter = api_map_iter,
+    .list_clear = api_state_clear,
+    .timer_register = api_timer,
+    .timer_delete = api_timer,
+    .snapshot_write = api_snapshot_write,
+    .metric_register = api_metric_register,
+    .counter_add = api_counter_add,
+    .gauge_set = api_gauge_set,
+    .histogram_observe = api_gauge_set,
 };
 
 const weir_host_api *api_table(void)

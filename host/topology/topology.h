@@ -25,7 +25,7 @@
 #include "weir/weir.h"
 
 /* Limits that keep a hostile file from exhausting the host. */
-#define TOPO_MAX_FILE_BYTES (16u * 1024 * 1024)
+#define TOPO_MAX_FILE_BYTES (1024u * 1024)
 #define TOPO_MAX_NODES 1000000u
 #define TOPO_MAX_DEPTH 64u
 

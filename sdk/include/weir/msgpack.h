@@ -166,8 +166,7 @@ static inline void weir_mp_writer_destroy(weir_mp_writer *w)
 {
     msgpack_sbuffer_destroy(&w->buf);
 }
-static inline int weir_mp_pack_strn(msgpack_packer *pk, const void *s,
-                                    size_t n)
+static inline int weir_mp_pack_strn(msgpack_packer *pk, const void *s, size_t n)
 {
     if (msgpack_pack_str(pk, n) != 0 || msgpack_pack_str_body(pk, s, n) != 0)
         return WEIR_ENOMEM;

@@ -57,7 +57,7 @@ extern "C" {
 
 /* Marks the one symbol a plugin exports; build with -fvisibility=hidden. */
 #if defined(__GNUC__) || defined(__clang__)
-#define WEIR_EXPORT __attribute__((visibility("default")))
+#define WEIR_EXPORT            __attribute__((visibility("default")))
 #define WEIR_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
 #else
 #define WEIR_EXPORT
@@ -66,17 +66,17 @@ extern "C" {
 
 /* Status codes. New codes may be appended in a minor version; treat an
  * unknown negative code like WEIR_EFAIL. */
-#define WEIR_OK 0
-#define WEIR_EFAIL (-1)     /* generic failure; the message says why */
-#define WEIR_EINVAL (-2)    /* bad argument or bad input data */
-#define WEIR_ENOMEM (-3)    /* allocation failed */
-#define WEIR_ENOTSUP (-4)   /* the host does not implement this service */
-#define WEIR_ENOTFOUND (-5) /* no such key, parameter, state or port */
-#define WEIR_ERETRY (-6)    /* transient: the same call may succeed later */
-#define WEIR_EIO (-7)       /* I/O error (state backend, files) */
-#define WEIR_ESTATE (-8)    /* called in the wrong state or callback */
-#define WEIR_EOF (-9)       /* a source has nothing more, ever */
-#define WEIR_EAGAIN (-10)   /* a source has nothing right now */
+#define WEIR_OK        0
+#define WEIR_EFAIL     (-1)  /* generic failure; the message says why */
+#define WEIR_EINVAL    (-2)  /* bad argument or bad input data */
+#define WEIR_ENOMEM    (-3)  /* allocation failed */
+#define WEIR_ENOTSUP   (-4)  /* the host does not implement this service */
+#define WEIR_ENOTFOUND (-5)  /* no such key, parameter, state or port */
+#define WEIR_ERETRY    (-6)  /* transient: the same call may succeed later */
+#define WEIR_EIO       (-7)  /* I/O error (state backend, files) */
+#define WEIR_ESTATE    (-8)  /* called in the wrong state or callback */
+#define WEIR_EOF       (-9)  /* a source has nothing more, ever */
+#define WEIR_EAGAIN    (-10) /* a source has nothing right now */
 
 /* Returns a static English description of a WEIR_E* code. */
 static inline const char *weir_strerror(int code)
@@ -98,7 +98,7 @@ static inline const char *weir_strerror(int code)
 }
 
 /* Event time of a record that has none. */
-#define WEIR_TS_NONE INT64_MIN
+#define WEIR_TS_NONE       INT64_MIN
 /* The watermark before any watermark arrived, and after the end of input. */
 #define WEIR_WATERMARK_MIN INT64_MIN
 #define WEIR_WATERMARK_MAX INT64_MAX
@@ -165,8 +165,8 @@ typedef enum weir_param_type {
 } weir_param_type;
 
 #define WEIR_PARAM_REQUIRED 0x1u /* the topology must set it */
-#define WEIR_PARAM_HAS_MIN 0x2u  /* `min` is enforced (numeric types) */
-#define WEIR_PARAM_HAS_MAX 0x4u  /* `max` is enforced (numeric types) */
+#define WEIR_PARAM_HAS_MIN  0x2u /* `min` is enforced (numeric types) */
+#define WEIR_PARAM_HAS_MAX  0x4u /* `max` is enforced (numeric types) */
 
 /*
  * One entry of an operator's parameter table. For DURATION, min and max are
@@ -176,12 +176,12 @@ typedef enum weir_param_type {
  */
 typedef struct weir_param_def {
     uint32_t size;
-    uint32_t flags;            /* WEIR_PARAM_* flags */
-    const char *name;          /* [a-z0-9_]+ */
-    weir_param_type type;      /* */
-    const char *default_value; /* or NULL */
-    double min;                /* with WEIR_PARAM_HAS_MIN */
-    double max;                /* with WEIR_PARAM_HAS_MAX */
+    uint32_t flags;             /* WEIR_PARAM_* flags */
+    const char *name;           /* [a-z0-9_]+ */
+    weir_param_type type;       /* */
+    const char *default_value;  /* or NULL */
+    double min;                 /* with WEIR_PARAM_HAS_MIN */
+    double max;                 /* with WEIR_PARAM_HAS_MAX */
     const char *const *choices; /* ENUM: NULL-terminated list */
     const char *description;    /* one line, shown by `weir plugins` */
 } weir_param_def;
@@ -249,7 +249,7 @@ typedef enum weir_metric_kind {
 
 /* Operator flags. */
 #define WEIR_OP_SOURCE 0x1u /* no inputs; the host calls poll() */
-#define WEIR_OP_KEYED 0x2u  /* uses keyed state or timers: needs key input */
+#define WEIR_OP_KEYED  0x2u /* uses keyed state or timers: needs key input */
 
 /*
  * An operator: its metadata, parameters and callbacks. `self` is the instance
@@ -266,9 +266,10 @@ typedef struct weir_operator {
     const char *name;
     const char *version;
     const char *description;
-    /* Port names, NULL-terminated. A NULL list means one port named "in"
-     * (input, ignored for sources) or "out" (output). Ports are addressed by
-     * their index in this list. */
+    /* Port names, NULL-terminated. A NULL pointer means one port named
+     * "in" (input; sources have none) or "out" (output); a list holding only
+     * the terminating NULL declares no ports (a sink has no outputs). Ports
+     * are addressed by their index in the list. */
     const char *const *input_ports;
     const char *const *output_ports;
     /* Parameter table, NULL-terminated array of pointers, or NULL. */
@@ -296,8 +297,8 @@ typedef struct weir_operator {
 
     /* Optional. A timer registered with weir_timer_register() is due. The
      * timer's key is the current key during the call; `key` repeats it. */
-    int (*on_timer)(weir_ctx *ctx, void *self, const void *key,
-                    size_t key_len, weir_time_domain domain, int64_t ts);
+    int (*on_timer)(weir_ctx *ctx, void *self, const void *key, size_t key_len,
+                    weir_time_domain domain, int64_t ts);
 
     /* Optional. The subtask's watermark advanced to `watermark`, after every
      * event-time timer at or before it fired. */
@@ -605,8 +606,8 @@ static inline int weir_map_put(weir_ctx *ctx, weir_state *st, const void *uk,
 {
     return WEIR_API_CALL(ctx, map_put, st, uk, uk_len, value, len);
 }
-static inline int weir_map_delete(weir_ctx *ctx, weir_state *st,
-                                  const void *uk, size_t uk_len)
+static inline int weir_map_delete(weir_ctx *ctx, weir_state *st, const void *uk,
+                                  size_t uk_len)
 {
     return WEIR_API_CALL(ctx, map_delete, st, uk, uk_len);
 }

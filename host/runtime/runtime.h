@@ -1,0 +1,59 @@
+/*
+ * runtime.h - executing a validated job in this process.
+ *
+ * rt_start() builds the plan, binds and connects one ZeroMQ PUSH/PULL pair
+ * per channel (inproc), and starts one thread per subtask. Each thread opens
+ * its plugin instance, runs it (sources: poll(); others: process() per record
+ * from its inputs) until every input reached end of stream, calls finish(),
+ * forwards end of stream, and closes the instance. The first failure of any
+ * subtask cancels the job: every thread stops, closes its instance, and
+ * rt_wait() returns the failure with a message naming operator, subtask and
+ * the plugin's own message.
+ *
+ * Thread: rt_start/rt_wait/rt_destroy on one (main) thread; rt_request_stop
+ * and rt_done from any thread (they only touch atomics).
+ */
+#ifndef WEIR_HOST_RUNTIME_H
+#define WEIR_HOST_RUNTIME_H
+
+#include <stdint.h>
+
+#include "topology/topology.h"
+
+typedef struct rt_job rt_job;
+
+/* Totals of one subtask, for reports and tests. */
+typedef struct rt_task_stats {
+    const char *op_id;
+    uint32_t index;
+    uint64_t records_in;
+    uint64_t records_out;
+    uint64_t batches_out;
+    uint64_t blocked_ns; /* time spent waiting on full output channels */
+} rt_task_stats;
+
+/* Starts `job` (which must outlive the rt_job). Returns 0, or a negative
+ * code with *errptr set; nothing is left running on failure. */
+int rt_start(const topo_job *job, rt_job **out, char **errptr);
+
+/* Asks the job to stop gracefully: sources stop as if their input ended,
+ * and the rest drains and finishes. A second call cancels at once. */
+void rt_request_stop(rt_job *rt);
+
+/* Whether every subtask thread has ended. */
+int rt_done(const rt_job *rt);
+
+/* Joins every thread and tears down sockets and the ZeroMQ context.
+ * Returns 0 when the job finished (or was stopped) cleanly, or the failing
+ * subtask's code with its message in *errptr. */
+int rt_wait(rt_job *rt, char **errptr);
+
+/* Per-subtask totals; callable while the job runs (values are then a
+ * moment's reading) and after rt_wait() until rt_destroy(). Subtasks are
+ * numbered as in the plan: operators in topological order, then index. */
+uint32_t rt_task_count(const rt_job *rt);
+rt_task_stats rt_task_stats_get(const rt_job *rt, uint32_t i);
+
+void rt_destroy(rt_job *rt);
+
+#endif

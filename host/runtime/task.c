@@ -1,0 +1,358 @@
+#include "runtime/task.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "common/log.h"
+
+/* Longest wait in a poll, so that cancellation is seen promptly. */
+#define TASK_POLL_MS   50
+/* Messages drained from one input before looking at the others. */
+#define TASK_DRAIN_MAX 16
+
+int64_t task_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int task_cancelled(const task *t)
+{
+    return atomic_load_explicit(&t->rt->cancelled, memory_order_relaxed);
+}
+
+/* Fails the task (and so the job) with a message naming the operator, the
+ * subtask, the callback and the plugin's own message. */
+static int task_fail(task *t, const char *what, int code)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "operator '%s' (%s) subtask %u/%u: %s: %s",
+             t->op->id, t->op->type, t->ps->index + 1, t->ps->parallelism, what,
+             t->error ? t->error : weir_strerror(code));
+    t->exit_code = code;
+    rt_fail(t->rt, code, msg);
+    return code;
+}
+
+/* Sends one message, waiting while the channel is full (back pressure) and
+ * counting the wait. Returns 0, or WEIR_ESTATE when the job was cancelled
+ * while waiting, or WEIR_EIO. */
+static int task_send(task *t, void *sock, const void *data, size_t len)
+{
+    if (zmq_send(sock, data, len, ZMQ_DONTWAIT) >= 0)
+        return 0;
+    if (errno != EAGAIN)
+        goto fail;
+    int64_t t0 = task_mono_ns();
+    for (;;) {
+        if (task_cancelled(t))
+            return WEIR_ESTATE;
+        zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLOUT};
+        if (zmq_poll(&it, 1, TASK_POLL_MS) < 0 && errno != EINTR)
+            goto fail;
+        if (zmq_send(sock, data, len, ZMQ_DONTWAIT) >= 0)
+            break;
+        if (errno != EAGAIN)
+            goto fail;
+    }
+    TASK_COUNT(t->blocked_ns, (uint64_t)(task_mono_ns() - t0));
+    return 0;
+fail:
+    free(t->error);
+    t->error = strdup(zmq_strerror(errno));
+    return WEIR_EIO;
+}
+
+static int task_flush_out(task *t, task_out *o)
+{
+    if (o->batch.n == 0)
+        return 0;
+    wire_batch_seal(&o->batch);
+    int rc = task_send(t, o->sock, o->batch.buf.data, o->batch.buf.size);
+    wire_batch_reset(&o->batch);
+    TASK_COUNT(t->batches_out, 1);
+    return rc;
+}
+
+/* Flushes every batch older than the buffer timeout (all with force). */
+static int task_flush_due(task *t, int force)
+{
+    if (t->n_outs == 0)
+        return 0;
+    int64_t now = force ? 0 : task_mono_ns();
+    for (uint32_t i = 0; i < t->n_outs; i++) {
+        task_out *o = &t->outs[i];
+        if (o->batch.n &&
+            (force || now - o->batch.opened_ns >= t->rt->buffer_timeout_ns)) {
+            int rc = task_flush_out(t, o);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* Milliseconds until the oldest open batch is due, capped at max_ms. */
+static int task_next_deadline_ms(const task *t, int max_ms)
+{
+    int64_t oldest = INT64_MAX;
+    for (uint32_t i = 0; i < t->n_outs; i++)
+        if (t->outs[i].batch.n && t->outs[i].batch.opened_ns < oldest)
+            oldest = t->outs[i].batch.opened_ns;
+    if (oldest == INT64_MAX)
+        return max_ms;
+    int64_t left = oldest + t->rt->buffer_timeout_ns - task_mono_ns();
+    if (left <= 0)
+        return 0;
+    int64_t ms = (left + 999999) / 1000000;
+    return ms < max_ms ? (int)ms : max_ms;
+}
+
+static int task_add(task *t, task_out *o, const void *key, size_t key_len,
+                    int64_t ts, const void *value, size_t value_len)
+{
+    int64_t now = o->batch.n ? 0 : task_mono_ns();
+    if (wire_batch_add(&o->batch, key, key_len, ts, value, value_len, now) < 0)
+        return WEIR_ENOMEM;
+    if (o->batch.n >= t->rt->batch_size ||
+        o->batch.buf.size >= t->rt->batch_bytes)
+        return task_flush_out(t, o);
+    return 0;
+}
+
+int task_emit(task *t, uint32_t port, const void *key, size_t key_len,
+              int64_t ts, const void *value, size_t value_len)
+{
+    if (t->phase != TASK_PHASE_RUN)
+        return WEIR_ESTATE;
+    if (port >= t->n_ports)
+        return WEIR_ENOTFOUND;
+    task_port *p = &t->ports[port];
+    int rc = 0;
+    for (uint32_t r = 0; r < p->n_routes && rc == 0; r++) {
+        task_route *rt = &p->routes[r];
+        switch (rt->partition) {
+        case TOPO_FORWARD:
+            rc = task_add(t, rt->outs[0], key, key_len, ts, value, value_len);
+            break;
+        case TOPO_REBALANCE:
+            rc = task_add(t, rt->outs[rt->rr++ % rt->n], key, key_len, ts,
+                          value, value_len);
+            break;
+        case TOPO_KEY: {
+            uint32_t kg =
+                plan_key_group(key, key_len, t->rt->plan->max_parallelism);
+            uint32_t i =
+                plan_kg_to_index(kg, rt->n, t->rt->plan->max_parallelism);
+            rc = task_add(t, rt->outs[i], key, key_len, ts, value, value_len);
+            break;
+        }
+        case TOPO_BROADCAST:
+            for (uint32_t i = 0; i < rt->n && rc == 0; i++)
+                rc = task_add(t, rt->outs[i], key, key_len, ts, value,
+                              value_len);
+            break;
+        }
+    }
+    if (rc == 0)
+        TASK_COUNT(t->records_out, 1);
+    return rc;
+}
+
+/* Sends end of stream on every output channel, after flushing. */
+static int task_send_eos(task *t)
+{
+    int rc = task_flush_due(t, 1);
+    uint8_t msg[WIRE_HEADER_SIZE + 16];
+    size_t n = wire_encode_control(msg, sizeof msg, WIRE_EOS, 0, 0);
+    for (uint32_t i = 0; i < t->n_outs && rc == 0; i++)
+        rc = task_send(t, t->outs[i].sock, msg, n);
+    return rc;
+}
+
+static int task_process_data(task *t, uint32_t input)
+{
+    const weir_operator *op = &t->reg->op;
+    weir_record rec;
+    int more;
+    while ((more = wire_next(&t->reader, &rec)) > 0) {
+        t->cur_key = rec.key;
+        t->cur_key_len = rec.key_len;
+        t->has_key = 1;
+        TASK_COUNT(t->records_in, 1);
+        int rc = op->process(&t->ctx, t->self, &rec, t->in_port[input]);
+        t->has_key = 0;
+        if (rc < 0)
+            return task_fail(t, "process", rc);
+    }
+    if (more < 0) {
+        free(t->error);
+        t->error = strdup("malformed record in a data message");
+        return task_fail(t, "reading input", WEIR_EINVAL);
+    }
+    return 0;
+}
+
+/* Handles one message from input `input`. */
+static int task_handle(task *t, uint32_t input, zmq_msg_t *m)
+{
+    wire_msg msg;
+    char *err = NULL;
+    if (wire_parse(&t->reader, zmq_msg_data(m), zmq_msg_size(m), &msg, &err) <
+        0) {
+        free(t->error);
+        t->error = err;
+        return task_fail(t, "reading input", WEIR_EINVAL);
+    }
+    switch (msg.type) {
+    case WIRE_DATA: return task_process_data(t, input);
+    case WIRE_EOS:
+        if (!t->in_ended[input]) {
+            t->in_ended[input] = 1;
+            t->n_ended++;
+        }
+        return 0;
+    case WIRE_BARRIER:
+    case WIRE_WATERMARK:
+        /* Reserved: handled by the checkpoint and event-time subsystems. */
+        return 0;
+    }
+    return 0;
+}
+
+/* Reads up to TASK_DRAIN_MAX messages from input `i` without blocking. */
+static int task_drain(task *t, uint32_t i)
+{
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    int rc = 0;
+    for (int k = 0; k < TASK_DRAIN_MAX && !t->in_ended[i]; k++) {
+        if (zmq_msg_recv(&m, t->in_socks[i], ZMQ_DONTWAIT) < 0) {
+            if (errno != EAGAIN && errno != EINTR) {
+                free(t->error);
+                t->error = strdup(zmq_strerror(errno));
+                rc = task_fail(t, "receiving", WEIR_EIO);
+            }
+            break;
+        }
+        if ((rc = task_handle(t, i, &m)) < 0)
+            break;
+    }
+    zmq_msg_close(&m);
+    return rc;
+}
+
+static int task_run_inputs(task *t)
+{
+    zmq_pollitem_t *items = calloc(t->n_in, sizeof *items);
+    uint32_t *which = calloc(t->n_in, sizeof *which);
+    int rc = items && which ? 0 : WEIR_ENOMEM;
+    while (rc == 0 && t->n_ended < t->n_in && !task_cancelled(t)) {
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < t->n_in; i++)
+            if (!t->in_ended[i]) {
+                items[n] = (zmq_pollitem_t){.socket = t->in_socks[i],
+                                            .events = ZMQ_POLLIN};
+                which[n++] = i;
+            }
+        int r = zmq_poll(items, (int)n, task_next_deadline_ms(t, TASK_POLL_MS));
+        if (r < 0 && errno != EINTR) {
+            rc = WEIR_EIO;
+            break;
+        }
+        for (uint32_t k = 0; r > 0 && k < n && rc == 0; k++)
+            if (items[k].revents & ZMQ_POLLIN)
+                rc = task_drain(t, which[k]);
+        if (rc == 0 && (rc = task_flush_due(t, 0)) < 0)
+            rc = task_fail(t, "sending", rc);
+    }
+    free(items);
+    free(which);
+    return rc;
+}
+
+static int task_run_source(task *t)
+{
+    const weir_operator *op = &t->reg->op;
+    while (!task_cancelled(t) &&
+           !atomic_load_explicit(&t->rt->stopping, memory_order_relaxed)) {
+        int rc = op->poll(&t->ctx, t->self);
+        if (rc == WEIR_EOF)
+            break;
+        if (rc == WEIR_EAGAIN) {
+            int ms = task_next_deadline_ms(t, 1);
+            struct timespec ts = {0, (ms ? ms : 1) * 1000000L / 4};
+            nanosleep(&ts, NULL);
+        } else if (rc < 0) {
+            return task_fail(t, "poll", rc);
+        }
+        if ((rc = task_flush_due(t, 0)) < 0)
+            return rc == WEIR_ESTATE ? rc : task_fail(t, "sending", rc);
+    }
+    return 0;
+}
+
+static int task_open(task *t)
+{
+    t->phase = TASK_PHASE_OPEN;
+    int rc = t->reg->op.open(&t->ctx, &t->self);
+    t->phase = TASK_PHASE_NONE;
+    if (rc < 0)
+        return task_fail(t, "open", rc);
+    t->opened = 1;
+    return 0;
+}
+
+static int task_finish(task *t)
+{
+    if (t->reg->op.finish) {
+        int rc = t->reg->op.finish(&t->ctx, t->self);
+        if (rc < 0)
+            return task_fail(t, "finish", rc);
+    }
+    int rc = task_send_eos(t);
+    if (rc < 0 && rc != WEIR_ESTATE)
+        return task_fail(t, "sending end of stream", rc);
+    return rc;
+}
+
+static void task_close(task *t)
+{
+    if (!t->opened)
+        return;
+    t->phase = TASK_PHASE_CLOSE;
+    t->reg->op.close(&t->ctx, t->self);
+    t->phase = TASK_PHASE_NONE;
+    t->opened = 0;
+}
+
+void *task_main(void *arg)
+{
+    task *t = arg;
+    int rc = task_open(t);
+    if (rc == 0) {
+        t->phase = TASK_PHASE_RUN;
+        if (t->reg->op.flags & WEIR_OP_SOURCE)
+            rc = task_run_source(t);
+        else
+            rc = task_run_inputs(t);
+        if (rc == 0 && !task_cancelled(t))
+            rc = task_finish(t);
+        t->phase = TASK_PHASE_NONE;
+    }
+    task_close(t);
+    log_msg(WEIR_LOG_DEBUG, t->who,
+            "ended: %llu in, %llu out, %llu batches, %.1f ms back-pressured",
+            (unsigned long long)atomic_load(&t->records_in),
+            (unsigned long long)atomic_load(&t->records_out),
+            (unsigned long long)atomic_load(&t->batches_out),
+            (double)atomic_load(&t->blocked_ns) / 1e6);
+    atomic_store(&t->done, 1);
+    atomic_fetch_sub(&t->rt->n_running, 1);
+    return NULL;
+}

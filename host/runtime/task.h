@@ -1,0 +1,130 @@
+/*
+ * task.h - one subtask: its thread, its plugin instance, its channels.
+ *
+ * Private to runtime/: runtime.c creates tasks and their sockets, task.c
+ * runs a task's loop on its thread, api.c implements weir_host_api on top of
+ * a task (the weir_ctx a plugin receives is the first member of its task).
+ */
+#ifndef WEIR_HOST_TASK_H
+#define WEIR_HOST_TASK_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "runtime/plan.h"
+#include "runtime/wire.h"
+#include "topology/topology.h"
+
+/* The running job (rt_job in runtime.h), shared by its tasks. */
+typedef struct rt_job {
+    const topo_job *job;
+    plan *plan;
+    void *zctx;
+    struct task *tasks;
+    uint32_t n_tasks;
+    /* settings from the topology's runtime section */
+    uint32_t batch_size;
+    size_t batch_bytes;
+    int64_t buffer_timeout_ns;
+    int channel_capacity;
+    /* control */
+    atomic_int stopping;  /* graceful stop requested: sources end */
+    atomic_int cancelled; /* stop now: a task failed or a second stop */
+    atomic_int n_running;
+    pthread_mutex_t lock; /* guards error */
+    char *error;          /* first failure */
+    int error_code;
+} rt_job;
+
+struct task;
+/* Records the first failure of the job and cancels every task. */
+void rt_fail(rt_job *rt, int code, const char *msg);
+
+/* One outgoing channel: its PUSH socket and the batch being filled. */
+typedef struct task_out {
+    void *sock;
+    wire_batch batch;
+    uint32_t channel;
+} task_out;
+
+/* One route of an output port (see plan_route), resolved to task_outs. */
+typedef struct task_route {
+    topo_partition partition;
+    uint32_t n;
+    task_out **outs;
+    uint64_t rr; /* next target for rebalance */
+} task_route;
+
+typedef struct task_port {
+    task_route *routes;
+    uint32_t n_routes;
+} task_port;
+
+/* Which callback the plugin is in: gates services (emit is refused in open
+ * and close; current_key exists only in keyed callbacks). */
+enum task_phase {
+    TASK_PHASE_NONE = 0,
+    TASK_PHASE_OPEN,
+    TASK_PHASE_RUN, /* process, poll, finish, timers, watermark */
+    TASK_PHASE_CLOSE
+};
+
+typedef struct task {
+    weir_ctx ctx; /* first: plugins get &task->ctx */
+    struct rt_job *rt;
+    const plan_subtask *ps;
+    const topo_op *op;
+    const reg_operator *reg;
+    char who[96]; /* "op#index" for logs */
+    void *self;   /* the plugin instance */
+    int opened;
+    enum task_phase phase;
+    pthread_t thread;
+    int thread_started;
+    atomic_int done;
+
+    /* inputs */
+    void **in_socks;
+    uint32_t *in_port; /* consumer input port of each input */
+    uint8_t *in_ended;
+    uint32_t n_in, n_ended;
+    wire_reader reader;
+
+    /* outputs */
+    task_out *outs;
+    uint32_t n_outs;
+    task_port *ports;
+    uint32_t n_ports;
+
+    /* current record (keyed callbacks) */
+    const void *cur_key;
+    size_t cur_key_len;
+    int has_key;
+
+    /* failure */
+    char *error;   /* last weir_set_error message of the plugin */
+    int exit_code; /* 0, or the failing code */
+
+    /* totals: written by the task's thread only, readable from any */
+    _Atomic uint64_t records_in, records_out, batches_out, blocked_ns;
+} task;
+
+/* Adds to a single-writer counter. A relaxed load and store compile to plain
+ * moves, unlike an atomic add, and readers still see whole values. */
+#define TASK_COUNT(c, n)                                                       \
+    atomic_store_explicit(                                                     \
+        &(c), atomic_load_explicit(&(c), memory_order_relaxed) + (n),          \
+        memory_order_relaxed)
+
+/* The thread body: runs the task until it finishes, fails or is cancelled. */
+void *task_main(void *arg);
+
+/* Appends a record to output port `port` (called by weir_emit). */
+int task_emit(task *t, uint32_t port, const void *key, size_t key_len,
+              int64_t ts, const void *value, size_t value_len);
+
+/* Monotonic clock in ns. */
+int64_t task_mono_ns(void);
+
+#endif

@@ -1,0 +1,167 @@
+/*
+ * sections.c - the parameter tables of the host's own topology sections
+ * (runtime, state, checkpoint, restart, metrics). They are ordinary
+ * weir_param_def tables, validated by the code that validates plugin
+ * parameters; every entry has a default. schemas/topology.schema.json
+ * describes the same keys, and a test keeps the two in step.
+ */
+#include <string.h>
+
+#include "topology/topo_internal.h"
+
+#define P(name_, type_, dflt_, flags_, min_, max_, desc_)                      \
+    {                                                                          \
+        .size = sizeof(weir_param_def), .flags = (flags_), .name = (name_),    \
+        .type = (type_), .default_value = (dflt_), .min = (min_),              \
+        .max = (max_), .description = (desc_)                                  \
+    }
+#define MIN    WEIR_PARAM_HAS_MIN
+#define MINMAX (WEIR_PARAM_HAS_MIN | WEIR_PARAM_HAS_MAX)
+
+/* --- runtime --- */
+static const weir_param_def rt_batch_size =
+    P("batch_size", WEIR_PARAM_INT, "256", MINMAX, 1, 65536,
+      "Records per message on a channel: larger batches raise throughput "
+      "and latency.");
+static const weir_param_def rt_buffer_timeout =
+    P("buffer_timeout", WEIR_PARAM_DURATION, "2ms", MINMAX, 0, 60000,
+      "Longest time a partly filled batch waits before it is sent.");
+static const weir_param_def rt_channel_capacity =
+    P("channel_capacity", WEIR_PARAM_INT, "64", MINMAX, 1, 1048576,
+      "Batches buffered per channel before the producer blocks (back "
+      "pressure; the ZeroMQ high-water mark).");
+static const weir_param_def *const topo_runtime_defs[] = {
+    &rt_batch_size, &rt_buffer_timeout, &rt_channel_capacity, NULL};
+
+/* --- state --- */
+static const weir_param_def st_dir =
+    P("dir", WEIR_PARAM_STRING, "./weir-state", 0, 0, 0,
+      "Directory of the RocksDB instances of the stateful subtasks.");
+static const weir_param_def st_block_cache =
+    P("block_cache", WEIR_PARAM_SIZE, "64MiB", MIN, 0, 0,
+      "RocksDB block cache shared by all subtasks of the process.");
+static const weir_param_def st_write_buffer =
+    P("write_buffer", WEIR_PARAM_SIZE, "64MiB", MIN, 1048576, 0,
+      "Memtable memory shared by all subtasks (RocksDB write-buffer "
+      "manager).");
+static const weir_param_def st_cache_entries =
+    P("cache_entries", WEIR_PARAM_INT, "100000", MINMAX, 0, 1e9,
+      "Entries of the write-back cache in front of RocksDB, per subtask; 0 "
+      "disables the cache.");
+static const weir_param_def st_sweep_batch =
+    P("sweep_batch", WEIR_PARAM_INT, "100", MINMAX, 1, 1e6,
+      "Expired entries removed per step of the expiry sweep.");
+static const weir_param_def *const topo_state_defs[] = {
+    &st_dir,           &st_block_cache, &st_write_buffer,
+    &st_cache_entries, &st_sweep_batch, NULL};
+
+/* --- checkpoint --- */
+static const char *const cp_modes[] = {"exactly_once", "at_least_once", NULL};
+static const weir_param_def cp_interval =
+    P("interval", WEIR_PARAM_DURATION, "0s", MIN, 0, 0,
+      "Time between the starts of two checkpoints; 0s disables "
+      "checkpoints.");
+static const weir_param_def cp_dir =
+    P("dir", WEIR_PARAM_STRING, "./weir-checkpoints", 0, 0, 0,
+      "Directory that holds the checkpoints and their manifests.");
+static const weir_param_def cp_mode = {
+    .size = sizeof(weir_param_def),
+    .name = "mode",
+    .type = WEIR_PARAM_ENUM,
+    .default_value = "exactly_once",
+    .choices = cp_modes,
+    .description = "exactly_once aligns barriers; at_least_once does not "
+                   "wait for alignment."};
+static const weir_param_def cp_min_pause =
+    P("min_pause", WEIR_PARAM_DURATION, "0s", MIN, 0, 0,
+      "Least time between the end of one checkpoint and the start of the "
+      "next.");
+static const weir_param_def cp_timeout =
+    P("timeout", WEIR_PARAM_DURATION, "10m", MIN, 1, 0,
+      "A checkpoint not complete after this long is declared failed.");
+static const weir_param_def cp_retain =
+    P("retain", WEIR_PARAM_INT, "3", MINMAX, 1, 1000,
+      "Completed checkpoints kept on disk.");
+static const weir_param_def cp_allow_fresh_start =
+    P("allow_fresh_start", WEIR_PARAM_BOOL, "false", 0, 0, 0,
+      "Start with empty state when dir holds no valid checkpoint; without "
+      "it such a start is refused once the job has had checkpoints.");
+static const weir_param_def *const topo_checkpoint_defs[] = {
+    &cp_interval,          &cp_dir,     &cp_mode,
+    &cp_min_pause,         &cp_timeout, &cp_retain,
+    &cp_allow_fresh_start, NULL};
+
+/* --- restart --- */
+static const char *const rs_strategies[] = {
+    "none", "fixed_delay", "exponential_delay", "failure_rate", NULL};
+static const weir_param_def rs_strategy = {
+    .size = sizeof(weir_param_def),
+    .name = "strategy",
+    .type = WEIR_PARAM_ENUM,
+    .default_value = "none",
+    .choices = rs_strategies,
+    .description = "What happens when a worker fails: none (the job "
+                   "fails), fixed_delay, exponential_delay or "
+                   "failure_rate."};
+static const weir_param_def rs_attempts =
+    P("attempts", WEIR_PARAM_INT, "3", MINMAX, 0, 1e9,
+      "fixed_delay: restarts allowed before the job fails.");
+static const weir_param_def rs_delay =
+    P("delay", WEIR_PARAM_DURATION, "1s", MIN, 0, 0,
+      "fixed_delay and failure_rate: wait before each restart.");
+static const weir_param_def rs_initial_delay =
+    P("initial_delay", WEIR_PARAM_DURATION, "100ms", MIN, 0, 0,
+      "exponential_delay: wait before the first restart.");
+static const weir_param_def rs_max_delay =
+    P("max_delay", WEIR_PARAM_DURATION, "30s", MIN, 0, 0,
+      "exponential_delay: longest wait between restarts.");
+static const weir_param_def rs_multiplier =
+    P("multiplier", WEIR_PARAM_DOUBLE, "2.0", MINMAX, 1.0, 100.0,
+      "exponential_delay: factor applied to the wait after each failure.");
+static const weir_param_def rs_jitter =
+    P("jitter", WEIR_PARAM_DOUBLE, "0.1", MINMAX, 0.0, 1.0,
+      "exponential_delay: random share added to or taken from each wait.");
+static const weir_param_def rs_reset_after =
+    P("reset_after", WEIR_PARAM_DURATION, "10m", MIN, 0, 0,
+      "exponential_delay: a run this long without failure resets the wait "
+      "to initial_delay.");
+static const weir_param_def rs_max_failures =
+    P("max_failures", WEIR_PARAM_INT, "3", MINMAX, 1, 1e9,
+      "failure_rate: failures allowed within interval.");
+static const weir_param_def rs_interval =
+    P("interval", WEIR_PARAM_DURATION, "5m", MIN, 1, 0,
+      "failure_rate: the window in which failures are counted.");
+static const weir_param_def *const topo_restart_defs[] = {
+    &rs_strategy,     &rs_attempts,   &rs_delay,  &rs_initial_delay,
+    &rs_max_delay,    &rs_multiplier, &rs_jitter, &rs_reset_after,
+    &rs_max_failures, &rs_interval,   NULL};
+
+/* --- metrics --- */
+static const weir_param_def mx_listen =
+    P("listen", WEIR_PARAM_STRING, "", 0, 0, 0,
+      "host:port of the Prometheus /metrics endpoint, e.g. "
+      "127.0.0.1:9249; empty disables it.");
+static const weir_param_def mx_interval =
+    P("interval", WEIR_PARAM_DURATION, "10s", MINMAX, 100, 3600000,
+      "How often rates and gauges are sampled.");
+static const weir_param_def *const topo_metrics_defs[] = {&mx_listen,
+                                                          &mx_interval, NULL};
+
+const weir_param_def *const *topo_section_defs(const char *section)
+{
+    static const struct {
+        const char *name;
+        const weir_param_def *const *defs;
+    } sections[] = {
+        {"runtime", topo_runtime_defs},       {"state", topo_state_defs},
+        {"checkpoint", topo_checkpoint_defs}, {"restart", topo_restart_defs},
+        {"metrics", topo_metrics_defs},
+    };
+    if (!section)
+        return NULL;
+    for (size_t k = 0; k < sizeof sections / sizeof sections[0]; k++) {
+        if (!strcmp(sections[k].name, section))
+            return sections[k].defs;
+    }
+    return NULL;
+}

@@ -1,0 +1,841 @@
+/*
+ * file_source.c - operator "file_source": reads a file of JSON lines and
+ * emits one record per JSON object.
+ *
+ * Record of a line:
+ *   key   = the value of key_field: a string as its bytes, a number as its
+ *           decimal text (integers exactly, reals in the shortest form that
+ *           reads back to the same double);
+ *   ts    = the value of time_field: integer milliseconds (a real without
+ *           fraction is accepted), or an ISO-8601 timestamp string
+ *           "YYYY-MM-DDThh:mm:ss[.fff][Z|+hh:mm|-hh:mm]" (no zone means UTC;
+ *           digits after the milliseconds are truncated); WEIR_TS_NONE when
+ *           time_field is not set;
+ *   value = the whole object as a msgpack map, key order kept: objects ->
+ *           maps, arrays -> arrays, integers -> int, reals -> float64,
+ *           strings -> str, true/false -> bool, null -> nil.
+ *
+ * Lines are numbered from 1; "\n" ends a line and a "\r" before it is
+ * dropped, as is a UTF-8 byte order mark at the start of the file. With
+ * parallelism P, subtask i handles the lines whose (number - 1) % P == i, and
+ * every subtask reads the whole file. Empty and whitespace-only lines are
+ * skipped silently. A bad line (not JSON, not an object, missing or ill-typed
+ * key or time field, nested deeper than 32 levels, which is msgpack-c's
+ * unpacking limit) is skipped and logged as a warning "file_source: FILE:LINE:
+ * reason" for the first 10 of a subtask, with a count at finish(); with
+ * on_error=fail the first one fails the subtask with that message instead.
+ *
+ * Snapshot (version 1, 24 bytes, little endian): the byte offset (u64) and
+ * the number (u64) of the last line consumed, and the bad lines counted so
+ * far (u64). restore() seeks to the offset and checks that it still starts a
+ * line. Every subtask reads every line, so snapshots of different subtasks
+ * differ only in where they stopped.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "weir/msgpack.h"
+#include "weir/weir.h"
+
+#define FSRC_MAX_BATCH        65536
+#define FSRC_MAX_DEPTH        32 /* msgpack-c unpacks at most 32 nested levels */
+#define FSRC_LOG_LIMIT        10      /* bad lines logged per subtask */
+#define FSRC_KEEP_BUF         4194304 /* a larger line buffer is freed after use */
+#define FSRC_SNAPSHOT_VERSION 1
+#define FSRC_SNAPSHOT_LEN     24
+#define FSRC_WHY              320
+
+/* ------------------------------------------------------------------------ */
+/* Parameters                                                                */
+/* ------------------------------------------------------------------------ */
+
+static const weir_param_def fsrc_p_path = {
+    .size = sizeof(weir_param_def),
+    .flags = WEIR_PARAM_REQUIRED,
+    .name = "path",
+    .type = WEIR_PARAM_STRING,
+    .description = "file of JSON lines to read (relative to the working "
+                   "directory of weir)"};
+static const weir_param_def fsrc_p_key_field = {
+    .size = sizeof(weir_param_def),
+    .flags = WEIR_PARAM_REQUIRED,
+    .name = "key_field",
+    .type = WEIR_PARAM_STRING,
+    .description = "top-level field whose value (string, or number as "
+                   "decimal text) becomes the record key"};
+static const weir_param_def fsrc_p_time_field = {
+    .size = sizeof(weir_param_def),
+    .name = "time_field",
+    .type = WEIR_PARAM_STRING,
+    .description = "top-level field with the event time: integer ms or "
+                   "ISO-8601 (2026-01-01T00:00:00.000Z); unset = no time"};
+static const weir_param_def fsrc_p_batch = {
+    .size = sizeof(weir_param_def),
+    .flags = WEIR_PARAM_HAS_MIN | WEIR_PARAM_HAS_MAX,
+    .name = "batch",
+    .type = WEIR_PARAM_INT,
+    .default_value = "1024",
+    .min = 1,
+    .max = FSRC_MAX_BATCH,
+    .description = "lines of this subtask handled per poll at most"};
+static const char *const fsrc_on_error_choices[] = {"skip", "fail", NULL};
+static const weir_param_def fsrc_p_on_error = {
+    .size = sizeof(weir_param_def),
+    .name = "on_error",
+    .type = WEIR_PARAM_ENUM,
+    .default_value = "skip",
+    .choices = fsrc_on_error_choices,
+    .description = "bad line: skip (log FILE:LINE and count it) or fail the "
+                   "job"};
+
+static const weir_param_def *const fsrc_params[] = {
+    &fsrc_p_path,  &fsrc_p_key_field, &fsrc_p_time_field,
+    &fsrc_p_batch, &fsrc_p_on_error,  NULL};
+
+/* ------------------------------------------------------------------------ */
+/* Instance                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct fsrc {
+    char *path;      /* NUL-terminated copy */
+    char *key_field; /* copy; key_field_len bytes */
+    size_t key_field_len;
+    char *time_field; /* copy, or NULL when unset */
+    size_t time_field_len;
+    uint32_t batch;
+    int fail_on_error;
+    uint32_t sub;
+    uint32_t par;
+    FILE *f;
+    char *line; /* getline() buffer */
+    size_t cap;
+    uint64_t offset;         /* bytes consumed */
+    uint64_t line_no;        /* lines consumed */
+    uint64_t bad;            /* bad lines of this subtask */
+    uint64_t records;        /* records emitted */
+    weir_metric *bad_metric; /* counter of bad lines, or NULL */
+    int at_eof;
+    weir_mp_writer w;
+    char keybuf[40]; /* decimal text of a numeric key */
+} fsrc;
+
+/* ------------------------------------------------------------------------ */
+/* Time                                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Reads exactly n decimal digits at s[*i]. */
+static int fsrc_digits(const char *s, size_t len, size_t *i, int n, int *out)
+{
+    int v = 0;
+    for (int k = 0; k < n; k++) {
+        if (*i >= len || s[*i] < '0' || s[*i] > '9')
+            return -1;
+        v = v * 10 + (s[(*i)++] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static int fsrc_expect(const char *s, size_t len, size_t *i, char c)
+{
+    if (*i >= len || s[*i] != c)
+        return -1;
+    (*i)++;
+    return 0;
+}
+
+static int fsrc_days_in_month(int y, int m)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
+static int64_t fsrc_days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* Reads the optional fraction of a second at s[*i] as milliseconds. */
+static int fsrc_fraction(const char *s, size_t len, size_t *i, int *ms)
+{
+    *ms = 0;
+    if (*i >= len || (s[*i] != '.' && s[*i] != ','))
+        return 0;
+    (*i)++;
+    int nd = 0;
+    while (*i < len && s[*i] >= '0' && s[*i] <= '9') {
+        if (nd < 3)
+            *ms = *ms * 10 + (s[*i] - '0');
+        nd++;
+        (*i)++;
+    }
+    if (nd == 0)
+        return -1;
+    for (; nd < 3; nd++)
+        *ms *= 10;
+    return 0;
+}
+
+/* Reads the optional zone designator at s[*i] as minutes east of UTC. */
+static int fsrc_zone(const char *s, size_t len, size_t *i, int *off_min)
+{
+    *off_min = 0;
+    if (*i >= len)
+        return 0;
+    if (s[*i] == 'Z' || s[*i] == 'z') {
+        (*i)++;
+        return 0;
+    }
+    if (s[*i] != '+' && s[*i] != '-')
+        return -1;
+    int sign = s[(*i)++] == '-' ? -1 : 1;
+    int oh, om = 0;
+    if (fsrc_digits(s, len, i, 2, &oh) < 0)
+        return -1;
+    if (*i < len) {
+        if (s[*i] == ':')
+            (*i)++;
+        if (fsrc_digits(s, len, i, 2, &om) < 0)
+            return -1;
+    }
+    if (oh > 23 || om > 59)
+        return -1;
+    *off_min = sign * (oh * 60 + om);
+    return 0;
+}
+
+/* Parses "YYYY-MM-DDThh:mm:ss[.f...][Z|+hh:mm|-hh:mm|+hhmm|+hh]" (T may be
+ * t or a space; no zone = UTC) into milliseconds since the epoch. */
+static int fsrc_parse_time(const char *s, size_t len, int64_t *out)
+{
+    size_t i = 0;
+    int y, mo, d, h, mi, sec, ms, off;
+    if (fsrc_digits(s, len, &i, 4, &y) < 0 ||
+        fsrc_expect(s, len, &i, '-') < 0 ||
+        fsrc_digits(s, len, &i, 2, &mo) < 0 ||
+        fsrc_expect(s, len, &i, '-') < 0 || fsrc_digits(s, len, &i, 2, &d) < 0)
+        return -1;
+    if (i >= len || (s[i] != 'T' && s[i] != 't' && s[i] != ' '))
+        return -1;
+    i++;
+    if (fsrc_digits(s, len, &i, 2, &h) < 0 ||
+        fsrc_expect(s, len, &i, ':') < 0 ||
+        fsrc_digits(s, len, &i, 2, &mi) < 0 ||
+        fsrc_expect(s, len, &i, ':') < 0 ||
+        fsrc_digits(s, len, &i, 2, &sec) < 0 ||
+        fsrc_fraction(s, len, &i, &ms) < 0 || fsrc_zone(s, len, &i, &off) < 0 ||
+        i != len)
+        return -1;
+    if (mo < 1 || mo > 12 || d < 1 || d > fsrc_days_in_month(y, mo) || h > 23 ||
+        mi > 59 || sec > 60)
+        return -1;
+    int64_t secs = fsrc_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 +
+                   sec - (int64_t)off * 60;
+    *out = secs * 1000 + ms;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* One line                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static const char *fsrc_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a real";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "unknown";
+}
+
+/* Shortest "%.*g" text of d that reads back as d. */
+static void fsrc_format_real(char *buf, size_t size, double d)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, size, "%.*g", prec, d);
+        if (strtod(buf, NULL) == d)
+            return;
+    }
+}
+
+/* The record key from the key field; fills why[] and returns -1 when the
+ * field is missing or of the wrong type. */
+static int fsrc_key(fsrc *s, json_t *obj, const char **key, size_t *len,
+                    char *why)
+{
+    json_t *v = json_object_getn(obj, s->key_field, s->key_field_len);
+    if (!v) {
+        snprintf(why, FSRC_WHY, "no key field '%.*s'", (int)s->key_field_len,
+                 s->key_field);
+        return -1;
+    }
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        *key = json_string_value(v);
+        *len = json_string_length(v);
+        return 0;
+    case JSON_INTEGER:
+        snprintf(s->keybuf, sizeof s->keybuf, "%" JSON_INTEGER_FORMAT,
+                 json_integer_value(v));
+        break;
+    case JSON_REAL:
+        fsrc_format_real(s->keybuf, sizeof s->keybuf, json_real_value(v));
+        break;
+    default:
+        snprintf(why, FSRC_WHY,
+                 "key field '%.*s' is %s; expected a string or a number",
+                 (int)s->key_field_len, s->key_field, fsrc_type_name(v));
+        return -1;
+    }
+    *key = s->keybuf;
+    *len = strlen(s->keybuf);
+    return 0;
+}
+
+/* The event time from the time field, or WEIR_TS_NONE without one. */
+static int fsrc_time(const fsrc *s, json_t *obj, int64_t *ts, char *why)
+{
+    *ts = WEIR_TS_NONE;
+    if (!s->time_field)
+        return 0;
+    int n = (int)s->time_field_len;
+    json_t *v = json_object_getn(obj, s->time_field, s->time_field_len);
+    if (!v) {
+        snprintf(why, FSRC_WHY, "no time field '%.*s'", n, s->time_field);
+        return -1;
+    }
+    if (json_is_integer(v)) {
+        *ts = json_integer_value(v);
+    } else if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (!(d >= -0x1.0p63 && d < 0x1.0p63) || d != (double)(int64_t)d) {
+            snprintf(why, FSRC_WHY,
+                     "time field '%.*s' is %.17g; expected integer "
+                     "milliseconds",
+                     n, s->time_field, d);
+            return -1;
+        }
+        *ts = (int64_t)d;
+    } else if (json_is_string(v)) {
+        const char *t = json_string_value(v);
+        size_t tl = json_string_length(v);
+        if (fsrc_parse_time(t, tl, ts) < 0) {
+            snprintf(why, FSRC_WHY,
+                     "time field '%.*s' is \"%.*s%s\", not an ISO-8601 "
+                     "timestamp YYYY-MM-DDThh:mm:ss[.fff][Z|+hh:mm]",
+                     n, s->time_field, tl > 40 ? 40 : (int)tl, t,
+                     tl > 40 ? "..." : "");
+            return -1;
+        }
+    } else {
+        snprintf(why, FSRC_WHY,
+                 "time field '%.*s' is %s; expected integer milliseconds or "
+                 "an ISO-8601 string",
+                 n, s->time_field, fsrc_type_name(v));
+        return -1;
+    }
+    if (*ts == WEIR_TS_NONE) {
+        snprintf(why, FSRC_WHY,
+                 "time field '%.*s' is %lld, which means 'no event time'", n,
+                 s->time_field, (long long)*ts);
+        return -1;
+    }
+    return 0;
+}
+
+/* Packs a JSON value as msgpack. Returns WEIR_EINVAL when nested deeper than
+ * FSRC_MAX_DEPTH containers, WEIR_ENOMEM when packing fails. */
+static int fsrc_pack(msgpack_packer *pk, json_t *v, int depth)
+{
+    const char *k;
+    size_t klen, i;
+    json_t *x;
+    int rc;
+
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        if (depth >= FSRC_MAX_DEPTH)
+            return WEIR_EINVAL;
+        if (msgpack_pack_map(pk, json_object_size(v)) != 0)
+            return WEIR_ENOMEM;
+        json_object_keylen_foreach(v, k, klen, x)
+        {
+            if (weir_mp_pack_strn(pk, k, klen) != 0)
+                return WEIR_ENOMEM;
+            if ((rc = fsrc_pack(pk, x, depth + 1)) < 0)
+                return rc;
+        }
+        return WEIR_OK;
+    case JSON_ARRAY:
+        if (depth >= FSRC_MAX_DEPTH)
+            return WEIR_EINVAL;
+        if (msgpack_pack_array(pk, json_array_size(v)) != 0)
+            return WEIR_ENOMEM;
+        json_array_foreach(v, i, x)
+        {
+            if ((rc = fsrc_pack(pk, x, depth + 1)) < 0)
+                return rc;
+        }
+        return WEIR_OK;
+    case JSON_STRING:
+        return weir_mp_pack_strn(pk, json_string_value(v),
+                                 json_string_length(v));
+    case JSON_INTEGER:
+        rc = msgpack_pack_int64(pk, json_integer_value(v));
+        break;
+    case JSON_REAL: rc = msgpack_pack_double(pk, json_real_value(v)); break;
+    case JSON_TRUE: rc = msgpack_pack_true(pk); break;
+    case JSON_FALSE: rc = msgpack_pack_false(pk); break;
+    default: rc = msgpack_pack_nil(pk); break;
+    }
+    return rc != 0 ? WEIR_ENOMEM : WEIR_OK;
+}
+
+/* A bad line: fail with on_error=fail, else count it and log the first few. */
+static int fsrc_bad(weir_ctx *ctx, fsrc *s, const char *why)
+{
+    s->bad++;
+    weir_counter_add(ctx, s->bad_metric, 1);
+    if (s->fail_on_error) {
+        weir_set_error(ctx, "file_source: %s:%llu: %s", s->path,
+                       (unsigned long long)s->line_no, why);
+        return WEIR_EINVAL;
+    }
+    if (s->bad <= FSRC_LOG_LIMIT)
+        weir_log(ctx, WEIR_LOG_WARN, "file_source: %s:%llu: %s; line skipped%s",
+                 s->path, (unsigned long long)s->line_no, why,
+                 s->bad == FSRC_LOG_LIMIT
+                     ? " (further bad lines are counted, not logged)"
+                     : "");
+    return WEIR_OK;
+}
+
+static int fsrc_is_blank(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\f' &&
+            p[i] != '\v')
+            return 0;
+    return 1;
+}
+
+/* Converts and emits line s->line_no (len bytes without its "\n"). */
+static int fsrc_line(weir_ctx *ctx, fsrc *s, const char *p, size_t len)
+{
+    char why[FSRC_WHY];
+    json_error_t jerr;
+    if (fsrc_is_blank(p, len))
+        return WEIR_OK;
+    json_t *obj = json_loadb(p, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    if (!obj) {
+        snprintf(why, sizeof why, "invalid JSON at column %d: %s", jerr.column,
+                 jerr.text);
+        return fsrc_bad(ctx, s, why);
+    }
+    int rc;
+    const char *key = NULL;
+    size_t key_len = 0;
+    int64_t ts;
+    if (!json_is_object(obj)) {
+        snprintf(why, sizeof why, "the line is %s, not a JSON object",
+                 fsrc_type_name(obj));
+        rc = fsrc_bad(ctx, s, why);
+        goto out;
+    }
+    if (fsrc_key(s, obj, &key, &key_len, why) < 0 ||
+        fsrc_time(s, obj, &ts, why) < 0) {
+        rc = fsrc_bad(ctx, s, why);
+        goto out;
+    }
+    weir_mp_writer_reset(&s->w);
+    rc = fsrc_pack(&s->w.pk, obj, 0);
+    if (rc == WEIR_EINVAL) {
+        snprintf(why, sizeof why, "nested deeper than %d levels",
+                 FSRC_MAX_DEPTH);
+        rc = fsrc_bad(ctx, s, why);
+        goto out;
+    }
+    if (rc < 0) {
+        weir_set_error(ctx, "file_source: %s:%llu: out of memory", s->path,
+                       (unsigned long long)s->line_no);
+        goto out;
+    }
+    rc = weir_emit(ctx, 0, key, key_len, ts, s->w.buf.data, s->w.buf.size);
+    if (rc < 0)
+        weir_set_error(ctx, "file_source: %s:%llu: emit failed: %s", s->path,
+                       (unsigned long long)s->line_no, weir_strerror(rc));
+    else
+        s->records++;
+out:
+    json_decref(obj);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Callbacks                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static int fsrc_poll(weir_ctx *ctx, void *self)
+{
+    fsrc *s = self;
+    if (s->at_eof)
+        return WEIR_EOF;
+    /* Bounded work per poll: `batch` lines of this subtask, and the other
+     * subtasks' lines between them. */
+    uint64_t mine = 0, scanned = 0, limit = (uint64_t)s->batch * s->par;
+    while (mine < s->batch && scanned < limit) {
+        errno = 0;
+        ssize_t n = getline(&s->line, &s->cap, s->f);
+        if (n < 0) {
+            if (ferror(s->f)) {
+                weir_set_error(ctx,
+                               "file_source: %s: read error after line "
+                               "%llu: %s",
+                               s->path, (unsigned long long)s->line_no,
+                               strerror(errno ? errno : EIO));
+                return WEIR_EIO;
+            }
+            s->at_eof = 1;
+            /* Records emitted in this call are delivered; EOF comes next. */
+            return scanned ? WEIR_OK : WEIR_EOF;
+        }
+        scanned++;
+        s->offset += (uint64_t)n;
+        s->line_no++;
+        if ((s->line_no - 1) % s->par != s->sub)
+            continue;
+        mine++;
+        size_t len = (size_t)n, skip = 0;
+        if (len && s->line[len - 1] == '\n')
+            len--;
+        if (len && s->line[len - 1] == '\r')
+            len--;
+        if (s->offset == (uint64_t)n && len >= 3 &&
+            memcmp(s->line, "\xef\xbb\xbf", 3) == 0)
+            skip = 3; /* a UTF-8 byte order mark starts the file */
+        int rc = fsrc_line(ctx, s, s->line + skip, len - skip);
+        if (s->cap > FSRC_KEEP_BUF) {
+            free(s->line);
+            s->line = NULL;
+            s->cap = 0;
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return WEIR_OK;
+}
+
+static int fsrc_finish(weir_ctx *ctx, void *self)
+{
+    fsrc *s = self;
+    if (s->bad)
+        weir_log(ctx, WEIR_LOG_WARN,
+                 "file_source: %s: subtask %u skipped %llu bad line(s) (the "
+                 "first %d are logged above) and emitted %llu record(s)",
+                 s->path, s->sub, (unsigned long long)s->bad, FSRC_LOG_LIMIT,
+                 (unsigned long long)s->records);
+    return WEIR_OK;
+}
+
+static void fsrc_put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t fsrc_get_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static int fsrc_snapshot(weir_ctx *ctx, void *self, uint64_t checkpoint_id)
+{
+    fsrc *s = self;
+    unsigned char buf[FSRC_SNAPSHOT_LEN];
+    fsrc_put_u64(buf, s->offset);
+    fsrc_put_u64(buf + 8, s->line_no);
+    fsrc_put_u64(buf + 16, s->bad);
+    int rc = weir_snapshot_write(ctx, buf, sizeof buf);
+    if (rc < 0)
+        weir_set_error(ctx,
+                       "file_source: %s: writing the snapshot of "
+                       "checkpoint %llu failed: %s",
+                       s->path, (unsigned long long)checkpoint_id,
+                       weir_strerror(rc));
+    return rc;
+}
+
+/* Seeks to `offset` after checking that it starts a line of the file. */
+static int fsrc_seek(weir_ctx *ctx, fsrc *s, uint64_t offset)
+{
+    struct stat st;
+    if (fstat(fileno(s->f), &st) == 0 && S_ISREG(st.st_mode) &&
+        offset > (uint64_t)st.st_size) {
+        weir_set_error(ctx,
+                       "file_source: %s: snapshot offset %llu is beyond "
+                       "the end of the file (%lld bytes); the file "
+                       "changed since the checkpoint",
+                       s->path, (unsigned long long)offset,
+                       (long long)st.st_size);
+        return WEIR_EINVAL;
+    }
+    if (offset > (uint64_t)INT64_MAX ||
+        fseeko(s->f, offset ? (off_t)offset - 1 : 0, SEEK_SET) != 0) {
+        weir_set_error(ctx, "file_source: %s: cannot seek to offset %llu: %s",
+                       s->path, (unsigned long long)offset, strerror(errno));
+        return WEIR_EIO;
+    }
+    if (offset && fgetc(s->f) != '\n') {
+        weir_set_error(ctx,
+                       "file_source: %s: snapshot offset %llu does not "
+                       "start a line; the file changed since the "
+                       "checkpoint",
+                       s->path, (unsigned long long)offset);
+        return WEIR_EINVAL;
+    }
+    return WEIR_OK;
+}
+
+static int fsrc_restore(weir_ctx *ctx, void *self, uint64_t checkpoint_id,
+                        uint32_t version, const void *data, size_t len)
+{
+    fsrc *s = self;
+    if (version != FSRC_SNAPSHOT_VERSION) {
+        weir_set_error(ctx,
+                       "file_source: snapshot of checkpoint %llu has "
+                       "version %u; this plugin reads version %u",
+                       (unsigned long long)checkpoint_id, version,
+                       FSRC_SNAPSHOT_VERSION);
+        return WEIR_EINVAL;
+    }
+    if (!data || len != FSRC_SNAPSHOT_LEN) {
+        weir_set_error(ctx,
+                       "file_source: snapshot of checkpoint %llu is %zu "
+                       "bytes; version 1 is %d bytes",
+                       (unsigned long long)checkpoint_id, len,
+                       FSRC_SNAPSHOT_LEN);
+        return WEIR_EINVAL;
+    }
+    uint64_t offset = fsrc_get_u64(data);
+    uint64_t line_no = fsrc_get_u64((const unsigned char *)data + 8);
+    uint64_t bad = fsrc_get_u64((const unsigned char *)data + 16);
+    if (line_no > offset) {
+        weir_set_error(ctx,
+                       "file_source: snapshot of checkpoint %llu is "
+                       "damaged: line %llu at byte offset %llu",
+                       (unsigned long long)checkpoint_id,
+                       (unsigned long long)line_no, (unsigned long long)offset);
+        return WEIR_EINVAL;
+    }
+    int rc = fsrc_seek(ctx, s, offset);
+    if (rc < 0)
+        return rc;
+    clearerr(s->f);
+    s->offset = offset;
+    s->line_no = line_no;
+    s->bad = bad;
+    s->at_eof = 0;
+    return WEIR_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Open and close                                                            */
+/* ------------------------------------------------------------------------ */
+
+static void fsrc_free(fsrc *s)
+{
+    if (s->f)
+        fclose(s->f);
+    weir_mp_writer_destroy(&s->w);
+    free(s->line);
+    free(s->path);
+    free(s->key_field);
+    free(s->time_field);
+    free(s);
+}
+
+/* Copies string parameter `name` (NUL-terminated). An unset parameter
+ * without default leaves *out NULL when `optional`. */
+static int fsrc_string(weir_ctx *ctx, const char *name, int optional,
+                       char **out, size_t *out_len)
+{
+    const char *p;
+    size_t n;
+    int rc = weir_param_string(ctx, name, &p, &n);
+    *out = NULL;
+    if (rc == WEIR_ENOTFOUND && optional)
+        return WEIR_OK;
+    if (rc < 0) {
+        weir_set_error(ctx, "file_source: parameter %s: %s", name,
+                       weir_strerror(rc));
+        return rc;
+    }
+    if (n == 0 || memchr(p, '\0', n)) {
+        weir_set_error(ctx, "file_source: parameter %s: %s", name,
+                       n == 0 ? "must not be empty"
+                              : "must not contain a NUL byte");
+        return WEIR_EINVAL;
+    }
+    *out = malloc(n + 1);
+    if (!*out) {
+        weir_set_error(ctx, "file_source: out of memory");
+        return WEIR_ENOMEM;
+    }
+    memcpy(*out, p, n);
+    (*out)[n] = '\0';
+    if (out_len)
+        *out_len = n;
+    return WEIR_OK;
+}
+
+static int fsrc_configure(weir_ctx *ctx, fsrc *s)
+{
+    int rc;
+    int64_t batch;
+    const char *onerr;
+    size_t onerr_len;
+    if ((rc = fsrc_string(ctx, "path", 0, &s->path, NULL)) < 0 ||
+        (rc = fsrc_string(ctx, "key_field", 0, &s->key_field,
+                          &s->key_field_len)) < 0 ||
+        (rc = fsrc_string(ctx, "time_field", 1, &s->time_field,
+                          &s->time_field_len)) < 0)
+        return rc;
+    if ((rc = weir_param_int(ctx, "batch", &batch)) < 0) {
+        weir_set_error(ctx, "file_source: parameter batch: %s",
+                       weir_strerror(rc));
+        return rc;
+    }
+    if ((rc = weir_param_string(ctx, "on_error", &onerr, &onerr_len)) < 0) {
+        weir_set_error(ctx, "file_source: parameter on_error: %s",
+                       weir_strerror(rc));
+        return rc;
+    }
+    if (batch < 1 || batch > FSRC_MAX_BATCH) {
+        weir_set_error(ctx,
+                       "file_source: parameter batch: %lld is out of "
+                       "range [1, %d]",
+                       (long long)batch, FSRC_MAX_BATCH);
+        return WEIR_EINVAL;
+    }
+    s->batch = (uint32_t)batch;
+    s->fail_on_error = onerr_len == 4 && memcmp(onerr, "fail", 4) == 0;
+    return WEIR_OK;
+}
+
+static int fsrc_open_file(weir_ctx *ctx, fsrc *s)
+{
+    struct stat st;
+    s->f = fopen(s->path, "r");
+    if (!s->f) {
+        weir_set_error(ctx, "file_source: path: cannot open '%s': %s", s->path,
+                       strerror(errno));
+        return WEIR_EIO;
+    }
+    if (fstat(fileno(s->f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        weir_set_error(ctx, "file_source: path: '%s' is a directory", s->path);
+        return WEIR_EINVAL;
+    }
+    return WEIR_OK;
+}
+
+static int fsrc_open(weir_ctx *ctx, void **self)
+{
+    fsrc *s = calloc(1, sizeof *s);
+    if (!s) {
+        weir_set_error(ctx, "file_source: out of memory");
+        return WEIR_ENOMEM;
+    }
+    weir_mp_writer_init(&s->w);
+    s->sub = weir_subtask_index(ctx);
+    s->par = weir_parallelism(ctx);
+    int rc;
+    if (s->par == 0 || s->sub >= s->par) {
+        weir_set_error(ctx,
+                       "file_source: subtask index %u is not below "
+                       "parallelism %u",
+                       s->sub, s->par);
+        rc = WEIR_EINVAL;
+        goto fail;
+    }
+    if ((rc = fsrc_configure(ctx, s)) < 0 || (rc = fsrc_open_file(ctx, s)) < 0)
+        goto fail;
+    /* Optional: without metrics the counter stays NULL and updates are
+     * no-ops. */
+    if (weir_metric_register(ctx, WEIR_METRIC_COUNTER, "bad_lines",
+                             "lines skipped because they are not a usable "
+                             "JSON object",
+                             NULL, NULL, &s->bad_metric) < 0)
+        s->bad_metric = NULL;
+    *self = s;
+    return WEIR_OK;
+fail:
+    fsrc_free(s);
+    return rc;
+}
+
+static void fsrc_close(weir_ctx *ctx, void *self)
+{
+    if (self)
+        fsrc_free(self);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Descriptors                                                               */
+/* ------------------------------------------------------------------------ */
+
+static const weir_operator fsrc_op = {
+    .size = sizeof(weir_operator),
+    .flags = WEIR_OP_SOURCE,
+    .name = "file_source",
+    .version = "1.0.0",
+    .description = "reads a file of JSON lines; one record per object, keyed "
+                   "by a field, optional event-time field",
+    .params = fsrc_params,
+    .snapshot_version = FSRC_SNAPSHOT_VERSION,
+    .open = fsrc_open,
+    .poll = fsrc_poll,
+    .snapshot = fsrc_snapshot,
+    .restore = fsrc_restore,
+    .finish = fsrc_finish,
+    .close = fsrc_close,
+};
+
+static const weir_operator *const fsrc_ops[] = {&fsrc_op, NULL};
+
+static const weir_plugin fsrc_plugin = {
+    WEIR_PLUGIN_INIT,      .name = "file_source",
+    .version = "1.0.0",    .description = "JSON lines file source",
+    .operators = fsrc_ops,
+};
+
+const weir_plugin *weir_plugin_entry(const weir_host_api *host)
+{
+    if (host && host->abi_major != WEIR_ABI_MAJOR)
+        return NULL;
+    return &fsrc_plugin;
+}

@@ -1,0 +1,687 @@
+/*
+ * weir.h - the Weir plugin ABI, version 1.
+ *
+ * This header is the whole contract between the Weir host and an operator
+ * plugin. A plugin is a shared object that exports exactly one symbol,
+ * weir_plugin_entry(), and includes nothing of the host but the headers in
+ * sdk/include/weir/.
+ *
+ * Stability rules (see CONTRIBUTING.md, "ABI rules"):
+ *   - WEIR_ABI_MAJOR changes only when an existing layout or signature
+ *     changes. The host refuses a plugin whose major differs from its own.
+ *   - WEIR_ABI_MINOR grows when something is appended. A struct that crosses
+ *     the boundary starts with a uint32_t `size` set by whoever allocated it;
+ *     the reader copies min(size, sizeof) into a zeroed struct, so a field
+ *     the writer did not know reads as zero/NULL. A NULL callback means "not
+ *     implemented". Tables are append-only; a changed signature gets a new
+ *     slot (foo2) instead.
+ *   - Layout is pinned by _Static_assert tests in tests/abi.
+ *
+ * Conventions:
+ *   - Bytes are (pointer, length) pairs and are never NUL-terminated.
+ *     Names (operator, port, parameter, state, metric) are NUL-terminated
+ *     C strings.
+ *   - Functions return int: 0 (WEIR_OK) on success, a negative WEIR_E* code
+ *     on failure. WEIR_ERETRY means "transient, the same call may succeed
+ *     later". A plugin explains a failure with weir_set_error().
+ *   - Times are int64_t milliseconds. Event time is the record's timestamp;
+ *     processing time is the host's clock (which tests may fake).
+ *   - Threading: the host creates one instance of an operator per subtask and
+ *     calls all of that instance's callbacks on one thread, never two at once.
+ *     Host services may be called only from inside a callback, on that
+ *     thread, with the ctx that callback received. Plugins keep no mutable
+ *     globals: everything lives in the instance.
+ *   - Ownership: pointers passed into a callback are borrowed for the
+ *     duration of the callback. weir_emit() and the state put functions copy
+ *     their inputs. Bytes returned by a state get function stay valid until
+ *     the next state call on the same ctx or the end of the callback,
+ *     whichever comes first.
+ */
+#ifndef WEIR_WEIR_H
+#define WEIR_WEIR_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Versions, visibility, status codes                                        */
+/* ------------------------------------------------------------------------ */
+
+#define WEIR_ABI_MAJOR 1
+#define WEIR_ABI_MINOR 0
+
+/* Marks the one symbol a plugin exports; build with -fvisibility=hidden. */
+#if defined(__GNUC__) || defined(__clang__)
+#define WEIR_EXPORT            __attribute__((visibility("default")))
+#define WEIR_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define WEIR_EXPORT
+#define WEIR_PRINTF(fmt, args)
+#endif
+
+/* Status codes. New codes may be appended in a minor version; treat an
+ * unknown negative code like WEIR_EFAIL. */
+#define WEIR_OK        0
+#define WEIR_EFAIL     (-1)  /* generic failure; the message says why */
+#define WEIR_EINVAL    (-2)  /* bad argument or bad input data */
+#define WEIR_ENOMEM    (-3)  /* allocation failed */
+#define WEIR_ENOTSUP   (-4)  /* the host does not implement this service */
+#define WEIR_ENOTFOUND (-5)  /* no such key, parameter, state or port */
+#define WEIR_ERETRY    (-6)  /* transient: the same call may succeed later */
+#define WEIR_EIO       (-7)  /* I/O error (state backend, files) */
+#define WEIR_ESTATE    (-8)  /* called in the wrong state or callback */
+#define WEIR_EOF       (-9)  /* a source has nothing more, ever */
+#define WEIR_EAGAIN    (-10) /* a source has nothing right now */
+
+/* Returns a static English description of a WEIR_E* code. */
+static inline const char *weir_strerror(int code)
+{
+    switch (code) {
+    case WEIR_OK: return "ok";
+    case WEIR_EFAIL: return "failure";
+    case WEIR_EINVAL: return "invalid argument";
+    case WEIR_ENOMEM: return "out of memory";
+    case WEIR_ENOTSUP: return "not supported by this host";
+    case WEIR_ENOTFOUND: return "not found";
+    case WEIR_ERETRY: return "transient failure, retry";
+    case WEIR_EIO: return "I/O error";
+    case WEIR_ESTATE: return "called in the wrong state";
+    case WEIR_EOF: return "end of input";
+    case WEIR_EAGAIN: return "no input right now";
+    default: return "unknown error";
+    }
+}
+
+/* Event time of a record that has none. */
+#define WEIR_TS_NONE       INT64_MIN
+/* The watermark before any watermark arrived, and after the end of input. */
+#define WEIR_WATERMARK_MIN INT64_MIN
+#define WEIR_WATERMARK_MAX INT64_MAX
+
+/* True when the struct at `p`, whose first field is `uint32_t size`, is large
+ * enough to contain `field`. Used on tables written by the other side. */
+#define WEIR_HAS_FIELD(p, type, field)                                         \
+    ((p)->size >= offsetof(type, field) + sizeof(((type *)0)->field))
+
+/* ------------------------------------------------------------------------ */
+/* Opaque and shared types                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct weir_host_api weir_host_api;
+typedef struct weir_state weir_state;   /* a declared state, owned by host */
+typedef struct weir_metric weir_metric; /* a registered metric, owned by host */
+
+/*
+ * The context the host passes to every callback. Only `api` is public; the
+ * host's private fields follow it. A ctx belongs to one operator instance
+ * and is valid from open() to the end of close().
+ */
+typedef struct weir_ctx {
+    const weir_host_api *api;
+} weir_ctx;
+
+/* A record as delivered to process(). Everything is borrowed for the call.
+ * `value` is msgpack by convention (see weir/msgpack.h); the host does not
+ * look inside it. */
+typedef struct weir_record {
+    uint32_t size;
+    uint32_t reserved;
+    const void *key;
+    size_t key_len;
+    int64_t ts; /* event time in ms, or WEIR_TS_NONE */
+    const void *value;
+    size_t value_len;
+} weir_record;
+
+typedef enum weir_time_domain {
+    WEIR_TIME_PROCESSING = 0,
+    WEIR_TIME_EVENT = 1
+} weir_time_domain;
+
+/* ------------------------------------------------------------------------ */
+/* Parameters                                                                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Parameter types. Values come from the operator's `config` mapping in the
+ * topology file and are validated by the host against the operator's table
+ * before open() is called, so open() never sees a missing required value, a
+ * wrong type or an out-of-range number.
+ */
+typedef enum weir_param_type {
+    WEIR_PARAM_BOOL = 1,     /* true/false */
+    WEIR_PARAM_INT = 2,      /* int64 */
+    WEIR_PARAM_DOUBLE = 3,   /* double */
+    WEIR_PARAM_STRING = 4,   /* bytes, UTF-8 */
+    WEIR_PARAM_DURATION = 5, /* "250ms", "10s", "5m", "2h", "7d" -> int64 ms */
+    WEIR_PARAM_SIZE = 6,     /* "512", "64KiB", "64MiB", "1GB" -> int64 bytes */
+    WEIR_PARAM_ENUM = 7,     /* a string out of `choices` */
+    WEIR_PARAM_ANY = 8       /* any YAML value, handed over as msgpack */
+} weir_param_type;
+
+#define WEIR_PARAM_REQUIRED 0x1u /* the topology must set it */
+#define WEIR_PARAM_HAS_MIN  0x2u /* `min` is enforced (numeric types) */
+#define WEIR_PARAM_HAS_MAX  0x4u /* `max` is enforced (numeric types) */
+
+/*
+ * One entry of an operator's parameter table. For DURATION, min and max are
+ * in milliseconds; for SIZE, in bytes. `default_value` is written as it would
+ * be in YAML ("10s", "42", "true") and is validated like a user's value; NULL
+ * means no default (then weir_param_* returns WEIR_ENOTFOUND when unset).
+ */
+typedef struct weir_param_def {
+    uint32_t size;
+    uint32_t flags;             /* WEIR_PARAM_* flags */
+    const char *name;           /* [a-z0-9_]+ */
+    weir_param_type type;       /* */
+    const char *default_value;  /* or NULL */
+    double min;                 /* with WEIR_PARAM_HAS_MIN */
+    double max;                 /* with WEIR_PARAM_HAS_MAX */
+    const char *const *choices; /* ENUM: NULL-terminated list */
+    const char *description;    /* one line, shown by `weir plugins` */
+} weir_param_def;
+
+/* ------------------------------------------------------------------------ */
+/* Keyed state                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef enum weir_state_kind {
+    WEIR_STATE_VALUE = 1, /* one value per key */
+    WEIR_STATE_MAP = 2,   /* a map of user keys to values per key */
+    WEIR_STATE_LIST = 3   /* an appendable list per key */
+} weir_state_kind;
+
+/* TTL that must be spelled out to declare a state without expiry. A state
+ * declared with ttl_ms == 0 is refused: leaving state without a TTL is an
+ * explicit choice, and the host reports such states as leak risks. */
+#define WEIR_TTL_NONE ((int64_t)-1)
+
+typedef enum weir_ttl_update {
+    WEIR_TTL_ON_CREATE_AND_WRITE = 0, /* default: writes refresh the expiry */
+    WEIR_TTL_ON_READ_AND_WRITE = 1    /* reads refresh it too */
+} weir_ttl_update;
+
+typedef enum weir_ttl_visibility {
+    WEIR_TTL_NEVER_RETURN_EXPIRED = 0,         /* default */
+    WEIR_TTL_RETURN_EXPIRED_IF_NOT_CLEANED = 1 /* cheaper, may return stale */
+} weir_ttl_visibility;
+
+/*
+ * Declares a named keyed state; see weir_state_declare(). With an event-time
+ * TTL (ttl_domain = WEIR_TIME_EVENT) an entry expires when the watermark
+ * passes its last-access event time plus ttl_ms.
+ */
+typedef struct weir_state_desc {
+    uint32_t size;
+    weir_state_kind kind;
+    const char *name; /* unique within the operator, [a-z0-9_]+ */
+    int64_t ttl_ms;   /* > 0, or WEIR_TTL_NONE; 0 is an error */
+    weir_ttl_update ttl_update;
+    weir_ttl_visibility ttl_visibility;
+    weir_time_domain ttl_domain;
+    uint32_t reserved;
+} weir_state_desc;
+
+/* Called by weir_map_iter() for each entry; return 0 to go on, 1 to stop
+ * early, or a negative code to stop and make weir_map_iter() return it. The
+ * bytes are valid only during the call; no state call may be made from it. */
+typedef int (*weir_map_iter_fn)(void *arg, const void *ukey, size_t ukey_len,
+                                const void *value, size_t value_len);
+
+/* ------------------------------------------------------------------------ */
+/* Metrics                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum weir_metric_kind {
+    WEIR_METRIC_COUNTER = 1,  /* monotonic, uint64 increments */
+    WEIR_METRIC_GAUGE = 2,    /* a double that goes up and down */
+    WEIR_METRIC_HISTOGRAM = 3 /* observations, exported with default buckets */
+} weir_metric_kind;
+
+/* ------------------------------------------------------------------------ */
+/* Operators and plugins                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Operator flags. */
+#define WEIR_OP_SOURCE 0x1u /* no inputs; the host calls poll() */
+#define WEIR_OP_KEYED  0x2u /* uses keyed state or timers: needs key input */
+
+/*
+ * An operator: its metadata, parameters and callbacks. `self` is the instance
+ * pointer that open() stored. All callbacks but open() and close() are
+ * optional (NULL = not implemented), except that a source needs poll() and a
+ * non-source needs process(). A callback that returns a negative code fails
+ * the subtask; the host logs the plugin's weir_set_error() message with the
+ * operator id and subtask index, and restarts from the last checkpoint when
+ * the job has checkpoints.
+ */
+typedef struct weir_operator {
+    uint32_t size;
+    uint32_t flags; /* WEIR_OP_* */
+    const char *name;
+    const char *version;
+    const char *description;
+    /* Port names, NULL-terminated. A NULL pointer means one port named
+     * "in" (input; sources have none) or "out" (output); a list holding only
+     * the terminating NULL declares no ports (a sink has no outputs). Ports
+     * are addressed by their index in the list. */
+    const char *const *input_ports;
+    const char *const *output_ports;
+    /* Parameter table, NULL-terminated array of pointers, or NULL. */
+    const weir_param_def *const *params;
+    /* Version of the bytes snapshot() writes; passed back to restore(). */
+    uint32_t snapshot_version;
+    uint32_t reserved;
+
+    /* Required. Creates the instance: read parameters, declare states and
+     * metrics, store the instance in *self. On failure, call set_error and
+     * return a negative code; close() is then not called. */
+    int (*open)(weir_ctx *ctx, void **self);
+
+    /* Required for non-sources. One record from input port `port`. For keyed
+     * operators the record's key is the current key for state and timers. */
+    int (*process)(weir_ctx *ctx, void *self, const weir_record *rec,
+                   uint32_t port);
+
+    /* Required for sources. Emit zero or more records and return WEIR_OK to
+     * be called again, WEIR_EAGAIN when nothing is available now (the host
+     * backs off briefly), or WEIR_EOF when the source is exhausted. A poll
+     * should return within a few milliseconds so that the host can interleave
+     * checkpoint barriers; emit at most a few thousand records per call. */
+    int (*poll)(weir_ctx *ctx, void *self);
+
+    /* Optional. A timer registered with weir_timer_register() is due. The
+     * timer's key is the current key during the call; `key` repeats it. */
+    int (*on_timer)(weir_ctx *ctx, void *self, const void *key, size_t key_len,
+                    weir_time_domain domain, int64_t ts);
+
+    /* Optional. The subtask's watermark advanced to `watermark`, after every
+     * event-time timer at or before it fired. */
+    int (*on_watermark)(weir_ctx *ctx, void *self, int64_t watermark);
+
+    /* Optional. TTL hook: an entry of `state` for `key` expired and is about
+     * to be deleted. `ukey` is the map key (NULL for value and list state).
+     * The key is the current key during the call, so the hook may read and
+     * write state and emit. */
+    int (*on_state_expired)(weir_ctx *ctx, void *self, weir_state *state,
+                            const void *key, size_t key_len, const void *ukey,
+                            size_t ukey_len, const void *value,
+                            size_t value_len);
+
+    /* Optional. A checkpoint barrier reached this instance: write the
+     * instance's non-keyed state with weir_snapshot_write() (sources: their
+     * read position; two-phase-commit sinks: pre-commit here). */
+    int (*snapshot)(weir_ctx *ctx, void *self, uint64_t checkpoint_id);
+
+    /* Optional. Called after open() and before any other callback when the
+     * job starts from a checkpoint, with the bytes snapshot() wrote and the
+     * snapshot_version of the plugin that wrote them. */
+    int (*restore)(weir_ctx *ctx, void *self, uint64_t checkpoint_id,
+                   uint32_t version, const void *data, size_t len);
+
+    /* Optional. Checkpoint `checkpoint_id` is complete and durable on every
+     * subtask (two-phase-commit sinks commit here). */
+    int (*notify_checkpoint_complete)(weir_ctx *ctx, void *self,
+                                      uint64_t checkpoint_id);
+
+    /* Optional. Every input reached its end (bounded jobs), or a source
+     * returned WEIR_EOF. May emit; called once, before close(). */
+    int (*finish)(weir_ctx *ctx, void *self);
+
+    /* Required. Releases the instance. Must not emit. Called once after a
+     * successful open(), also when the job fails or is cancelled. */
+    void (*close)(weir_ctx *ctx, void *self);
+} weir_operator;
+
+/*
+ * What weir_plugin_entry() returns. Static storage in the plugin: the host
+ * never frees it and never unloads the plugin.
+ */
+typedef struct weir_plugin {
+    uint32_t size;
+    uint32_t abi_major; /* WEIR_ABI_MAJOR the plugin was built with */
+    uint32_t abi_minor; /* WEIR_ABI_MINOR the plugin was built with */
+    uint32_t reserved;
+    const char *name;
+    const char *version;
+    const char *description;
+    const weir_operator *const *operators; /* NULL-terminated, at least one */
+} weir_plugin;
+
+/* Convenience initialiser for a weir_plugin: fills size and ABI version. */
+#define WEIR_PLUGIN_INIT                                                       \
+    .size = sizeof(weir_plugin), .abi_major = WEIR_ABI_MAJOR,                  \
+    .abi_minor = WEIR_ABI_MINOR
+
+/*
+ * The one exported function. Called once by the host right after dlopen(),
+ * on the host's main thread. `host` is valid for the life of the process and
+ * describes the host's ABI version; the function may return NULL to refuse
+ * (for instance when host->abi_minor is older than it needs).
+ */
+#define WEIR_PLUGIN_ENTRY_SYMBOL "weir_plugin_entry"
+typedef const weir_plugin *(*weir_plugin_entry_fn)(const weir_host_api *host);
+WEIR_EXPORT const weir_plugin *weir_plugin_entry(const weir_host_api *host);
+
+/* ------------------------------------------------------------------------ */
+/* Host services                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef enum weir_log_level {
+    WEIR_LOG_ERROR = 0,
+    WEIR_LOG_WARN = 1,
+    WEIR_LOG_INFO = 2,
+    WEIR_LOG_DEBUG = 3
+} weir_log_level;
+
+/*
+ * The host's service table. Append-only: a plugin built against a newer minor
+ * may find the table shorter than its header says, which the weir_* wrappers
+ * below detect (they return WEIR_ENOTSUP). A service the host lists but does
+ * not implement yet also returns WEIR_ENOTSUP.
+ *
+ * Call these through the weir_* inline wrappers below.
+ */
+struct weir_host_api {
+    uint32_t size;
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    uint32_t reserved;
+
+    /* --- diagnostics --- */
+    void (*log)(weir_ctx *ctx, weir_log_level level, const char *fmt,
+                va_list ap);
+    /* Records the message that explains the negative code a callback is about
+     * to return. Returns WEIR_EFAIL so that `return weir_set_error(...)`
+     * works. Later calls replace earlier ones. */
+    int (*set_error)(weir_ctx *ctx, const char *fmt, va_list ap);
+
+    /* --- identity --- */
+    const char *(*operator_id)(weir_ctx *ctx); /* the topology's id */
+    uint32_t (*subtask_index)(weir_ctx *ctx);
+    uint32_t (*parallelism)(weir_ctx *ctx);
+
+    /* --- parameters (valid from open() on; strings live as long as ctx) ---
+     * Each returns WEIR_ENOTFOUND when the parameter is unset and has no
+     * default, WEIR_EINVAL when it is declared with another type. */
+    int (*param_bool)(weir_ctx *ctx, const char *name, int *out);
+    int (*param_int)(weir_ctx *ctx, const char *name, int64_t *out);
+    int (*param_double)(weir_ctx *ctx, const char *name, double *out);
+    int (*param_string)(weir_ctx *ctx, const char *name, const char **ptr,
+                        size_t *len);
+    /* ANY parameters (and any other) encoded as msgpack. */
+    int (*param_msgpack)(weir_ctx *ctx, const char *name, const void **ptr,
+                         size_t *len);
+
+    /* --- records --- */
+    /* Sends a record to every consumer of output port `port`. Copies its
+     * inputs. May block while downstream is back-pressured. Not allowed in
+     * open() and close() (WEIR_ESTATE). */
+    int (*emit)(weir_ctx *ctx, uint32_t port, const void *key, size_t key_len,
+                int64_t ts, const void *value, size_t value_len);
+    /* Index of an output port by name, or WEIR_ENOTFOUND. */
+    int (*output_port)(weir_ctx *ctx, const char *name);
+
+    /* --- time --- */
+    int64_t (*now)(weir_ctx *ctx);       /* processing time, ms */
+    int64_t (*watermark)(weir_ctx *ctx); /* current input watermark */
+    /* The key that keyed state and timers use in this callback. Returns
+     * WEIR_ESTATE outside process()/on_timer()/on_state_expired(). */
+    int (*current_key)(weir_ctx *ctx, const void **key, size_t *key_len);
+
+    /* --- keyed state (declare in open(); use with a current key) --- */
+    int (*state_declare)(weir_ctx *ctx, const weir_state_desc *desc,
+                         weir_state **out);
+    /* Value state. get returns WEIR_ENOTFOUND when absent or expired. */
+    int (*value_get)(weir_ctx *ctx, weir_state *st, const void **value,
+                     size_t *len);
+    int (*value_put)(weir_ctx *ctx, weir_state *st, const void *value,
+                     size_t len);
+    int (*value_delete)(weir_ctx *ctx, weir_state *st);
+    /* Map state: user keys under the current key. */
+    int (*map_get)(weir_ctx *ctx, weir_state *st, const void *ukey,
+                   size_t ukey_len, const void **value, size_t *len);
+    int (*map_put)(weir_ctx *ctx, weir_state *st, const void *ukey,
+                   size_t ukey_len, const void *value, size_t len);
+    int (*map_delete)(weir_ctx *ctx, weir_state *st, const void *ukey,
+                      size_t ukey_len);
+    int (*map_iter)(weir_ctx *ctx, weir_state *st, weir_map_iter_fn fn,
+                    void *arg);
+    int (*map_clear)(weir_ctx *ctx, weir_state *st);
+    /* List state: append, and iterate in append order (ukey is NULL). */
+    int (*list_add)(weir_ctx *ctx, weir_state *st, const void *value,
+                    size_t len);
+    int (*list_iter)(weir_ctx *ctx, weir_state *st, weir_map_iter_fn fn,
+                     void *arg);
+    int (*list_clear)(weir_ctx *ctx, weir_state *st);
+
+    /* --- timers (per current key; same key+domain+ts coalesce) --- */
+    int (*timer_register)(weir_ctx *ctx, weir_time_domain domain, int64_t ts);
+    int (*timer_delete)(weir_ctx *ctx, weir_time_domain domain, int64_t ts);
+
+    /* --- non-keyed snapshot (only inside snapshot()) --- */
+    /* Appends bytes to this instance's snapshot for the checkpoint. */
+    int (*snapshot_write)(weir_ctx *ctx, const void *data, size_t len);
+
+    /* --- metrics (register in open(); update from any callback) ---
+     * `label_name`/`label_value` add one label (both NULL for none), so a
+     * plugin can keep e.g. one counter per rule. Registering the same name and
+     * label twice returns the same metric. */
+    int (*metric_register)(weir_ctx *ctx, weir_metric_kind kind,
+                           const char *name, const char *help,
+                           const char *label_name, const char *label_value,
+                           weir_metric **out);
+    void (*counter_add)(weir_metric *m, uint64_t delta);
+    void (*gauge_set)(weir_metric *m, double value);
+    void (*histogram_observe)(weir_metric *m, double value);
+};
+
+/* ------------------------------------------------------------------------ */
+/* Wrappers: what plugins call                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Whether the host's table has slot `f` (a newer plugin on an older host). */
+#define WEIR_API_HAS(ctx, f)                                                   \
+    ((ctx)->api->size >= offsetof(weir_host_api, f) + sizeof(void *) &&        \
+     (ctx)->api->f != NULL)
+#define WEIR_API_CALL(ctx, f, ...)                                             \
+    (WEIR_API_HAS(ctx, f) ? (ctx)->api->f((ctx), __VA_ARGS__) : WEIR_ENOTSUP)
+
+static inline WEIR_PRINTF(3, 4) void weir_log(weir_ctx *ctx,
+                                              weir_log_level level,
+                                              const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ctx->api->log(ctx, level, fmt, ap);
+    va_end(ap);
+}
+
+static inline WEIR_PRINTF(2, 3) int weir_set_error(weir_ctx *ctx,
+                                                   const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ctx->api->set_error(ctx, fmt, ap);
+    va_end(ap);
+    return WEIR_EFAIL;
+}
+
+static inline const char *weir_operator_id(weir_ctx *ctx)
+{
+    return ctx->api->operator_id(ctx);
+}
+static inline uint32_t weir_subtask_index(weir_ctx *ctx)
+{
+    return ctx->api->subtask_index(ctx);
+}
+static inline uint32_t weir_parallelism(weir_ctx *ctx)
+{
+    return ctx->api->parallelism(ctx);
+}
+
+static inline int weir_param_bool(weir_ctx *ctx, const char *name, int *out)
+{
+    return WEIR_API_CALL(ctx, param_bool, name, out);
+}
+static inline int weir_param_int(weir_ctx *ctx, const char *name, int64_t *out)
+{
+    return WEIR_API_CALL(ctx, param_int, name, out);
+}
+static inline int weir_param_double(weir_ctx *ctx, const char *name,
+                                    double *out)
+{
+    return WEIR_API_CALL(ctx, param_double, name, out);
+}
+static inline int weir_param_string(weir_ctx *ctx, const char *name,
+                                    const char **ptr, size_t *len)
+{
+    return WEIR_API_CALL(ctx, param_string, name, ptr, len);
+}
+static inline int weir_param_msgpack(weir_ctx *ctx, const char *name,
+                                     const void **ptr, size_t *len)
+{
+    return WEIR_API_CALL(ctx, param_msgpack, name, ptr, len);
+}
+
+static inline int weir_emit(weir_ctx *ctx, uint32_t port, const void *key,
+                            size_t key_len, int64_t ts, const void *value,
+                            size_t value_len)
+{
+    return ctx->api->emit(ctx, port, key, key_len, ts, value, value_len);
+}
+static inline int weir_output_port(weir_ctx *ctx, const char *name)
+{
+    return WEIR_API_CALL(ctx, output_port, name);
+}
+
+static inline int64_t weir_now(weir_ctx *ctx)
+{
+    return ctx->api->now(ctx);
+}
+static inline int64_t weir_watermark(weir_ctx *ctx)
+{
+    return WEIR_API_HAS(ctx, watermark) ? ctx->api->watermark(ctx)
+                                        : WEIR_WATERMARK_MIN;
+}
+static inline int weir_current_key(weir_ctx *ctx, const void **key,
+                                   size_t *key_len)
+{
+    return WEIR_API_CALL(ctx, current_key, key, key_len);
+}
+
+/* Declares a keyed state. Only in open(). Fails with WEIR_EINVAL (and a
+ * logged reason) for a bad name, a duplicate name, or ttl_ms == 0. */
+static inline int weir_state_declare(weir_ctx *ctx, const weir_state_desc *d,
+                                     weir_state **out)
+{
+    return WEIR_API_CALL(ctx, state_declare, d, out);
+}
+static inline int weir_value_get(weir_ctx *ctx, weir_state *st,
+                                 const void **value, size_t *len)
+{
+    return WEIR_API_CALL(ctx, value_get, st, value, len);
+}
+static inline int weir_value_put(weir_ctx *ctx, weir_state *st,
+                                 const void *value, size_t len)
+{
+    return WEIR_API_CALL(ctx, value_put, st, value, len);
+}
+static inline int weir_value_delete(weir_ctx *ctx, weir_state *st)
+{
+    return WEIR_API_CALL(ctx, value_delete, st);
+}
+static inline int weir_map_get(weir_ctx *ctx, weir_state *st, const void *uk,
+                               size_t uk_len, const void **value, size_t *len)
+{
+    return WEIR_API_CALL(ctx, map_get, st, uk, uk_len, value, len);
+}
+static inline int weir_map_put(weir_ctx *ctx, weir_state *st, const void *uk,
+                               size_t uk_len, const void *value, size_t len)
+{
+    return WEIR_API_CALL(ctx, map_put, st, uk, uk_len, value, len);
+}
+static inline int weir_map_delete(weir_ctx *ctx, weir_state *st, const void *uk,
+                                  size_t uk_len)
+{
+    return WEIR_API_CALL(ctx, map_delete, st, uk, uk_len);
+}
+static inline int weir_map_iter(weir_ctx *ctx, weir_state *st,
+                                weir_map_iter_fn fn, void *arg)
+{
+    return WEIR_API_CALL(ctx, map_iter, st, fn, arg);
+}
+static inline int weir_map_clear(weir_ctx *ctx, weir_state *st)
+{
+    return WEIR_API_CALL(ctx, map_clear, st);
+}
+static inline int weir_list_add(weir_ctx *ctx, weir_state *st,
+                                const void *value, size_t len)
+{
+    return WEIR_API_CALL(ctx, list_add, st, value, len);
+}
+static inline int weir_list_iter(weir_ctx *ctx, weir_state *st,
+                                 weir_map_iter_fn fn, void *arg)
+{
+    return WEIR_API_CALL(ctx, list_iter, st, fn, arg);
+}
+static inline int weir_list_clear(weir_ctx *ctx, weir_state *st)
+{
+    return WEIR_API_CALL(ctx, list_clear, st);
+}
+
+static inline int weir_timer_register(weir_ctx *ctx, weir_time_domain domain,
+                                      int64_t ts)
+{
+    return WEIR_API_CALL(ctx, timer_register, domain, ts);
+}
+static inline int weir_timer_delete(weir_ctx *ctx, weir_time_domain domain,
+                                    int64_t ts)
+{
+    return WEIR_API_CALL(ctx, timer_delete, domain, ts);
+}
+
+static inline int weir_snapshot_write(weir_ctx *ctx, const void *data,
+                                      size_t len)
+{
+    return WEIR_API_CALL(ctx, snapshot_write, data, len);
+}
+
+static inline int weir_metric_register(weir_ctx *ctx, weir_metric_kind kind,
+                                       const char *name, const char *help,
+                                       const char *label_name,
+                                       const char *label_value,
+                                       weir_metric **out)
+{
+    return WEIR_API_CALL(ctx, metric_register, kind, name, help, label_name,
+                         label_value, out);
+}
+/* Metric updates are no-ops on a NULL metric, so a plugin may ignore a failed
+ * registration. */
+static inline void weir_counter_add(weir_ctx *ctx, weir_metric *m,
+                                    uint64_t delta)
+{
+    if (m && WEIR_API_HAS(ctx, counter_add))
+        ctx->api->counter_add(m, delta);
+}
+static inline void weir_gauge_set(weir_ctx *ctx, weir_metric *m, double v)
+{
+    if (m && WEIR_API_HAS(ctx, gauge_set))
+        ctx->api->gauge_set(m, v);
+}
+static inline void weir_histogram_observe(weir_ctx *ctx, weir_metric *m,
+                                          double v)
+{
+    if (m && WEIR_API_HAS(ctx, histogram_observe))
+        ctx->api->histogram_observe(m, v);
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEIR_WEIR_H */

@@ -1,0 +1,598 @@
+/*
+ * test_file_source.c - the JSON lines source: conversion to records, bad
+ * lines with their line numbers, the log limit, on_error=fail, event-time
+ * parsing (checked against timegm), the parallel split, snapshot/restore,
+ * very long and deeply nested lines, and the errors of open().
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "th.h"
+
+static const weir_operator *fsrc_op(void)
+{
+    return th_load(FILE_SOURCE_SO, "file_source");
+}
+
+typedef struct env {
+    char *dir;
+    char *path;
+} env;
+
+static int setup(void **state)
+{
+    env *e = calloc(1, sizeof *e);
+    e->dir = th_tmpdir();
+    e->path = th_path(e->dir, "in.jsonl");
+    *state = e;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    env *e = *state;
+    th_rmtree(e->dir);
+    free(e->dir);
+    free(e->path);
+    free(e);
+    return 0;
+}
+
+static void write_text(const char *path, const char *text)
+{
+    th_write_file(path, text, strlen(text));
+}
+
+/* Opens file_source on `path` with `extra` parameters. */
+static th_inst *open_src(const char *path, const th_param *extra, uint32_t sub,
+                         uint32_t par)
+{
+    th_param p[16];
+    size_t n = 0;
+    p[n++] = (th_param){"path", path};
+    for (size_t i = 0; extra && extra[i].name; i++)
+        p[n++] = extra[i];
+    p[n] = (th_param){NULL, NULL};
+    th_inst *t = th_new(fsrc_op(), p, sub, par);
+    if (th_open(t) != WEIR_OK)
+        fail_msg("open failed: %s", t->error);
+    return t;
+}
+
+static th_inst *run_src(const char *path, const th_param *extra, uint32_t sub,
+                        uint32_t par)
+{
+    th_inst *t = open_src(path, extra, sub, par);
+    int rc = th_drain(t, 100000);
+    if (rc != WEIR_EOF)
+        fail_msg("drain: %d %s", rc, t->error);
+    assert_int_equal(th_finish(t), WEIR_OK);
+    return t;
+}
+
+static void assert_key(const th_rec *r, const void *key, size_t len)
+{
+    assert_int_equal(r->key_len, len);
+    assert_memory_equal(r->key, key, len);
+}
+
+/* The record's value equals the JSON text `line`. */
+static void assert_value(const th_rec *r, const char *line)
+{
+    json_error_t err;
+    json_t *want = json_loads(line, JSON_ALLOW_NUL, &err);
+    if (!want)
+        fail_msg("test line does not parse: %s", err.text);
+    json_t *got = th_mp_to_json(r->value, r->value_len);
+    assert_non_null(got);
+    if (!json_equal(want, got)) {
+        char *g = json_dumps(got, JSON_COMPACT);
+        fail_msg("value %s != %s", g, line);
+    }
+    json_decref(want);
+    json_decref(got);
+}
+
+static const th_param key_ts[] = {
+    {"key_field", "user"}, {"time_field", "ts"}, {NULL, NULL}};
+
+/* ------------------------------------------------------------------------ */
+
+static void test_basic(void **state)
+{
+    env *e = *state;
+    const char *lines[] = {
+        ("{\"user\":\"u1\",\"page\":\"/"
+         "a\",\"ts\":1000,\"nested\":{\"x\":[1,2.5,"
+         "true,false,null,\"s\"],\"e\":{},\"a\":[]}}"),
+        "{\"user\":42,\"ts\":\"2026-01-01T00:00:00Z\"}",
+        "{\"user\":1.5,\"ts\":\"2026-01-01T00:00:00.123Z\"}",
+        "{\"user\":\"u2\",\"ts\":2000,\"big\":-9223372036854775807,\"r\":"
+        "1e300}",
+        "{\"user\":\"u\\u00fc\\u0000x\",\"ts\":3,\"z\":\"a\\u0000b\"}",
+    };
+    char text[1024];
+    snprintf(text, sizeof text, "%s\n%s\n%s\n\n   \t \n%s\r\n%s", lines[0],
+             lines[1], lines[2], lines[3], lines[4]); /* no final newline */
+    write_text(e->path, text);
+
+    th_inst *t = run_src(e->path, key_ts, 0, 1);
+    assert_int_equal(t->n_recs, 5);
+    assert_key(&t->recs[0], "u1", 2);
+    assert_key(&t->recs[1], "42", 2);
+    assert_key(&t->recs[2], "1.5", 3);
+    assert_key(&t->recs[3], "u2", 2);
+    assert_key(&t->recs[4], "u\xc3\xbc\0x", 5);
+    struct tm tm = {.tm_year = 126, .tm_mday = 1};
+    int64_t jan1 = (int64_t)timegm(&tm) * 1000;
+    assert_int_equal(t->recs[0].ts, 1000);
+    assert_int_equal(t->recs[1].ts, jan1);
+    assert_int_equal(t->recs[2].ts, jan1 + 123);
+    assert_int_equal(t->recs[3].ts, 2000);
+    assert_int_equal(t->recs[4].ts, 3);
+    for (size_t i = 0; i < 5; i++)
+        assert_value(&t->recs[i], lines[i]);
+    assert_int_equal(t->n_logs, 0); /* empty lines are silent */
+    th_free(t);
+
+    /* Without time_field records carry no event time. */
+    const th_param only_key[] = {{"key_field", "user"}, {NULL, NULL}};
+    t = run_src(e->path, only_key, 0, 1);
+    assert_int_equal(t->n_recs, 5);
+    for (size_t i = 0; i < 5; i++)
+        assert_true(t->recs[i].ts == WEIR_TS_NONE);
+    th_free(t);
+}
+
+static const struct {
+    int line;
+    const char *text;
+    const char *reason;
+} bad_lines[] = {
+    {1, "{\"user\":\"a\",\"ts\":1}", NULL},
+    {2, "not json", "invalid JSON"},
+    {3, "{\"user\":\"b\",\"ts\":2}", NULL},
+    {4, "[1,2]", "an array, not a JSON object"},
+    {5, "{\"x\":1}", "no key field 'user'"},
+    {6, "{\"user\":\"c\",\"ts\":3}", NULL},
+    {7, "{\"user\":true,\"ts\":4}", "key field 'user' is a boolean"},
+    {8, "{\"user\":\"a\",\"ts\":\"yesterday\"}", "not an ISO-8601"},
+    {9, "{\"user\":\"a\",\"ts\":1.5}", "expected integer milliseconds"},
+    {10, "{\"user\":\"a\"}", "no time field 'ts'"},
+    {11, "\"just a string\"", "a string, not a JSON object"},
+    {12, "{\"user\":{\"o\":1},\"ts\":5}", "key field 'user' is an object"},
+    {13, "{\"user\":\"a\",\"ts\":null}", "time field 'ts' is null"},
+    {14, "{\"user\":\"a\",\"ts\":-9223372036854775808}", "no event time"},
+    {15, "{\"user\":\"a\",\"ts\":1}}", "invalid JSON"},
+};
+#define N_BAD_LINES (sizeof bad_lines / sizeof *bad_lines)
+
+static void test_bad_lines(void **state)
+{
+    env *e = *state;
+    char text[2048] = "";
+    for (size_t i = 0; i < N_BAD_LINES; i++) {
+        strcat(text, bad_lines[i].text);
+        strcat(text, "\n");
+    }
+    write_text(e->path, text);
+    th_inst *t = run_src(e->path, key_ts, 0, 1);
+    assert_int_equal(t->n_recs, 3);
+    assert_key(&t->recs[0], "a", 1);
+    assert_key(&t->recs[1], "b", 1);
+    assert_key(&t->recs[2], "c", 1);
+
+    /* The first 10 bad lines are logged with FILE:LINE and the reason. */
+    size_t logged = 0;
+    for (size_t i = 0; i < N_BAD_LINES; i++) {
+        if (!bad_lines[i].reason)
+            continue;
+        char where[600];
+        snprintf(where, sizeof where, "%s:%d: ", e->path, bad_lines[i].line);
+        const char *msg = th_find_log(t, where);
+        if (logged < 10) {
+            if (!msg || !strstr(msg, bad_lines[i].reason))
+                fail_msg("line %d: log '%s' lacks '%s'", bad_lines[i].line,
+                         msg ? msg : "(none)", bad_lines[i].reason);
+            logged++;
+        } else {
+            assert_null(msg);
+        }
+    }
+    assert_int_equal(th_count_logs(t, WEIR_LOG_WARN, "line skipped"), 10);
+    assert_non_null(th_find_log(t, "further bad lines are counted"));
+    const char *sum = th_find_log(t, "skipped 12 bad line(s)");
+    assert_non_null(sum);
+    assert_non_null(strstr(sum, "emitted 3 record(s)"));
+    th_free(t);
+}
+
+/* With on_error=fail, each kind of bad line fails with FILE:LINE: reason. */
+static void test_on_error_fail(void **state)
+{
+    env *e = *state;
+    const th_param fail[] = {{"key_field", "user"},
+                             {"time_field", "ts"},
+                             {"on_error", "fail"},
+                             {NULL, NULL}};
+    for (size_t i = 0; i < N_BAD_LINES; i++) {
+        if (!bad_lines[i].reason)
+            continue;
+        char text[512];
+        snprintf(text, sizeof text,
+                 "{\"user\":\"ok\",\"ts\":1}\n\n%s\n{\"user\""
+                 ":\"after\",\"ts\":2}\n",
+                 bad_lines[i].text);
+        write_text(e->path, text);
+        th_inst *t = open_src(e->path, fail, 0, 1);
+        int rc = th_drain(t, 100);
+        assert_int_equal(rc, WEIR_EINVAL);
+        char want[600];
+        snprintf(want, sizeof want, "%s:3: ", e->path);
+        if (!strstr(t->error, want) || !strstr(t->error, bad_lines[i].reason))
+            fail_msg("error '%s' lacks '%s' or '%s'", t->error, want,
+                     bad_lines[i].reason);
+        assert_int_equal(t->n_recs, 1);
+        th_free(t);
+    }
+}
+
+static void test_log_limit(void **state)
+{
+    env *e = *state;
+    char text[4096] = "";
+    for (int i = 0; i < 25; i++)
+        strcat(text, "{oops}\n{\"user\":\"x\",\"ts\":1}\n");
+    write_text(e->path, text);
+    th_inst *t = run_src(e->path, key_ts, 0, 1);
+    assert_int_equal(t->n_recs, 25);
+    assert_int_equal(th_count_logs(t, WEIR_LOG_WARN, "line skipped"), 10);
+    char where[600];
+    snprintf(where, sizeof where, "%s:19: ", e->path); /* 10th bad line */
+    assert_non_null(th_find_log(t, where));
+    snprintf(where, sizeof where, "%s:21: ", e->path); /* 11th: not logged */
+    assert_null(th_find_log(t, where));
+    assert_non_null(th_find_log(t, "skipped 25 bad line(s)"));
+    th_free(t);
+}
+
+/* ------------------------------------------------------------------------ */
+
+static int64_t utc_ms(int y, int mo, int d, int h, int mi, int s, int ms,
+                      int off_min)
+{
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = s};
+    return ((int64_t)timegm(&tm) - off_min * 60) * 1000 + ms;
+}
+
+static void test_time_parsing(void **state)
+{
+    env *e = *state;
+    const struct {
+        const char *t;
+        int64_t want;
+    } good[] = {
+        {"\"2026-01-01T00:00:00Z\"", utc_ms(2026, 1, 1, 0, 0, 0, 0, 0)},
+        {"\"2026-01-01T00:00:00.5Z\"", utc_ms(2026, 1, 1, 0, 0, 0, 500, 0)},
+        {"\"2026-01-01T00:00:00.123456Z\"",
+         utc_ms(2026, 1, 1, 0, 0, 0, 123, 0)},
+        {"\"2024-02-29T12:34:56.789+02:00\"",
+         utc_ms(2024, 2, 29, 12, 34, 56, 789, 120)},
+        {"\"2024-02-29T12:34:56-0130\"",
+         utc_ms(2024, 2, 29, 12, 34, 56, 0, -90)},
+        {"\"1969-12-31T23:59:59.999Z\"", -1},
+        {"\"2026-06-15 08:00:00\"", utc_ms(2026, 6, 15, 8, 0, 0, 0, 0)},
+        {"\"1970-01-01T00:00:00z\"", 0},
+        {"\"2000-03-01t00:00:00+05\"", utc_ms(2000, 3, 1, 0, 0, 0, 0, 300)},
+        {"\"1900-03-01T00:00:00Z\"", utc_ms(1900, 3, 1, 0, 0, 0, 0, 0)},
+        {"\"2026-12-31T23:59:60Z\"", utc_ms(2027, 1, 1, 0, 0, 0, 0, 0)},
+        {"-5", -5},
+        {"1.7e12", 1700000000000},
+        {"0", 0},
+    };
+    const char *bad[] = {
+        "\"2026-13-01T00:00:00Z\"",
+        "\"2025-02-29T00:00:00Z\"",
+        "\"2026-01-01\"",
+        "\"2026-01-01T24:00:00Z\"",
+        "\"2026-01-01T00:00:00Zjunk\"",
+        "\"2026-01-01T00:00:00.Z\"",
+        "\"26-01-01T00:00:00Z\"",
+        "\"\"",
+        "\"2026-01-01T00:00Z\"",
+        "\"2026-01-01T00:00:00+2400\"",
+        "\"1900-02-29T00:00:00Z\"",
+        "\"2026-01-01T00:60:00Z\"",
+        "1e300",
+        "true",
+    };
+    size_t ng = sizeof good / sizeof *good, nb = sizeof bad / sizeof *bad;
+    char text[4096] = "", line[128];
+    for (size_t i = 0; i < ng; i++) {
+        snprintf(line, sizeof line, "{\"k\":\"g%zu\",\"t\":%s}\n", i,
+                 good[i].t);
+        strcat(text, line);
+    }
+    for (size_t i = 0; i < nb; i++) {
+        snprintf(line, sizeof line, "{\"k\":\"b%zu\",\"t\":%s}\n", i, bad[i]);
+        strcat(text, line);
+    }
+    write_text(e->path, text);
+    const th_param p[] = {
+        {"key_field", "k"}, {"time_field", "t"}, {NULL, NULL}};
+    th_inst *t = run_src(e->path, p, 0, 1);
+    assert_int_equal(t->n_recs, ng);
+    for (size_t i = 0; i < ng; i++) {
+        if (t->recs[i].ts != good[i].want)
+            fail_msg("%s: got %lld, want %lld", good[i].t,
+                     (long long)t->recs[i].ts, (long long)good[i].want);
+    }
+    assert_non_null(th_find_log(t, "skipped 14 bad line(s)"));
+    th_free(t);
+}
+
+/* ------------------------------------------------------------------------ */
+
+static void test_parallel_split(void **state)
+{
+    env *e = *state;
+    char text[8192] = "", line[64];
+    for (int n = 1; n <= 100; n++) {
+        snprintf(line, sizeof line, "{\"id\":%d,\"user\":\"u%d\"}\n", n, n % 7);
+        strcat(text, line);
+    }
+    write_text(e->path, text);
+    const th_param p[] = {{"key_field", "user"}, {"batch", "4"}, {NULL, NULL}};
+    int seen[101] = {0};
+    for (uint32_t sub = 0; sub < 3; sub++) {
+        th_inst *t = run_src(e->path, p, sub, 3);
+        for (size_t i = 0; i < t->n_recs; i++) {
+            json_t *v = th_mp_to_json(t->recs[i].value, t->recs[i].value_len);
+            int id = (int)json_integer_value(json_object_get(v, "id"));
+            json_decref(v);
+            assert_true(id >= 1 && id <= 100);
+            assert_int_equal((id - 1) % 3, sub);
+            seen[id]++;
+        }
+        th_free(t);
+    }
+    for (int n = 1; n <= 100; n++)
+        assert_int_equal(seen[n], 1);
+}
+
+static void test_snapshot_restore(void **state)
+{
+    env *e = *state;
+    char text[8192] = "", line[64];
+    for (int n = 1; n <= 50; n++) {
+        if (n == 10)
+            snprintf(line, sizeof line, "broken %d\n", n);
+        else
+            snprintf(line, sizeof line, "{\"id\":%d,\"user\":\"u\"}\n", n);
+        strcat(text, line);
+    }
+    write_text(e->path, text);
+    const th_param p[] = {{"key_field", "user"}, {"batch", "7"}, {NULL, NULL}};
+
+    th_inst *a = open_src(e->path, p, 0, 1);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(th_poll(a), WEIR_OK);
+    assert_int_equal(a->n_recs, 20); /* lines 1..21 without line 10 */
+    assert_int_equal(th_snapshot(a, 1), WEIR_OK);
+    assert_int_equal(a->snap_len, 24);
+
+    th_inst *b = open_src(e->path, p, 0, 1);
+    assert_int_equal(th_restore(b, 1, 1, a->snap, a->snap_len), WEIR_OK);
+    assert_int_equal(th_drain(b, 100), WEIR_EOF);
+    assert_int_equal(th_finish(b), WEIR_OK);
+    assert_int_equal(b->n_recs, 29);
+    for (size_t i = 0; i < b->n_recs; i++) {
+        json_t *v = th_mp_to_json(b->recs[i].value, b->recs[i].value_len);
+        assert_int_equal(json_integer_value(json_object_get(v, "id")),
+                         22 + (int)i);
+        json_decref(v);
+    }
+    /* The bad-line count continues from the snapshot. */
+    assert_non_null(th_find_log(b, "skipped 1 bad line(s)"));
+    th_free(b);
+
+    /* Damaged or foreign snapshots are refused with a reason. */
+    th_inst *c = open_src(e->path, p, 0, 1);
+    assert_int_equal(th_restore(c, 1, 2, a->snap, a->snap_len), WEIR_EINVAL);
+    assert_non_null(strstr(c->error, "version 2"));
+    assert_int_equal(th_restore(c, 1, 1, a->snap, 10), WEIR_EINVAL);
+    assert_non_null(strstr(c->error, "10 bytes"));
+    unsigned char s[24] = {0};
+    s[0] = 5; /* offset 5: inside line 1 */
+    assert_int_equal(th_restore(c, 1, 1, s, 24), WEIR_EINVAL);
+    assert_non_null(strstr(c->error, "does not start a line"));
+    s[0] = 0;
+    s[2] = 1; /* offset 65536: beyond the end */
+    assert_int_equal(th_restore(c, 1, 1, s, 24), WEIR_EINVAL);
+    assert_non_null(strstr(c->error, "beyond the end"));
+    memset(s, 0, sizeof s);
+    s[8] = 3; /* line 3 at offset 0 */
+    assert_int_equal(th_restore(c, 1, 1, s, 24), WEIR_EINVAL);
+    assert_non_null(strstr(c->error, "damaged"));
+    /* After failed restores the instance still reads from the start. */
+    memset(s, 0, sizeof s);
+    assert_int_equal(th_restore(c, 1, 1, s, 24), WEIR_OK);
+    assert_int_equal(th_drain(c, 100), WEIR_EOF);
+    assert_int_equal(c->n_recs, 49);
+    th_free(c);
+
+    th_inst *d = open_src(e->path, p, 0, 1);
+    th_disable_snapshot(d);
+    assert_int_equal(th_snapshot(d, 4), WEIR_ENOTSUP);
+    assert_non_null(strstr(d->error, "snapshot"));
+    th_free(d);
+    th_free(a);
+}
+
+/* ------------------------------------------------------------------------ */
+
+static void test_long_line(void **state)
+{
+    env *e = *state;
+    size_t big = 5u << 20;
+    char *text = malloc(big + 256);
+    assert_non_null(text);
+    size_t n =
+        (size_t)sprintf(text, "{\"user\":\"a\"}\n{\"user\":\"b\",\"s\":\"");
+    memset(text + n, 'x', big);
+    n += big;
+    n += (size_t)sprintf(text + n, "\"}\n{\"user\":\"c\"}\n");
+    th_write_file(e->path, text, n);
+    free(text);
+    const th_param p[] = {{"key_field", "user"}, {NULL, NULL}};
+    th_inst *t = run_src(e->path, p, 0, 1);
+    assert_int_equal(t->n_recs, 3);
+    json_t *v = th_mp_to_json(t->recs[1].value, t->recs[1].value_len);
+    assert_int_equal(json_string_length(json_object_get(v, "s")), big);
+    json_decref(v);
+    assert_key(&t->recs[2], "c", 1);
+    th_free(t);
+}
+
+static void nested_line(char *buf, int arrays)
+{
+    strcpy(buf, "{\"user\":\"a\",\"v\":");
+    for (int i = 0; i < arrays; i++)
+        strcat(buf, "[");
+    strcat(buf, "1");
+    for (int i = 0; i < arrays; i++)
+        strcat(buf, "]");
+    strcat(buf, "}\n");
+}
+
+static void test_depth_limit(void **state)
+{
+    env *e = *state;
+    char text[512], l1[200], l2[200];
+    nested_line(l1, 31); /* object + 31 arrays = 32 levels: fine */
+    nested_line(l2, 32); /* 33 levels: msgpack-c could not unpack it */
+    snprintf(text, sizeof text, "%s%s", l1, l2);
+    write_text(e->path, text);
+    const th_param p[] = {{"key_field", "user"}, {NULL, NULL}};
+    th_inst *t = run_src(e->path, p, 0, 1);
+    assert_int_equal(t->n_recs, 1);
+    json_t *v = th_mp_to_json(t->recs[0].value, t->recs[0].value_len);
+    assert_non_null(v); /* unpackable */
+    json_decref(v);
+    assert_non_null(th_find_log(t, "nested deeper than 32 levels"));
+    th_free(t);
+}
+
+static void test_open_errors(void **state)
+{
+    env *e = *state;
+    const th_param p[] = {{"key_field", "user"}, {NULL, NULL}};
+    char *missing = th_path(e->dir, "nope.jsonl");
+    th_param q[] = {{"path", missing}, {"key_field", "user"}, {NULL, NULL}};
+    th_inst *t = th_new(fsrc_op(), q, 0, 1);
+    assert_int_equal(th_open(t), WEIR_EIO);
+    assert_non_null(strstr(t->error, missing));
+    assert_non_null(strstr(t->error, "No such file"));
+    th_free(t);
+    free(missing);
+
+    q[0].value = e->dir;
+    t = th_new(fsrc_op(), q, 0, 1);
+    assert_int_equal(th_open(t), WEIR_EINVAL);
+    assert_non_null(strstr(t->error, "is a directory"));
+    th_free(t);
+
+    write_text(e->path, "{}\n");
+    const th_param empty_key[] = {
+        {"path", e->path}, {"key_field", ""}, {NULL, NULL}};
+    t = th_new(fsrc_op(), empty_key, 0, 1);
+    assert_int_equal(th_open(t), WEIR_EINVAL);
+    assert_non_null(strstr(t->error, "key_field"));
+    th_free(t);
+    const th_param empty_time[] = {{"path", e->path},
+                                   {"key_field", "k"},
+                                   {"time_field", ""},
+                                   {NULL, NULL}};
+    t = th_new(fsrc_op(), empty_time, 0, 1);
+    assert_int_equal(th_open(t), WEIR_EINVAL);
+    assert_non_null(strstr(t->error, "time_field"));
+    th_free(t);
+
+    /* The table makes path and key_field required (the host enforces it). */
+    t = th_new(fsrc_op(), p, 0, 1);
+    assert_int_equal(t->param_rc, WEIR_EINVAL);
+    assert_non_null(strstr(t->error, "path"));
+    th_free(t);
+}
+
+static void test_emit_failure(void **state)
+{
+    env *e = *state;
+    write_text(e->path, "{\"user\":\"a\"}\n");
+    const th_param p[] = {{"key_field", "user"}, {NULL, NULL}};
+    th_inst *t = open_src(e->path, p, 0, 1);
+    t->emit_rc = WEIR_EIO;
+    assert_int_equal(th_poll(t), WEIR_EIO);
+    assert_non_null(strstr(t->error, "emit failed"));
+    assert_non_null(strstr(t->error, ":1:"));
+    th_free(t);
+}
+
+static void test_byte_order_mark(void **state)
+{
+    env *e = *state;
+    write_text(e->path, "\xef\xbb\xbf{\"user\":\"b\"}\n{\"user\":\"c\"}\n");
+    const th_param p[] = {{"key_field", "user"}, {NULL, NULL}};
+    th_inst *t = run_src(e->path, p, 0, 1);
+    assert_int_equal(t->n_recs, 2);
+    assert_key(&t->recs[0], "b", 1);
+    assert_int_equal(t->n_logs, 0);
+    th_free(t);
+}
+
+static void test_empty_file(void **state)
+{
+    env *e = *state;
+    write_text(e->path, "");
+    const th_param p[] = {{"key_field", "user"}, {NULL, NULL}};
+    th_inst *t = open_src(e->path, p, 0, 1);
+    assert_int_equal(th_poll(t), WEIR_EOF);
+    assert_int_equal(th_poll(t), WEIR_EOF);
+    assert_int_equal(th_finish(t), WEIR_OK);
+    assert_int_equal(t->n_recs, 0);
+    assert_int_equal(t->n_logs, 0);
+    th_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_basic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_on_error_fail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_time_parsing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parallel_split, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_restore, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_depth_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_emit_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_byte_order_mark, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_file, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,656 @@
+/* th.c - the fake host of th.h (test scaffolding). */
+#define _GNU_SOURCE
+
+#include "th.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
+#include <msgpack.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+struct th_value {
+    const weir_param_def *def;
+    int set;
+    int b;
+    int64_t i;
+    double d;
+    char *s; /* exactly s_len bytes, no NUL */
+    size_t s_len;
+};
+
+static th_inst *th_of(weir_ctx *ctx)
+{
+    return (th_inst *)ctx;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Services                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static char *th_vfmt(const char *fmt, va_list ap)
+{
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    assert_non_null(s);
+    return s;
+}
+
+static void th_svc_log(weir_ctx *ctx, weir_log_level level, const char *fmt,
+                       va_list ap)
+{
+    th_inst *t = th_of(ctx);
+    if (t->n_logs == t->cap_logs) {
+        t->cap_logs = t->cap_logs ? 2 * t->cap_logs : 16;
+        t->logs = realloc(t->logs, t->cap_logs * sizeof *t->logs);
+        assert_non_null(t->logs);
+    }
+    t->logs[t->n_logs].level = level;
+    t->logs[t->n_logs].msg = th_vfmt(fmt, ap);
+    if (getenv("TH_VERBOSE"))
+        fprintf(stderr, "[log %d] %s\n", level, t->logs[t->n_logs].msg);
+    t->n_logs++;
+}
+
+static int th_svc_set_error(weir_ctx *ctx, const char *fmt, va_list ap)
+{
+    th_inst *t = th_of(ctx);
+    vsnprintf(t->error, sizeof t->error, fmt, ap);
+    if (getenv("TH_VERBOSE"))
+        fprintf(stderr, "[error] %s\n", t->error);
+    return WEIR_EFAIL;
+}
+
+static const char *th_svc_operator_id(weir_ctx *ctx)
+{
+    return th_of(ctx)->id;
+}
+
+static uint32_t th_svc_subtask_index(weir_ctx *ctx)
+{
+    return th_of(ctx)->sub;
+}
+
+static uint32_t th_svc_parallelism(weir_ctx *ctx)
+{
+    return th_of(ctx)->par;
+}
+
+/* The value of parameter `name`: NULL and *rc set when it cannot be read. */
+static const th_value *th_value_of(weir_ctx *ctx, const char *name, int *rc)
+{
+    th_inst *t = th_of(ctx);
+    for (size_t i = 0; i < t->n_vals; i++) {
+        if (strcmp(t->vals[i].def->name, name) == 0) {
+            if (!t->vals[i].set) {
+                *rc = WEIR_ENOTFOUND;
+                return NULL;
+            }
+            return &t->vals[i];
+        }
+    }
+    *rc = WEIR_ENOTFOUND;
+    return NULL;
+}
+
+static int th_svc_param_bool(weir_ctx *ctx, const char *name, int *out)
+{
+    int rc = 0;
+    const th_value *v = th_value_of(ctx, name, &rc);
+    if (!v)
+        return rc;
+    if (v->def->type != WEIR_PARAM_BOOL)
+        return WEIR_EINVAL;
+    *out = v->b;
+    return WEIR_OK;
+}
+
+static int th_svc_param_int(weir_ctx *ctx, const char *name, int64_t *out)
+{
+    int rc = 0;
+    const th_value *v = th_value_of(ctx, name, &rc);
+    if (!v)
+        return rc;
+    if (v->def->type != WEIR_PARAM_INT && v->def->type != WEIR_PARAM_DURATION &&
+        v->def->type != WEIR_PARAM_SIZE)
+        return WEIR_EINVAL;
+    *out = v->i;
+    return WEIR_OK;
+}
+
+static int th_svc_param_double(weir_ctx *ctx, const char *name, double *out)
+{
+    int rc = 0;
+    const th_value *v = th_value_of(ctx, name, &rc);
+    if (!v)
+        return rc;
+    if (v->def->type != WEIR_PARAM_DOUBLE && v->def->type != WEIR_PARAM_INT)
+        return WEIR_EINVAL;
+    *out = v->d;
+    return WEIR_OK;
+}
+
+static int th_svc_param_string(weir_ctx *ctx, const char *name,
+                               const char **ptr, size_t *len)
+{
+    int rc = 0;
+    const th_value *v = th_value_of(ctx, name, &rc);
+    if (!v)
+        return rc;
+    if (v->def->type != WEIR_PARAM_STRING && v->def->type != WEIR_PARAM_ENUM)
+        return WEIR_EINVAL;
+    *ptr = v->s;
+    *len = v->s_len;
+    return WEIR_OK;
+}
+
+static void *th_dup(const void *p, size_t n)
+{
+    void *d = malloc(n ? n : 1);
+    assert_non_null(d);
+    if (n)
+        memcpy(d, p, n);
+    return d;
+}
+
+static int th_svc_emit(weir_ctx *ctx, uint32_t port, const void *key,
+                       size_t key_len, int64_t ts, const void *value,
+                       size_t value_len)
+{
+    th_inst *t = th_of(ctx);
+    if (t->in_open_or_close) {
+        t->bad_emits++;
+        return WEIR_ESTATE;
+    }
+    if (t->emit_rc)
+        return t->emit_rc;
+    if (t->n_recs == t->cap_recs) {
+        t->cap_recs = t->cap_recs ? 2 * t->cap_recs : 64;
+        t->recs = realloc(t->recs, t->cap_recs * sizeof *t->recs);
+        assert_non_null(t->recs);
+    }
+    th_rec *r = &t->recs[t->n_recs++];
+    r->port = port;
+    r->key = th_dup(key, key_len);
+    r->key_len = key_len;
+    r->ts = ts;
+    r->value = th_dup(value, value_len);
+    r->value_len = value_len;
+    return WEIR_OK;
+}
+
+static int64_t th_svc_now(weir_ctx *ctx)
+{
+    return th_of(ctx)->now_ms;
+}
+
+static int64_t th_svc_watermark(weir_ctx *ctx)
+{
+    return WEIR_WATERMARK_MIN;
+}
+
+static int th_svc_snapshot_write(weir_ctx *ctx, const void *data, size_t len)
+{
+    th_inst *t = th_of(ctx);
+    t->snap = realloc(t->snap, t->snap_len + len + 1);
+    assert_non_null(t->snap);
+    memcpy(t->snap + t->snap_len, data, len);
+    t->snap_len += len;
+    return WEIR_OK;
+}
+
+#define TH_API_COMMON                                                          \
+    .size = sizeof(weir_host_api), .abi_major = WEIR_ABI_MAJOR,                \
+    .abi_minor = WEIR_ABI_MINOR, .log = th_svc_log,                            \
+    .set_error = th_svc_set_error, .operator_id = th_svc_operator_id,          \
+    .subtask_index = th_svc_subtask_index, .parallelism = th_svc_parallelism,  \
+    .param_bool = th_svc_param_bool, .param_int = th_svc_param_int,            \
+    .param_double = th_svc_param_double, .param_string = th_svc_param_string,  \
+    .emit = th_svc_emit, .now = th_svc_now, .watermark = th_svc_watermark
+
+static const weir_host_api th_api = {TH_API_COMMON,
+                                     .snapshot_write = th_svc_snapshot_write};
+static const weir_host_api th_api_nosnap = {TH_API_COMMON};
+
+/* ------------------------------------------------------------------------ */
+/* Loading                                                                   */
+/* ------------------------------------------------------------------------ */
+
+const weir_plugin *th_plugin(const char *so)
+{
+    void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        fail_msg("dlopen %s: %s", so, dlerror());
+    weir_plugin_entry_fn entry =
+        (weir_plugin_entry_fn)(uintptr_t)dlsym(h, WEIR_PLUGIN_ENTRY_SYMBOL);
+    assert_non_null(entry);
+    const weir_plugin *p = entry(&th_api);
+    assert_non_null(p);
+    assert_int_equal(p->abi_major, WEIR_ABI_MAJOR);
+    return p;
+}
+
+const weir_operator *th_load(const char *so, const char *name)
+{
+    const weir_plugin *p = th_plugin(so);
+    for (size_t i = 0; p->operators[i]; i++)
+        if (strcmp(p->operators[i]->name, name) == 0)
+            return p->operators[i];
+    fail_msg("%s has no operator %s", so, name);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Parameter validation (what the topology loader does before open)          */
+/* ------------------------------------------------------------------------ */
+
+static int th_unit(const char *unit, const char *const *names,
+                   const int64_t *mult, int64_t *out)
+{
+    for (size_t i = 0; names[i]; i++) {
+        if (strcmp(unit, names[i]) == 0) {
+            *out = mult[i];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Parses `text` as a value of def's type into v; returns a reason or NULL. */
+static const char *th_parse(const weir_param_def *def, const char *text,
+                            th_value *v)
+{
+    static const char *const dur_u[] = {"", "ms", "s", "m", "h", "d", NULL};
+    static const int64_t dur_m[] = {1, 1, 1000, 60000, 3600000, 86400000};
+    static const char *const size_u[] = {"",   "B",  "KiB", "MiB", "GiB",
+                                         "KB", "MB", "GB",  NULL};
+    static const int64_t size_m[] = {1,       1,    1024,    1 << 20,
+                                     1 << 30, 1000, 1000000, 1000000000};
+    char *end;
+    int64_t mult;
+    errno = 0;
+    switch (def->type) {
+    case WEIR_PARAM_BOOL:
+        if (strcmp(text, "true") && strcmp(text, "false"))
+            return "not a boolean";
+        v->b = strcmp(text, "true") == 0;
+        return NULL;
+    case WEIR_PARAM_INT:
+        v->i = strtoll(text, &end, 10);
+        if (errno || end == text || *end)
+            return "not an integer";
+        v->d = (double)v->i;
+        break;
+    case WEIR_PARAM_DOUBLE:
+        v->d = strtod(text, &end);
+        if (errno || end == text || *end)
+            return "not a number";
+        break;
+    case WEIR_PARAM_DURATION:
+    case WEIR_PARAM_SIZE:
+        v->i = strtoll(text, &end, 10);
+        if (errno || end == text)
+            return "not a number";
+        if (th_unit(end, def->type == WEIR_PARAM_SIZE ? size_u : dur_u,
+                    def->type == WEIR_PARAM_SIZE ? size_m : dur_m, &mult) < 0)
+            return "unknown unit";
+        v->i *= mult;
+        v->d = (double)v->i;
+        break;
+    case WEIR_PARAM_ENUM:
+        for (size_t i = 0; def->choices && def->choices[i]; i++)
+            if (strcmp(text, def->choices[i]) == 0)
+                goto string;
+        return "not one of the choices";
+    case WEIR_PARAM_STRING:
+    case WEIR_PARAM_ANY:
+    string:
+        v->s_len = strlen(text);
+        v->s = th_dup(text, v->s_len);
+        return NULL;
+    default: return "unknown type";
+    }
+    if ((def->flags & WEIR_PARAM_HAS_MIN) && v->d < def->min)
+        return "below the minimum";
+    if ((def->flags & WEIR_PARAM_HAS_MAX) && v->d > def->max)
+        return "above the maximum";
+    return NULL;
+}
+
+const char *th_check_default(const weir_param_def *def)
+{
+    th_value v = {.def = def};
+    const char *why =
+        def->default_value ? th_parse(def, def->default_value, &v) : NULL;
+    free(v.s);
+    return why;
+}
+
+static int th_validate(th_inst *t, const th_param *params)
+{
+    const weir_operator *op = t->op;
+    size_t n = 0;
+    while (op->params && op->params[n])
+        n++;
+    t->vals = calloc(n ? n : 1, sizeof *t->vals);
+    assert_non_null(t->vals);
+    t->n_vals = n;
+    for (size_t j = 0; params && params[j].name; j++) {
+        size_t i = 0;
+        while (i < n && strcmp(op->params[i]->name, params[j].name))
+            i++;
+        if (i == n) {
+            snprintf(t->error, sizeof t->error, "config.%s: unknown parameter",
+                     params[j].name);
+            return WEIR_EINVAL;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        const weir_param_def *def = op->params[i];
+        const char *text = def->default_value;
+        th_value *v = &t->vals[i];
+        v->def = def;
+        for (size_t j = 0; params && params[j].name; j++)
+            if (strcmp(params[j].name, def->name) == 0)
+                text = params[j].value;
+        if (!text) {
+            if (def->flags & WEIR_PARAM_REQUIRED) {
+                snprintf(t->error, sizeof t->error,
+                         "config.%s: required parameter missing", def->name);
+                return WEIR_EINVAL;
+            }
+            continue;
+        }
+        const char *why = th_parse(def, text, v);
+        if (why) {
+            snprintf(t->error, sizeof t->error, "config.%s: '%s' is %s",
+                     def->name, text, why);
+            return WEIR_EINVAL;
+        }
+        v->set = 1;
+    }
+    return WEIR_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Instances                                                                 */
+/* ------------------------------------------------------------------------ */
+
+th_inst *th_new(const weir_operator *op, const th_param *params, uint32_t sub,
+                uint32_t par)
+{
+    th_inst *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    t->ctx.api = &th_api;
+    t->op = op;
+    t->id = op->name;
+    t->sub = sub;
+    t->par = par;
+    t->now_ms = 1000000;
+    t->param_rc = th_validate(t, params);
+    return t;
+}
+
+void th_disable_snapshot(th_inst *t)
+{
+    t->ctx.api = &th_api_nosnap;
+}
+
+int th_open(th_inst *t)
+{
+    if (t->param_rc < 0)
+        return t->param_rc;
+    t->in_open_or_close = 1;
+    int rc = t->op->open(&t->ctx, &t->self);
+    t->in_open_or_close = 0;
+    if (rc == WEIR_OK)
+        t->opened = 1;
+    else
+        assert_true(rc < 0 && t->error[0]); /* a failure always explains */
+    return rc;
+}
+
+int th_poll(th_inst *t)
+{
+    assert_true(t->opened);
+    assert_non_null(t->op->poll);
+    return t->op->poll(&t->ctx, t->self);
+}
+
+int th_process(th_inst *t, const void *key, size_t key_len, int64_t ts,
+               const void *value, size_t value_len)
+{
+    assert_true(t->opened);
+    /* Like a real host may, pass NULL for empty bytes. */
+    weir_record r = {.size = sizeof r,
+                     .key = key_len ? key : NULL,
+                     .key_len = key_len,
+                     .ts = ts,
+                     .value = value_len ? value : NULL,
+                     .value_len = value_len};
+    return t->op->process(&t->ctx, t->self, &r, 0);
+}
+
+int th_finish(th_inst *t)
+{
+    assert_true(t->opened);
+    return t->op->finish ? t->op->finish(&t->ctx, t->self) : WEIR_OK;
+}
+
+int th_snapshot(th_inst *t, uint64_t checkpoint_id)
+{
+    assert_true(t->opened);
+    t->snap_len = 0;
+    return t->op->snapshot(&t->ctx, t->self, checkpoint_id);
+}
+
+int th_restore(th_inst *t, uint64_t checkpoint_id, uint32_t version,
+               const void *data, size_t len)
+{
+    assert_true(t->opened);
+    return t->op->restore(&t->ctx, t->self, checkpoint_id, version, data, len);
+}
+
+int th_drain(th_inst *t, int max_polls)
+{
+    int rc = WEIR_OK;
+    for (int i = 0; i < max_polls; i++) {
+        rc = th_poll(t);
+        if (rc == WEIR_EAGAIN)
+            t->now_ms++;
+        else if (rc != WEIR_OK)
+            return rc;
+    }
+    return rc;
+}
+
+void th_clear_recs(th_inst *t)
+{
+    for (size_t i = 0; i < t->n_recs; i++) {
+        free(t->recs[i].key);
+        free(t->recs[i].value);
+    }
+    t->n_recs = 0;
+}
+
+void th_close(th_inst *t)
+{
+    if (t->opened) {
+        t->in_open_or_close = 1;
+        t->op->close(&t->ctx, t->self);
+        t->in_open_or_close = 0;
+        t->opened = 0;
+    }
+}
+
+void th_free(th_inst *t)
+{
+    if (!t)
+        return;
+    th_close(t);
+    assert_int_equal(t->bad_emits, 0);
+    th_clear_recs(t);
+    free(t->recs);
+    for (size_t i = 0; i < t->n_logs; i++)
+        free(t->logs[i].msg);
+    free(t->logs);
+    for (size_t i = 0; i < t->n_vals; i++)
+        free(t->vals[i].s);
+    free(t->vals);
+    free(t->snap);
+    free(t);
+}
+
+size_t th_count_logs(const th_inst *t, weir_log_level level, const char *needle)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->n_logs; i++)
+        if (t->logs[i].level == level && strstr(t->logs[i].msg, needle))
+            n++;
+    return n;
+}
+
+const char *th_find_log(const th_inst *t, const char *needle)
+{
+    for (size_t i = 0; i < t->n_logs; i++)
+        if (strstr(t->logs[i].msg, needle))
+            return t->logs[i].msg;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Files                                                                     */
+/* ------------------------------------------------------------------------ */
+
+char *th_tmpdir(void)
+{
+    const char *base = getenv("TMPDIR");
+    char *tmpl = NULL;
+    assert_true(asprintf(&tmpl, "%s/weir-plugins-XXXXXX",
+                         base && *base ? base : "/tmp") > 0);
+    assert_non_null(mkdtemp(tmpl));
+    return tmpl;
+}
+
+static int th_rm_one(const char *path, const struct stat *st, int flag,
+                     struct FTW *ftw)
+{
+    return remove(path);
+}
+
+void th_rmtree(const char *dir)
+{
+    nftw(dir, th_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *th_path(const char *dir, const char *name)
+{
+    char *p = NULL;
+    assert_true(asprintf(&p, "%s/%s", dir, name) > 0);
+    return p;
+}
+
+void th_write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+char *th_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    for (;;) {
+        if (cap - n < 4096) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+/* ------------------------------------------------------------------------ */
+/* msgpack -> jansson                                                        */
+/* ------------------------------------------------------------------------ */
+
+static json_t *th_obj_to_json(const msgpack_object *o)
+{
+    json_t *j = NULL;
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL: return json_null();
+    case MSGPACK_OBJECT_BOOLEAN: return json_boolean(o->via.boolean);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return o->via.u64 > (uint64_t)INT64_MAX
+                   ? NULL
+                   : json_integer((json_int_t)o->via.u64);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return json_integer(o->via.i64);
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: return json_real(o->via.f64);
+    case MSGPACK_OBJECT_STR:
+        return json_stringn_nocheck(o->via.str.size ? o->via.str.ptr : "",
+                                    o->via.str.size);
+    case MSGPACK_OBJECT_ARRAY:
+        j = json_array();
+        for (uint32_t i = 0; i < o->via.array.size; i++) {
+            json_t *x = th_obj_to_json(&o->via.array.ptr[i]);
+            if (!x || json_array_append_new(j, x) < 0) {
+                json_decref(j);
+                return NULL;
+            }
+        }
+        return j;
+    case MSGPACK_OBJECT_MAP:
+        j = json_object();
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            const msgpack_object_kv *kv = &o->via.map.ptr[i];
+            json_t *x = kv->key.type == MSGPACK_OBJECT_STR
+                            ? th_obj_to_json(&kv->val)
+                            : NULL;
+            if (!x || json_object_setn_new_nocheck(
+                          j, kv->key.via.str.size ? kv->key.via.str.ptr : "",
+                          kv->key.via.str.size, x) < 0) {
+                json_decref(j);
+                return NULL;
+            }
+        }
+        return j;
+    default: return NULL;
+    }
+}
+
+json_t *th_mp_to_json(const void *data, size_t len)
+{
+    msgpack_unpacked u;
+    size_t off = 0;
+    json_t *j = NULL;
+    msgpack_unpacked_init(&u);
+    if (msgpack_unpack_next(&u, data, len, &off) == MSGPACK_UNPACK_SUCCESS &&
+        off == len)
+        j = th_obj_to_json(&u.data);
+    msgpack_unpacked_destroy(&u);
+    return j;
+}
