@@ -301,7 +301,17 @@ typedef struct weir_operator {
                     weir_time_domain domain, int64_t ts);
 
     /* Optional. The subtask's watermark advanced to `watermark`, after every
-     * event-time timer at or before it fired. */
+     * event-time timer at or before it fired.
+     *
+     * Watermarks: a source subtask's watermark is the largest event time it
+     * emitted minus the operator's `watermarks.out_of_orderness` (topology),
+     * sent in band every `watermarks.interval`; a source idle for
+     * `watermarks.idle_timeout` is ignored by consumers until it emits again.
+     * Any other subtask's watermark is the minimum over its inputs, and it
+     * forwards it downstream after its own timers fired. A record whose event
+     * time is below the watermark when it arrives is late: the host counts
+     * it and still delivers it to process(); the operator decides what to do
+     * (compare with weir_watermark(), emit to a side output port, ...). */
     int (*on_watermark)(weir_ctx *ctx, void *self, int64_t watermark);
 
     /* Optional. TTL hook: an entry of `state` for `key` expired and is about
@@ -460,7 +470,20 @@ struct weir_host_api {
                      void *arg);
     int (*list_clear)(weir_ctx *ctx, weir_state *st);
 
-    /* --- timers (per current key; same key+domain+ts coalesce) --- */
+    /* --- timers ---
+     * Timers belong to the current key and are kept with its keyed state
+     * (checkpointed and restored with it). Registering the same key, domain
+     * and time twice keeps one timer; deleting an absent timer is not an
+     * error. A timer never fires inside the call that registers it:
+     *   - an event-time timer fires once the operator's watermark is >= ts,
+     *     in timestamp order, before on_watermark() sees that watermark;
+     *   - a processing-time timer fires once weir_now() >= ts, checked
+     *     between batches (about every millisecond when idle); timers that
+     *     came due while the job was down fire right after a restore.
+     * When every input has ended, the watermark jumps to WEIR_WATERMARK_MAX:
+     * all pending event-time timers fire, then on_watermark(), then
+     * finish(). Pending processing-time timers are not fired at the end of a
+     * bounded job. */
     int (*timer_register)(weir_ctx *ctx, weir_time_domain domain, int64_t ts);
     int (*timer_delete)(weir_ctx *ctx, weir_time_domain domain, int64_t ts);
 

@@ -1,0 +1,183 @@
+/*
+ * bench_pipeline - throughput and latency of the runtime:
+ *   gen -> key shuffle -> discard, parallelism 1 and 2,
+ * next to a baseline measured in the same run: the same number of records
+ * packed and unpacked with msgpack-c in one thread (the per-record work a
+ * channel cannot avoid).
+ *
+ * usage: bench_pipeline [RECORDS]   (default 4000000)
+ * Latency is measured by discard from the value's created_ns (monotonic
+ * clock at emit) to arrival; it is reported for a run at a fixed rate, since
+ * a source running flat out measures queueing, not the runtime.
+ */
+#include <fcntl.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "plugin/registry.h"
+#include "runtime/api.h"
+#include "runtime/runtime.h"
+#include "topology/topology.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Packs and unpacks `n` records shaped like gen's values, one thread. */
+static double baseline(long n)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_unpacked up;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_unpacked_init(&up);
+    char key[32];
+    uint64_t sum = 0;
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        sb.size = 0;
+        int kn = snprintf(key, sizeof key, "k%ld", i % 100000);
+        msgpack_pack_map(&pk, 3);
+        msgpack_pack_str_with_body(&pk, "seq", 3);
+        msgpack_pack_int64(&pk, i);
+        msgpack_pack_str_with_body(&pk, "key", 3);
+        msgpack_pack_str_with_body(&pk, key, (size_t)kn);
+        msgpack_pack_str_with_body(&pk, "created_ns", 10);
+        msgpack_pack_int64(&pk, i * 1000);
+        size_t off = 0;
+        if (msgpack_unpack_next(&up, sb.data, sb.size, &off) ==
+            MSGPACK_UNPACK_SUCCESS)
+            sum += up.data.via.map.size;
+    }
+    double dt = now_s() - t0;
+    msgpack_unpacked_destroy(&up);
+    msgpack_sbuffer_destroy(&sb);
+    if (sum != (uint64_t)n * 3)
+        fprintf(stderr, "baseline: unexpected unpack result\n");
+    return (double)n / dt;
+}
+
+typedef struct result {
+    double seconds;
+    unsigned long long records;
+    double p50_ms, p99_ms; /* worst subtask */
+} result;
+
+/* Parses discard's report lines from the captured log. */
+static void parse_reports(FILE *f, result *r)
+{
+    char line[1024];
+    rewind(f);
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "discard sink[");
+        if (!p)
+            continue;
+        unsigned long long recs = 0;
+        double p50 = 0, p99 = 0;
+        const char *q = strstr(p, "records=");
+        if (q)
+            recs = strtoull(q + 8, NULL, 10);
+        if ((q = strstr(p, "p50_ms=")))
+            p50 = strtod(q + 7, NULL);
+        if ((q = strstr(p, "p99_ms=")))
+            p99 = strtod(q + 7, NULL);
+        r->records += recs;
+        if (p50 > r->p50_ms)
+            r->p50_ms = p50;
+        if (p99 > r->p99_ms)
+            r->p99_ms = p99;
+    }
+}
+
+static int run(reg_registry *reg, int par, long n, long rate, result *r)
+{
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "job: bench\n"
+             "operators:\n"
+             "  - {id: gen, type: gen, parallelism: %d,\n"
+             "     config: {count: %ld, keys: 100000, rate: %ld}}\n"
+             "  - {id: sink, type: discard, parallelism: %d,\n"
+             "     inputs: [{from: gen, partition: key}]}\n",
+             par, n, rate, par);
+    char *err = NULL;
+    topo_job *job = NULL;
+    if (topo_load_string("bench.yaml", yaml, strlen(yaml), reg, &job, &err) <
+        0) {
+        fprintf(stderr, "%s\n", err);
+        free(err);
+        return -1;
+    }
+    /* Capture the log (discard reports there) in a temporary file. */
+    FILE *cap = tmpfile();
+    int saved = dup(STDERR_FILENO);
+    dup2(fileno(cap), STDERR_FILENO);
+    rt_job *rt = NULL;
+    double t0 = now_s();
+    int rc = rt_start(job, &rt, &err);
+    if (rc == 0) {
+        rc = rt_wait(rt, &err);
+        rt_destroy(rt);
+    }
+    r->seconds = now_s() - t0;
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    if (rc < 0) {
+        fprintf(stderr, "run failed: %s\n", err);
+        free(err);
+    }
+    parse_reports(cap, r);
+    fclose(cap);
+    topo_free(job);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    long n = argc > 1 ? atol(argv[1]) : 4000000;
+    log_set_level(WEIR_LOG_INFO);
+    reg_registry *reg = reg_new(api_table());
+    char *err = NULL;
+    if (reg_load_dir(reg, WEIR_PLUGIN_DIR, NULL, NULL, &err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    printf("records per run: %ld, keys: 100000 uniform, cores: %ld\n", n,
+           sysconf(_SC_NPROCESSORS_ONLN));
+    double base = baseline(n);
+    printf("%-44s %12.0f records/s\n", "baseline: msgpack pack+unpack, 1 thread",
+           base);
+    for (int par = 1; par <= 2; par++) {
+        result r = {0};
+        if (run(reg, par, n, 0, &r) < 0)
+            return 1;
+        double rate = (double)r.records / r.seconds;
+        char label[64];
+        snprintf(label, sizeof label, "gen -key-> discard, parallelism %d", par);
+        printf("%-44s %12.0f records/s  (%.2fx baseline, %llu records)\n",
+               label, rate, rate / base, r.records);
+    }
+    static const long rates[] = {100000, 500000};
+    for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++) {
+        result r = {0};
+        long count = rates[i] * 3;
+        if (run(reg, 2, count, rates[i], &r) < 0)
+            return 1;
+        char label[64];
+        snprintf(label, sizeof label, "latency at %ld records/s, par. 2",
+                 rates[i]);
+        printf("%-44s p50 %.3f ms  p99 %.3f ms  (%llu records)\n", label,
+               r.p50_ms, r.p99_ms, r.records);
+    }
+    reg_free(reg);
+    return 0;
+}
