@@ -148,7 +148,7 @@ static int64_t api_now(weir_ctx *ctx)
 
 static int64_t api_watermark(weir_ctx *ctx)
 {
-    return WEIR_WATERMARK_MIN;
+    return api_task(ctx)->wm;
 }
 
 static int api_current_key(weir_ctx *ctx, const void **key, size_t *len)

@@ -57,11 +57,14 @@ static int rt_bind_inputs(rt_job *rt, task *t, char **errptr)
     t->in_socks = calloc(ps->n_inputs + 1, sizeof *t->in_socks);
     t->in_port = calloc(ps->n_inputs + 1, sizeof *t->in_port);
     t->in_ended = calloc(ps->n_inputs + 1, 1);
-    if (!t->in_socks || !t->in_port || !t->in_ended)
+    t->in_idle = calloc(ps->n_inputs + 1, 1);
+    t->in_wm = calloc(ps->n_inputs + 1, sizeof *t->in_wm);
+    if (!t->in_socks || !t->in_port || !t->in_ended || !t->in_idle || !t->in_wm)
         return err_set(errptr, WEIR_ENOMEM, "out of memory");
     for (uint32_t i = 0; i < ps->n_inputs; i++) {
         const plan_channel *c = &rt->plan->channels[ps->inputs[i]];
         t->in_port[i] = c->to_port;
+        t->in_wm[i] = WEIR_WATERMARK_MIN;
         if (!(t->in_socks[i] = rt_socket(rt, ZMQ_PULL, errptr)))
             return WEIR_EIO;
         if (zmq_bind(t->in_socks[i], c->address) < 0)
@@ -131,6 +134,14 @@ static int rt_make_tasks(rt_job *rt, char **errptr)
         t->reg = t->op->reg;
         snprintf(t->who, sizeof t->who, "%s#%u", t->op->id, t->ps->index);
         wire_reader_init(&t->reader);
+        t->wm = t->wm_sent = WEIR_WATERMARK_MIN;
+        t->max_ts = WEIR_TS_NONE;
+        t->wm_delay_ms = topo_param_int(&t->op->watermarks, "out_of_orderness");
+        t->wm_interval_ns =
+            topo_param_int(&t->op->watermarks, "interval") * 1000000;
+        t->wm_idle_ns =
+            topo_param_int(&t->op->watermarks, "idle_timeout") * 1000000;
+        t->last_emit_ns = task_mono_ns();
     }
     /* Bind every input before any connect, so no connect waits. */
     for (uint32_t i = 0; i < rt->n_tasks; i++) {
@@ -249,7 +260,9 @@ rt_task_stats rt_task_stats_get(const rt_job *rt, uint32_t i)
                            .records_in = atomic_load(&t->records_in),
                            .records_out = atomic_load(&t->records_out),
                            .batches_out = atomic_load(&t->batches_out),
-                           .blocked_ns = atomic_load(&t->blocked_ns)};
+                           .blocked_ns = atomic_load(&t->blocked_ns),
+                           .late_records = atomic_load(&t->late_records),
+                           .watermark = t->wm};
 }
 
 static void rt_free_task(task *t)
@@ -267,6 +280,8 @@ static void rt_free_task(task *t)
     free(t->in_socks);
     free(t->in_port);
     free(t->in_ended);
+    free(t->in_idle);
+    free(t->in_wm);
     free(t->error);
 }
 

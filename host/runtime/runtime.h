@@ -29,7 +29,9 @@ typedef struct rt_task_stats {
     uint64_t records_in;
     uint64_t records_out;
     uint64_t batches_out;
-    uint64_t blocked_ns; /* time spent waiting on full output channels */
+    uint64_t blocked_ns;   /* time spent waiting on full output channels */
+    uint64_t late_records; /* records behind the watermark on arrival */
+    int64_t watermark;     /* after rt_wait(): the last watermark */
 } rt_task_stats;
 
 /* Starts `job` (which must outlive the rt_job). Returns 0, or a negative

@@ -159,20 +159,98 @@ int task_emit(task *t, uint32_t port, const void *key, size_t key_len,
             break;
         }
     }
-    if (rc == 0)
+    if (rc == 0) {
         TASK_COUNT(t->records_out, 1);
+        if (ts != WEIR_TS_NONE && ts > t->max_ts)
+            t->max_ts = ts;
+    }
     return rc;
 }
 
-/* Sends end of stream on every output channel, after flushing. */
-static int task_send_eos(task *t)
+/* Sends a control message on every output channel, after flushing the open
+ * batches so that it follows every record emitted before it. */
+static int task_send_control(task *t, enum wire_type type, int64_t arg,
+                             int64_t arg2)
 {
     int rc = task_flush_due(t, 1);
-    uint8_t msg[WIRE_HEADER_SIZE + 16];
-    size_t n = wire_encode_control(msg, sizeof msg, WIRE_EOS, 0, 0);
+    uint8_t msg[64];
+    size_t n = wire_encode_control(msg, sizeof msg, type, arg, arg2);
     for (uint32_t i = 0; i < t->n_outs && rc == 0; i++)
         rc = task_send(t, t->outs[i].sock, msg, n);
     return rc;
+}
+
+/* Moves this subtask's watermark to `wm` (which is larger): event-time
+ * timers up to it fire, the plugin hears of it, and it goes downstream
+ * (except the final one, which end of stream implies). */
+static int task_set_watermark(task *t, int64_t wm)
+{
+    t->wm = wm;
+    if (t->reg->op.on_watermark) {
+        int rc = t->reg->op.on_watermark(&t->ctx, t->self, wm);
+        if (rc < 0)
+            return task_fail(t, "on_watermark", rc);
+    }
+    if (wm == WEIR_WATERMARK_MAX)
+        return 0;
+    t->out_idle = 0;
+    return task_send_control(t, WIRE_WATERMARK, wm, 0);
+}
+
+/* Recomputes the watermark as the minimum over the open inputs that are not
+ * idle. When every input ended it is WEIR_WATERMARK_MAX; when every open
+ * input is idle, this subtask declares itself idle downstream instead (an
+ * ended input does not count as active: the idle ones may still send). */
+static int task_update_watermark(task *t)
+{
+    int64_t m = WEIR_WATERMARK_MAX;
+    int active = 0;
+    for (uint32_t i = 0; i < t->n_in; i++)
+        if (!t->in_ended[i] && !t->in_idle[i]) {
+            active = 1;
+            if (t->in_wm[i] < m)
+                m = t->in_wm[i];
+        }
+    if (t->n_ended == t->n_in)
+        return m > t->wm ? task_set_watermark(t, WEIR_WATERMARK_MAX) : 0;
+    if (!active) {
+        if (t->out_idle)
+            return 0;
+        t->out_idle = 1;
+        return task_send_control(t, WIRE_WATERMARK, t->wm, 1);
+    }
+    return m > t->wm ? task_set_watermark(t, m) : 0;
+}
+
+/* Source side: sends the watermark (largest event time emitted minus the
+ * allowed out-of-orderness) every interval, and idleness after idle_timeout
+ * without output. */
+static int task_source_watermark(task *t)
+{
+    int64_t now = task_mono_ns();
+    uint64_t out = atomic_load_explicit(&t->records_out, memory_order_relaxed);
+    if (out != t->emitted_seen) {
+        t->emitted_seen = out;
+        t->last_emit_ns = now;
+        t->out_idle = 0; /* data reactivates the channel downstream */
+    }
+    if (now < t->wm_next_ns)
+        return 0;
+    t->wm_next_ns = now + t->wm_interval_ns;
+    if (t->max_ts > INT64_MIN + t->wm_delay_ms) {
+        int64_t wm = t->max_ts - t->wm_delay_ms;
+        if (wm > t->wm_sent) {
+            t->wm_sent = wm;
+            t->out_idle = 0;
+            return task_send_control(t, WIRE_WATERMARK, wm, 0);
+        }
+    }
+    if (t->wm_idle_ns && !t->out_idle &&
+        now - t->last_emit_ns >= t->wm_idle_ns) {
+        t->out_idle = 1;
+        return task_send_control(t, WIRE_WATERMARK, t->wm_sent, 1);
+    }
+    return 0;
 }
 
 static int task_process_data(task *t, uint32_t input)
@@ -185,6 +263,8 @@ static int task_process_data(task *t, uint32_t input)
         t->cur_key_len = rec.key_len;
         t->has_key = 1;
         TASK_COUNT(t->records_in, 1);
+        if (rec.ts < t->wm && rec.ts != WEIR_TS_NONE)
+            TASK_COUNT(t->late_records, 1);
         int rc = op->process(&t->ctx, t->self, &rec, t->in_port[input]);
         t->has_key = 0;
         if (rc < 0)
@@ -210,16 +290,22 @@ static int task_handle(task *t, uint32_t input, zmq_msg_t *m)
         return task_fail(t, "reading input", WEIR_EINVAL);
     }
     switch (msg.type) {
-    case WIRE_DATA: return task_process_data(t, input);
+    case WIRE_DATA: t->in_idle[input] = 0; return task_process_data(t, input);
     case WIRE_EOS:
         if (!t->in_ended[input]) {
             t->in_ended[input] = 1;
             t->n_ended++;
         }
-        return 0;
-    case WIRE_BARRIER:
+        t->in_idle[input] = 0;
+        t->in_wm[input] = WEIR_WATERMARK_MAX;
+        return task_update_watermark(t);
     case WIRE_WATERMARK:
-        /* Reserved: handled by the checkpoint and event-time subsystems. */
+        t->in_idle[input] = (uint8_t)msg.idle;
+        if (!msg.idle && msg.arg > t->in_wm[input])
+            t->in_wm[input] = msg.arg;
+        return task_update_watermark(t);
+    case WIRE_BARRIER:
+        /* Reserved: handled by the checkpoint subsystem. */
         return 0;
     }
     return 0;
@@ -291,7 +377,8 @@ static int task_run_source(task *t)
         } else if (rc < 0) {
             return task_fail(t, "poll", rc);
         }
-        if ((rc = task_flush_due(t, 0)) < 0)
+        if ((rc = task_source_watermark(t)) < 0 ||
+            (rc = task_flush_due(t, 0)) < 0)
             return rc == WEIR_ESTATE ? rc : task_fail(t, "sending", rc);
     }
     return 0;
@@ -315,7 +402,7 @@ static int task_finish(task *t)
         if (rc < 0)
             return task_fail(t, "finish", rc);
     }
-    int rc = task_send_eos(t);
+    int rc = task_send_control(t, WIRE_EOS, 0, 0);
     if (rc < 0 && rc != WEIR_ESTATE)
         return task_fail(t, "sending end of stream", rc);
     return rc;

@@ -102,12 +102,26 @@ typedef struct task {
     size_t cur_key_len;
     int has_key;
 
+    /* event time */
+    _Atomic int64_t wm; /* this subtask's watermark (readable by rt stats) */
+    int64_t *in_wm;     /* per input: its latest watermark */
+    uint8_t *in_idle;   /* per input: the producer declared itself idle */
+    int out_idle;       /* this subtask told its consumers it is idle */
+    /* sources: watermark generation (topology `watermarks:`) */
+    int64_t max_ts;       /* largest event time emitted */
+    int64_t wm_sent;      /* last watermark sent */
+    int64_t wm_next_ns;   /* when to send the next one */
+    int64_t last_emit_ns; /* when the source last emitted */
+    uint64_t emitted_seen;
+    int64_t wm_delay_ms, wm_interval_ns, wm_idle_ns;
+
     /* failure */
     char *error;   /* last weir_set_error message of the plugin */
     int exit_code; /* 0, or the failing code */
 
     /* totals: written by the task's thread only, readable from any */
     _Atomic uint64_t records_in, records_out, batches_out, blocked_ns;
+    _Atomic uint64_t late_records; /* event time below the watermark */
 } task;
 
 /* Adds to a single-writer counter. A relaxed load and store compile to plain

@@ -92,7 +92,7 @@ size_t wire_encode_control(uint8_t *out, size_t cap, enum wire_type type,
     out[0] = WIRE_MAGIC;
     out[1] = WIRE_VERSION;
     out[2] = (uint8_t)type;
-    out[3] = 0;
+    out[3] = type == WIRE_WATERMARK && arg2 ? WIRE_FLAG_IDLE : 0;
     if (type == WIRE_WATERMARK) {
         msgpack_pack_int64(&pk, arg);
     } else if (type == WIRE_BARRIER) {
@@ -164,6 +164,7 @@ int wire_parse(wire_reader *r, const void *data, size_t len, wire_msg *msg,
                        "wire version %u, this host speaks %u", p[1],
                        WIRE_VERSION);
     msg->type = (enum wire_type)p[2];
+    msg->idle = msg->type == WIRE_WATERMARK && (p[3] & WIRE_FLAG_IDLE);
     if (msg->type == WIRE_EOS)
         return len == WIRE_HEADER_SIZE
                    ? 0

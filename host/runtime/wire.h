@@ -3,12 +3,14 @@
  *
  * One ZeroMQ message is one frame: a 4-byte header, then a msgpack body.
  *   byte 0: magic 0x57 ('W')    byte 1: version (WIRE_VERSION)
- *   byte 2: type (WIRE_*)       byte 3: flags (0; reserved)
+ *   byte 2: type (WIRE_*)       byte 3: flags (WIRE_FLAG_*)
  * DATA:      body = array32 of 3*N items: key (bin), event time (int, or nil
  *            for WEIR_TS_NONE), value (bin); N >= 1.
  * EOS:       body = empty; the producer sends nothing more on the channel.
  * BARRIER:   body = [checkpoint id (uint), trigger time ms (int), flags].
- * WATERMARK: body = watermark (int, ms).
+ * WATERMARK: body = watermark (int, ms). With WIRE_FLAG_IDLE the producer
+ *            declares itself idle: consumers leave the channel out of their
+ *            minimum until it sends data or an active watermark again.
  * A reader refuses an unknown magic or a version other than its own, and a
  * body that does not decode: such a message is a protocol error that fails
  * the job, never data silently dropped.
@@ -27,6 +29,8 @@
 #define WIRE_MAGIC       0x57
 #define WIRE_VERSION     1
 #define WIRE_HEADER_SIZE 4
+
+#define WIRE_FLAG_IDLE 0x1
 
 enum wire_type {
     WIRE_DATA = 1,
@@ -56,7 +60,8 @@ void wire_batch_reset(wire_batch *b);
 
 /* Encodes a control message into `out` (at least 64 bytes); returns its
  * size. `arg` is the watermark for WATERMARK, the checkpoint id for
- * BARRIER, unused for EOS; `arg2` is the BARRIER trigger time. */
+ * BARRIER, unused for EOS; `arg2` is the BARRIER trigger time, or for
+ * WATERMARK nonzero to mark the producer idle. */
 size_t wire_encode_control(uint8_t *out, size_t cap, enum wire_type type,
                            int64_t arg, int64_t arg2);
 
@@ -65,6 +70,7 @@ typedef struct wire_msg {
     enum wire_type type;
     int64_t arg;  /* watermark, or checkpoint id */
     int64_t arg2; /* barrier trigger time */
+    int idle;     /* WATERMARK with WIRE_FLAG_IDLE */
     uint32_t n_records;
 } wire_msg;
 

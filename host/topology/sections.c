@@ -147,15 +147,33 @@ static const weir_param_def mx_interval =
 static const weir_param_def *const topo_metrics_defs[] = {&mx_listen,
                                                           &mx_interval, NULL};
 
+/* --- watermarks (per source operator) --- */
+static const weir_param_def wm_out_of_orderness =
+    P("out_of_orderness", WEIR_PARAM_DURATION, "0ms", MIN, 0, 0,
+      "How far behind the largest event time seen a record may still be "
+      "on time; the watermark trails the largest event time by this much.");
+static const weir_param_def wm_interval =
+    P("interval", WEIR_PARAM_DURATION, "200ms", MINMAX, 1, 3600000,
+      "How often a source sends its watermark downstream.");
+static const weir_param_def wm_idle_timeout =
+    P("idle_timeout", WEIR_PARAM_DURATION, "0ms", MIN, 0, 0,
+      "A source subtask that emitted nothing for this long is marked idle "
+      "and no longer holds back the watermark downstream; 0 = never.");
+static const weir_param_def *const topo_watermarks_defs[] = {
+    &wm_out_of_orderness, &wm_interval, &wm_idle_timeout, NULL};
+
 const weir_param_def *const *topo_section_defs(const char *section)
 {
     static const struct {
         const char *name;
         const weir_param_def *const *defs;
     } sections[] = {
-        {"runtime", topo_runtime_defs},       {"state", topo_state_defs},
-        {"checkpoint", topo_checkpoint_defs}, {"restart", topo_restart_defs},
+        {"runtime", topo_runtime_defs},
+        {"state", topo_state_defs},
+        {"checkpoint", topo_checkpoint_defs},
+        {"restart", topo_restart_defs},
         {"metrics", topo_metrics_defs},
+        {"watermarks", topo_watermarks_defs},
     };
     if (!section)
         return NULL;

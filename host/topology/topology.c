@@ -34,9 +34,9 @@ static const char *const topo_top_keys[K_TOP_N] = {
     "job",        "max_parallelism", "runtime", "state",
     "checkpoint", "restart",         "metrics", "operators"};
 
-enum { K_ID, K_TYPE, K_PAR, K_CONFIG, K_INPUTS, K_OP_N };
-static const char *const topo_op_keys[K_OP_N] = {"id", "type", "parallelism",
-                                                 "config", "inputs"};
+enum { K_ID, K_TYPE, K_PAR, K_CONFIG, K_INPUTS, K_WATERMARKS, K_OP_N };
+static const char *const topo_op_keys[K_OP_N] = {
+    "id", "type", "parallelism", "config", "inputs", "watermarks"};
 
 enum { K_FROM, K_PARTITION, K_PORT, K_IN_N };
 static const char *const topo_in_keys[K_IN_N] = {"from", "partition", "port"};
@@ -403,6 +403,27 @@ static int tb_op_config(tb *b, topo_op *op, const topo_ynode *opnode,
                              b->errptr);
 }
 
+/* The operator's host settings for watermarks (topo_section_defs
+ * "watermarks"); only sources may set them. */
+static int tb_op_watermarks(tb *b, topo_op *op, const topo_ynode *opnode,
+                            const topo_ynode *n, const char *path)
+{
+    char sub[TOPO_PATH_MAX];
+    tb_path(sub, sizeof sub, "%s.watermarks", path);
+    if (n && !(op->reg->op.flags & WEIR_OP_SOURCE))
+        return tb_err(b, n, sub,
+                      "only sources generate watermarks; '%s' (%s) is not a "
+                      "source, it forwards the minimum of its inputs",
+                      op->id, op->type);
+    const weir_param_def *const *defs = topo_section_defs("watermarks");
+    size_t nd = 0;
+    while (defs[nd])
+        nd++;
+    const topo_ynode *at = n ? n : opnode;
+    return topo_params_build(b->file, sub, at->line, at->col, defs, nd, n, NULL,
+                             "key", &op->watermarks, b->errptr);
+}
+
 /* Records the inputs as written; they are resolved once every id is
  * known. */
 static int tb_op_inputs(tb *b, size_t i, const topo_ynode *n, const char *path)
@@ -488,7 +509,8 @@ static int tb_operator(tb *b, size_t i, const topo_ynode *n)
     op->col = n->col;
     if ((rc = tb_op_type(b, op, slots[K_TYPE], path)) < 0 ||
         (rc = tb_op_parallelism(b, op, slots[K_PAR], path)) < 0 ||
-        (rc = tb_op_config(b, op, n, slots[K_CONFIG], path)) < 0)
+        (rc = tb_op_config(b, op, n, slots[K_CONFIG], path)) < 0 ||
+        (rc = tb_op_watermarks(b, op, n, slots[K_WATERMARKS], path)) < 0)
         return rc;
     return tb_op_inputs(b, i, slots[K_INPUTS], path);
 }
@@ -815,6 +837,7 @@ static void topo_op_free(topo_op *op)
     free(op->type);
     free(op->inputs);
     topo_params_free(&op->config);
+    topo_params_free(&op->watermarks);
 }
 
 void topo_free(topo_job *job)

@@ -82,7 +82,8 @@ typedef struct topo_op {
     uint32_t parallelism;
     topo_input *inputs;
     size_t n_inputs;
-    topo_params config; /* validated against reg->params */
+    topo_params config;     /* validated against reg->params */
+    topo_params watermarks; /* topo_section_defs("watermarks"); sources */
     int line, col;
 } topo_op;
 
@@ -127,7 +128,8 @@ int topo_params_from_strings(const weir_param_def *const *defs, size_t n_defs,
 void topo_params_free(topo_params *p);
 
 /* NULL-terminated parameter tables of the host sections ("runtime", "state",
- * "checkpoint", "restart", "metrics"); NULL for an unknown section. */
+ * "checkpoint", "restart", "metrics", and the per-operator "watermarks");
+ * NULL for an unknown section. */
 const weir_param_def *const *topo_section_defs(const char *section);
 
 #endif

@@ -268,12 +268,101 @@ static void test_failure_message(void **unused)
     free(err);
 }
 
+static uint64_t total_late(const rt_job *rt)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < rt_task_count(rt); i++)
+        n += rt_task_stats_get(rt, i).late_records;
+    return n;
+}
+
+static void grab_late(const rt_job *rt, void *arg)
+{
+    *(uint64_t *)arg = total_late(rt);
+}
+
+/* Two ordered sources through a rebalancing stage: watermarks flow while the
+ * job runs, only grow (wmcheck fails the job otherwise), no record is ever
+ * behind the watermark (each channel is FIFO and each source is ordered),
+ * and the final watermark arrives. */
+static void test_watermarks_propagate(void **unused)
+{
+    static const char *const yaml =
+        "operators:\n"
+        "  - {id: src, type: gen, parallelism: 2,\n"
+        "     config: {count: 4000, keys: 50, rate: 20000, ts_step: 1ms},\n"
+        "     watermarks: {interval: 2ms}}\n"
+        "  - {id: mid, type: relay, parallelism: 2,\n"
+        "     inputs: [{from: src, partition: rebalance}]}\n"
+        "  - {id: sink, type: wmcheck, inputs: [{from: mid, partition: "
+        "rebalance}],\n"
+        "     config: {min_watermarks: 10}}\n";
+    char *err = NULL;
+    uint64_t late = 99;
+    assert_int_equal(run_job(yaml, &err, grab_late, &late), 0);
+    assert_int_equal(late, 0);
+    free(err);
+}
+
+/* Records behind the watermark are counted as late: with event times
+ * 1000 2000 500 3000 2999 4000, one record each, and no allowed
+ * out-of-orderness, 500 and 2999 arrive behind the watermark; with 10 s
+ * allowed, none does. */
+static void test_late_records(void **unused)
+{
+    static const char *const fmt =
+        "operators:\n"
+        "  - {id: src, type: seqsrc,\n"
+        "     config: {ts: [1000, 2000, 500, 3000, 2999, 4000], pause_ms: "
+        "30},\n"
+        "     watermarks: {interval: 1ms, out_of_orderness: %s}}\n"
+        "  - {id: sink, type: wmcheck, inputs: [src]}\n";
+    char yaml[512], *err = NULL;
+    uint64_t late = 99;
+    snprintf(yaml, sizeof yaml, fmt, "0ms");
+    assert_int_equal(run_job(yaml, &err, grab_late, &late), 0);
+    assert_int_equal(late, 2);
+    snprintf(yaml, sizeof yaml, fmt, "10s");
+    assert_int_equal(run_job(yaml, &err, grab_late, &late), 0);
+    assert_int_equal(late, 0);
+    free(err);
+}
+
+/* An idle source does not hold the watermark back: with idle_timeout the
+ * sink sees the busy source's watermarks while the other one is silent;
+ * without it, the watermark stays at the silent source's until the end, so
+ * wmcheck's minimum of watermarks is not reached and the job fails. */
+static void test_idle_source(void **unused)
+{
+    static const char *const fmt =
+        "operators:\n"
+        "  - {id: busy, type: gen,\n"
+        "     config: {count: 3000, keys: 5, rate: 10000, ts_step: 1ms,\n"
+        "              start_ts: 1000},\n"
+        "     watermarks: {interval: 5ms}}\n"
+        "  - {id: quiet, type: seqsrc, config: {ts: [0], pause_ms: 0,\n"
+        "                                       linger_ms: 600},\n"
+        "     watermarks: {interval: 5ms, idle_timeout: %s}}\n"
+        "  - {id: sink, type: wmcheck, inputs: [busy, quiet],\n"
+        "     config: {min_watermarks: 5}}\n";
+    char yaml[768], *err = NULL;
+    snprintf(yaml, sizeof yaml, fmt, "50ms");
+    assert_int_equal(run_job(yaml, &err, NULL, NULL), 0);
+    snprintf(yaml, sizeof yaml, fmt, "0ms");
+    assert_true(run_job(yaml, &err, NULL, NULL) < 0);
+    assert_non_null(strstr(err, "finish: only "));
+    free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_partitionings),
         cmocka_unit_test(test_back_pressure),
         cmocka_unit_test(test_failure_message),
+        cmocka_unit_test(test_watermarks_propagate),
+        cmocka_unit_test(test_late_records),
+        cmocka_unit_test(test_idle_source),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

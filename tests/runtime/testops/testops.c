@@ -6,11 +6,18 @@
  *          (SIGSEGV) instead when `crash` is set.
  *   slow   a sink that sleeps `delay_us` per record and counts them.
  *   relay  forwards every record unchanged.
+ *   seqsrc a source emitting one record per `pause_ms` with the event times
+ *          listed in `ts`, then waiting `linger_ms` before it ends.
+ *   wmcheck  a sink that checks watermarks: they only grow, and the job
+ *          fails in finish() when fewer than `min_watermarks` arrived
+ *          before the final one; records behind the watermark are counted
+ *          and logged.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <time.h>
 
+#include "weir/msgpack.h"
 #include "weir/weir.h"
 
 typedef struct fail_op {
@@ -180,8 +187,157 @@ static const weir_operator relay_operator = {
     .close = generic_close,
 };
 
+typedef struct wmcheck_op {
+    int64_t last, calls, min_calls, late;
+} wmcheck_op;
+
+static const weir_param_def wm_min = {
+    .size = sizeof(weir_param_def),
+    .name = "min_watermarks",
+    .type = WEIR_PARAM_INT,
+    .default_value = "0",
+    .description = "watermarks required before the final one"};
+static const weir_param_def *const wmcheck_params[] = {&wm_min, NULL};
+
+static int wmcheck_open(weir_ctx *ctx, void **self)
+{
+    wmcheck_op *w = calloc(1, sizeof *w);
+    if (!w)
+        return WEIR_ENOMEM;
+    w->last = WEIR_WATERMARK_MIN;
+    weir_param_int(ctx, "min_watermarks", &w->min_calls);
+    *self = w;
+    return WEIR_OK;
+}
+
+static int wmcheck_process(weir_ctx *ctx, void *self, const weir_record *rec,
+                           uint32_t port)
+{
+    wmcheck_op *w = self;
+    if (rec->ts != WEIR_TS_NONE && rec->ts < weir_watermark(ctx))
+        w->late++;
+    return WEIR_OK;
+}
+
+static int wmcheck_watermark(weir_ctx *ctx, void *self, int64_t wm)
+{
+    wmcheck_op *w = self;
+    if (wm <= w->last)
+        return weir_set_error(ctx, "watermark went from %lld to %lld",
+                              (long long)w->last, (long long)wm);
+    if (wm != WEIR_WATERMARK_MAX)
+        w->calls++;
+    w->last = wm;
+    return WEIR_OK;
+}
+
+static int wmcheck_finish(weir_ctx *ctx, void *self)
+{
+    wmcheck_op *w = self;
+    weir_log(ctx, WEIR_LOG_INFO, "wmcheck: %lld watermarks, %lld late",
+             (long long)w->calls, (long long)w->late);
+    if (w->last != WEIR_WATERMARK_MAX)
+        return weir_set_error(ctx, "the final watermark did not arrive");
+    if (w->calls < w->min_calls)
+        return weir_set_error(ctx, "only %lld watermarks, want %lld",
+                              (long long)w->calls, (long long)w->min_calls);
+    return WEIR_OK;
+}
+
+static const weir_operator wmcheck_operator = {
+    .size = sizeof(weir_operator),
+    .name = "wmcheck",
+    .version = "1.0",
+    .description = "a sink that checks watermarks (tests)",
+    .output_ports = no_outputs,
+    .params = wmcheck_params,
+    .open = wmcheck_open,
+    .process = wmcheck_process,
+    .on_watermark = wmcheck_watermark,
+    .finish = wmcheck_finish,
+    .close = generic_close,
+};
+
+typedef struct seqsrc_op {
+    int64_t ts[64];
+    size_t n, next;
+    int64_t pause_ms, linger_ms, last_ms;
+} seqsrc_op;
+
+static const weir_param_def seq_ts = {.size = sizeof(weir_param_def),
+                                      .name = "ts",
+                                      .type = WEIR_PARAM_ANY,
+                                      .flags = WEIR_PARAM_REQUIRED,
+                                      .description = "event times, a list"};
+static const weir_param_def seq_pause = {.size = sizeof(weir_param_def),
+                                         .name = "pause_ms",
+                                         .type = WEIR_PARAM_INT,
+                                         .default_value = "5",
+                                         .description =
+                                             "wait before each record"};
+static const weir_param_def seq_linger = {
+    .size = sizeof(weir_param_def),
+    .name = "linger_ms",
+    .type = WEIR_PARAM_INT,
+    .default_value = "0",
+    .description = "wait after the last record before the end"};
+static const weir_param_def *const seqsrc_params[] = {&seq_ts, &seq_pause,
+                                                      &seq_linger, NULL};
+
+static int seqsrc_open(weir_ctx *ctx, void **self)
+{
+    seqsrc_op *q = calloc(1, sizeof *q);
+    const void *mp;
+    size_t len;
+    weir_mp_reader r;
+    if (!q)
+        return WEIR_ENOMEM;
+    weir_param_int(ctx, "pause_ms", &q->pause_ms);
+    weir_param_int(ctx, "linger_ms", &q->linger_ms);
+    weir_param_msgpack(ctx, "ts", &mp, &len);
+    weir_mp_reader_init(&r);
+    const msgpack_object *o = weir_mp_read(&r, mp, len);
+    int ok = o && o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size <= 64;
+    for (uint32_t i = 0; ok && i < o->via.array.size; i++)
+        ok = weir_mp_as_int(&o->via.array.ptr[i], &q->ts[q->n++]) == 0;
+    weir_mp_reader_destroy(&r);
+    if (!ok) {
+        free(q);
+        return weir_set_error(ctx, "ts: expected a list of at most 64 ints");
+    }
+    q->last_ms = weir_now(ctx);
+    *self = q;
+    return WEIR_OK;
+}
+
+static int seqsrc_poll(weir_ctx *ctx, void *self)
+{
+    seqsrc_op *q = self;
+    int64_t now = weir_now(ctx);
+    if (q->next == q->n)
+        return now - q->last_ms >= q->linger_ms ? WEIR_EOF : WEIR_EAGAIN;
+    if (now - q->last_ms < q->pause_ms)
+        return WEIR_EAGAIN;
+    q->last_ms = now;
+    int64_t ts = q->ts[q->next++];
+    return weir_emit(ctx, 0, "k", 1, ts, "", 0);
+}
+
+static const weir_operator seqsrc_operator = {
+    .size = sizeof(weir_operator),
+    .flags = WEIR_OP_SOURCE,
+    .name = "seqsrc",
+    .version = "1.0",
+    .description = "emits records with given event times, slowly (tests)",
+    .params = seqsrc_params,
+    .open = seqsrc_open,
+    .poll = seqsrc_poll,
+    .close = generic_close,
+};
+
 static const weir_operator *const testops_operators[] = {
-    &fail_operator, &slow_operator, &relay_operator, NULL};
+    &seqsrc_operator, &fail_operator,    &slow_operator,
+    &relay_operator,  &wmcheck_operator, NULL};
 
 static const weir_plugin testops_plugin = {
     WEIR_PLUGIN_INIT,
