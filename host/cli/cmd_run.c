@@ -1,113 +1,228 @@
 /*
- * cmd_run.c - `weir run [--dir D]... JOB.yaml`: validates the job and runs
- * it in this process until it finishes, fails, or is stopped by SIGINT or
- * SIGTERM (the first signal drains the job gracefully, the second cancels).
+ * cmd_run.c - `weir run`, in three modes:
+ *
+ *   weir run [--dir D]... [--from PATH] JOB.yaml
+ *       Validates the job (plugins and topology; errors exit 2), then runs
+ *       it under the supervisor (supervisor/supervisor.h), which starts
+ *       this binary again as a worker and restarts it after failures.
+ *       Exits with a SUP_EXIT_* code.
+ *   weir run --worker --run-dir DIR [--from PATH] [--attempt N]
+ *            [--dir D]... JOB.yaml
+ *       The worker the supervisor starts (runtime/worker.h). Exits with a
+ *       WORKER_EXIT_* code (2 for bad usage or input).
+ *   weir run --no-supervisor [--dir D]... [--from PATH] JOB.yaml
+ *       Runs the worker in this process, without restarts (debugging,
+ *       benchmarks). Exits 0, 1 (failed), 2 or SUP_EXIT_NO_CHECKPOINT.
+ *
+ * SIGINT and SIGTERM stop the job gracefully in every mode.
  */
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/cli.h"
 #include "cli/cli_common.h"
 #include "common/log.h"
-#include "runtime/runtime.h"
+#include "runtime/worker.h"
+#include "supervisor/supervisor.h"
 #include "topology/topology.h"
+
+typedef struct run_args {
+    cli_dirs dirs;
+    const char *path;
+    const char *from;
+    const char *run_dir;
+    int worker;
+    int no_supervisor;
+    int attempt;
+    int attempt_set;
+} run_args;
 
 static void run_usage(void)
 {
-    fputs("usage: weir run [--dir D]... JOB.yaml\n", stderr);
+    fputs("usage: weir run [--dir D]... [--from PATH] [--no-supervisor] "
+          "JOB.yaml\n"
+          "       weir run --worker --run-dir DIR [--from PATH] "
+          "[--attempt N] [--dir D]... JOB.yaml\n",
+          stderr);
 }
 
-/* Waits for the job, turning SIGINT/SIGTERM (blocked in every thread) into
- * stop requests. */
-static void run_wait_signals(rt_job *rt, const sigset_t *set)
+/* Recognises `--NAME V` and `--NAME=V` at argv[*i]. Returns 1 with *value
+ * set, 0 when argv[*i] is another argument, -1 after printing an error
+ * when the value is missing. */
+static int run_opt_value(int argc, char **argv, int *i, const char *name,
+                         const char **value)
 {
-    struct timespec tick = {0, 50 * 1000 * 1000};
-    while (!rt_done(rt)) {
-        int sig = sigtimedwait(set, NULL, &tick);
-        if (sig == SIGINT || sig == SIGTERM) {
-            log_msg(WEIR_LOG_INFO, "run", "%s: stopping the job",
-                    strsignal(sig));
-            rt_request_stop(rt);
-        }
+    const char *arg = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(arg, name, n) != 0)
+        return 0;
+    if (arg[n] == '=') {
+        *value = arg + n + 1;
+    } else if (arg[n] == 0 && *i + 1 < argc) {
+        *value = argv[++*i];
+    } else if (arg[n] == 0) {
+        *value = "";
+    } else {
+        return 0;
     }
+    if (!**value) {
+        fprintf(stderr, "weir run: %s needs a value\n", name);
+        return -1;
+    }
+    return 1;
 }
 
-static void run_report(const rt_job *rt)
+static int run_parse_attempt(const char *s, int *out)
 {
-    for (uint32_t i = 0; i < rt_task_count(rt); i++) {
-        rt_task_stats s = rt_task_stats_get(rt, i);
-        log_msg(WEIR_LOG_INFO, "run",
-                "%s#%u: %llu records in, %llu out, %.1f ms back-pressured",
-                s.op_id, s.index, (unsigned long long)s.records_in,
-                (unsigned long long)s.records_out, (double)s.blocked_ns / 1e6);
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 0 || v > INT_MAX) {
+        fprintf(stderr, "weir run: --attempt needs a number, not '%s'\n", s);
+        return -1;
     }
+    *out = (int)v;
+    return 0;
 }
 
-static int run_job(const topo_job *job)
+/* One argument at argv[*i]. Returns 0, or -1 after printing why. */
+static int run_parse_one(int argc, char **argv, int *i, run_args *a)
+{
+    const char *v = NULL;
+    int r = cli_parse_dir(argc, argv, i, &a->dirs);
+    if (r != 0)
+        return r < 0 ? -1 : 0;
+    if (!strcmp(argv[*i], "--worker")) {
+        a->worker = 1;
+        return 0;
+    }
+    if (!strcmp(argv[*i], "--no-supervisor")) {
+        a->no_supervisor = 1;
+        return 0;
+    }
+    if ((r = run_opt_value(argc, argv, i, "--from", &v)) != 0) {
+        a->from = v;
+        return r < 0 ? -1 : 0;
+    }
+    if ((r = run_opt_value(argc, argv, i, "--run-dir", &v)) != 0) {
+        a->run_dir = v;
+        return r < 0 ? -1 : 0;
+    }
+    if ((r = run_opt_value(argc, argv, i, "--attempt", &v)) != 0) {
+        a->attempt_set = 1;
+        return r < 0 ? -1 : run_parse_attempt(v, &a->attempt);
+    }
+    if (argv[*i][0] == '-' || a->path) {
+        run_usage();
+        return -1;
+    }
+    a->path = argv[*i];
+    return 0;
+}
+
+static int run_parse(int argc, char **argv, run_args *a)
+{
+    for (int i = 1; i < argc; i++) {
+        if (run_parse_one(argc, argv, &i, a) < 0)
+            return -1;
+    }
+    const char *bad = NULL;
+    if (!a->path)
+        bad = "a job file is needed";
+    else if (a->worker && a->no_supervisor)
+        bad = "--worker and --no-supervisor exclude each other";
+    else if (a->worker && !a->run_dir)
+        bad = "--worker needs --run-dir";
+    else if (!a->worker && (a->run_dir || a->attempt_set))
+        bad = "--run-dir and --attempt are for --worker only";
+    if (bad) {
+        fprintf(stderr, "weir run: %s\n", bad);
+        run_usage();
+        return -1;
+    }
+    return 0;
+}
+
+/* Blocks SIGINT and SIGTERM in this thread (and in the threads it starts
+ * later): worker_main() waits for them. */
+static void run_block_stop_signals(void)
 {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-    char *err = NULL;
-    rt_job *rt = NULL;
-    if (rt_start(job, &rt, &err) < 0) {
+}
+
+static int run_in_process(const topo_job *job, const run_args *a)
+{
+    char *run_dir = NULL, *err = NULL;
+    if (sup_run_dir_create(job, &run_dir, &err) < 0) {
         fprintf(stderr, "weir run: %s\n", err);
         free(err);
+        return CLI_EXIT_USAGE;
+    }
+    worker_options wo = {.run_dir = run_dir, .from = a->from, .attempt = 0};
+    int rc = worker_main(job, &wo);
+    free(run_dir);
+    if (rc == WORKER_EXIT_OK)
+        return CLI_EXIT_OK;
+    return rc == WORKER_EXIT_UNRECOVERABLE ? SUP_EXIT_NO_CHECKPOINT
+                                           : CLI_EXIT_FAILED;
+}
+
+static int run_supervised(const topo_job *job, const run_args *a)
+{
+    char *self = realpath("/proc/self/exe", NULL);
+    if (!self) {
+        fprintf(stderr, "weir run: cannot find the weir binary: %s\n",
+                strerror(errno));
         return CLI_EXIT_FAILED;
     }
-    run_wait_signals(rt, &set);
-    int rc = rt_wait(rt, &err);
-    run_report(rt);
-    rt_destroy(rt);
-    if (rc < 0) {
-        fprintf(stderr, "weir run: job '%s' failed: %s\n", job->name, err);
-        free(err);
-        return CLI_EXIT_FAILED;
-    }
-    log_msg(WEIR_LOG_INFO, "run", "job '%s' finished", job->name);
-    return CLI_EXIT_OK;
+    sup_options so = {.job_path = a->path,
+                      .plugin_dirs = a->dirs.v,
+                      .n_plugin_dirs = a->dirs.n,
+                      .from = a->from,
+                      .self = self};
+    int rc = sup_run(job, &so);
+    free(self);
+    return rc;
 }
 
 int cmd_run(int argc, char **argv)
 {
-    cli_dirs dirs = {0};
-    const char *path = NULL;
+    run_args a = {0};
     int rc = CLI_EXIT_USAGE;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_parse_dir(argc, argv, &i, &dirs);
-        if (r < 0)
-            goto out;
-        if (r > 0)
-            continue;
-        if (argv[i][0] == '-' || path) {
-            run_usage();
-            goto out;
-        }
-        path = argv[i];
-    }
-    if (!path) {
-        run_usage();
-        goto out;
-    }
     reg_registry *reg = NULL;
-    if (cli_load_plugins(&reg, dirs.v, dirs.n) < 0)
-        goto out;
     topo_job *job = NULL;
     char *err = NULL;
-    if (topo_load_file(path, reg, &job, &err) < 0) {
+    if (run_parse(argc, argv, &a) < 0)
+        goto out;
+    if (a.worker || a.no_supervisor)
+        run_block_stop_signals();
+    if (cli_load_plugins(&reg, a.dirs.v, a.dirs.n) < 0)
+        goto out;
+    if (topo_load_file(a.path, reg, &job, &err) < 0) {
         fprintf(stderr, "%s\n", err);
         free(err);
-    } else {
-        rc = run_job(job);
-        topo_free(job);
+        goto out;
     }
-    reg_free(reg);
+    if (a.worker) {
+        worker_options wo = {
+            .run_dir = a.run_dir, .from = a.from, .attempt = a.attempt};
+        rc = worker_main(job, &wo);
+    } else if (a.no_supervisor) {
+        rc = run_in_process(job, &a);
+    } else {
+        rc = run_supervised(job, &a);
+    }
 out:
-    cli_dirs_free(&dirs);
+    topo_free(job);
+    reg_free(reg);
+    cli_dirs_free(&a.dirs);
     return rc;
 }

@@ -6,7 +6,9 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "runtime/keyed.h"
 #include "runtime/task.h"
+#include "state/state.h"
 
 /* The task behind a ctx: the ctx is the task's first member. */
 static task *api_task(weir_ctx *ctx)
@@ -161,50 +163,72 @@ static int api_current_key(weir_ctx *ctx, const void **key, size_t *len)
     return 0;
 }
 
-/* Services whose host side arrives with later subsystems. */
+/* Keyed state: the plugin's weir_state is the store's handle. A failing
+ * state call leaves its message where weir_set_error would, so that the
+ * job's failure message explains it when the plugin passes the code on. */
 static int api_state_declare(weir_ctx *ctx, const weir_state_desc *d,
                              weir_state **out)
 {
-    return WEIR_ENOTSUP;
+    task *t = api_task(ctx);
+    if (t->phase != TASK_PHASE_OPEN) {
+        free(t->error);
+        t->error = strdup("states are declared in open()");
+        return WEIR_ESTATE;
+    }
+    int rc = keyed_open(t);
+    if (rc < 0)
+        return rc;
+    return state_declare(t->store, d, t->reg->op.on_state_expired != NULL, out,
+                         &t->error);
 }
+
 static int api_value_get(weir_ctx *c, weir_state *s, const void **v, size_t *n)
 {
-    return WEIR_ENOTSUP;
+    return state_value_get(s, v, n, &api_task(c)->error);
 }
 static int api_value_put(weir_ctx *c, weir_state *s, const void *v, size_t n)
 {
-    return WEIR_ENOTSUP;
+    return state_value_put(s, v, n, &api_task(c)->error);
 }
 static int api_value_delete(weir_ctx *c, weir_state *s)
 {
-    return WEIR_ENOTSUP;
+    return state_value_delete(s, &api_task(c)->error);
 }
 static int api_map_get(weir_ctx *c, weir_state *s, const void *k, size_t kn,
                        const void **v, size_t *n)
 {
-    return WEIR_ENOTSUP;
+    return state_map_get(s, k, kn, v, n, &api_task(c)->error);
 }
 static int api_map_put(weir_ctx *c, weir_state *s, const void *k, size_t kn,
                        const void *v, size_t n)
 {
-    return WEIR_ENOTSUP;
+    return state_map_put(s, k, kn, v, n, &api_task(c)->error);
 }
 static int api_map_delete(weir_ctx *c, weir_state *s, const void *k, size_t kn)
 {
-    return WEIR_ENOTSUP;
+    return state_map_delete(s, k, kn, &api_task(c)->error);
 }
 static int api_map_iter(weir_ctx *c, weir_state *s, weir_map_iter_fn fn,
                         void *arg)
 {
-    return WEIR_ENOTSUP;
+    return state_map_iter(s, fn, arg, &api_task(c)->error);
 }
-static int api_state_clear(weir_ctx *c, weir_state *s)
+static int api_map_clear(weir_ctx *c, weir_state *s)
 {
-    return WEIR_ENOTSUP;
+    return state_map_clear(s, &api_task(c)->error);
 }
 static int api_list_add(weir_ctx *c, weir_state *s, const void *v, size_t n)
 {
-    return WEIR_ENOTSUP;
+    return state_list_add(s, v, n, &api_task(c)->error);
+}
+static int api_list_iter(weir_ctx *c, weir_state *s, weir_map_iter_fn fn,
+                         void *arg)
+{
+    return state_list_iter(s, fn, arg, &api_task(c)->error);
+}
+static int api_list_clear(weir_ctx *c, weir_state *s)
+{
+    return state_list_clear(s, &api_task(c)->error);
 }
 static int api_timer(weir_ctx *c, weir_time_domain d, int64_t ts)
 {
@@ -212,7 +236,22 @@ static int api_timer(weir_ctx *c, weir_time_domain d, int64_t ts)
 }
 static int api_snapshot_write(weir_ctx *c, const void *data, size_t len)
 {
-    return WEIR_ENOTSUP;
+    task *t = api_task(c);
+    if (!t->in_snapshot)
+        return WEIR_ESTATE;
+    if (t->snap_len + len > t->snap_cap) {
+        size_t cap = t->snap_cap ? t->snap_cap : 256;
+        while (cap < t->snap_len + len)
+            cap *= 2;
+        char *b = realloc(t->snap_buf, cap);
+        if (!b)
+            return WEIR_ENOMEM;
+        t->snap_buf = b;
+        t->snap_cap = cap;
+    }
+    memcpy(t->snap_buf + t->snap_len, data, len);
+    t->snap_len += len;
+    return 0;
 }
 static int api_metric_register(weir_ctx *c, weir_metric_kind kind,
                                const char *name, const char *help,
@@ -255,10 +294,10 @@ static const weir_host_api api_host = {
     .map_put = api_map_put,
     .map_delete = api_map_delete,
     .map_iter = api_map_iter,
-    .map_clear = api_state_clear,
+    .map_clear = api_map_clear,
     .list_add = api_list_add,
-    .list_iter = api_map_iter,
-    .list_clear = api_state_clear,
+    .list_iter = api_list_iter,
+    .list_clear = api_list_clear,
     .timer_register = api_timer,
     .timer_delete = api_timer,
     .snapshot_write = api_snapshot_write,

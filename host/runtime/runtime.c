@@ -4,12 +4,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
+#include "checkpoint/manifest.h"
 #include "common/err.h"
+#include "common/fs.h"
 #include "common/log.h"
 #include "runtime/api.h"
+#include "runtime/coord.h"
 #include "runtime/task.h"
+#include "state/state.h"
 
 void rt_fail(rt_job *rt, int code, const char *msg)
 {
@@ -21,6 +26,27 @@ void rt_fail(rt_job *rt, int code, const char *msg)
     }
     pthread_mutex_unlock(&rt->lock);
     atomic_store(&rt->cancelled, 1);
+}
+
+static void rt_ckpt_settings(rt_job *rt, const rt_options *opts)
+{
+    const topo_params *c = &rt->job->checkpoint;
+    rt->run_dir = opts ? opts->run_dir : NULL;
+    rt->restore = opts ? opts->restore : NULL;
+    rt->restore_dir = opts ? opts->restore_dir : NULL;
+    rt->ck_interval_ms = topo_param_int(c, "interval");
+    rt->ck_enabled = rt->run_dir && rt->ck_interval_ms > 0;
+    const char *mode = topo_param_str(c, "mode");
+    rt->ck_exactly_once = !mode || strcmp(mode, "at_least_once") != 0;
+    rt->ck_min_pause_ms = topo_param_int(c, "min_pause");
+    rt->ck_timeout_ms = topo_param_int(c, "timeout");
+    rt->ck_retain = (uint32_t)topo_param_int(c, "retain");
+    pthread_mutex_init(&rt->ck_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&rt->ck_cond, &ca);
+    pthread_condattr_destroy(&ca);
 }
 
 static void rt_settings(rt_job *rt)
@@ -59,7 +85,9 @@ static int rt_bind_inputs(rt_job *rt, task *t, char **errptr)
     t->in_ended = calloc(ps->n_inputs + 1, 1);
     t->in_idle = calloc(ps->n_inputs + 1, 1);
     t->in_wm = calloc(ps->n_inputs + 1, sizeof *t->in_wm);
-    if (!t->in_socks || !t->in_port || !t->in_ended || !t->in_idle || !t->in_wm)
+    t->in_barrier = calloc(ps->n_inputs + 1, 1);
+    if (!t->in_socks || !t->in_port || !t->in_ended || !t->in_idle ||
+        !t->in_wm || !t->in_barrier)
         return err_set(errptr, WEIR_ENOMEM, "out of memory");
     for (uint32_t i = 0; i < ps->n_inputs; i++) {
         const plan_channel *c = &rt->plan->channels[ps->inputs[i]];
@@ -174,7 +202,109 @@ static int rt_start_threads(rt_job *rt, char **errptr)
     return 0;
 }
 
+/* Rebuilds the working state directories of keyed operator `op` under
+ * `dir` from the checkpoint being restored. */
+static int rt_materialize(rt_job *rt, const topo_op *op, const char *dir,
+                          char **errptr)
+{
+    const ckpt_manifest *m = rt->restore;
+    for (size_t i = 0; m && i < m->n_tasks; i++) {
+        const ckpt_task *e = &m->tasks[i];
+        if (strcmp(e->op_id, op->id) != 0 || !e->state_dir)
+            continue;
+        char src[8192], dst[8192];
+        snprintf(src, sizeof src, "%s/%s", rt->restore_dir, e->state_dir);
+        snprintf(dst, sizeof dst, "%s/%u", dir, e->index);
+        int rc = fs_mkdirs(dir, errptr);
+        if (rc < 0 || (rc = ckpt_materialize(src, dst, errptr)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Checks that the checkpoint being restored fits the job: every operator
+ * it holds has the job's parallelism (rescaling is not supported yet), and
+ * its key groups are the job's. */
+static int rt_check_restore(const rt_job *rt, char **errptr)
+{
+    const ckpt_manifest *m = rt->restore;
+    if (!m)
+        return 0;
+    if (m->max_parallelism != rt->job->max_parallelism)
+        return err_set(errptr, WEIR_EINVAL,
+                       "checkpoint %llu has max_parallelism %u, the job %u",
+                       (unsigned long long)m->id, m->max_parallelism,
+                       rt->job->max_parallelism);
+    for (size_t i = 0; i < m->n_tasks; i++) {
+        const ckpt_task *e = &m->tasks[i];
+        int k = topo_find_op(rt->job, e->op_id);
+        if (k < 0) {
+            log_msg(WEIR_LOG_WARN, "runtime",
+                    "checkpoint %llu holds state of operator '%s', which the "
+                    "job no longer has; it is not restored",
+                    (unsigned long long)m->id, e->op_id);
+            continue;
+        }
+        if (rt->job->ops[k].parallelism != e->parallelism)
+            return err_set(errptr, WEIR_EINVAL,
+                           "checkpoint %llu has operator '%s' with parallelism "
+                           "%u, the job has %u; rescaling a checkpoint is not "
+                           "supported yet",
+                           (unsigned long long)m->id, e->op_id, e->parallelism,
+                           rt->job->ops[k].parallelism);
+    }
+    return 0;
+}
+
+/*
+ * Prepares keyed state when an operator is keyed: locks <state.dir>/<job>
+ * so that a second weir process fails at once instead of sharing the
+ * directory, clears what an earlier run left there (a run starts from empty
+ * state unless it restores a checkpoint), and creates the shared state
+ * environment.
+ */
+static int rt_prepare_state(rt_job *rt, char **errptr)
+{
+    const topo_job *job = rt->job;
+    uint32_t keyed = 0;
+    for (size_t i = 0; i < job->n_ops; i++)
+        if (job->ops[i].reg->op.flags & WEIR_OP_KEYED)
+            keyed += job->ops[i].parallelism;
+    if (!keyed)
+        return 0;
+    char root[4096], dir[4200];
+    snprintf(root, sizeof root, "%s/%s", topo_param_str(&job->state, "dir"),
+             job->name);
+    int fd = fs_lock_dir(root, "state directory", errptr);
+    if (fd < 0)
+        return fd;
+    rt->state_lock_fd = fd;
+    for (size_t i = 0; i < job->n_ops; i++) {
+        if (!(job->ops[i].reg->op.flags & WEIR_OP_KEYED))
+            continue;
+        snprintf(dir, sizeof dir, "%s/%s", root, job->ops[i].id);
+        int rc = fs_rmtree(dir, errptr);
+        if (rc < 0 || (rc = rt_materialize(rt, &job->ops[i], dir, errptr)) < 0)
+            return rc;
+    }
+    state_env_config cfg;
+    state_env_config_init(&cfg);
+    cfg.block_cache_bytes =
+        (uint64_t)topo_param_int(&job->state, "block_cache");
+    cfg.write_buffer_bytes =
+        (uint64_t)topo_param_int(&job->state, "write_buffer");
+    cfg.expected_stores = keyed;
+    rt->sweep_batch = (size_t)topo_param_int(&job->state, "sweep_batch");
+    return state_env_new(&cfg, &rt->senv, errptr);
+}
+
 int rt_start(const topo_job *job, rt_job **out, char **errptr)
+{
+    return rt_start_with(job, NULL, out, errptr);
+}
+
+int rt_start_with(const topo_job *job, const rt_options *opts, rt_job **out,
+                  char **errptr)
 {
     static atomic_uint rt_seq;
     char prefix[64];
@@ -182,10 +312,17 @@ int rt_start(const topo_job *job, rt_job **out, char **errptr)
     if (!rt)
         return err_set(errptr, WEIR_ENOMEM, "out of memory");
     rt->job = job;
+    rt->state_lock_fd = -1;
     pthread_mutex_init(&rt->lock, NULL);
     rt_settings(rt);
+    rt_ckpt_settings(rt, opts);
+    int rc = rt_check_restore(rt, errptr);
+    if (rc < 0 || (rc = rt_prepare_state(rt, errptr)) < 0)
+        goto fail;
+    if (rt->restore && rt->restore->final)
+        atomic_store(&rt->stopping, 1); /* the job had already finished */
     snprintf(prefix, sizeof prefix, "weir-%u", atomic_fetch_add(&rt_seq, 1));
-    int rc = plan_build(job, prefix, &rt->plan, errptr);
+    rc = plan_build(job, prefix, &rt->plan, errptr);
     if (rc < 0)
         goto fail;
     if (!(rt->zctx = zmq_ctx_new())) {
@@ -193,6 +330,7 @@ int rt_start(const topo_job *job, rt_job **out, char **errptr)
         goto fail;
     }
     if ((rc = rt_make_tasks(rt, errptr)) < 0 ||
+        (rc = coord_start(rt, errptr)) < 0 ||
         (rc = rt_start_threads(rt, errptr)) < 0)
         goto fail;
     *out = rt;
@@ -235,6 +373,7 @@ int rt_wait(rt_job *rt, char **errptr)
             pthread_join(rt->tasks[i].thread, NULL);
             rt->tasks[i].thread_started = 0;
         }
+    coord_stop(rt);
     for (uint32_t i = 0; i < rt->n_tasks; i++)
         rt_close_sockets(&rt->tasks[i]);
     if (rt->zctx) {
@@ -282,6 +421,8 @@ static void rt_free_task(task *t)
     free(t->in_ended);
     free(t->in_idle);
     free(t->in_wm);
+    free(t->in_barrier);
+    free(t->snap_buf);
     free(t->error);
 }
 
@@ -293,7 +434,23 @@ void rt_destroy(rt_job *rt)
         rt_free_task(&rt->tasks[i]);
     free(rt->tasks);
     plan_free(rt->plan);
+    if (rt->senv)
+        state_env_free(rt->senv);
+    if (rt->state_lock_fd >= 0)
+        close(rt->state_lock_fd);
     free(rt->error);
     pthread_mutex_destroy(&rt->lock);
+    pthread_mutex_destroy(&rt->ck_lock);
+    pthread_cond_destroy(&rt->ck_cond);
     free(rt);
+}
+
+rt_ckpt_stats rt_ckpt_stats_get(rt_job *rt)
+{
+    pthread_mutex_lock(&rt->ck_lock);
+    rt_ckpt_stats st = {.completed = rt->ck_n_completed,
+                        .failed = rt->ck_n_failed,
+                        .last_completed_id = coord_completed(rt)};
+    pthread_mutex_unlock(&rt->ck_lock);
+    return st;
 }

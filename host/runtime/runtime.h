@@ -34,8 +34,32 @@ typedef struct rt_task_stats {
     int64_t watermark;     /* after rt_wait(): the last watermark */
 } rt_task_stats;
 
+/* Checkpoint counters of the job. */
+typedef struct rt_ckpt_stats {
+    uint64_t completed, failed;
+    uint64_t last_completed_id;
+} rt_ckpt_stats;
+rt_ckpt_stats rt_ckpt_stats_get(rt_job *rt);
+
+struct ckpt_manifest;
+
+typedef struct rt_options {
+    /* This run's checkpoint directory; checkpoints are taken when it is set
+     * and the topology's checkpoint.interval is not 0. */
+    const char *run_dir;
+    /* The checkpoint to start from and its directory (both NULL for a fresh
+     * start); they must outlive the rt_job. */
+    const struct ckpt_manifest *restore;
+    const char *restore_dir;
+} rt_options;
+
 /* Starts `job` (which must outlive the rt_job). Returns 0, or a negative
- * code with *errptr set; nothing is left running on failure. */
+ * code with *errptr set; nothing is left running on failure. A failure here
+ * (the state directory is locked, a checkpoint does not fit the job) is not
+ * cured by trying again; failures of plugins come from rt_wait(). */
+int rt_start_with(const topo_job *job, const rt_options *opts, rt_job **out,
+                  char **errptr);
+/* rt_start_with() without checkpoints and restore. */
 int rt_start(const topo_job *job, rt_job **out, char **errptr);
 
 /* Asks the job to stop gracefully: sources stop as if their input ended,

@@ -1,13 +1,19 @@
 #include "runtime/task.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <zmq.h>
 
+#include "checkpoint/manifest.h"
+#include "common/crash.h"
+#include "common/fs.h"
 #include "common/log.h"
+#include "runtime/coord.h"
+#include "runtime/keyed.h"
 
 /* Longest wait in a poll, so that cancellation is seen promptly. */
 #define TASK_POLL_MS   50
@@ -30,11 +36,15 @@ static int task_cancelled(const task *t)
  * subtask, the callback and the plugin's own message. */
 static int task_fail(task *t, const char *what, int code)
 {
+    t->exit_code = code;
+    /* Once the job is cancelled (by a failure, which was recorded first, or
+     * on request), later errors are its consequences, not failures. */
+    if (task_cancelled(t))
+        return code;
     char msg[1024];
     snprintf(msg, sizeof msg, "operator '%s' (%s) subtask %u/%u: %s: %s",
              t->op->id, t->op->type, t->ps->index + 1, t->ps->parallelism, what,
              t->error ? t->error : weir_strerror(code));
-    t->exit_code = code;
     rt_fail(t->rt, code, msg);
     return code;
 }
@@ -186,6 +196,7 @@ static int task_send_control(task *t, enum wire_type type, int64_t arg,
 static int task_set_watermark(task *t, int64_t wm)
 {
     t->wm = wm;
+    keyed_set_watermark(t, wm);
     if (t->reg->op.on_watermark) {
         int rc = t->reg->op.on_watermark(&t->ctx, t->self, wm);
         if (rc < 0)
@@ -253,15 +264,134 @@ static int task_source_watermark(task *t)
     return 0;
 }
 
+/* Takes this subtask's part of checkpoint `id`: forwards the barrier (a
+ * finished subtask has no open output), snapshots keyed state and the
+ * plugin's own state into <run dir>/chk-<id>/<op>-<index>/, and acks. A
+ * state or file-system error declines the checkpoint (the job goes on); a
+ * plugin's snapshot error fails the subtask. */
+static int task_checkpoint(task *t, uint64_t id, int64_t align_ns)
+{
+    coord_ack_info info = {.align_ns = align_ns};
+    char *err = NULL, *chk = NULL, *dir = NULL;
+    int rc = 0, ok = 1;
+    t->ck_taken = id;
+    if (!t->finished &&
+        (rc = task_send_control(t, WIRE_BARRIER, (int64_t)id, 0)) < 0)
+        return rc == WEIR_ESTATE ? rc : task_fail(t, "sending a barrier", rc);
+    int64_t t0 = task_mono_ns();
+    chk = ckpt_dir(t->rt->run_dir, id);
+    if (!chk || asprintf(&dir, "%s/%s-%u", chk, t->op->id, t->ps->index) < 0) {
+        dir = NULL;
+        ok = 0;
+        goto ack;
+    }
+    if (fs_mkdirs(dir, &err) < 0)
+        goto decline;
+    if (t->store) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/state", dir);
+        if (keyed_snapshot(t, path) < 0) {
+            err = t->error ? strdup(t->error) : NULL;
+            goto decline;
+        }
+        info.has_state = 1;
+    }
+    if (t->reg->op.snapshot) {
+        t->snap_len = 0;
+        t->in_snapshot = 1;
+        rc = t->reg->op.snapshot(&t->ctx, t->self, id);
+        t->in_snapshot = 0;
+        if (rc < 0) {
+            free(chk);
+            free(dir);
+            return task_fail(t, "snapshot", rc);
+        }
+        if (t->reg->n_outputs == 0)
+            crash_point("sink_precommit");
+        char path[4200];
+        snprintf(path, sizeof path, "%s/snapshot", dir);
+        if (fs_write_file(path, t->snap_buf ? t->snap_buf : "", t->snap_len,
+                          &err) < 0)
+            goto decline;
+        info.has_snapshot = 1;
+    }
+    info.sync_ns = task_mono_ns() - t0;
+    crash_point("state_snapshotted");
+    goto ack;
+decline:
+    log_msg(WEIR_LOG_WARN, t->who, "declining checkpoint %llu: %s",
+            (unsigned long long)id, err ? err : "snapshot failed");
+    free(err);
+    ok = 0;
+ack:
+    coord_ack(t, id, ok, &info);
+    free(chk);
+    free(dir);
+    return 0;
+}
+
+/* Tells the plugin about the newest completed checkpoint, once. */
+static int task_notify(task *t)
+{
+    uint64_t c = coord_completed(t->rt);
+    if (c <= t->ck_notified)
+        return 0;
+    t->ck_notified = c;
+    if (!t->reg->op.notify_checkpoint_complete)
+        return 0;
+    int rc = t->reg->op.notify_checkpoint_complete(&t->ctx, t->self, c);
+    if (rc < 0)
+        return task_fail(t, "notify_checkpoint_complete", rc);
+    if (t->reg->n_outputs == 0)
+        crash_point("sink_commit");
+    return 0;
+}
+
+/* Whether every open input delivered the barrier being aligned; if so the
+ * checkpoint is taken and the inputs are released. */
+static int task_check_aligned(task *t)
+{
+    if (!t->ck_aligning)
+        return 0;
+    for (uint32_t i = 0; i < t->n_in; i++)
+        if (!t->in_ended[i] && !t->in_barrier[i])
+            return 0;
+    uint64_t id = t->ck_aligning;
+    t->ck_aligning = 0;
+    memset(t->in_barrier, 0, t->n_in);
+    return task_checkpoint(t, id, task_mono_ns() - t->align_start_ns);
+}
+
+/* Barrier `id` arrived on `input`. Exactly-once: the input is not read again
+ * until the checkpoint is taken (task_run_inputs skips it). */
+static int task_on_barrier(task *t, uint32_t input, uint64_t id)
+{
+    crash_point("barrier_received");
+    if (id <= t->ck_taken)
+        return 0; /* a checkpoint this subtask already took */
+    if (id != t->ck_aligning) {
+        /* A newer barrier: an older one can only be pending here after it
+         * was aborted upstream (at-least-once lets inputs run ahead). */
+        t->ck_aligning = id;
+        memset(t->in_barrier, 0, t->n_in);
+        t->align_start_ns = task_mono_ns();
+    }
+    t->in_barrier[input] = 1;
+    return task_check_aligned(t);
+}
+
 static int task_process_data(task *t, uint32_t input)
 {
     const weir_operator *op = &t->reg->op;
     weir_record rec;
     int more;
-    while ((more = wire_next(&t->reader, &rec)) > 0) {
+    while ((more = wire_next(&t->reader, &rec)) > 0 && !task_cancelled(t)) {
         t->cur_key = rec.key;
         t->cur_key_len = rec.key_len;
         t->has_key = 1;
+        int krc = keyed_set_key(t, &rec);
+        if (krc < 0)
+            return task_fail(t, "setting the current key", krc);
         TASK_COUNT(t->records_in, 1);
         if (rec.ts < t->wm && rec.ts != WEIR_TS_NONE)
             TASK_COUNT(t->late_records, 1);
@@ -270,6 +400,7 @@ static int task_process_data(task *t, uint32_t input)
         if (rc < 0)
             return task_fail(t, "process", rc);
     }
+    keyed_clear_key(t);
     if (more < 0) {
         free(t->error);
         t->error = strdup("malformed record in a data message");
@@ -283,6 +414,7 @@ static int task_handle(task *t, uint32_t input, zmq_msg_t *m)
 {
     wire_msg msg;
     char *err = NULL;
+    int rc;
     if (wire_parse(&t->reader, zmq_msg_data(m), zmq_msg_size(m), &msg, &err) <
         0) {
         free(t->error);
@@ -298,17 +430,23 @@ static int task_handle(task *t, uint32_t input, zmq_msg_t *m)
         }
         t->in_idle[input] = 0;
         t->in_wm[input] = WEIR_WATERMARK_MAX;
+        if ((rc = task_check_aligned(t)) < 0)
+            return rc;
         return task_update_watermark(t);
     case WIRE_WATERMARK:
         t->in_idle[input] = (uint8_t)msg.idle;
         if (!msg.idle && msg.arg > t->in_wm[input])
             t->in_wm[input] = msg.arg;
         return task_update_watermark(t);
-    case WIRE_BARRIER:
-        /* Reserved: handled by the checkpoint subsystem. */
-        return 0;
+    case WIRE_BARRIER: return task_on_barrier(t, input, (uint64_t)msg.arg);
     }
     return 0;
+}
+
+/* Whether input `i` is held back by barrier alignment (exactly-once). */
+static int task_blocked(const task *t, uint32_t i)
+{
+    return t->ck_aligning && t->in_barrier[i] && t->rt->ck_exactly_once;
 }
 
 /* Reads up to TASK_DRAIN_MAX messages from input `i` without blocking. */
@@ -317,7 +455,8 @@ static int task_drain(task *t, uint32_t i)
     zmq_msg_t m;
     zmq_msg_init(&m);
     int rc = 0;
-    for (int k = 0; k < TASK_DRAIN_MAX && !t->in_ended[i]; k++) {
+    for (int k = 0;
+         k < TASK_DRAIN_MAX && !t->in_ended[i] && !task_blocked(t, i); k++) {
         if (zmq_msg_recv(&m, t->in_socks[i], ZMQ_DONTWAIT) < 0) {
             if (errno != EAGAIN && errno != EINTR) {
                 free(t->error);
@@ -341,7 +480,7 @@ static int task_run_inputs(task *t)
     while (rc == 0 && t->n_ended < t->n_in && !task_cancelled(t)) {
         uint32_t n = 0;
         for (uint32_t i = 0; i < t->n_in; i++)
-            if (!t->in_ended[i]) {
+            if (!t->in_ended[i] && !task_blocked(t, i)) {
                 items[n] = (zmq_pollitem_t){.socket = t->in_socks[i],
                                             .events = ZMQ_POLLIN};
                 which[n++] = i;
@@ -356,6 +495,10 @@ static int task_run_inputs(task *t)
                 rc = task_drain(t, which[k]);
         if (rc == 0 && (rc = task_flush_due(t, 0)) < 0)
             rc = task_fail(t, "sending", rc);
+        if (rc == 0)
+            rc = keyed_sweep(t, 0);
+        if (rc == 0)
+            rc = task_notify(t);
     }
     free(items);
     free(which);
@@ -367,7 +510,11 @@ static int task_run_source(task *t)
     const weir_operator *op = &t->reg->op;
     while (!task_cancelled(t) &&
            !atomic_load_explicit(&t->rt->stopping, memory_order_relaxed)) {
-        int rc = op->poll(&t->ctx, t->self);
+        uint64_t id = coord_poll(t);
+        int rc = id ? task_checkpoint(t, id, 0) : 0;
+        if (rc < 0 || (rc = task_notify(t)) < 0)
+            return rc;
+        rc = op->poll(&t->ctx, t->self);
         if (rc == WEIR_EOF)
             break;
         if (rc == WEIR_EAGAIN) {
@@ -384,6 +531,36 @@ static int task_run_source(task *t)
     return 0;
 }
 
+/* Restores the plugin's own state from the checkpoint being restored. */
+static int task_restore(task *t)
+{
+    const ckpt_manifest *m = t->rt->restore;
+    if (!m || !t->reg->op.restore)
+        return 0;
+    for (size_t i = 0; i < m->n_tasks; i++) {
+        const ckpt_task *e = &m->tasks[i];
+        if (strcmp(e->op_id, t->op->id) != 0 || e->index != t->ps->index ||
+            !e->snapshot)
+            continue;
+        char path[4200], *data = NULL, *err = NULL;
+        size_t len = 0;
+        snprintf(path, sizeof path, "%s/%s", t->rt->restore_dir, e->snapshot);
+        int rc = fs_read_file(path, &data, &len, &err);
+        if (rc < 0) {
+            free(t->error);
+            t->error = err;
+            return task_fail(t, "reading its snapshot", rc);
+        }
+        t->phase = TASK_PHASE_RUN;
+        rc = t->reg->op.restore(&t->ctx, t->self, m->id, e->snapshot_version,
+                                data, len);
+        t->phase = TASK_PHASE_NONE;
+        free(data);
+        return rc < 0 ? task_fail(t, "restore", rc) : 0;
+    }
+    return 0;
+}
+
 static int task_open(task *t)
 {
     t->phase = TASK_PHASE_OPEN;
@@ -392,17 +569,39 @@ static int task_open(task *t)
     if (rc < 0)
         return task_fail(t, "open", rc);
     t->opened = 1;
-    return 0;
+    if (t->rt->restore)
+        t->ck_taken = t->ck_notified = t->rt->restore->id;
+    return task_restore(t);
+}
+
+/* With checkpoints, a subtask whose input ended stays to take part in the
+ * checkpoints still to come, the final one above all, and to hear that they
+ * completed. */
+static int task_run_finished(task *t)
+{
+    coord_task_finished(t);
+    int rc = 0;
+    while (rc == 0 && !task_cancelled(t)) {
+        uint64_t id = coord_poll(t);
+        if (id && (rc = task_checkpoint(t, id, 0)) < 0)
+            break;
+        if ((rc = task_notify(t)) < 0)
+            break;
+        if (coord_done(t->rt, id ? 0 : 20) &&
+            coord_completed(t->rt) <= t->ck_notified && !coord_poll(t))
+            break;
+    }
+    return rc;
 }
 
 static int task_finish(task *t)
 {
-    if (t->reg->op.finish) {
-        int rc = t->reg->op.finish(&t->ctx, t->self);
-        if (rc < 0)
-            return task_fail(t, "finish", rc);
-    }
-    int rc = task_send_control(t, WIRE_EOS, 0, 0);
+    int rc = keyed_sweep(t, 1);
+    if (rc < 0)
+        return rc;
+    if (t->reg->op.finish && (rc = t->reg->op.finish(&t->ctx, t->self)) < 0)
+        return task_fail(t, "finish", rc);
+    rc = task_send_control(t, WIRE_EOS, 0, 0);
     if (rc < 0 && rc != WEIR_ESTATE)
         return task_fail(t, "sending end of stream", rc);
     return rc;
@@ -430,9 +629,13 @@ void *task_main(void *arg)
             rc = task_run_inputs(t);
         if (rc == 0 && !task_cancelled(t))
             rc = task_finish(t);
+        t->finished = 1;
+        if (rc == 0 && coord_enabled(t->rt))
+            rc = task_run_finished(t);
         t->phase = TASK_PHASE_NONE;
     }
     task_close(t);
+    keyed_close(t);
     log_msg(WEIR_LOG_DEBUG, t->who,
             "ended: %llu in, %llu out, %llu batches, %.1f ms back-pressured",
             (unsigned long long)atomic_load(&t->records_in),

@@ -23,6 +23,38 @@ typedef struct rt_job {
     void *zctx;
     struct task *tasks;
     uint32_t n_tasks;
+    /* keyed state (runtime/keyed.h) */
+    struct state_env *senv; /* NULL when no operator is keyed */
+    int state_lock_fd;      /* flock on <state.dir>/<job>/LOCK, or -1 */
+    size_t sweep_batch;
+    /* checkpoints (runtime/coord.h) */
+    const char *run_dir; /* NULL: no checkpoints */
+    int ck_enabled, ck_exactly_once;
+    int64_t ck_interval_ms, ck_min_pause_ms, ck_timeout_ms;
+    uint32_t ck_retain;
+    pthread_t ck_thread;
+    int ck_thread_started;
+    pthread_mutex_t ck_lock; /* guards the ck_ fields below */
+    pthread_cond_t ck_cond;
+    int ck_stop;
+    uint64_t ck_next_id;  /* id of the next checkpoint */
+    uint64_t ck_inflight; /* checkpoint in progress, or 0 */
+    int ck_inflight_final;
+    int64_t ck_inflight_ms, ck_inflight_ns; /* trigger times */
+    uint32_t ck_acks;
+    int ck_declined;
+    struct coord_ack_info *ck_info; /* per task, for the in-flight id */
+    uint8_t *ck_acked;              /* per task */
+    uint8_t *ck_finished;           /* per task */
+    uint32_t ck_n_finished;
+    int ck_final_done;
+    int64_t ck_last_end_ns;
+    _Atomic uint64_t ck_completed;
+    struct ckpt_sum_cache *ck_sums;
+    uint64_t ck_n_completed, ck_n_failed;
+    /* restore: the checkpoint this run starts from, or NULL */
+    const struct ckpt_manifest *restore;
+    const char *restore_dir;
     /* settings from the topology's runtime section */
     uint32_t batch_size;
     size_t batch_bytes;
@@ -114,6 +146,22 @@ typedef struct task {
     int64_t last_emit_ns; /* when the source last emitted */
     uint64_t emitted_seen;
     int64_t wm_delay_ms, wm_interval_ns, wm_idle_ns;
+
+    /* checkpoints (runtime/coord.h) */
+    _Atomic uint64_t ck_trigger; /* requested by the coordinator */
+    uint64_t ck_aligning;        /* barrier id being aligned, or 0 */
+    uint8_t *in_barrier;         /* per input: barrier ck_aligning arrived */
+    int64_t align_start_ns;
+    uint64_t ck_taken;    /* last checkpoint this task took part in */
+    uint64_t ck_notified; /* last checkpoint notified to the plugin */
+    int finished;         /* input ended, finish() ran, EOS sent */
+    char *snap_buf;       /* weir_snapshot_write() data */
+    size_t snap_len, snap_cap;
+    int in_snapshot;
+
+    /* keyed state and timers (runtime/keyed.h) */
+    struct state_store *store; /* opened on the first state_declare */
+    int64_t next_sample_ns;
 
     /* failure */
     char *error;   /* last weir_set_error message of the plugin */

@@ -51,9 +51,22 @@ static const weir_param_def st_cache_entries =
 static const weir_param_def st_sweep_batch =
     P("sweep_batch", WEIR_PARAM_INT, "100", MINMAX, 1, 1e6,
       "Expired entries removed per step of the expiry sweep.");
+static const weir_param_def st_cache_max_value =
+    P("cache_max_value", WEIR_PARAM_SIZE, "64KiB", MIN, 0, 0,
+      "Values larger than this bypass the write-back cache.");
+static const weir_param_def st_leak_samples =
+    P("leak_samples", WEIR_PARAM_INT, "5", MINMAX, 1, 1000,
+      "A state without TTL whose key count grew in this many consecutive "
+      "samples (one every 10 s) is reported as a probable leak.");
+static const weir_param_def st_compact_interval =
+    P("compact_interval", WEIR_PARAM_DURATION, "24h", MIN, 0, 0,
+      "How often every state is compacted in the background, so that "
+      "expired entries in files RocksDB never compacts are dropped too; "
+      "0 = never.");
 static const weir_param_def *const topo_state_defs[] = {
-    &st_dir,           &st_block_cache, &st_write_buffer,
-    &st_cache_entries, &st_sweep_batch, NULL};
+    &st_dir,           &st_block_cache,     &st_write_buffer,
+    &st_cache_entries, &st_sweep_batch,     &st_cache_max_value,
+    &st_leak_samples,  &st_compact_interval, NULL};
 
 /* --- checkpoint --- */
 static const char *const cp_modes[] = {"exactly_once", "at_least_once", NULL};

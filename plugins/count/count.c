@@ -9,12 +9,10 @@
  * end-to-end latency through the count. With emit=none it only counts
  * (useful to measure state updates without output).
  *
- * State: for now an in-memory hash table in the instance (open addressing,
- * linear probing, FNV-1a, keys copied). All access goes through
- * count_load() and count_store(), which have the shape of weir_value_get()
- * and weir_value_put() on the current key: moving the counts into the
- * host's keyed state means declaring a value state in open() and replacing
- * the bodies of those two functions. Counts are not part of snapshots yet.
+ * State: one keyed value state "count" holding the count as 8 bytes
+ * big-endian, so counts live in the host's RocksDB state, survive restarts
+ * through checkpoints and can be bounded with a TTL (`ttl`, `ttl_update`,
+ * `ttl_time`): a key not updated for `ttl` starts again from 1.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,8 +22,6 @@
 
 #include "weir/msgpack.h"
 #include "weir/weir.h"
-
-#define COUNT_INITIAL_SLOTS 1024
 
 static const char *const count_emit_choices[] = {"every", "none", NULL};
 static const weir_param_def count_p_emit = {
@@ -43,21 +39,38 @@ static const weir_param_def count_p_carry = {
     .default_value = "created_ns",
     .description = "integer input field copied to the output when present "
                    "(for latency); \"\" = none"};
-static const weir_param_def *const count_params[] = {&count_p_emit,
-                                                     &count_p_carry, NULL};
-
-/* One slot of the table; key == NULL marks an empty slot. */
-typedef struct count_slot {
-    uint64_t hash;
-    char *key;
-    size_t len;
-    int64_t n;
-} count_slot;
+static const weir_param_def count_p_ttl = {
+    .size = sizeof(weir_param_def),
+    .name = "ttl",
+    .type = WEIR_PARAM_DURATION,
+    .flags = WEIR_PARAM_HAS_MIN,
+    .default_value = "0",
+    .description = "forget a key's count after this long without an update "
+                   "(0 = keep counts for ever)"};
+static const char *const count_update_choices[] = {"create_and_write",
+                                                   "read_and_write", NULL};
+static const weir_param_def count_p_ttl_update = {
+    .size = sizeof(weir_param_def),
+    .name = "ttl_update",
+    .type = WEIR_PARAM_ENUM,
+    .default_value = "create_and_write",
+    .choices = count_update_choices,
+    .description = "which accesses refresh the ttl"};
+static const char *const count_time_choices[] = {"processing", "event", NULL};
+static const weir_param_def count_p_ttl_time = {
+    .size = sizeof(weir_param_def),
+    .name = "ttl_time",
+    .type = WEIR_PARAM_ENUM,
+    .default_value = "processing",
+    .choices = count_time_choices,
+    .description = "processing: wall-clock ttl; event: the ttl runs on event "
+                   "time and expires as the watermark passes"};
+static const weir_param_def *const count_params[] = {
+    &count_p_emit,       &count_p_carry,    &count_p_ttl,
+    &count_p_ttl_update, &count_p_ttl_time, NULL};
 
 typedef struct count {
-    count_slot *slots;
-    size_t cap; /* a power of two */
-    size_t used;
+    weir_state *counts; /* value state: the count, 8 bytes big-endian */
     int emit_every;
     char *carry; /* carry_field, carry_len bytes; NULL when "" */
     size_t carry_len;
@@ -65,85 +78,36 @@ typedef struct count {
 } count;
 
 /* ------------------------------------------------------------------------ */
-/* The table                                                                 */
+/* The count of the current key, in keyed value state                        */
 /* ------------------------------------------------------------------------ */
 
-static uint64_t count_hash(const void *key, size_t len)
+/* The current key's count: WEIR_OK, or WEIR_ENOTFOUND when it has none
+ * (or it expired). */
+static int count_load(weir_ctx *ctx, count *c, int64_t *n)
 {
-    const unsigned char *p = key;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
-/* The slot holding `key`, or the empty slot where it would go. */
-static count_slot *count_find(const count *c, const void *key, size_t len,
-                              uint64_t h)
-{
-    size_t mask = c->cap - 1;
-    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
-        count_slot *s = &c->slots[i];
-        if (!s->key || (s->hash == h && s->len == len &&
-                        (len == 0 || memcmp(s->key, key, len) == 0)))
-            return s;
-    }
-}
-
-static int count_grow(count *c)
-{
-    size_t cap = c->cap ? c->cap * 2 : COUNT_INITIAL_SLOTS;
-    count_slot *slots = calloc(cap, sizeof *slots);
-    if (!slots)
-        return WEIR_ENOMEM;
-    count old = *c;
-    c->slots = slots;
-    c->cap = cap;
-    for (size_t i = 0; i < old.cap; i++) {
-        if (old.slots[i].key)
-            *count_find(c, old.slots[i].key, old.slots[i].len,
-                        old.slots[i].hash) = old.slots[i];
-    }
-    free(old.slots);
+    const void *v;
+    size_t len;
+    int rc = weir_value_get(ctx, c->counts, &v, &len);
+    if (rc < 0)
+        return rc;
+    if (len != 8)
+        return weir_set_error(ctx, "count: stored count has %zu bytes, not 8",
+                              len);
+    const unsigned char *p = v;
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++)
+        u = u << 8 | p[i];
+    *n = (int64_t)u;
     return WEIR_OK;
 }
 
-/* The count of `key`: WEIR_OK, or WEIR_ENOTFOUND when the key has none. */
-static int count_load(weir_ctx *ctx, count *c, const void *key, size_t len,
-                      int64_t *n)
+static int count_store(weir_ctx *ctx, count *c, int64_t n)
 {
-    count_slot *s = count_find(c, key, len, count_hash(key, len));
-    if (!s->key)
-        return WEIR_ENOTFOUND;
-    *n = s->n;
-    return WEIR_OK;
-}
-
-/* Sets the count of `key`; copies the key on first use. */
-static int count_store(weir_ctx *ctx, count *c, const void *key, size_t len,
-                       int64_t n)
-{
-    uint64_t h = count_hash(key, len);
-    if ((c->used + 1) * 10 > c->cap * 7 && count_grow(c) < 0)
-        goto oom;
-    count_slot *s = count_find(c, key, len, h);
-    if (!s->key) {
-        s->key = malloc(len ? len : 1);
-        if (!s->key)
-            goto oom;
-        if (len)
-            memcpy(s->key, key, len);
-        s->hash = h;
-        s->len = len;
-        c->used++;
-    }
-    s->n = n;
-    return WEIR_OK;
-oom:
-    weir_set_error(ctx, "count: out of memory with %zu keys", c->used);
-    return WEIR_ENOMEM;
+    unsigned char buf[8];
+    uint64_t u = (uint64_t)n;
+    for (int i = 7; i >= 0; i--, u >>= 8)
+        buf[i] = (unsigned char)u;
+    return weir_value_put(ctx, c->counts, buf, sizeof buf);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -156,11 +120,11 @@ static int count_process(weir_ctx *ctx, void *self, const weir_record *rec,
     count *c = self;
     const void *key = rec->key_len ? rec->key : ""; /* key may be NULL */
     int64_t n = 0;
-    int rc = count_load(ctx, c, key, rec->key_len, &n);
+    int rc = count_load(ctx, c, &n);
     if (rc < 0 && rc != WEIR_ENOTFOUND)
         return rc;
     n++;
-    if ((rc = count_store(ctx, c, key, rec->key_len, n)) < 0)
+    if ((rc = count_store(ctx, c, n)) < 0)
         return rc;
     if (!c->emit_every)
         return WEIR_OK;
@@ -189,12 +153,39 @@ static int count_process(weir_ctx *ctx, void *self, const weir_record *rec,
 
 static void count_free(count *c)
 {
-    for (size_t i = 0; i < c->cap; i++)
-        free(c->slots[i].key);
-    free(c->slots);
     weir_mp_writer_destroy(&c->w);
     free(c->carry);
     free(c);
+}
+
+/* Declares the count state with the TTL the parameters ask for. */
+static int count_declare(weir_ctx *ctx, count *c)
+{
+    int64_t ttl = 0;
+    const char *upd, *dom;
+    size_t upd_len, dom_len;
+    if (weir_param_int(ctx, "ttl", &ttl) < 0 ||
+        weir_param_string(ctx, "ttl_update", &upd, &upd_len) < 0 ||
+        weir_param_string(ctx, "ttl_time", &dom, &dom_len) < 0)
+        return weir_set_error(ctx, "count: cannot read the ttl parameters");
+    weir_state_desc d = {
+        .size = sizeof d,
+        .kind = WEIR_STATE_VALUE,
+        .name = "count",
+        /* No ttl means counts are kept for ever: an explicit choice. */
+        .ttl_ms = ttl > 0 ? ttl : WEIR_TTL_NONE,
+        .ttl_update = upd_len == 14 && memcmp(upd, "read_and_write", 14) == 0
+                          ? WEIR_TTL_ON_READ_AND_WRITE
+                          : WEIR_TTL_ON_CREATE_AND_WRITE,
+        .ttl_domain = dom_len == 5 && memcmp(dom, "event", 5) == 0
+                          ? WEIR_TIME_EVENT
+                          : WEIR_TIME_PROCESSING,
+    };
+    int rc = weir_state_declare(ctx, &d, &c->counts);
+    if (rc < 0)
+        weir_set_error(ctx, "count: declaring the count state: %s",
+                       weir_strerror(rc));
+    return rc;
 }
 
 static int count_open(weir_ctx *ctx, void **self)
@@ -226,12 +217,15 @@ static int count_open(weir_ctx *ctx, void **self)
         return WEIR_EINVAL;
     }
     count *c = calloc(1, sizeof *c);
-    if (!c || count_grow(c) < 0) {
-        free(c);
+    if (!c) {
         weir_set_error(ctx, "count: out of memory");
         return WEIR_ENOMEM;
     }
     weir_mp_writer_init(&c->w);
+    if ((rc = count_declare(ctx, c)) < 0) {
+        count_free(c);
+        return rc;
+    }
     c->emit_every = every;
     if (carry_len) {
         c->carry = malloc(carry_len);

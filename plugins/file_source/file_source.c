@@ -97,9 +97,20 @@ static const weir_param_def fsrc_p_on_error = {
     .description = "bad line: skip (log FILE:LINE and count it) or fail the "
                    "job"};
 
+static const weir_param_def fsrc_p_rate = {
+    .size = sizeof(weir_param_def),
+    .flags = WEIR_PARAM_HAS_MIN,
+    .name = "rate",
+    .type = WEIR_PARAM_INT,
+    .default_value = "0",
+    .min = 0,
+    .description = "lines per second over all subtasks, to replay old data "
+                   "at a given speed; 0 = as fast as possible"};
+
 static const weir_param_def *const fsrc_params[] = {
     &fsrc_p_path,  &fsrc_p_key_field, &fsrc_p_time_field,
-    &fsrc_p_batch, &fsrc_p_on_error,  NULL};
+    &fsrc_p_batch, &fsrc_p_on_error,  &fsrc_p_rate,
+    NULL};
 
 /* ------------------------------------------------------------------------ */
 /* Instance                                                                  */
@@ -113,6 +124,9 @@ typedef struct fsrc {
     size_t time_field_len;
     uint32_t batch;
     int fail_on_error;
+    int64_t rate;   /* lines/s over all subtasks; 0 = unpaced */
+    int64_t t0;     /* when pacing started (weir_now ms) */
+    uint64_t paced; /* lines of this subtask handled since t0 */
     uint32_t sub;
     uint32_t par;
     FILE *f;
@@ -504,8 +518,21 @@ static int fsrc_poll(weir_ctx *ctx, void *self)
         return WEIR_EOF;
     /* Bounded work per poll: `batch` lines of this subtask, and the other
      * subtasks' lines between them. */
-    uint64_t mine = 0, scanned = 0, limit = (uint64_t)s->batch * s->par;
-    while (mine < s->batch && scanned < limit) {
+    uint64_t want = s->batch;
+    if (s->rate) {
+        int64_t now = weir_now(ctx);
+        if (!s->t0)
+            s->t0 = now;
+        double allowed = (double)(now - s->t0) * (double)s->rate /
+                             (1000.0 * (double)s->par) -
+                         (double)s->paced;
+        if (allowed < 1)
+            return WEIR_EAGAIN;
+        if (allowed < (double)want)
+            want = (uint64_t)allowed;
+    }
+    uint64_t mine = 0, scanned = 0, limit = want * s->par;
+    while (mine < want && scanned < limit) {
         errno = 0;
         ssize_t n = getline(&s->line, &s->cap, s->f);
         if (n < 0) {
@@ -527,6 +554,7 @@ static int fsrc_poll(weir_ctx *ctx, void *self)
         if ((s->line_no - 1) % s->par != s->sub)
             continue;
         mine++;
+        s->paced++;
         size_t len = (size_t)n, skip = 0;
         if (len && s->line[len - 1] == '\n')
             len--;
@@ -744,6 +772,11 @@ static int fsrc_configure(weir_ctx *ctx, fsrc *s)
     }
     s->batch = (uint32_t)batch;
     s->fail_on_error = onerr_len == 4 && memcmp(onerr, "fail", 4) == 0;
+    if ((rc = weir_param_int(ctx, "rate", &s->rate)) < 0 || s->rate < 0) {
+        weir_set_error(ctx, "file_source: parameter rate: %s",
+                       rc < 0 ? weir_strerror(rc) : "negative");
+        return rc < 0 ? rc : WEIR_EINVAL;
+    }
     return WEIR_OK;
 }
 

@@ -315,9 +315,18 @@ typedef struct weir_operator {
     int (*on_watermark)(weir_ctx *ctx, void *self, int64_t watermark);
 
     /* Optional. TTL hook: an entry of `state` for `key` expired and is about
-     * to be deleted. `ukey` is the map key (NULL for value and list state).
-     * The key is the current key during the call, so the hook may read and
-     * write state and emit. */
+     * to be deleted. `ukey` is the map key (NULL for value and list state);
+     * for list state it is called once per element (`value` is one
+     * element). It runs when the host's incremental sweep finds the entry,
+     * and also when an access meets an expired entry (read, overwrite,
+     * delete, clear), before that access goes on. The key is the current key
+     * during the call, so the hook may read and write state (putting the
+     * entry again keeps it) and emit; state calls made inside it never call
+     * it again. Within one run it fires once per expired entry; after a
+     * restore it may fire again for entries that expired after the restored
+     * checkpoint (at least once). Event-time entries expire as the watermark
+     * passes their stamp, so with event-time TTL every remaining entry
+     * expires (and its hook fires) when a bounded job's input ends. */
     int (*on_state_expired)(weir_ctx *ctx, void *self, weir_state *state,
                             const void *key, size_t key_len, const void *ukey,
                             size_t ukey_len, const void *value,

@@ -7,13 +7,15 @@
  *   slow   a sink that sleeps `delay_us` per record and counts them.
  *   relay  forwards every record unchanged.
  *   seqsrc a source emitting one record per `pause_ms` with the event times
- *          listed in `ts`, then waiting `linger_ms` before it ends.
+ *          listed in `ts` (keys from `keys`, a string of one-letter keys,
+ *          default all "k"), then waiting `linger_ms` before it ends.
  *   wmcheck  a sink that checks watermarks: they only grow, and the job
  *          fails in finish() when fewer than `min_watermarks` arrived
  *          before the final one; records behind the watermark are counted
  *          and logged.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <signal.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -80,10 +82,8 @@ static int fail_process(weir_ctx *ctx, void *self, const weir_record *rec,
 {
     fail_op *f = self;
     if (++f->seen == f->at) {
-        if (f->crash) {
-            volatile int *p = NULL;
-            *p = 1;
-        }
+        if (f->crash)
+            raise(SIGSEGV); /* a real crash, also under sanitizers */
         return weir_set_error(ctx, "%.*s", (int)f->message_len, f->message);
     }
     return weir_emit(ctx, 0, rec->key, rec->key_len, rec->ts, rec->value,
@@ -259,6 +259,8 @@ static const weir_operator wmcheck_operator = {
 };
 
 typedef struct seqsrc_op {
+    const char *keys;
+    size_t n_keys;
     int64_t ts[64];
     size_t n, next;
     int64_t pause_ms, linger_ms, last_ms;
@@ -281,8 +283,14 @@ static const weir_param_def seq_linger = {
     .type = WEIR_PARAM_INT,
     .default_value = "0",
     .description = "wait after the last record before the end"};
-static const weir_param_def *const seqsrc_params[] = {&seq_ts, &seq_pause,
-                                                      &seq_linger, NULL};
+static const weir_param_def seq_keys = {.size = sizeof(weir_param_def),
+                                        .name = "keys",
+                                        .type = WEIR_PARAM_STRING,
+                                        .default_value = "",
+                                        .description =
+                                            "one-letter key per record"};
+static const weir_param_def *const seqsrc_params[] = {
+    &seq_ts, &seq_pause, &seq_linger, &seq_keys, NULL};
 
 static int seqsrc_open(weir_ctx *ctx, void **self)
 {
@@ -294,6 +302,7 @@ static int seqsrc_open(weir_ctx *ctx, void **self)
         return WEIR_ENOMEM;
     weir_param_int(ctx, "pause_ms", &q->pause_ms);
     weir_param_int(ctx, "linger_ms", &q->linger_ms);
+    weir_param_string(ctx, "keys", &q->keys, &q->n_keys);
     weir_param_msgpack(ctx, "ts", &mp, &len);
     weir_mp_reader_init(&r);
     const msgpack_object *o = weir_mp_read(&r, mp, len);
@@ -319,8 +328,9 @@ static int seqsrc_poll(weir_ctx *ctx, void *self)
     if (now - q->last_ms < q->pause_ms)
         return WEIR_EAGAIN;
     q->last_ms = now;
-    int64_t ts = q->ts[q->next++];
-    return weir_emit(ctx, 0, "k", 1, ts, "", 0);
+    size_t i = q->next++;
+    const char *key = i < q->n_keys ? q->keys + i : "k";
+    return weir_emit(ctx, 0, key, 1, q->ts[i], "", 0);
 }
 
 static const weir_operator seqsrc_operator = {

@@ -1,0 +1,138 @@
+#include "common/fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/err.h"
+
+int fs_mkdirs(const char *path, char **errptr)
+{
+    char *p = strdup(path);
+    if (!p)
+        return err_set(errptr, WEIR_ENOMEM, "out of memory");
+    int rc = 0;
+    for (char *c = p + 1;; c++) {
+        if (*c != '/' && *c)
+            continue;
+        char saved = *c;
+        *c = '\0';
+        if (mkdir(p, 0777) < 0 && errno != EEXIST) {
+            rc = err_set(errptr, WEIR_EIO, "cannot create directory %s: %s", p,
+                         strerror(errno));
+            break;
+        }
+        *c = saved;
+        if (!saved)
+            break;
+    }
+    free(p);
+    return rc;
+}
+
+static int fs_rm_one(const char *path, const struct stat *sb, int type,
+                     struct FTW *ftw)
+{
+    return remove(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int fs_rmtree(const char *path, char **errptr)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT
+                   ? 0
+                   : err_set(errptr, WEIR_EIO, "%s: %s", path, strerror(errno));
+    if (nftw(path, fs_rm_one, 16, FTW_DEPTH | FTW_PHYS) < 0)
+        return err_set(errptr, WEIR_EIO, "cannot remove %s: %s", path,
+                       strerror(errno));
+    return 0;
+}
+
+int fs_lock_dir(const char *dir, const char *what, char **errptr)
+{
+    int rc = fs_mkdirs(dir, errptr);
+    if (rc < 0)
+        return rc;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/LOCK", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return err_set(errptr, WEIR_EIO, "cannot open %s: %s", path,
+                       strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            return err_set(errptr, WEIR_EIO,
+                           "%s %s is in use by another weir process (lock "
+                           "%s is held)",
+                           what, dir, path);
+        return err_set(errptr, WEIR_EIO, "cannot lock %s: %s", path,
+                       strerror(e));
+    }
+    return fd;
+}
+
+int fs_read_file(const char *path, char **data, size_t *len, char **errptr)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return err_set(errptr, WEIR_EIO, "%s: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 4096;
+            char *b = realloc(buf, cap);
+            if (!b) {
+                free(buf);
+                fclose(f);
+                return err_set(errptr, WEIR_ENOMEM, "%s: out of memory", path);
+            }
+            buf = b;
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return err_set(errptr, WEIR_EIO, "%s: read error", path);
+    }
+    *data = buf;
+    *len = n;
+    return 0;
+}
+
+int fs_write_file(const char *path, const void *data, size_t len, char **errptr)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return err_set(errptr, WEIR_EIO, "%s: %s", path, strerror(errno));
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            return err_set(errptr, WEIR_EIO, "%s: %s", path, strerror(e));
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    if (fsync(fd) < 0 || close(fd) < 0)
+        return err_set(errptr, WEIR_EIO, "%s: %s", path, strerror(errno));
+    return 0;
+}

@@ -1,0 +1,138 @@
+#include "runtime/keyed.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "state/state.h"
+
+/* Leak statistics are sampled this often (processing time). */
+#define KEYED_SAMPLE_NS (10LL * 1000 * 1000 * 1000)
+
+/* The store's expiry hook: runs the plugin's on_state_expired with the
+ * entry's key current, then restores the record's key. */
+static int keyed_on_expired(void *arg, weir_state *st, const void *key,
+                            size_t key_len, const void *ukey, size_t ukey_len,
+                            const void *value, size_t value_len)
+{
+    task *t = arg;
+    const void *saved_key = t->cur_key;
+    size_t saved_len = t->cur_key_len;
+    int saved_has = t->has_key;
+    t->cur_key = key;
+    t->cur_key_len = key_len;
+    t->has_key = 1;
+    int rc = t->reg->op.on_state_expired(&t->ctx, t->self, st, key, key_len,
+                                         ukey, ukey_len, value, value_len);
+    t->cur_key = saved_key;
+    t->cur_key_len = saved_len;
+    t->has_key = saved_has;
+    return rc;
+}
+
+int keyed_open(task *t)
+{
+    if (t->store)
+        return 0;
+    if (!(t->reg->op.flags & WEIR_OP_KEYED)) {
+        free(t->error);
+        t->error = strdup("keyed state needs an operator flagged "
+                          "WEIR_OP_KEYED");
+        return WEIR_ESTATE;
+    }
+    rt_job *rt = t->rt;
+    char *path = NULL;
+    int rc =
+        state_store_path(topo_param_str(&rt->job->state, "dir"), rt->job->name,
+                         t->op->id, t->ps->index, &path, &t->error);
+    if (rc < 0)
+        return rc;
+    state_store_config cfg;
+    state_store_config_init(&cfg);
+    cfg.path = path;
+    cfg.name = t->who;
+    const topo_params *sp = &rt->job->state;
+    cfg.cache_entries = (size_t)topo_param_int(sp, "cache_entries");
+    cfg.cache_max_value_bytes = (size_t)topo_param_int(sp, "cache_max_value");
+    cfg.leak_samples = (uint32_t)topo_param_int(sp, "leak_samples");
+    cfg.compact_interval_ms = topo_param_int(sp, "compact_interval");
+    if (t->reg->op.on_state_expired) {
+        cfg.on_expired = keyed_on_expired;
+        cfg.on_expired_arg = t;
+    }
+    rc = state_store_open(rt->senv, &cfg, &t->store, &t->error);
+    free(path);
+    return rc;
+}
+
+int keyed_set_key(task *t, const weir_record *rec)
+{
+    if (!t->store)
+        return 0;
+    uint32_t kg =
+        plan_key_group(rec->key, rec->key_len, t->rt->plan->max_parallelism);
+    return state_set_key(t->store, (uint16_t)kg, rec->key, rec->key_len,
+                         rec->ts);
+}
+
+void keyed_clear_key(task *t)
+{
+    if (t->store)
+        state_clear_key(t->store);
+}
+
+void keyed_set_watermark(task *t, int64_t wm)
+{
+    if (t->store)
+        state_set_watermark(t->store, wm);
+}
+
+static int keyed_fail(task *t, const char *what, int rc, char *err)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "operator '%s' (%s) subtask %u/%u: %s: %s",
+             t->op->id, t->op->type, t->ps->index + 1, t->ps->parallelism, what,
+             err ? err : (t->error ? t->error : weir_strerror(rc)));
+    free(err);
+    rt_fail(t->rt, rc, msg);
+    return rc;
+}
+
+int keyed_sweep(task *t, int all)
+{
+    if (!t->store)
+        return 0;
+    size_t budget = t->rt->sweep_batch;
+    int n;
+    char *err = NULL;
+    do {
+        n = state_sweep(t->store, budget, NULL, &err);
+        if (n < 0)
+            return keyed_fail(t, "expiring state", n, err);
+    } while (all && (size_t)n == budget);
+    int64_t now = task_mono_ns();
+    if (all || now >= t->next_sample_ns) {
+        t->next_sample_ns = now + KEYED_SAMPLE_NS;
+        if (state_stats_sample(t->store, &err) < 0) {
+            log_msg(WEIR_LOG_WARN, t->who, "state statistics: %s", err);
+            free(err);
+        }
+    }
+    return 0;
+}
+
+int keyed_snapshot(task *t, const char *dir)
+{
+    return t->store ? state_checkpoint(t->store, dir, &t->error) : 0;
+}
+
+void keyed_close(task *t)
+{
+    char *err = NULL;
+    if (t->store && state_store_close(t->store, &err) < 0) {
+        log_msg(WEIR_LOG_WARN, t->who, "closing state: %s", err);
+        free(err);
+    }
+    t->store = NULL;
+}

@@ -1,0 +1,136 @@
+#include "runtime/worker.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "checkpoint/manifest.h"
+#include "common/crash.h"
+#include "common/log.h"
+#include "runtime/runtime.h"
+
+/* Waits for the job, turning SIGINT/SIGTERM (blocked in every thread) into
+ * stop requests. */
+static void worker_wait_signals(rt_job *rt)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    struct timespec tick = {0, 50 * 1000 * 1000};
+    while (!rt_done(rt)) {
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig == SIGINT || sig == SIGTERM) {
+            log_msg(WEIR_LOG_INFO, "worker", "%s: stopping the job",
+                    strsignal(sig));
+            rt_request_stop(rt);
+        }
+    }
+}
+
+static void worker_report(const rt_job *rt)
+{
+    for (uint32_t i = 0; i < rt_task_count(rt); i++) {
+        rt_task_stats s = rt_task_stats_get(rt, i);
+        log_msg(WEIR_LOG_INFO, "worker",
+                "%s#%u: %llu records in, %llu out, %.1f ms back-pressured",
+                s.op_id, s.index, (unsigned long long)s.records_in,
+                (unsigned long long)s.records_out, (double)s.blocked_ns / 1e6);
+    }
+}
+
+/*
+ * Chooses the checkpoint to start from: on the first start `from` when
+ * given; otherwise the newest valid checkpoint of the run, falling back to
+ * older ones when newer ones are damaged, then to `from`. A run whose
+ * completed checkpoints are all damaged does not start from nothing unless
+ * checkpoint.allow_fresh_start says so. Returns 0 (with *m NULL for a fresh
+ * start) or WORKER_EXIT_UNRECOVERABLE.
+ */
+static int worker_pick(const topo_job *job, const worker_options *opts,
+                       ckpt_manifest **m, char **dir)
+{
+    char *err = NULL;
+    int rc = WEIR_ENOTFOUND;
+    *m = NULL;
+    *dir = NULL;
+    if (!opts->run_dir || topo_param_int(&job->checkpoint, "interval") <= 0) {
+        if (!opts->from)
+            return 0;
+    } else if (opts->attempt > 0 || !opts->from) {
+        rc = ckpt_find_latest(opts->run_dir, NULL, NULL, m, &err);
+        if (rc == 0) {
+            *dir = ckpt_dir(opts->run_dir, (*m)->id);
+            return 0;
+        }
+        if (rc != WEIR_ENOTFOUND) {
+            if (!topo_param_int(&job->checkpoint, "allow_fresh_start")) {
+                log_msg(WEIR_LOG_ERROR, "worker",
+                        "no valid checkpoint to restore (%s); not starting "
+                        "from empty state (checkpoint.allow_fresh_start is "
+                        "false)",
+                        err);
+                free(err);
+                return WORKER_EXIT_UNRECOVERABLE;
+            }
+            log_msg(WEIR_LOG_WARN, "worker",
+                    "no valid checkpoint to restore (%s); starting from "
+                    "empty state as checkpoint.allow_fresh_start allows",
+                    err);
+            free(err);
+            return 0;
+        }
+    }
+    if (!opts->from)
+        return 0;
+    if (ckpt_manifest_load_path(opts->from, m, &err) < 0) {
+        log_msg(WEIR_LOG_ERROR, "worker", "cannot start from %s: %s",
+                opts->from, err);
+        free(err);
+        return WORKER_EXIT_UNRECOVERABLE;
+    }
+    *dir = strdup(opts->from);
+    return 0;
+}
+
+int worker_main(const topo_job *job, const worker_options *opts)
+{
+    char *err = NULL, *restore_dir = NULL;
+    rt_job *rt = NULL;
+    ckpt_manifest *m = NULL;
+    crash_set_attempt(opts->attempt);
+    int code = worker_pick(job, opts, &m, &restore_dir);
+    if (code != 0)
+        return code;
+    if (m)
+        log_msg(WEIR_LOG_INFO, "worker", "restoring checkpoint %llu from %s%s",
+                (unsigned long long)m->id, restore_dir,
+                m->final ? " (the job had finished)" : "");
+    else
+        log_msg(WEIR_LOG_INFO, "worker", "starting with empty state");
+    rt_options ro = {
+        .run_dir = opts->run_dir, .restore = m, .restore_dir = restore_dir};
+    if (rt_start_with(job, &ro, &rt, &err) < 0) {
+        log_msg(WEIR_LOG_ERROR, "worker", "%s", err);
+        free(err);
+        ckpt_manifest_free(m);
+        free(restore_dir);
+        return WORKER_EXIT_UNRECOVERABLE;
+    }
+    worker_wait_signals(rt);
+    int rc = rt_wait(rt, &err);
+    worker_report(rt);
+    rt_destroy(rt);
+    ckpt_manifest_free(m);
+    free(restore_dir);
+    if (rc < 0) {
+        log_msg(WEIR_LOG_ERROR, "worker", "job '%s' failed: %s", job->name,
+                err);
+        free(err);
+        return WORKER_EXIT_FAILED;
+    }
+    log_msg(WEIR_LOG_INFO, "worker", "job '%s' finished", job->name);
+    return WORKER_EXIT_OK;
+}

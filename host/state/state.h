@@ -1,0 +1,451 @@
+/*
+ * state.h - keyed state on RocksDB: stores, declared states, TTL, expiry
+ * hooks, a write-back cache, leak statistics and checkpoint hooks.
+ *
+ * Model
+ * -----
+ * A state_env is shared by the whole process: one LRU block cache and one
+ * memtable budget for every store, and RocksDB's background threads. A
+ * state_store is one RocksDB instance owned by one keyed subtask, normally at
+ * <state dir>/<job>/<operator id>/<subtask index>/ (state_store_path()).
+ * Every state the operator declares (weir_state_desc: value, map or list,
+ * with its TTL settings) is one column family "s.<name>". The plugin's
+ * weir_state * IS the handle returned by state_declare(): the runtime passes
+ * it through its weir_host_api slots unchanged.
+ *
+ * Layout on disk (all integers big-endian)
+ *   state key:   key group (2) | varint(len) | key | map user key (map only)
+ *   state value: expiry stamp (8, int64 ms; INT64_MAX = never) | bytes
+ *                list value bytes = { varint(len) | element }*, in append
+ *                order; the stamp covers the whole list.
+ *   index key:   in column family "__expiry": domain (1: 0 processing,
+ *                1 event) | stamp (8, sign bit flipped so that the byte
+ *                order is the numeric order) | state id (2) | state key.
+ *                The value is empty.
+ *   metadata:    in the default column family: "weir.format" -> "1" and
+ *                "weir.state.<name>" -> state id (2) | kind (1). State ids
+ *                are persistent, so an operator may declare its states in
+ *                any order from one run to the next.
+ * The write-ahead log is off for state data (durability comes from
+ * checkpoints); the few metadata writes use the WAL.
+ *
+ * Memory budget. RocksDB 7.8.3's C API cannot create a WriteBufferManager
+ * shared by several DBs. The env divides its write-buffer budget evenly by
+ * the number of stores the caller expects (state_env_config.expected_stores);
+ * each store enforces its share with db_write_buffer_size (RocksDB flushes the
+ * largest memtable of the store when the share is exceeded), and every column
+ * family gets write_buffer_size = share / 2 with max_write_buffer_number = 2.
+ * Opening more stores than expected keeps the per-store share, so the total
+ * may exceed the budget; that is logged once. The block cache, in contrast,
+ * really is one object shared by every column family of every store.
+ *
+ * Keys and time
+ * -------------
+ * The caller sets the current key once per record (state_set_key(): key
+ * group, key bytes, the record's event time). Every access function works on
+ * the current key. Processing time comes from the store's clock callback (ms;
+ * a test may fake it), read once per state_set_key() and per state_sweep().
+ * Event time comes from the caller: the record's timestamp and the watermark
+ * (state_set_watermark()).
+ *
+ * TTL (weir_state_desc)
+ *   ttl_ms > 0 gives an entry an expiry stamp when it is written (and, with
+ *   WEIR_TTL_ON_READ_AND_WRITE, when it is read):
+ *     processing time: stamp = now + ttl_ms; expired when now >= stamp.
+ *     event time:      stamp = t + ttl_ms, t = the current record's event
+ *                      time, or the watermark when the record has none
+ *                      (WEIR_TS_NONE, e.g. timers; also inside a hook the
+ *                      sweep called); expired when watermark >= stamp. A
+ *                      late record (t + ttl_ms <= watermark) writes an
+ *                      entry that is already expired. Until the first
+ *                      watermark nothing expires (an entry written then by
+ *                      a record without event time expires with the first
+ *                      watermark); the final watermark WEIR_WATERMARK_MAX
+ *                      expires every entry. Stamps follow the last access
+ *                      in processing order, so an access with an older
+ *                      event time moves the stamp earlier.
+ *   WEIR_TTL_NONE: entries never expire; the state is a leak risk (logged at
+ *   declaration, watched by the leak detector). ttl_ms == 0 is refused.
+ *   Visibility WEIR_TTL_NEVER_RETURN_EXPIRED: a read never returns an
+ *   expired entry (it behaves as absent and is removed on the spot, after the
+ *   hook, see below). WEIR_TTL_RETURN_EXPIRED_IF_NOT_CLEANED: a read returns
+ *   an expired entry until a cleanup removed it; with read-and-write update
+ *   such a read refreshes the stamp and so revives the entry (as in Flink).
+ *
+ * Cleanup, three ways
+ *   1. On access, as above ("expired by read" in the statistics).
+ *   2. A compaction filter drops expired entries while RocksDB compacts, on
+ *      its background threads; it reads the time from atomics that the
+ *      subtask thread publishes (now at every state_set_key()/state_sweep(),
+ *      the watermark at state_set_watermark()), so it lags by at most one
+ *      record and never drops too early. States with an expiry hook are
+ *      never filtered: their entries leave only through the hook paths.
+ *      Periodic compaction: the C API of 7.8.3 has no
+ *      periodic_compaction_seconds, and rocksdb_suggest_compact_range_cf
+ *      never marks files of the last non-empty level (exactly the files
+ *      that are never compacted otherwise). So every compact_interval_ms of
+ *      processing time, state_sweep() queues a full compaction of the
+ *      store's column families on the env's compaction thread (one thread
+ *      per process, started on first use): a non-exclusive
+ *      rocksdb_compact_range_cf_opt with the bottommost level forced, so
+ *      that the filter sees every file while normal compactions go on.
+ *      Closing a store cancels its queued or running periodic compaction.
+ *   3. The expiry index, swept by state_sweep() on the subtask thread with a
+ *      bounded amount of work per call. The index lives in RocksDB (column
+ *      family "__expiry") rather than in memory: it is then part of every
+ *      checkpoint, survives reopen and restore without a rebuild scan, and
+ *      costs no memory per key. Invariant: every live entry with a TTL has an
+ *      index entry at a time <= its stamp. An index entry is written when an
+ *      entry is created or its stamp moves earlier; a refresh that moves the
+ *      stamp later writes nothing (so a hot key costs no index write per
+ *      update). When the sweep reaches an index entry whose entry was
+ *      refreshed, it writes one index entry at the current stamp and drops
+ *      the old one; one whose entry is gone is dropped. Index entries of a
+ *      state that is not declared, or declared without a TTL, when the
+ *      sweep reaches them are dropped too: entries that get a TTL again
+ *      later are then cleaned by the compaction filter only.
+ *
+ * Expiry hook. A store may have an on_expired callback, and a state may want
+ * it (state_declare(..., hook_wanted)). For such a state, an expired entry is
+ * passed to the hook before it leaves the store for any reason: found by
+ * the sweep, read under never-return-expired, overwritten or deleted by a
+ * put/delete/clear, or skipped by map_iter/map_clear. After the hook returns,
+ * the entry is looked up again: if the hook wrote it with a fresh stamp, it
+ * stays; otherwise it is deleted. For a list the hook is called once per
+ * element, in order, then the list is removed (unless refreshed). The hook
+ * runs with the entry's key as the current key and may call every access
+ * function; calls made inside a hook never fire a hook themselves (an
+ * expired entry they meet is absent to them and left for the sweep). In one
+ * run, each expired entry is handed to the hook exactly once. Across a
+ * failure it is at least once: a hook that ran after the last completed
+ * checkpoint runs again after restore, because the restored state still has
+ * the entry. Event-time entries expire only when the watermark passes, so
+ * their hooks fire as watermarks arrive (and all of them at end of input).
+ *
+ * Write-back cache. Optionally a bounded table (XXH3-hashed, clock eviction)
+ * of entries sits in front of RocksDB. Writes and deletes (as tombstones)
+ * stay in it; dirty entries go to RocksDB in one write batch per eviction
+ * round (1/16 of the cache) and at state_flush(). Misses are cached too
+ * (as absent entries). Values above cache_max_value_bytes bypass it. The
+ * cache is invisible to the semantics above: expiry is decided from the
+ * cached stamp exactly as from the stored one. map_iter/map_clear first
+ * write the current key's dirty map entries (the cache keeps a list per
+ * (state, key)), then read RocksDB, so their cost is the number of that
+ * key's cached entries plus the map size. One difference remains, allowed
+ * by return-expired-if-not-cleaned: an expired entry that compaction
+ * dropped from RocksDB may still be read from a clean cached copy until
+ * the sweep, a read or eviction removes it (it is "not cleaned" yet).
+ * Statistics differ too (expired_* counts by path, cache_* counters).
+ *
+ * Leak statistics: per state, estimated keys (RocksDB's
+ * "rocksdb.estimate-num-keys" plus the cache's unwritten creations and
+ * deletions; overwrites not yet compacted are counted more than once),
+ * live bytes ("rocksdb.estimate-live-data-size" + memtable size), entries
+ * expired by read, by sweep and by compaction, and hook calls.
+ * state_stats_sample() flags a state without TTL whose estimated key count
+ * grew at each of leak_samples consecutive samples.
+ *
+ * Threading: a store and its states are used by one thread at a time (the
+ * subtask thread), except that RocksDB's background threads run the
+ * compaction filter and the env's thread runs periodic compactions.
+ * Different stores may be used from different threads. The env is
+ * thread-safe.
+ *
+ * Errors: functions return 0 (or a count) or a negative WEIR_E* code and, when
+ * errptr is not NULL, a malloc'ed one-line message in *errptr (err.h).
+ * WEIR_EIO means RocksDB failed; WEIR_ESTATE a call without a current key or
+ * from the wrong place; WEIR_EINVAL a bad argument or a state of the wrong
+ * kind.
+ */
+#ifndef WEIR_HOST_STATE_H
+#define WEIR_HOST_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "weir/weir.h"
+
+typedef struct state_env state_env;
+typedef struct state_store state_store;
+
+/* ------------------------------------------------------------------------ */
+/* Environment                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct state_env_config {
+    uint64_t block_cache_bytes;  /* shared LRU block cache; 256 MiB */
+    uint64_t write_buffer_bytes; /* memtables of all stores; 256 MiB */
+    uint32_t expected_stores;    /* stores sharing the budget; 8 */
+    int background_threads;      /* RocksDB compaction threads; 2 */
+} state_env_config;
+
+/* Fills `cfg` with the defaults above. */
+void state_env_config_init(state_env_config *cfg);
+
+/* Creates the process's state environment. Returns 0 and *out, or a negative
+ * code. Thread-safe; usually called once by the main thread. */
+int state_env_new(const state_env_config *cfg, state_env **out, char **errptr);
+
+/* Frees the env. Every store opened with it must be closed first. */
+void state_env_free(state_env *env);
+
+/* ------------------------------------------------------------------------ */
+/* Stores                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Processing time in ms since the epoch (wall clock: stamps are persisted and
+ * compared across restarts). Called on the subtask thread only. */
+typedef int64_t (*state_clock_fn)(void *arg);
+
+/*
+ * The expiry hook (see "Expiry hook" above). `key` is the entry's key, `ukey`
+ * its map user key (NULL, 0 for value and list state), `value` its bytes (one
+ * element for list state). All pointers are valid during the call only.
+ * Return 0 to go on; a negative code stops the operation that fired the hook,
+ * which returns that code, and the entry is not deleted.
+ */
+typedef int (*state_expired_fn)(void *arg, weir_state *st, const void *key,
+                                size_t key_len, const void *ukey,
+                                size_t ukey_len, const void *value,
+                                size_t value_len);
+
+typedef struct state_store_config {
+    const char *path;     /* directory of the store; created (with parents) */
+    const char *name;     /* for logs, e.g. "count#1"; NULL: the path */
+    state_clock_fn clock; /* NULL: CLOCK_REALTIME */
+    void *clock_arg;
+    state_expired_fn on_expired; /* NULL: no hook for any state */
+    void *on_expired_arg;
+    size_t cache_entries;         /* write-back cache size; 0 = off; 100000 */
+    size_t cache_max_value_bytes; /* larger values bypass the cache; 64 KiB */
+    uint32_t leak_samples;        /* growth samples that flag a leak; 5 */
+    int64_t compact_interval_ms;  /* see cleanup 2; 0 = never; 24 h */
+} state_store_config;
+
+/* Fills `cfg` with the defaults above and NULL path/name/callbacks. */
+void state_store_config_init(state_store_config *cfg);
+
+/*
+ * Builds "<state_dir>/<job>/<op_id>/<subtask>" in a malloc'ed *out. Fails
+ * with WEIR_EINVAL when job or op_id is empty, ".", ".." or contains '/'.
+ */
+int state_store_path(const char *state_dir, const char *job, const char *op_id,
+                     uint32_t subtask, char **out, char **errptr);
+
+/*
+ * Opens (creating if needed) the store at cfg->path: a fresh directory, one
+ * left by an earlier state_store_close(), or a directory restored from a
+ * state_checkpoint(). `cfg` is copied; the env must outlive the store.
+ * A directory that another store holds open, in this process or another one
+ * (another host on a shared file system included), fails at once with
+ * WEIR_EIO and a message naming the directory and its LOCK file.
+ */
+int state_store_open(state_env *env, const state_store_config *cfg,
+                     state_store **out, char **errptr);
+
+/*
+ * Writes the cache and the memtables out (so the directory keeps every
+ * write), closes RocksDB and frees the store and its states. The store is
+ * freed even when writing fails (the error is returned). NULL is a no-op.
+ */
+int state_store_close(state_store *s, char **errptr);
+
+/* ------------------------------------------------------------------------ */
+/* Declaring states                                                          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Declares the state `desc` (a plugin's struct: min(desc->size, sizeof) is
+ * read, missing fields are zero = the defaults) and returns its handle in
+ * *out, owned by the store. Creates the column family when new; a state that
+ * exists on disk keeps its data and must have the same kind. TTL settings may
+ * differ from the last run's (entries keep their stamps). `hook_wanted`
+ * selects the expiry hook for this state (normally: the operator implements
+ * on_state_expired); it has no effect when the store has no on_expired.
+ * WEIR_EINVAL (with the reason) for a name that is not [a-z0-9_]{1,64}, a
+ * duplicate name, an unknown kind or TTL option, ttl_ms == 0 or another
+ * negative ttl_ms than WEIR_TTL_NONE, or a kind that differs from the
+ * stored one. Call before any access; not from a hook.
+ */
+int state_declare(state_store *s, const weir_state_desc *desc, int hook_wanted,
+                  weir_state **out, char **errptr);
+
+const char *state_name(const weir_state *st);
+weir_state_kind state_kind(const weir_state *st);
+state_store *state_store_of(const weir_state *st);
+
+/* ------------------------------------------------------------------------ */
+/* Current key and time                                                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Makes (kg, key) the current key for the following access calls, with `ts`
+ * the record's event time (WEIR_TS_NONE when it has none), and reads the
+ * clock. `kg` is the key group the runtime computed (xxh3_64(key) % max
+ * parallelism). `key` (at most 65000 bytes) is copied. Returns 0,
+ * WEIR_EINVAL for a longer key, WEIR_ENOMEM, or WEIR_ESTATE from a hook
+ * (a hook runs with its entry's key; it cannot move to another).
+ */
+int state_set_key(state_store *s, uint16_t kg, const void *key, size_t key_len,
+                  int64_t ts);
+
+/* Forgets the current key; access calls fail with WEIR_ESTATE until the next
+ * state_set_key(). */
+void state_clear_key(state_store *s);
+
+/* Sets the watermark for event-time TTL (WEIR_WATERMARK_MIN until the first
+ * one). A watermark lower than the current one is ignored. */
+void state_set_watermark(state_store *s, int64_t watermark);
+
+/* Processing time as of the last state_set_key() or state_sweep(). */
+int64_t state_now(const state_store *s);
+
+/* ------------------------------------------------------------------------ */
+/* Access (current key). Thread: the subtask thread.                        */
+/* ------------------------------------------------------------------------ */
+/*
+ * Bytes returned by a get stay valid until the next state call on the store
+ * (any function of this header); they may be passed to that next call
+ * (e.g. a put of the value just read). put functions copy their input. A
+ * call on a state of the wrong kind fails with WEIR_EINVAL; without a
+ * current key with WEIR_ESTATE. When an expired entry met on the way goes
+ * through the hook and the hook fails, the call returns the hook's code.
+ * Map user keys are at most 65000 bytes.
+ */
+
+/* WEIR_ENOTFOUND when absent (or expired, under never-return-expired). */
+int state_value_get(weir_state *st, const void **value, size_t *len,
+                    char **errptr);
+int state_value_put(weir_state *st, const void *value, size_t len,
+                    char **errptr);
+/* Deleting an absent value is not an error. */
+int state_value_delete(weir_state *st, char **errptr);
+
+int state_map_get(weir_state *st, const void *ukey, size_t ukey_len,
+                  const void **value, size_t *len, char **errptr);
+int state_map_put(weir_state *st, const void *ukey, size_t ukey_len,
+                  const void *value, size_t len, char **errptr);
+int state_map_delete(weir_state *st, const void *ukey, size_t ukey_len,
+                     char **errptr);
+/*
+ * Calls fn for each visible entry of the current key's map, in user-key byte
+ * order, with cached writes included. fn returns 0 to go on, 1 to stop (then
+ * map_iter returns 0), or a negative code, which map_iter returns. fn must
+ * not call state functions. With read-and-write TTL, every visited entry is
+ * refreshed after the iteration. Expired entries met (never-return-expired)
+ * are removed after the iteration, after their hook.
+ */
+int state_map_iter(weir_state *st, weir_map_iter_fn fn, void *arg,
+                   char **errptr);
+/* Removes every entry of the current key's map (expired ones after their
+ * hook). */
+int state_map_clear(weir_state *st, char **errptr);
+
+/* Appends one element; refreshes the list's stamp. With the cache the append
+ * is amortised O(1); without it, it rewrites the list (O(list size)). */
+int state_list_add(weir_state *st, const void *value, size_t len,
+                   char **errptr);
+/* Calls fn(arg, NULL, 0, element, len) per element in append order; same
+ * return rules as state_map_iter(). */
+int state_list_iter(weir_state *st, weir_map_iter_fn fn, void *arg,
+                    char **errptr);
+int state_list_clear(weir_state *st, char **errptr);
+
+/* ------------------------------------------------------------------------ */
+/* Maintenance (subtask thread, between records, never from a hook)         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Processes at most `budget` due entries of the expiry index (stamp <= now
+ * for processing time, <= watermark for event time), in stamp order: each is
+ * expired (hook, then delete), re-indexed (refreshed since) or dropped
+ * (gone). Reads the clock first. Also queues the periodic compaction when
+ * compact_interval_ms has passed. Leaves no current key. Returns the number
+ * of index entries processed (< budget: nothing more is due now), the number
+ * of entries expired in *n_expired (may be NULL), or a negative code (a hook
+ * error included; the entry in hand stays for the next sweep).
+ */
+int state_sweep(state_store *s, size_t budget, size_t *n_expired,
+                char **errptr);
+
+/*
+ * Writes every dirty cache entry to RocksDB (one write batch per 4096
+ * entries) and flushes every column family's memtable, waiting for it. After
+ * it, the directory holds every write (call before a snapshot: with the WAL
+ * off, unflushed memtables would be missing from it). Cached entries stay,
+ * clean.
+ */
+int state_flush(state_store *s, char **errptr);
+
+/*
+ * state_flush() then rocksdb_checkpoint_create() into `dir`, which must not
+ * exist (its parent must). The result is a directory state_store_open() can
+ * open (after copying it elsewhere, if the checkpoint is to be kept intact).
+ */
+int state_checkpoint(state_store *s, const char *dir, char **errptr);
+
+/* Full, blocking manual compaction of every state column family and of the
+ * index (after state_flush()). For tests and offline tools, not the data
+ * path. */
+int state_compact(state_store *s, char **errptr);
+
+/* Exact number of RocksDB records of `st` (after writing the cache out), or
+ * of the expiry index when st is NULL. O(records); for tests and tools. */
+int state_scan_count(state_store *s, weir_state *st, uint64_t *out,
+                     char **errptr);
+
+/* ------------------------------------------------------------------------ */
+/* Statistics and leak detection                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct state_stats {
+    const char *name; /* the state's name; owned by the state */
+    weir_state_kind kind;
+    int has_ttl;            /* 0: declared WEIR_TTL_NONE (a leak risk) */
+    int64_t ttl_ms;         /* WEIR_TTL_NONE or > 0 */
+    int hook;               /* expired entries go through the hook */
+    uint64_t est_keys;      /* estimated records, as of the last sample */
+    uint64_t live_bytes;    /* estimated bytes, as of the last sample */
+    uint64_t expired_read;  /* removed on access: a read under never-return-
+                               expired, or a write over an expired entry of
+                               a hooked state */
+    uint64_t expired_sweep; /* removed by the sweep */
+    uint64_t expired_compaction; /* dropped by the compaction filter */
+    uint64_t hook_calls;         /* calls of the expiry hook */
+    uint32_t growth_streak;      /* consecutive samples with growth */
+    int leak_suspected;          /* no TTL and growth_streak >= N */
+} state_stats;
+
+typedef struct state_store_stats {
+    uint64_t cache_hits, cache_misses;
+    uint64_t cache_evictions;       /* entries evicted */
+    uint64_t cache_writes;          /* dirty entries written to RocksDB */
+    uint64_t cache_used;            /* entries in the cache now */
+    uint64_t index_puts;            /* expiry index entries written */
+    uint64_t sweep_visited;         /* index entries processed by sweeps */
+    uint64_t sweep_stale;           /* of those, dropped or re-indexed */
+    uint64_t compactions_scheduled; /* periodic compactions queued */
+    uint64_t compactions_done;      /* ... and finished */
+} state_store_stats;
+
+/*
+ * Samples every declared state: reads the RocksDB properties, adds the
+ * cache's unwritten creations and deletions (a scan of the cache), and runs
+ * the leak detector: a state without TTL whose estimated key count grew
+ * since the previous sample leak_samples times in a row gets leak_suspected
+ * and one WARN log line naming the store, the state and the growth; a
+ * sample without growth clears it. Cost: a few property reads per state and
+ * one pass over the cache; call it every few seconds or at checkpoints.
+ */
+int state_stats_sample(state_store *s, char **errptr);
+
+/* The declared states, in declaration order. */
+size_t state_count(const state_store *s);
+weir_state *state_at(const state_store *s, size_t i);
+
+/* Copies the state's statistics (sizes as of the last sample, counters
+ * current). */
+void state_stats_get(const weir_state *st, state_stats *out);
+void state_store_stats_get(const state_store *s, state_store_stats *out);
+
+#endif

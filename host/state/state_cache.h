@@ -1,0 +1,105 @@
+/*
+ * state_cache.h - the entry table behind the store's write-back cache.
+ * Internal to host/state; state.c decides what the entries mean.
+ *
+ * A fixed pool of `max` entries, each holding one RocksDB key of one state
+ * (state id + key bytes) and its value, stamp and flags, indexed by an
+ * open-addressing hash table (linear probing, backward-shift deletion; the
+ * caller supplies the 64-bit hashes). Entries whose key starts with a
+ * "group" prefix (map state: the record key, plen bytes) are also linked
+ * into a list per (state id, prefix), so that one key's cached map entries
+ * can be found without a scan. Eviction candidates come from a clock hand
+ * over the pool with one reference bit per entry.
+ *
+ * Entry indexes are stable while the entry lives. Value buffers are kept
+ * when an entry is freed and reused by the next one. Not thread-safe.
+ */
+#ifndef WEIR_HOST_STATE_CACHE_H
+#define WEIR_HOST_STATE_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STATE_CACHE_NONE UINT32_MAX
+
+/* Entry flags. */
+#define SC_USED         0x01u /* the pool slot holds an entry */
+#define SC_DIRTY        0x02u /* differs from RocksDB */
+#define SC_ABSENT       0x04u /* a tombstone or a cached miss */
+#define SC_REF          0x08u /* referenced since the clock hand passed */
+#define SC_DISK_KNOWN   0x10u /* whether RocksDB has the key is known */
+#define SC_DISK_PRESENT 0x20u /* ... and RocksDB has it */
+
+typedef struct state_cache_ent {
+    uint64_t hash;  /* of (sid, key) */
+    uint64_t ghash; /* of (sid, key[0..plen)); 0 when plen == 0 */
+    int64_t stamp;  /* expiry stamp of the value */
+    int64_t idx_lo; /* an index entry exists at a time <= idx_lo */
+    char *buf;      /* klen key bytes, then vlen value bytes */
+    uint32_t klen, vlen, cap;
+    uint32_t gnext, gprev; /* group list, STATE_CACHE_NONE-terminated */
+    uint16_t sid, plen;
+    uint8_t flags;
+} state_cache_ent;
+
+typedef struct state_cache {
+    state_cache_ent *ents; /* max entries */
+    uint32_t max, used;
+    uint32_t *slots;    /* entry index + 1; 0 = empty */
+    uint32_t *gslots;   /* group heads, same encoding */
+    uint32_t mask;      /* table size - 1 (both tables) */
+    uint32_t free_head; /* free list through gnext */
+    uint32_t hand;      /* clock hand */
+    uint64_t bytes;     /* key + value bytes held */
+} state_cache;
+
+/* Creates a cache of `max` (> 0) entries; NULL when out of memory. */
+state_cache *state_cache_new(uint32_t max);
+void state_cache_free(state_cache *c);
+
+static inline state_cache_ent *state_cache_at(state_cache *c, uint32_t i)
+{
+    return &c->ents[i];
+}
+static inline char *state_cache_val(state_cache_ent *e)
+{
+    return e->buf + e->klen;
+}
+static inline int state_cache_full(const state_cache *c)
+{
+    return c->used >= c->max;
+}
+
+/* The entry for (sid, key) with hash h, or STATE_CACHE_NONE. */
+uint32_t state_cache_find(const state_cache *c, uint16_t sid, const void *key,
+                          uint32_t klen, uint64_t h);
+
+/*
+ * Adds an entry for (sid, key), which must not be present, with an empty
+ * value, flags SC_USED, stamp and idx_lo INT64_MAX. When plen > 0 the entry
+ * joins the group (sid, key[0..plen)) whose hash is gh. The cache must not
+ * be full. Returns the index, or STATE_CACHE_NONE when out of memory.
+ */
+uint32_t state_cache_insert(state_cache *c, uint16_t sid, const void *key,
+                            uint32_t klen, uint64_t h, uint16_t plen,
+                            uint64_t gh);
+
+/* Replaces the value of entry i; -1 when out of memory (value unchanged). */
+int state_cache_set_value(state_cache *c, uint32_t i, const void *v,
+                          size_t len);
+/* Appends to the value of entry i; -1 when out of memory. */
+int state_cache_append(state_cache *c, uint32_t i, const void *v, size_t len);
+
+/* Removes entry i (whatever its flags). */
+void state_cache_remove(state_cache *c, uint32_t i);
+
+/* Picks up to n eviction candidates with the clock (entries whose reference
+ * bit is clear; the hand clears the bits it passes). Returns how many. */
+size_t state_cache_victims(state_cache *c, uint32_t *out, size_t n);
+
+/* The first entry of group (sid, prefix) with hash gh, or STATE_CACHE_NONE;
+ * follow ->gnext for the others. */
+uint32_t state_cache_group(const state_cache *c, uint16_t sid,
+                           const void *prefix, uint16_t plen, uint64_t gh);
+
+#endif
