@@ -1,7 +1,9 @@
 /*
  * cli.h - the weir subcommands. Each takes its own argv (argv[0] is the
  * subcommand name) and returns the process exit code: 0 ok, 1 the job
- * failed, 2 bad usage or bad input (topology, plugin).
+ * failed, 2 bad usage or bad input (topology, plugin); `weir run` also
+ * returns 3 when the restart strategy gave up and 4 when no valid
+ * checkpoint could be restored (supervisor/supervisor.h).
  */
 #ifndef WEIR_HOST_CLI_H
 #define WEIR_HOST_CLI_H

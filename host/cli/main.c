@@ -13,11 +13,13 @@ static void usage(FILE *f)
           "commands:\n"
           "  plugins [--dir D] [NAME] [--json]  list operators and parameters\n"
           "  validate [--dir D] JOB.yaml        check a topology file\n"
-          "  run [--dir D] JOB.yaml             run a job\n"
+          "  run [--dir D] [--from PATH] [--no-supervisor] JOB.yaml\n"
+          "                                     run a job (supervised)\n"
           "\n"
           "--dir D adds a plugin directory (repeatable); default: ../plugins\n"
           "and ../lib/weir/plugins relative to the weir binary, and\n"
-          "./plugins. Exit codes: 0 ok, 1 job failed, 2 bad usage or input.\n",
+          "./plugins. Exit codes: 0 ok, 1 job failed, 2 bad usage or input,\n"
+          "3 restarts exhausted, 4 no valid checkpoint to restore.\n",
           f);
 }
 

@@ -65,6 +65,10 @@ static int worker_pick(const topo_job *job, const worker_options *opts,
             *dir = ckpt_dir(opts->run_dir, (*m)->id);
             return 0;
         }
+        if (rc == WEIR_ENOTFOUND) {
+            free(err); /* no checkpoint completed yet in this run */
+            err = NULL;
+        }
         if (rc != WEIR_ENOTFOUND) {
             if (!topo_param_int(&job->checkpoint, "allow_fresh_start")) {
                 log_msg(WEIR_LOG_ERROR, "worker",

@@ -53,6 +53,7 @@
 
 #include "common/crash.h"
 #include "common/err.h"
+#include "common/fs.h"
 #include "common/log.h"
 #include "runtime/worker.h"
 
@@ -190,31 +191,6 @@ int sup_on_failure(sup_tracker *t, int64_t now_ms, int64_t ran_ms,
 /* Run directory                                                             */
 /* ------------------------------------------------------------------------ */
 
-/* mkdir -p: creates `path` and its missing parents. */
-static int sup_mkdirs(const char *path, char **errptr)
-{
-    char *p = strdup(path);
-    if (!p)
-        return err_set(errptr, WEIR_ENOMEM, "out of memory");
-    int rc = 0;
-    for (char *c = p + 1;; c++) {
-        if (*c != '/' && *c != 0)
-            continue;
-        char saved = *c;
-        *c = 0;
-        if (mkdir(p, 0777) < 0 && errno != EEXIST) {
-            rc = err_set(errptr, WEIR_EIO, "cannot create directory %s: %s", p,
-                         strerror(errno));
-            break;
-        }
-        *c = saved;
-        if (!saved)
-            break;
-    }
-    free(p);
-    return rc;
-}
-
 int sup_run_dir_create(const topo_job *job, char **out, char **errptr)
 {
     *out = NULL;
@@ -234,13 +210,14 @@ int sup_run_dir_create(const topo_job *job, char **out, char **errptr)
     char *path = NULL;
     if (asprintf(&path, "%s/%s/%s-%ld", base, name, stamp, (long)getpid()) < 0)
         return err_set(errptr, WEIR_ENOMEM, "out of memory");
-    struct stat st;
-    int rc = sup_mkdirs(path, errptr);
-    if (rc == 0 && (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)))
-        rc = err_set(errptr, WEIR_EIO, "%s is not a directory", path);
-    if (rc < 0) {
-        free(path);
-        return rc;
+    /* A job without checkpoints gets a run directory name but no
+     * directory: nothing would be written there. */
+    if (topo_param_int(&job->checkpoint, "interval") > 0) {
+        int rc = fs_mkdirs(path, errptr);
+        if (rc < 0) {
+            free(path);
+            return rc;
+        }
     }
     *out = path;
     return 0;

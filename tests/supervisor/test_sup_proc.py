@@ -181,7 +181,9 @@ class Base(unittest.TestCase):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def job(self, ops, restart, checkpoint=None, name="t"):
-        checkpoint = checkpoint or "{dir: %s/ckpt}" % self.tmp
+        # With checkpoints (every hour: only the final one is taken in these
+        # short runs), so that the run directory exists.
+        checkpoint = checkpoint or "{dir: %s/ckpt, interval: 1h}" % self.tmp
         path = os.path.join(self.tmp, name + ".yaml")
         with open(path, "w") as f:
             f.write("job: %s\ncheckpoint: %s\nrestart: %s\noperators:\n%s" %
@@ -315,7 +317,7 @@ class Signals(Base):
         # A relative checkpoint dir is relative to the working directory.
         path = self.job(SRC_SINK,
                         "{strategy: fixed_delay, attempts: 3, delay: 10ms}",
-                        checkpoint="{dir: rel-ckpt}")
+                        checkpoint="{dir: rel-ckpt, interval: 1h}")
         p = self.weir(path, cwd=self.tmp)
         worker = int(p.wait_for(START_RE)[0].group(1))
         time.sleep(0.2)
@@ -400,6 +402,15 @@ class Usage(Base):
             p = self.weir(*args)
             self.assert_exit(p, SUP_EXIT_USAGE)
             self.assertEqual(self.starts(p), [], args)
+
+    def test_no_run_dir_without_checkpoints(self):
+        ops = ("  - {id: src, type: gen, config: {count: 100, keys: 10}}\n"
+               "  - {id: sink, type: discard, inputs: [src]}\n")
+        path = self.job(ops, "{strategy: none}",
+                        checkpoint="{dir: %s/nock}" % self.tmp)
+        p = self.weir(path)
+        self.assert_exit(p, 0)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "nock")))
 
     def test_no_supervisor(self):
         ops = ("  - {id: src, type: gen, config: {count: 1000, keys: 10}}\n"

@@ -50,7 +50,8 @@ def main(argv):
     validator = cls(schema)
     passed = failed = 0
     for d in [good_dir] + argv[4:]:
-        for path in sorted(glob.glob(os.path.join(d, "*.yaml"))):
+        for path in sorted(glob.glob(os.path.join(d, "*.yaml")) +
+                           glob.glob(os.path.join(d, "*", "*.yaml"))):
             errors = list(validator.iter_errors(load(path)))
             if errors:
                 failed += 1
