@@ -5,13 +5,20 @@
  * packed and unpacked with msgpack-c in one thread (the per-record work a
  * channel cannot avoid).
  *
- * usage: bench_pipeline [RECORDS]   (default 4000000)
+ * Keyed part: gen -> key shuffle -> count (RocksDB keyed state, parallelism
+ * 2), 100k keys uniform and Zipf(0.99), with the write-back cache off and
+ * on, next to a baseline in the same run: a plain loop doing one RocksDB
+ * get + put per record in one thread (WAL off).
+ *
+ * usage: bench_pipeline [RECORDS] [keyed]  (default 4000000; "keyed" runs
+ *        only the keyed part)
  * Latency is measured by discard from the value's created_ns (monotonic
  * clock at emit) to arrival; it is reported for a run at a fixed rate, since
  * a source running flat out measures queueing, not the runtime.
  */
 #include <fcntl.h>
 #include <msgpack.h>
+#include <rocksdb/c.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +105,47 @@ static void parse_reports(FILE *f, result *r)
     }
 }
 
+/* One RocksDB get + put per record on keys "k<n>" drawn like gen's
+ * uniform keys (a fixed LCG here), WAL off, one thread. */
+static double rocksdb_baseline(long n, const char *dir)
+{
+    char *err = NULL;
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(o, 1);
+    rocksdb_t *db = rocksdb_open(o, dir, &err);
+    if (!db) {
+        fprintf(stderr, "baseline: %s\n", err);
+        return 0;
+    }
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_disable_WAL(wo, 1);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    uint64_t x = 42;
+    char key[32];
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        int kn = snprintf(key, sizeof key, "k%llu",
+                          (unsigned long long)((x >> 33) % 100000));
+        size_t vl = 0;
+        char *v = rocksdb_get(db, ro, key, (size_t)kn, &vl, &err);
+        uint64_t c = 0;
+        if (v && vl == 8)
+            memcpy(&c, v, 8);
+        rocksdb_free(v);
+        c++;
+        rocksdb_put(db, wo, key, (size_t)kn, (const char *)&c, 8, &err);
+    }
+    double dt = now_s() - t0;
+    rocksdb_readoptions_destroy(ro);
+    rocksdb_writeoptions_destroy(wo);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+    return (double)n / dt;
+}
+
+static int run_yaml(reg_registry *reg, const char *yaml, result *r);
+
 static int run(reg_registry *reg, int par, long n, long rate, result *r)
 {
     char yaml[1024];
@@ -109,6 +157,31 @@ static int run(reg_registry *reg, int par, long n, long rate, result *r)
              "  - {id: sink, type: discard, parallelism: %d,\n"
              "     inputs: [{from: gen, partition: key}]}\n",
              par, n, rate, par);
+    return run_yaml(reg, yaml, r);
+}
+
+/* gen (1 subtask) -key-> count (2 subtasks, RocksDB state, emitting
+ * nothing): the keyed read-modify-write path of the runtime. */
+static int run_keyed(reg_registry *reg, const char *dir, long n,
+                     const char *dist, long cache, result *r)
+{
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "job: bench_keyed\n"
+             "state: {dir: '%s', cache_entries: %ld}\n"
+             "operators:\n"
+             "  - {id: gen, type: gen,\n"
+             "     config: {count: %ld, keys: 100000, distribution: %s}}\n"
+             "  - {id: count, type: count, parallelism: 2,\n"
+             "     inputs: [{from: gen, partition: key}],\n"
+             "     config: {emit: none}}\n",
+             dir, cache, n, dist);
+    r->records = (unsigned long long)n;
+    return run_yaml(reg, yaml, r);
+}
+
+static int run_yaml(reg_registry *reg, const char *yaml, result *r)
+{
     char *err = NULL;
     topo_job *job = NULL;
     if (topo_load_string("bench.yaml", yaml, strlen(yaml), reg, &job, &err) <
@@ -141,9 +214,43 @@ static int run(reg_registry *reg, int par, long n, long rate, result *r)
     return rc;
 }
 
+static int keyed_part(reg_registry *reg, long n)
+{
+    char dir[] = "/tmp/weir-bench-XXXXXX", path[64];
+    if (!mkdtemp(dir))
+        return 1;
+    snprintf(path, sizeof path, "%s/baseline", dir);
+    long nb = n / 4;
+    double base = rocksdb_baseline(nb, path);
+    printf("\nkeyed: gen -key-> count (RocksDB state), parallelism 2, 100k "
+           "keys\n");
+    printf("%-44s %12.0f records/s  (%ld records)\n",
+           "baseline: RocksDB get+put, 1 thread", base, nb);
+    static const char *const dists[] = {"uniform", "zipf"};
+    for (int d = 0; d < 2; d++)
+        for (int cache = 0; cache < 2; cache++) {
+            result r = {0};
+            long count = cache ? n : nb;
+            snprintf(path, sizeof path, "%s/state", dir);
+            if (run_keyed(reg, path, count, dists[d], cache ? 100000 : 0, &r) <
+                0)
+                return 1;
+            double rate = (double)r.records / r.seconds;
+            char label[64];
+            snprintf(label, sizeof label, "count, %s, cache %s", dists[d],
+                     cache ? "100k entries" : "off");
+            printf("%-44s %12.0f records/s  (%.2fx baseline)\n", label, rate,
+                   rate / base);
+        }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 4000000;
+    int keyed_only = argc > 2 && strcmp(argv[2], "keyed") == 0;
     log_set_level(WEIR_LOG_INFO);
     reg_registry *reg = reg_new(api_table());
     char *err = NULL;
@@ -151,18 +258,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
+    if (keyed_only) {
+        int rc = keyed_part(reg, n);
+        reg_free(reg);
+        return rc;
+    }
     printf("records per run: %ld, keys: 100000 uniform, cores: %ld\n", n,
            sysconf(_SC_NPROCESSORS_ONLN));
     double base = baseline(n);
-    printf("%-44s %12.0f records/s\n", "baseline: msgpack pack+unpack, 1 thread",
-           base);
+    printf("%-44s %12.0f records/s\n",
+           "baseline: msgpack pack+unpack, 1 thread", base);
     for (int par = 1; par <= 2; par++) {
         result r = {0};
         if (run(reg, par, n, 0, &r) < 0)
             return 1;
         double rate = (double)r.records / r.seconds;
         char label[64];
-        snprintf(label, sizeof label, "gen -key-> discard, parallelism %d", par);
+        snprintf(label, sizeof label, "gen -key-> discard, parallelism %d",
+                 par);
         printf("%-44s %12.0f records/s  (%.2fx baseline, %llu records)\n",
                label, rate, rate / base, r.records);
     }
@@ -178,6 +291,7 @@ int main(int argc, char **argv)
         printf("%-44s p50 %.3f ms  p99 %.3f ms  (%llu records)\n", label,
                r.p50_ms, r.p99_ms, r.records);
     }
+    int rc = keyed_part(reg, n);
     reg_free(reg);
-    return 0;
+    return rc;
 }
