@@ -29,14 +29,24 @@
  * written in snapshot() (at each checkpoint barrier), finish() and close();
  * with fsync=true, snapshot() and finish() also fsync the file.
  *
+ * With commit=none (the default) delivery is at-least-once: after a restart
+ * from a checkpoint, the records since that checkpoint are written again.
+ *
+ * commit=checkpoint makes file_sink a two-phase-commit sink for end-to-end
+ * exactly-once output (parts.h, schemas/file-sink.md): `path` is a directory;
+ * subtask i writes to .inprogress/part-<i>-<seq>.jsonl, snapshot(n)
+ * pre-commits it to .pending/part-<i>-<n>.jsonl (fsync'ed) and records the
+ * pending ids in the snapshot, notify_checkpoint_complete(n) commits every
+ * pending transaction <= n to part-<i>-<n>.jsonl, and restore() finishes the
+ * commits of the restored checkpoint and deletes what it does not cover.
+ * Without restore(), the first other callback deletes this subtask's files
+ * of an earlier run. close() leaves the files as they are. `mode`, `flush`
+ * and `fsync` keep their meaning for the in-progress file; the pre-commit
+ * always fsyncs. The job's output is the concatenation of D/part-*.jsonl.
+ *
  * stdout writes the same lines to standard output with one fwrite() per
  * line (stdio locks the stream, so lines of subtasks never interleave) and
  * flushes in finish() and close(), or after every line with flush=record.
- *
- * Delivery is at-least-once for now. The two-phase-commit version will keep
- * an in-progress file per subtask, move it to pending in snapshot() and
- * rename it to its final name in notify_checkpoint_complete(); those steps
- * belong to the fsink_file functions below.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -53,6 +63,7 @@
 #include <unistd.h>
 
 #include "mpscan.h"
+#include "parts.h"
 
 #include "weir/msgpack.h"
 #include "weir/weir.h"
@@ -69,8 +80,8 @@ static const weir_param_def fsink_p_path = {
     .flags = WEIR_PARAM_REQUIRED,
     .name = "path",
     .type = WEIR_PARAM_STRING,
-    .description = "output file of JSON lines; missing directories are "
-                   "created"};
+    .description = "output file of JSON lines (commit=checkpoint: directory "
+                   "of part files); missing directories are created"};
 static const char *const fsink_mode_choices[] = {"per_subtask", "merged", NULL};
 static const weir_param_def fsink_p_mode = {
     .size = sizeof(weir_param_def),
@@ -95,6 +106,16 @@ static const weir_param_def fsink_p_fsync = {
     .type = WEIR_PARAM_BOOL,
     .default_value = "false",
     .description = "fsync the file at each checkpoint and at the end"};
+static const char *const fsink_commit_choices[] = {"none", "checkpoint", NULL};
+static const weir_param_def fsink_p_commit = {
+    .size = sizeof(weir_param_def),
+    .name = "commit",
+    .type = WEIR_PARAM_ENUM,
+    .default_value = "none",
+    .choices = fsink_commit_choices,
+    .description = "none: write as records arrive (at-least-once); "
+                   "checkpoint: commit part files at checkpoints "
+                   "(exactly-once)"};
 static const weir_param_def fsink_p_stdout_flush = {
     .size = sizeof(weir_param_def),
     .name = "flush",
@@ -105,7 +126,8 @@ static const weir_param_def fsink_p_stdout_flush = {
                    "flush after each line"};
 
 static const weir_param_def *const fsink_file_params[] = {
-    &fsink_p_path, &fsink_p_mode, &fsink_p_flush, &fsink_p_fsync, NULL};
+    &fsink_p_path,  &fsink_p_mode,   &fsink_p_flush,
+    &fsink_p_fsync, &fsink_p_commit, NULL};
 static const weir_param_def *const fsink_stdout_params[] = {
     &fsink_p_stdout_flush, NULL};
 
@@ -515,7 +537,10 @@ typedef struct fsink {
     int to_stdout;
     int flush_record;
     int do_fsync;
-    fsink_file file;    /* file_sink only */
+    int commit;         /* commit=checkpoint: `parts` instead of `file` */
+    int finished;       /* finish() was called */
+    fsink_file file;    /* file_sink with commit=none */
+    fparts parts;       /* file_sink with commit=checkpoint */
     fsink_buf out;      /* formatted lines not yet written */
     weir_mp_reader rd;  /* unpacks values */
     int64_t last_flush; /* processing time of the last write, ms */
@@ -560,7 +585,8 @@ static int fsink_flush(weir_ctx *ctx, fsink *s)
 {
     if (s->to_stdout || !s->out.len)
         return WEIR_OK;
-    int rc = fsink_file_write(ctx, &s->file, s->out.p, s->out.len);
+    int rc = s->commit ? fparts_write(ctx, &s->parts, s->out.p, s->out.len)
+                       : fsink_file_write(ctx, &s->file, s->out.p, s->out.len);
     s->out.len = 0;
     s->last_flush = weir_now(ctx);
     return rc;
@@ -575,10 +601,21 @@ static int fsink_stdout_flush(weir_ctx *ctx)
     return WEIR_OK;
 }
 
+/* commit=checkpoint: the first callback other than restore() cleans up
+ * what an earlier run left. */
+static int fsink_ready(weir_ctx *ctx, fsink *s)
+{
+    return s->commit && !s->parts.ready ? fparts_start(ctx, &s->parts)
+                                        : WEIR_OK;
+}
+
 static int fsink_process(weir_ctx *ctx, void *self, const weir_record *rec,
                          uint32_t port)
 {
     fsink *s = self;
+    int rc = fsink_ready(ctx, s);
+    if (rc < 0)
+        return rc;
     size_t start = s->out.len;
     fsink_format(s, rec);
     if (s->out.oom) {
@@ -613,23 +650,80 @@ static int fsink_sync(weir_ctx *ctx, fsink *s)
         return fsink_stdout_flush(ctx);
     int rc = fsink_flush(ctx, s);
     if (rc == WEIR_OK && s->do_fsync)
-        rc = fsink_file_sync(ctx, &s->file);
+        rc = s->commit ? fparts_sync(ctx, &s->parts)
+                       : fsink_file_sync(ctx, &s->file);
+    return rc;
+}
+
+/* commit=checkpoint: pre-commit the transaction of checkpoint `id`. */
+static int fsink_precommit(weir_ctx *ctx, fsink *s, uint64_t id)
+{
+    int rc = fsink_ready(ctx, s);
+    if (rc == WEIR_OK)
+        rc = fsink_flush(ctx, s);
+    if (rc == WEIR_OK)
+        rc = fparts_precommit(ctx, &s->parts, id);
+    if (rc == WEIR_OK)
+        rc = fparts_snapshot(ctx, &s->parts, id);
     return rc;
 }
 
 static int fsink_snapshot(weir_ctx *ctx, void *self, uint64_t checkpoint_id)
 {
-    return fsink_sync(ctx, self);
+    fsink *s = self;
+    return s->commit ? fsink_precommit(ctx, s, checkpoint_id)
+                     : fsink_sync(ctx, s);
+}
+
+static int fsink_notify(weir_ctx *ctx, void *self, uint64_t checkpoint_id)
+{
+    fsink *s = self;
+    if (!s->commit)
+        return WEIR_OK;
+    int rc = fsink_ready(ctx, s);
+    return rc < 0 ? rc : fparts_commit(ctx, &s->parts, checkpoint_id);
+}
+
+static int fsink_restore(weir_ctx *ctx, void *self, uint64_t checkpoint_id,
+                         uint32_t version, const void *data, size_t len)
+{
+    fsink *s = self;
+    if (s->commit)
+        return fparts_restore(ctx, &s->parts, checkpoint_id, version, data,
+                              len);
+    if (version != 0 && version != FPARTS_SNAPSHOT_VERSION) {
+        weir_set_error(ctx,
+                       "file_sink: the snapshot of checkpoint %llu has "
+                       "version %u; this plugin reads version %u",
+                       (unsigned long long)checkpoint_id, version,
+                       FPARTS_SNAPSHOT_VERSION);
+        return WEIR_EINVAL;
+    }
+    if (len != 0) {
+        weir_set_error(ctx,
+                       "file_sink: checkpoint %llu was taken with "
+                       "commit=checkpoint and lists pending part files; "
+                       "restore it with commit=checkpoint",
+                       (unsigned long long)checkpoint_id);
+        return WEIR_EINVAL;
+    }
+    return WEIR_OK;
 }
 
 static int fsink_finish(weir_ctx *ctx, void *self)
 {
-    return fsink_sync(ctx, self);
+    fsink *s = self;
+    int rc = fsink_ready(ctx, s);
+    if (rc == WEIR_OK)
+        rc = fsink_sync(ctx, s);
+    s->finished = 1;
+    return rc;
 }
 
 static void fsink_free(fsink *s)
 {
     fsink_file_close(&s->file);
+    fparts_close(&s->parts);
     weir_mp_reader_destroy(&s->rd);
     free(s->out.p);
     free(s);
@@ -640,10 +734,18 @@ static void fsink_close(weir_ctx *ctx, void *self)
     fsink *s = self;
     if (!s)
         return;
-    /* Keep what was received when a job is stopped without finish(). */
+    /* Keep what was received when a job is stopped without finish(). With
+     * commit=checkpoint, uncommitted lines stay where they are: a restore
+     * deletes them and the records are replayed. */
     if (s->to_stdout)
         fflush(stdout);
-    else if (s->out.len && fsink_flush(ctx, s) < 0)
+    else if (s->commit && s->finished && fparts_uncommitted(&s->parts))
+        weir_log(ctx, WEIR_LOG_WARN,
+                 "file_sink: %s: records of subtask %u were not committed: "
+                 "the job ended without a completed final checkpoint "
+                 "(commit=checkpoint needs checkpointing)",
+                 s->parts.dir, s->parts.sub);
+    else if (!s->commit && s->out.len && fsink_flush(ctx, s) < 0)
         weir_log(ctx, WEIR_LOG_WARN, "file_sink: %s: lines lost at close",
                  s->file.path);
     fsink_free(s);
@@ -676,13 +778,15 @@ static fsink *fsink_new(weir_ctx *ctx)
         return NULL;
     }
     s->file.fd = -1;
+    s->parts.fd = -1;
     weir_mp_reader_init(&s->rd);
     s->last_flush = weir_now(ctx);
     return s;
 }
 
 /* The file this subtask writes: path, with the subtask index inserted for
- * per_subtask mode with parallelism > 1. */
+ * per_subtask mode with parallelism > 1. With commit=checkpoint, sets up
+ * the part directory `path` instead. */
 static int fsink_path(weir_ctx *ctx, fsink *s, int merged)
 {
     const char *p;
@@ -692,6 +796,8 @@ static int fsink_path(weir_ctx *ctx, fsink *s, int merged)
         weir_set_error(ctx, "file_sink: parameter path: %s", weir_strerror(rc));
         return rc;
     }
+    if (s->commit && n > 0 && !memchr(p, '\0', n))
+        return fparts_open(ctx, &s->parts, p, n, weir_subtask_index(ctx));
     if (n == 0 || memchr(p, '\0', n) || p[n - 1] == '/') {
         weir_set_error(ctx, "file_sink: parameter path: '%.*s' %s", (int)n, p,
                        n == 0            ? "is empty"
@@ -721,15 +827,24 @@ static int fsink_file_open_cb(weir_ctx *ctx, void **self)
     int merged, rc;
     if ((rc = fsink_enum_is(ctx, "file_sink", "mode", "merged", &merged)) < 0 ||
         (rc = fsink_enum_is(ctx, "file_sink", "flush", "record",
-                            &s->flush_record)) < 0)
+                            &s->flush_record)) < 0 ||
+        (rc = fsink_enum_is(ctx, "file_sink", "commit", "checkpoint",
+                            &s->commit)) < 0)
         goto fail;
+    if (s->commit && merged) {
+        weir_set_error(ctx, "file_sink: mode=merged cannot be combined with "
+                            "commit=checkpoint, which writes part files per "
+                            "subtask");
+        rc = WEIR_EINVAL;
+        goto fail;
+    }
     if ((rc = weir_param_bool(ctx, "fsync", &s->do_fsync)) < 0) {
         weir_set_error(ctx, "file_sink: parameter fsync: %s",
                        weir_strerror(rc));
         goto fail;
     }
     if ((rc = fsink_path(ctx, s, merged)) < 0 ||
-        (rc = fsink_file_open(ctx, &s->file, merged)) < 0)
+        (!s->commit && (rc = fsink_file_open(ctx, &s->file, merged)) < 0))
         goto fail;
     *self = s;
     return WEIR_OK;
@@ -762,14 +877,18 @@ static const char *const fsink_no_ports[] = {NULL};
 static const weir_operator fsink_file_op = {
     .size = sizeof(weir_operator),
     .name = "file_sink",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .description = "writes records as JSON lines {\"key\",\"ts\",\"value\"} "
-                   "to a file per subtask or one merged file",
+                   "to a file per subtask or one merged file, or "
+                   "exactly-once to committed part files",
     .output_ports = fsink_no_ports,
     .params = fsink_file_params,
+    .snapshot_version = FPARTS_SNAPSHOT_VERSION,
     .open = fsink_file_open_cb,
     .process = fsink_process,
     .snapshot = fsink_snapshot,
+    .restore = fsink_restore,
+    .notify_checkpoint_complete = fsink_notify,
     .finish = fsink_finish,
     .close = fsink_close,
 };
@@ -795,7 +914,7 @@ static const weir_operator *const fsink_ops[] = {&fsink_file_op,
 static const weir_plugin fsink_plugin = {
     WEIR_PLUGIN_INIT,
     .name = "file_sink",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .description = "JSON lines sinks: file_sink and stdout",
     .operators = fsink_ops,
 };

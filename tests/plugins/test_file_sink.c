@@ -2,20 +2,29 @@
  * test_file_sink.c - the file_sink and stdout operators: the exact line
  * format, msgpack -> JSON conversion (checked with jansson as an independent
  * parser, on fixed cases and on random values), per-subtask and merged
- * files, flushing, truncation, write and open errors, and a round trip
- * file_source -> file_sink.
+ * files, flushing, truncation, write and open errors, a round trip
+ * file_source -> file_sink, and commit=checkpoint: pre-commit and commit,
+ * recovery after a killed process, idempotent recovery, roll back to an
+ * older checkpoint, fresh-start cleanup and file system faults.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <math.h>
 #include <msgpack.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -30,7 +39,10 @@ static const weir_operator *sink_op(void)
 typedef struct env {
     char *dir;
     char *path;
+    char *readonly[4]; /* directories made read-only, undone in teardown */
 } env;
+
+static void make_writable(env *e, const char *dir);
 
 static int setup(void **state)
 {
@@ -44,6 +56,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     env *e = *state;
+    for (size_t i = 0; i < 4; i++)
+        if (e->readonly[i])
+            make_writable(e, e->readonly[i]);
     th_rmtree(e->dir);
     free(e->dir);
     free(e->path);
@@ -794,6 +809,991 @@ static void test_round_trip(void **state)
     free(src);
 }
 
+/* ------------------------------------------------------------------------ */
+/* commit=none stays what it was                                            */
+/* ------------------------------------------------------------------------ */
+
+static void test_commit_none(void **state)
+{
+    env *e = *state;
+    char *other = th_path(e->dir, "explicit.jsonl");
+    const th_param none[] = {{"commit", "none"}, {NULL, NULL}};
+    th_inst *a = open_sink(e->path, NULL, 0, 1);
+    th_inst *b = open_sink(other, none, 0, 1);
+    for (int k = 0; k < 2; k++) {
+        th_inst *t = k ? b : a;
+        write_n(t, 3, "n");
+        assert_int_equal(th_snapshot(t, 1), WEIR_OK);
+        assert_int_equal(t->snap_len, 0); /* nothing to restore */
+        assert_int_equal(th_notify(t, 1), WEIR_OK);
+        write_n(t, 2, "m");
+        assert_int_equal(th_finish(t), WEIR_OK);
+    }
+    th_free(a);
+    th_free(b);
+    char *x = th_read_file(e->path, NULL), *y = th_read_file(other, NULL);
+    assert_string_equal(x, y);
+    assert_int_equal(count_lines(other), 5);
+    free(x);
+    free(y);
+
+    /* restore: an empty snapshot is fine; pending part files are not. */
+    th_inst *t = open_sink(e->path, none, 0, 1);
+    assert_int_equal(th_restore(t, 4, 1, NULL, 0), WEIR_OK);
+    assert_int_equal(th_restore(t, 4, 0, NULL, 0), WEIR_OK);
+    assert_int_equal(th_restore(t, 4, 9, NULL, 0), WEIR_EINVAL);
+    assert_non_null(strstr(t->error, "version 9"));
+    assert_int_equal(th_restore(t, 4, 1, "WFSK", 4), WEIR_EINVAL);
+    assert_non_null(strstr(t->error, "commit=checkpoint"));
+    th_free(t);
+
+    /* merged output and part files do not mix */
+    const th_param bad[] = {
+        {"commit", "checkpoint"}, {"mode", "merged"}, {NULL, NULL}};
+    const th_param p[] = {{"path", e->dir}, bad[0], bad[1], {NULL, NULL}};
+    t = th_new(sink_op(), p, 0, 1);
+    assert_int_equal(th_open(t), WEIR_EINVAL);
+    assert_non_null(strstr(t->error, "mode=merged"));
+    th_free(t);
+    const th_param q[] = {{"path", e->dir}, {"commit", "later"}, {NULL, NULL}};
+    t = th_new(sink_op(), q, 0, 1);
+    assert_int_equal(t->param_rc, WEIR_EINVAL);
+    th_free(t);
+    free(other);
+}
+
+/* ------------------------------------------------------------------------ */
+/* commit=checkpoint helpers                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* A sink with commit=checkpoint on directory `dir`, plus `extra`. */
+static th_inst *open_2pc(const char *dir, const th_param *extra, uint32_t sub,
+                         uint32_t par)
+{
+    th_param p[8];
+    size_t n = 0;
+    p[n++] = (th_param){"commit", "checkpoint"};
+    for (size_t i = 0; extra && extra[i].name; i++)
+        p[n++] = extra[i];
+    p[n] = (th_param){NULL, NULL};
+    return open_sink(dir, p, sub, par);
+}
+
+static const th_param flush_record[] = {{"flush", "record"}, {NULL, NULL}};
+
+/* Packs record number i of subtask `sub`: key "s<sub>", ts i, value
+ * {"sub": sub, "i": i}. Returns the process() code. */
+static int put_one(th_inst *t, mp *m, int i)
+{
+    char key[16];
+    int kl = snprintf(key, sizeof key, "s%u", t->sub);
+    m->sb.size = 0;
+    msgpack_pack_map(&m->pk, 2);
+    mp_cstr(m, "sub");
+    msgpack_pack_int(&m->pk, (int)t->sub);
+    mp_cstr(m, "i");
+    msgpack_pack_int(&m->pk, i);
+    return th_process(t, key, (size_t)kl, i, m->sb.data, m->sb.size);
+}
+
+/* Records from..to-1 of this subtask; fails the test on an error. */
+static void put_range(th_inst *t, int from, int to)
+{
+    mp m;
+    mp_init(&m);
+    for (int i = from; i < to; i++) {
+        int rc = put_one(t, &m, i);
+        if (rc != WEIR_OK)
+            fail_msg("process %d: %d %s", i, rc, t->error);
+    }
+    msgpack_sbuffer_destroy(&m.sb);
+}
+
+/* The sorted entry names of a directory, without "." and "..". */
+typedef struct names {
+    char **v;
+    size_t n;
+} names;
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static names list_dir(const char *dir)
+{
+    names l = {0};
+    DIR *d = opendir(dir);
+    if (!d)
+        fail_msg("cannot list %s: %s", dir, strerror(errno));
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        l.v = realloc(l.v, (l.n + 1) * sizeof *l.v);
+        assert_non_null(l.v);
+        l.v[l.n++] = strdup(de->d_name);
+    }
+    closedir(d);
+    if (l.n)
+        qsort(l.v, l.n, sizeof *l.v, cmp_str);
+    return l;
+}
+
+static void free_names(names *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+}
+
+/* Asserts that `dir`/`sub` holds exactly the names in the NULL-terminated
+ * list (sorted by strcmp). */
+static void expect_dir(const char *dir, const char *sub,
+                       const char *const *want)
+{
+    char *path = sub ? th_path(dir, sub) : strdup(dir);
+    names l = list_dir(path);
+    size_t n = 0;
+    while (want[n])
+        n++;
+    int ok = l.n == n;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = strcmp(l.v[i], want[i]) == 0;
+    if (!ok) {
+        fprintf(stderr, "%s holds:\n", path);
+        for (size_t i = 0; i < l.n; i++)
+            fprintf(stderr, "  %s\n", l.v[i]);
+        fail_msg("%s: unexpected entries (want %zu)", path, n);
+    }
+    free_names(&l);
+    free(path);
+}
+
+static const char *const nothing[] = {NULL};
+
+/* A committed part file: parsed from its name the way a reader would. */
+typedef struct part {
+    unsigned sub;
+    unsigned long long id;
+    char *name;
+} part;
+
+static int cmp_part(const void *a, const void *b)
+{
+    const part *x = a, *y = b;
+    if (x->sub != y->sub)
+        return x->sub < y->sub ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/*
+ * Reads the job's committed output the way a reader does: every
+ * <dir>/part-<sub>-<id>.jsonl (nothing under .inprogress/ or .pending/).
+ * Asserts that subtask s contributed exactly its records 0..upto[s]-1, once
+ * each and in order, with the right key, and no other subtask anything.
+ */
+static void expect_committed(const char *dir, uint32_t par, const int *upto)
+{
+    names l = list_dir(dir);
+    part *parts = calloc(l.n + 1, sizeof *parts);
+    size_t np = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        unsigned sub;
+        unsigned long long id;
+        int end = 0;
+        if (sscanf(l.v[i], "part-%u-%llu.jsonl%n", &sub, &id, &end) == 2 &&
+            l.v[i][end] == '\0')
+            parts[np++] = (part){sub, id, l.v[i]};
+    }
+    qsort(parts, np, sizeof *parts, cmp_part);
+    int next[8] = {0};
+    for (size_t k = 0; k < np; k++) {
+        assert_true(parts[k].sub < par);
+        char *path = th_path(dir, parts[k].name);
+        lines ls = read_lines(path);
+        assert_true(ls.n > 0); /* an empty transaction leaves no file */
+        for (size_t j = 0; j < ls.n; j++) {
+            json_t *jv = parse(ls.v[j]);
+            json_t *v = json_object_get(jv, "value");
+            char key[16];
+            snprintf(key, sizeof key, "s%u", parts[k].sub);
+            assert_string_equal(json_string_value(json_object_get(jv, "key")),
+                                key);
+            assert_int_equal(json_integer_value(json_object_get(v, "sub")),
+                             parts[k].sub);
+            int i = (int)json_integer_value(json_object_get(v, "i"));
+            if (i != next[parts[k].sub])
+                fail_msg("%s line %zu: record %d, expected %d", path, j + 1, i,
+                         next[parts[k].sub]);
+            next[parts[k].sub]++;
+            json_decref(jv);
+        }
+        free_lines(&ls);
+        free(path);
+    }
+    for (uint32_t s = 0; s < par; s++)
+        if (next[s] != upto[s])
+            fail_msg("subtask %u: %d records committed, expected %d", s,
+                     next[s], upto[s]);
+    free(parts);
+    free_names(&l);
+}
+
+static void expect_committed1(const char *dir, int upto)
+{
+    expect_committed(dir, 1, &upto);
+}
+
+/* The snapshot layout of schemas/file-sink.md, decoded independently. */
+typedef struct snap {
+    uint32_t sub;
+    uint64_t id;
+    uint32_t n;
+    uint64_t ids[8];
+} snap;
+
+static uint64_t le(const unsigned char *p, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static snap decode_snap(const unsigned char *b, size_t len)
+{
+    snap s = {0};
+    assert_true(len >= 24);
+    assert_memory_equal(b, "WFSK", 4);
+    s.sub = (uint32_t)le(b + 4, 4);
+    s.id = le(b + 8, 8);
+    s.n = (uint32_t)le(b + 16, 4);
+    assert_int_equal(le(b + 20, 4), 0);
+    assert_int_equal(len, 24 + 8 * (size_t)s.n);
+    assert_true(s.n <= 8);
+    for (uint32_t i = 0; i < s.n; i++)
+        s.ids[i] = le(b + 24 + 8 * i, 8);
+    return s;
+}
+
+static void expect_snap(const th_inst *t, uint64_t id, uint32_t n,
+                        const uint64_t *ids)
+{
+    snap s = decode_snap(t->snap, t->snap_len);
+    assert_int_equal(s.sub, t->sub);
+    assert_int_equal(s.id, id);
+    assert_int_equal(s.n, n);
+    for (uint32_t i = 0; i < n; i++)
+        assert_int_equal(s.ids[i], ids[i]);
+}
+
+static void ok(th_inst *t, int rc)
+{
+    if (rc != WEIR_OK)
+        fail_msg("call failed: %d %s", rc, t->error);
+}
+
+/* A copy of the last snapshot of t. */
+static unsigned char *snap_copy(const th_inst *t, size_t *len)
+{
+    unsigned char *c = malloc(t->snap_len + 1);
+    assert_non_null(c);
+    memcpy(c, t->snap, t->snap_len);
+    *len = t->snap_len;
+    return c;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pre-commit and commit                                                     */
+/* ------------------------------------------------------------------------ */
+
+static void test_2pc_sequence(void **state)
+{
+    env *e = *state;
+    char *dir = th_path(e->dir, "a/out"); /* created, parents too */
+    th_inst *t0 = open_2pc(dir, NULL, 0, 2);
+    th_inst *t1 = open_2pc(dir, flush_record, 1, 2);
+    const char *const hidden[] = {".inprogress", ".pending", NULL};
+    expect_dir(dir, NULL, hidden);
+
+    put_range(t0, 0, 5);
+    put_range(t1, 0, 3);
+    expect_dir(dir, NULL, hidden); /* nothing visible */
+    const char *const ip1[] = {"part-1-0.jsonl", NULL};
+    expect_dir(dir, ".inprogress", ip1); /* flush=record wrote at once */
+
+    /* Barrier 1: pre-commit. */
+    ok(t0, th_snapshot(t0, 1));
+    ok(t1, th_snapshot(t1, 1));
+    const uint64_t id1[] = {1}, id12[] = {1, 2};
+    expect_snap(t0, 1, 1, id1);
+    expect_snap(t1, 1, 1, id1);
+    const char *const pend1[] = {"part-0-1.jsonl", "part-1-1.jsonl", NULL};
+    expect_dir(dir, ".pending", pend1);
+    expect_dir(dir, ".inprogress", nothing);
+    expect_dir(dir, NULL, hidden);
+    char *p01 = th_path(dir, ".pending/part-0-1.jsonl");
+    assert_int_equal(count_lines(p01), 5);
+
+    /* Barrier 2: subtask 1 has nothing new and leaves no file. */
+    put_range(t0, 5, 8);
+    ok(t0, th_snapshot(t0, 2));
+    ok(t1, th_snapshot(t1, 2));
+    expect_snap(t0, 2, 2, id12);
+    expect_snap(t1, 2, 1, id1);
+    const char *const pend12[] = {"part-0-1.jsonl", "part-0-2.jsonl",
+                                  "part-1-1.jsonl", NULL};
+    expect_dir(dir, ".pending", pend12);
+
+    /* Checkpoint 1 completes: only its transactions become visible. */
+    ok(t0, th_notify(t0, 1));
+    ok(t1, th_notify(t1, 1));
+    const int c1[] = {5, 3};
+    expect_committed(dir, 2, c1);
+    const char *const pend2[] = {"part-0-2.jsonl", NULL};
+    expect_dir(dir, ".pending", pend2);
+    ok(t0, th_notify(t0, 1)); /* a repeated notification changes nothing */
+    expect_committed(dir, 2, c1);
+
+    /* Checkpoint 3 is aborted (never notified); checkpoint 4 completes and
+     * commits everything up to it, 2 and 3 included. */
+    put_range(t0, 8, 10);
+    put_range(t1, 3, 6);
+    ok(t0, th_snapshot(t0, 3));
+    ok(t1, th_snapshot(t1, 3));
+    put_range(t0, 10, 12);
+    ok(t0, th_snapshot(t0, 4));
+    ok(t1, th_snapshot(t1, 4));
+    const uint64_t id234[] = {2, 3, 4}, id3[] = {3};
+    expect_snap(t0, 4, 3, id234);
+    expect_snap(t1, 4, 1, id3);
+    ok(t0, th_notify(t0, 4));
+    ok(t1, th_notify(t1, 4));
+    const int c4[] = {12, 6};
+    expect_committed(dir, 2, c4);
+    expect_dir(dir, ".pending", nothing);
+    const char *const all[] = {
+        ".inprogress",    ".pending",       "part-0-1.jsonl",
+        "part-0-2.jsonl", "part-0-3.jsonl", "part-0-4.jsonl",
+        "part-1-1.jsonl", "part-1-3.jsonl", NULL};
+    expect_dir(dir, NULL, all);
+
+    /* Records after the last completed checkpoint are not visible, written
+     * (subtask 1), pre-committed (checkpoint 5) or not. */
+    put_range(t0, 12, 15);
+    put_range(t1, 6, 9);
+    ok(t0, th_snapshot(t0, 5));
+    put_range(t0, 15, 16);
+    expect_committed(dir, 2, c4);
+    const char *const pend5[] = {"part-0-5.jsonl", NULL};
+    expect_dir(dir, ".pending", pend5);
+    const char *const ip3[] = {"part-1-2.jsonl", NULL}; /* third txn */
+    expect_dir(dir, ".inprogress", ip3);
+
+    /* A failure: close() without a final checkpoint leaves everything. */
+    th_free(t0);
+    th_free(t1);
+    expect_committed(dir, 2, c4);
+    expect_dir(dir, ".pending", pend5);
+    expect_dir(dir, ".inprogress", ip3);
+    char *ipf = th_path(dir, ".inprogress/part-1-2.jsonl");
+    assert_int_equal(count_lines(ipf), 3);
+    free(ipf);
+    free(p01);
+    free(dir);
+}
+
+static void test_2pc_final(void **state)
+{
+    env *e = *state;
+    char *dir = th_path(e->dir, "out/"); /* a trailing slash is fine */
+    th_inst *t = open_2pc(dir, NULL, 0, 1);
+    put_range(t, 0, 7);
+    ok(t, th_snapshot(t, 1));
+    ok(t, th_notify(t, 1));
+    put_range(t, 7, 10);
+    ok(t, th_finish(t));
+    /* finish() writes the buffered lines; the final checkpoint commits. */
+    expect_committed1(dir, 7);
+    ok(t, th_snapshot(t, 2));
+    ok(t, th_notify(t, 2));
+    th_close(t);
+    assert_int_equal(th_count_logs(t, WEIR_LOG_WARN, "not committed"), 0);
+    th_free(t);
+    expect_committed1(dir, 10);
+    expect_dir(dir, ".pending", nothing);
+    expect_dir(dir, ".inprogress", nothing);
+
+    /* A bounded job that ends without a final checkpoint commits nothing
+     * and says so. */
+    char *dir2 = th_path(e->dir, "out2");
+    t = open_2pc(dir2, NULL, 0, 1);
+    put_range(t, 0, 3);
+    ok(t, th_finish(t));
+    th_close(t);
+    assert_int_equal(th_count_logs(t, WEIR_LOG_WARN, "not committed"), 1);
+    th_free(t);
+    expect_committed1(dir2, 0);
+    const char *const ip[] = {"part-0-0.jsonl", NULL};
+    expect_dir(dir2, ".inprogress", ip);
+    free(dir);
+    free(dir2);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Recovery                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* The child of test_2pc_crash_restore: writes, takes checkpoints 1-3
+ * (1 completes and is notified; 2 completes but the process dies before the
+ * notification; 3 never completes), keeps the snapshots in files and is
+ * killed in the middle of a transaction. No cmocka assertions here: any
+ * problem ends the child with exit code 2 instead of SIGKILL. */
+static void crash_child(const char *dir, const char *snapdir)
+{
+    const th_param p[] = {{"path", dir},
+                          {"commit", "checkpoint"},
+                          {"flush", "record"},
+                          {NULL, NULL}};
+    th_inst *t = th_new(sink_op(), p, 0, 1);
+    if (th_open(t) != WEIR_OK)
+        _exit(2);
+    mp m;
+    mp_init(&m);
+    int i = 0;
+    for (uint64_t id = 1; id <= 4; id++) {
+        for (int end = i + 10; i < end; i++)
+            if (put_one(t, &m, i) != WEIR_OK)
+                _exit(2);
+        if (id == 4)
+            break; /* 10 records in the open transaction */
+        if (th_snapshot(t, id) != WEIR_OK)
+            _exit(2);
+        char name[32];
+        snprintf(name, sizeof name, "snap-%llu", (unsigned long long)id);
+        char *path = th_path(snapdir, name);
+        FILE *f = fopen(path, "wb");
+        if (!f || fwrite(t->snap, 1, t->snap_len, f) != t->snap_len ||
+            fclose(f) != 0)
+            _exit(2);
+        free(path);
+        if (id == 1 && th_notify(t, 1) != WEIR_OK)
+            _exit(2);
+    }
+    raise(SIGKILL);
+    _exit(3);
+}
+
+static void test_2pc_crash_restore(void **state)
+{
+    env *e = *state;
+    char *dir = th_path(e->dir, "out");
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        crash_child(dir, e->dir);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    /* What the dead process left. */
+    expect_committed1(dir, 10);
+    const char *const pend23[] = {"part-0-2.jsonl", "part-0-3.jsonl", NULL};
+    expect_dir(dir, ".pending", pend23);
+    const char *const ip[] = {"part-0-3.jsonl", NULL}; /* seq 3 */
+    expect_dir(dir, ".inprogress", ip);
+
+    /* Restart from checkpoint 2, the newest completed one. */
+    char *sp = th_path(e->dir, "snap-2");
+    size_t slen;
+    unsigned char *s2 = (unsigned char *)th_read_file(sp, &slen);
+    assert_non_null(s2);
+    snap s = decode_snap(s2, slen);
+    assert_int_equal(s.id, 2);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.ids[0], 2);
+    th_inst *t = open_2pc(dir, NULL, 0, 1);
+    ok(t, th_restore(t, 2, 1, s2, slen));
+    expect_committed1(dir, 20);
+    expect_dir(dir, ".pending", nothing);
+    expect_dir(dir, ".inprogress", nothing);
+
+    /* The source rewinds to checkpoint 2: records 20.. come again. The
+     * host may number checkpoints on from 3. */
+    put_range(t, 20, 40);
+    ok(t, th_snapshot(t, 3));
+    ok(t, th_notify(t, 3));
+    put_range(t, 40, 45);
+    ok(t, th_finish(t));
+    ok(t, th_snapshot(t, 4));
+    ok(t, th_notify(t, 4));
+    th_free(t);
+    expect_committed1(dir, 45); /* each record once, in order */
+    expect_dir(dir, ".pending", nothing);
+    expect_dir(dir, ".inprogress", nothing);
+    free(s2);
+    free(sp);
+    free(dir);
+}
+
+/* Moves <dir>/<from> to <dir>/<to>. */
+static void move(const char *dir, const char *from, const char *to)
+{
+    char *a = th_path(dir, from), *b = th_path(dir, to);
+    if (rename(a, b) != 0)
+        fail_msg("rename %s -> %s: %s", a, b, strerror(errno));
+    free(a);
+    free(b);
+}
+
+static void put_file(const char *dir, const char *name, const char *text)
+{
+    char *p = th_path(dir, name);
+    th_write_file(p, text, strlen(text));
+    free(p);
+}
+
+static void test_2pc_restore_idempotent(void **state)
+{
+    env *e = *state;
+    char *dir = th_path(e->dir, "out");
+    th_inst *t = open_2pc(dir, NULL, 0, 1);
+    put_range(t, 0, 4);
+    ok(t, th_snapshot(t, 1)); /* checkpoint 1 is aborted */
+    put_range(t, 4, 8);
+    ok(t, th_snapshot(t, 2)); /* checkpoint 2 completes, not notified */
+    const uint64_t id12[] = {1, 2};
+    expect_snap(t, 2, 2, id12);
+    size_t slen;
+    unsigned char *s2 = snap_copy(t, &slen);
+    put_range(t, 8, 9);
+    ok(t, th_snapshot(t, 3));
+    put_range(t, 9, 10);
+    th_free(t); /* the job fails */
+
+    /* First recovery: commits 1 and 2, then the process dies. */
+    t = open_2pc(dir, NULL, 0, 1);
+    ok(t, th_restore(t, 2, 1, s2, slen));
+    th_free(t);
+    expect_committed1(dir, 8);
+
+    /* As if a recovery died half-way: part 2 back in .pending, newer
+     * pending and in-progress files around again. */
+    move(dir, "part-0-2.jsonl", ".pending/part-0-2.jsonl");
+    put_file(dir, ".pending/part-0-3.jsonl", "{\"key\":\"junk\"}\n");
+    put_file(dir, ".inprogress/part-0-7.jsonl", "{\"key\":\"junk\"}\n");
+    for (int round = 0; round < 2; round++) {
+        t = open_2pc(dir, NULL, 0, 1);
+        ok(t, th_restore(t, 2, 1, s2, slen));
+        th_free(t);
+        expect_committed1(dir, 8);
+        expect_dir(dir, ".pending", nothing);
+        expect_dir(dir, ".inprogress", nothing);
+    }
+
+    /* The replay then completes the output without duplicates. */
+    t = open_2pc(dir, NULL, 0, 1);
+    ok(t, th_restore(t, 2, 1, s2, slen));
+    put_range(t, 8, 12);
+    ok(t, th_finish(t));
+    ok(t, th_snapshot(t, 3));
+    ok(t, th_notify(t, 3));
+    th_free(t);
+    expect_committed1(dir, 12);
+    free(s2);
+    free(dir);
+}
+
+/* A restore from an older checkpoint (the newer one is damaged) takes back
+ * the output committed after it: its records are replayed. */
+static void test_2pc_rollback(void **state)
+{
+    env *e = *state;
+    char *dir = th_path(e->dir, "out");
+    th_inst *t = open_2pc(dir, NULL, 0, 1);
+    put_range(t, 0, 5);
+    ok(t, th_snapshot(t, 1));
+    size_t slen;
+    unsigned char *s1 = snap_copy(t, &slen);
+    ok(t, th_notify(t, 1));
+    put_range(t, 5, 9);
+    ok(t, th_snapshot(t, 2));
+    ok(t, th_notify(t, 2));
+    th_free(t);
+    expect_committed1(dir, 9);
+
+    t = open_2pc(dir, NULL, 0, 1);
+    ok(t, th_restore(t, 1, 1, s1, slen));
+    assert_non_null(th_find_log(t, "part-0-2.jsonl"));
+    assert_int_equal(th_count_logs(t, WEIR_LOG_WARN, "newer than the restored"),
+                     1);
+    expect_committed1(dir, 5);
+    put_range(t, 5, 9);
+    ok(t, th_snapshot(t, 2));
+    ok(t, th_notify(t, 2));
+    th_free(t);
+    expect_committed1(dir, 9);
+    free(s1);
+    free(dir);
+}
+
+/* A fresh start (no restore) deletes this subtask's files of an earlier
+ * run, and only those, and only once the sink is used. */
+static void test_2pc_fresh_start(void **state)
+{
+    env *e = *state;
+    char *dir = th_path(e->dir, "out");
+    char *ipd = th_path(dir, ".inprogress"), *pd = th_path(dir, ".pending");
+    assert_int_equal(mkdir(dir, 0777), 0);
+    assert_int_equal(mkdir(ipd, 0777), 0);
+    assert_int_equal(mkdir(pd, 0777), 0);
+    const char *const left[] = {".inprogress/part-0-0.jsonl",
+                                ".inprogress/part-0-9.jsonl",
+                                ".inprogress/part-1-0.jsonl",
+                                ".pending/part-0-3.jsonl",
+                                ".pending/part-1-2.jsonl",
+                                "part-0-1.jsonl",
+                                "part-0-2.jsonl",
+                                "part-1-1.jsonl",
+                                "part-0-x.jsonl",
+                                "part-00-1.jsonl",
+                                "part-0-1.jsonl.bak",
+                                "notes.txt",
+                                NULL};
+    for (size_t i = 0; left[i]; i++)
+        put_file(dir, left[i], "{\"key\":\"old\"}\n");
+
+    /* open() alone deletes nothing: the host may call restore() next. */
+    th_inst *t = open_2pc(dir, NULL, 0, 2);
+    th_free(t);
+    const char *const ip_all[] = {"part-0-0.jsonl", "part-0-9.jsonl",
+                                  "part-1-0.jsonl", NULL};
+    expect_dir(dir, ".inprogress", ip_all);
+
+    t = open_2pc(dir, NULL, 0, 2);
+    put_range(t, 0, 3);
+    assert_non_null(th_find_log(t, "deleted 5 part files"));
+    ok(t, th_snapshot(t, 1));
+    ok(t, th_notify(t, 1));
+    th_free(t);
+    const char *const ip1[] = {"part-1-0.jsonl", NULL};
+    expect_dir(dir, ".inprogress", ip1);
+    const char *const p1[] = {"part-1-2.jsonl", NULL};
+    expect_dir(dir, ".pending", p1);
+    const char *const top[] = {
+        ".inprogress",     ".pending",           "notes.txt",
+        "part-0-1.jsonl",  "part-0-1.jsonl.bak", "part-0-x.jsonl",
+        "part-00-1.jsonl", "part-1-1.jsonl",     NULL};
+    expect_dir(dir, NULL, top);
+    char *p01 = th_path(dir, "part-0-1.jsonl");
+    lines l = read_lines(p01);
+    assert_int_equal(l.n, 3);
+    assert_null(strstr(l.buf, "old"));
+    free_lines(&l);
+    free(p01);
+    free(ipd);
+    free(pd);
+    free(dir);
+}
+
+static void test_2pc_restore_errors(void **state)
+{
+    env *e = *state;
+    char *dir = th_path(e->dir, "out");
+    th_inst *t = open_2pc(dir, flush_record, 0, 1);
+    put_range(t, 0, 3);
+    ok(t, th_snapshot(t, 1));
+    size_t slen;
+    unsigned char *s1 = snap_copy(t, &slen);
+    put_range(t, 3, 5);
+    th_free(t);
+    const char *const p1[] = {"part-0-1.jsonl", NULL};
+    const char *const ip[] = {"part-0-1.jsonl", NULL};
+
+    unsigned char bad[64];
+    assert_true(slen + 8 <= sizeof bad);
+    t = open_2pc(dir, NULL, 0, 1);
+    assert_int_equal(th_restore(t, 1, 2, s1, slen), WEIR_EINVAL);
+    assert_non_null(strstr(t->error, "version 2"));
+    /* after a failed restore the sink neither writes nor starts afresh */
+    mp m;
+    mp_init(&m);
+    assert_int_equal(put_one(t, &m, 0), WEIR_ESTATE);
+    assert_int_equal(th_snapshot(t, 2), WEIR_ESTATE);
+    assert_int_equal(th_notify(t, 1), WEIR_ESTATE);
+    assert_int_equal(th_finish(t), WEIR_ESTATE);
+    assert_non_null(strstr(t->error, "restore() failed"));
+    msgpack_sbuffer_destroy(&m.sb);
+    assert_int_equal(th_restore(t, 1, 1, s1, 10), WEIR_EINVAL);
+    assert_non_null(strstr(t->error, "damaged"));
+    memcpy(bad, s1, slen);
+    bad[0] = 'X';
+    assert_int_equal(th_restore(t, 1, 1, bad, slen), WEIR_EINVAL);
+    assert_non_null(strstr(t->error, "magic"));
+    memcpy(bad, s1, slen);
+    assert_int_equal(th_restore(t, 1, 1, bad, slen + 8), WEIR_EINVAL);
+    assert_non_null(strstr(t->error, "length"));
+    assert_int_equal(th_restore(t, 0, 1, s1, slen), WEIR_EINVAL);
+    assert_non_null(strstr(t->error, "later checkpoint"));
+    /* two ids, not ascending */
+    memcpy(bad, s1, slen);
+    bad[16] = 2;
+    memcpy(bad + slen, s1 + 24, 8);
+    assert_int_equal(th_restore(t, 1, 1, bad, slen + 8), WEIR_EINVAL);
+    assert_non_null(strstr(t->error, "ascending"));
+    /* A refused snapshot touched no file. */
+    expect_dir(dir, ".pending", p1);
+    expect_dir(dir, ".inprogress", ip);
+    ok(t, th_restore(t, 1, 1, s1, slen));
+    expect_committed1(dir, 3);
+    expect_dir(dir, ".inprogress", nothing);
+    /* restore() once, before anything else */
+    assert_int_equal(th_restore(t, 1, 1, s1, slen), WEIR_ESTATE);
+    th_free(t);
+
+    /* A listed transaction found nowhere: the output would be incomplete. */
+    memcpy(bad, s1, slen);
+    bad[8] = 7;  /* snapshot of checkpoint 7 ... */
+    bad[24] = 7; /* ... listing transaction 7 */
+    t = open_2pc(dir, NULL, 0, 1);
+    assert_int_equal(th_restore(t, 7, 1, bad, slen), WEIR_EIO);
+    assert_non_null(strstr(t->error, "lost"));
+    assert_non_null(strstr(t->error, ".pending/part-0-7.jsonl"));
+    th_free(t);
+
+    /* An empty snapshot (version 0: a sink that wrote none) lists nothing:
+     * pending and in-progress files go, committed ones up to it stay. */
+    put_file(dir, ".pending/part-0-2.jsonl", "{}\n");
+    t = open_2pc(dir, NULL, 0, 1);
+    ok(t, th_restore(t, 1, 0, NULL, 0));
+    th_free(t);
+    expect_dir(dir, ".pending", nothing);
+    expect_committed1(dir, 3);
+
+    /* restore() after the sink started is refused. */
+    t = open_2pc(dir, NULL, 0, 1);
+    put_range(t, 0, 1);
+    assert_int_equal(th_restore(t, 1, 1, s1, slen), WEIR_ESTATE);
+    th_free(t);
+    free(s1);
+    free(dir);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Faults                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static void test_2pc_faults(void **state)
+{
+    env *e = *state;
+    char *dir = th_path(e->dir, "out");
+
+    /* path is a file */
+    char *file = th_path(e->dir, "plain");
+    th_write_file(file, "x", 1);
+    const th_param pf[] = {
+        {"path", file}, {"commit", "checkpoint"}, {NULL, NULL}};
+    th_inst *t = th_new(sink_op(), pf, 0, 1);
+    assert_int_equal(th_open(t), WEIR_EIO);
+    assert_non_null(strstr(t->error, file));
+    assert_non_null(strstr(t->error, "Not a directory"));
+    th_free(t);
+
+    /* checkpoint ids must grow while transactions are pending */
+    t = open_2pc(dir, NULL, 0, 1);
+    put_range(t, 0, 1);
+    ok(t, th_snapshot(t, 3));
+    put_range(t, 1, 2);
+    assert_int_equal(th_snapshot(t, 2), WEIR_ESTATE);
+    assert_non_null(strstr(t->error, "not newer"));
+    th_free(t);
+
+    /* a host without snapshot support cannot run commit=checkpoint */
+    const th_param pc[] = {
+        {"path", dir}, {"commit", "checkpoint"}, {NULL, NULL}};
+    t = th_new(sink_op(), pc, 0, 1);
+    th_disable_snapshot(t);
+    ok(t, th_open(t));
+    put_range(t, 0, 1);
+    assert_int_equal(th_snapshot(t, 1), WEIR_ENOTSUP);
+    assert_non_null(strstr(t->error, "stores snapshots"));
+    th_free(t);
+
+    /* a committed file is never replaced */
+    t = open_2pc(dir, NULL, 0, 1);
+    put_range(t, 0, 2);
+    ok(t, th_snapshot(t, 1));
+    put_file(dir, "part-0-1.jsonl", "{\"key\":\"someone else\"}\n");
+    assert_int_equal(th_notify(t, 1), WEIR_EIO);
+    assert_non_null(strstr(t->error, "exists already"));
+    assert_non_null(strstr(t->error, "part-0-1.jsonl"));
+    th_free(t);
+
+    /* .pending disappears: the pre-commit rename fails */
+    t = open_2pc(dir, NULL, 0, 1);
+    put_range(t, 0, 2);
+    char *pd = th_path(dir, ".pending");
+    assert_int_equal(rmdir(pd), 0);
+    assert_int_equal(th_snapshot(t, 1), WEIR_EIO);
+    assert_non_null(strstr(t->error, "cannot rename"));
+    assert_non_null(strstr(t->error, ".pending/part-0-1.jsonl"));
+    assert_non_null(strstr(t->error, strerror(ENOENT)));
+    th_free(t);
+
+    /* the disk fills up (a file size limit stands in for it) */
+    t = open_2pc(dir, flush_record, 0, 1);
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 4096;
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    mp m;
+    mp_init(&m);
+    int rc = WEIR_OK;
+    for (int i = 0; i < 1000 && rc == WEIR_OK; i++)
+        rc = put_one(t, &m, i);
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, prev);
+    msgpack_sbuffer_destroy(&m.sb);
+    assert_int_equal(rc, WEIR_EIO);
+    assert_non_null(strstr(t->error, ".inprogress/part-0-0.jsonl"));
+    assert_non_null(strstr(t->error, strerror(EFBIG)));
+    th_free(t);
+    free(pd);
+    free(file);
+    free(dir);
+}
+
+/* Makes `dir` read-only even for root (the immutable flag) or, failing that,
+ * with its mode. Returns 0 when creating a file in it now fails. */
+static int make_readonly(env *e, const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    assert_true(fd >= 0);
+    int flags = 0;
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+        flags |= FS_IMMUTABLE_FL;
+        (void)ioctl(fd, FS_IOC_SETFLAGS, &flags);
+    }
+    close(fd);
+    chmod(dir, 0555);
+    for (size_t i = 0; i < 4; i++) {
+        if (!e->readonly[i]) {
+            e->readonly[i] = strdup(dir);
+            break;
+        }
+    }
+    char *probe = th_path(dir, "probe");
+    fd = open(probe, O_WRONLY | O_CREAT, 0644);
+    if (fd >= 0) {
+        close(fd);
+        unlink(probe);
+    }
+    free(probe);
+    return fd >= 0 ? -1 : 0;
+}
+
+static void make_writable(env *e, const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        int flags = 0;
+        if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 &&
+            (flags & FS_IMMUTABLE_FL)) {
+            flags &= ~FS_IMMUTABLE_FL;
+            (void)ioctl(fd, FS_IOC_SETFLAGS, &flags);
+        }
+        close(fd);
+    }
+    chmod(dir, 0777);
+    for (size_t i = 0; i < 4; i++) {
+        if (e->readonly[i] && strcmp(e->readonly[i], dir) == 0) {
+            free(e->readonly[i]);
+            e->readonly[i] = NULL;
+        }
+    }
+}
+
+/* Read-only directories: every step fails with a message naming the file
+ * and the errno text, and a restore recovers once the fault is gone. */
+static void test_2pc_readonly(void **state)
+{
+    env *e = *state;
+    char *dir = th_path(e->dir, "out");
+    char *pd = th_path(dir, ".pending"), *ipd = th_path(dir, ".inprogress");
+    th_inst *t = open_2pc(dir, NULL, 0, 1);
+    put_range(t, 0, 3);
+    if (make_readonly(e, pd) != 0) {
+        make_writable(e, pd);
+        th_free(t);
+        free(pd);
+        free(ipd);
+        free(dir);
+        skip(); /* neither the immutable flag nor the mode keeps us out */
+        return;
+    }
+    /* pre-commit */
+    assert_int_equal(th_snapshot(t, 1), WEIR_EIO);
+    assert_non_null(strstr(t->error, "cannot rename"));
+    assert_non_null(strstr(t->error, ".inprogress/part-0-0.jsonl"));
+    assert_non_null(strstr(t->error, ".pending/part-0-1.jsonl"));
+    th_free(t);
+    make_writable(e, pd);
+
+    /* commit */
+    t = open_2pc(dir, NULL, 0, 1);
+    put_range(t, 0, 3);
+    ok(t, th_snapshot(t, 1));
+    size_t slen;
+    unsigned char *s1 = snap_copy(t, &slen);
+    assert_int_equal(make_readonly(e, dir), 0);
+    assert_int_equal(th_notify(t, 1), WEIR_EIO);
+    assert_non_null(strstr(t->error, ".pending/part-0-1.jsonl"));
+    assert_non_null(strstr(t->error, "cannot rename"));
+    assert_true(strstr(t->error, strerror(EPERM)) ||
+                strstr(t->error, strerror(EACCES)));
+    make_writable(e, dir);
+    expect_committed1(dir, 0);
+    th_free(t); /* the subtask failed */
+
+    /* the restart commits what checkpoint 1 holds */
+    t = open_2pc(dir, NULL, 0, 1);
+    ok(t, th_restore(t, 1, 1, s1, slen));
+    expect_committed1(dir, 3);
+    th_free(t);
+
+    /* the in-progress file cannot be created */
+    assert_int_equal(make_readonly(e, ipd), 0);
+    t = open_2pc(dir, flush_record, 0, 1);
+    ok(t, th_restore(t, 1, 1, s1, slen));
+    mp m;
+    mp_init(&m);
+    assert_int_equal(put_one(t, &m, 3), WEIR_EIO);
+    msgpack_sbuffer_destroy(&m.sb);
+    assert_non_null(strstr(t->error, "cannot create"));
+    assert_non_null(strstr(t->error, ".inprogress/part-0-0.jsonl"));
+    th_free(t);
+    make_writable(e, ipd);
+
+    /* restore cannot clean up */
+    put_file(dir, ".pending/part-0-5.jsonl", "{}\n");
+    assert_int_equal(make_readonly(e, pd), 0);
+    t = open_2pc(dir, NULL, 0, 1);
+    assert_int_equal(th_restore(t, 1, 1, s1, slen), WEIR_EIO);
+    assert_non_null(strstr(t->error, "cannot delete"));
+    assert_non_null(strstr(t->error, ".pending/part-0-5.jsonl"));
+    th_free(t);
+    make_writable(e, pd);
+    expect_committed1(dir, 3);
+    free(s1);
+    free(pd);
+    free(ipd);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -808,6 +1808,19 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_write_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stdout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_none, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_2pc_sequence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_2pc_final, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_2pc_crash_restore, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_2pc_restore_idempotent, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_2pc_rollback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_2pc_fresh_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_2pc_restore_errors, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_2pc_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_2pc_readonly, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

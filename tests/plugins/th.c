@@ -460,6 +460,15 @@ int th_restore(th_inst *t, uint64_t checkpoint_id, uint32_t version,
     return t->op->restore(&t->ctx, t->self, checkpoint_id, version, data, len);
 }
 
+int th_notify(th_inst *t, uint64_t checkpoint_id)
+{
+    assert_true(t->opened);
+    return t->op->notify_checkpoint_complete
+               ? t->op->notify_checkpoint_complete(&t->ctx, t->self,
+                                                   checkpoint_id)
+               : WEIR_OK;
+}
+
 int th_drain(th_inst *t, int max_polls)
 {
     int rc = WEIR_OK;

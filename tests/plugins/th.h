@@ -95,6 +95,8 @@ int th_finish(th_inst *t);
 int th_snapshot(th_inst *t, uint64_t checkpoint_id);
 int th_restore(th_inst *t, uint64_t checkpoint_id, uint32_t version,
                const void *data, size_t len);
+/* Calls notify_checkpoint_complete(); WEIR_OK when the operator has none. */
+int th_notify(th_inst *t, uint64_t checkpoint_id);
 /* Polls until WEIR_EOF or an error, at most max_polls times; WEIR_EAGAIN
  * advances the fake clock by 1 ms. Returns the last code. */
 int th_drain(th_inst *t, int max_polls);

@@ -9,6 +9,11 @@
  *   seqsrc a source emitting one record per `pause_ms` with the event times
  *          listed in `ts` (keys from `keys`, a string of one-letter keys,
  *          default all "k"), then waiting `linger_ms` before it ends.
+ *   ctrsrc a source emitting `count` records with key "s<subtask>" and the
+ *          record's number (8 bytes) as value, `batch` per poll with
+ *          `pause_us` between polls; its snapshot is the number emitted.
+ *   cutcheck a sink that counts records per source subtask (keys s0..s7),
+ *          sleeping `delay_us` per record; its snapshot is the 8 counts.
  *   wmcheck  a sink that checks watermarks: they only grow, and the job
  *          fails in finish() when fewer than `min_watermarks` arrived
  *          before the final one; records behind the watermark are counted
@@ -16,7 +21,9 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "weir/msgpack.h"
@@ -345,9 +352,171 @@ static const weir_operator seqsrc_operator = {
     .close = generic_close,
 };
 
+typedef struct ctr_op {
+    int64_t count, batch, pause_us, next_us;
+    uint64_t emitted;
+    char key[8];
+} ctr_op;
+
+static const weir_param_def ctr_count = {.size = sizeof(weir_param_def),
+                                         .name = "count",
+                                         .type = WEIR_PARAM_INT,
+                                         .default_value = "1000",
+                                         .description = "records per subtask"};
+static const weir_param_def ctr_batch = {.size = sizeof(weir_param_def),
+                                         .name = "batch",
+                                         .type = WEIR_PARAM_INT,
+                                         .default_value = "10",
+                                         .description = "records per poll"};
+static const weir_param_def ctr_pause = {
+    .size = sizeof(weir_param_def),
+    .name = "pause_us",
+    .type = WEIR_PARAM_INT,
+    .default_value = "0",
+    .description = "pause between polls, microseconds"};
+static const weir_param_def *const ctr_params[] = {&ctr_count, &ctr_batch,
+                                                   &ctr_pause, NULL};
+
+static int ctr_open(weir_ctx *ctx, void **self)
+{
+    ctr_op *c = calloc(1, sizeof *c);
+    if (!c)
+        return WEIR_ENOMEM;
+    weir_param_int(ctx, "count", &c->count);
+    weir_param_int(ctx, "batch", &c->batch);
+    weir_param_int(ctx, "pause_us", &c->pause_us);
+    snprintf(c->key, sizeof c->key, "s%u", weir_subtask_index(ctx) % 8);
+    *self = c;
+    return WEIR_OK;
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int ctr_poll(weir_ctx *ctx, void *self)
+{
+    ctr_op *c = self;
+    if ((int64_t)c->emitted >= c->count)
+        return WEIR_EOF;
+    int64_t now = mono_us();
+    if (now < c->next_us)
+        return WEIR_EAGAIN;
+    c->next_us = now + c->pause_us;
+    for (int64_t i = 0; i < c->batch && (int64_t)c->emitted < c->count; i++) {
+        uint64_t n = c->emitted++;
+        int rc = weir_emit(ctx, 0, c->key, strlen(c->key), WEIR_TS_NONE, &n,
+                           sizeof n);
+        if (rc < 0)
+            return rc;
+    }
+    return WEIR_OK;
+}
+
+static int ctr_snapshot(weir_ctx *ctx, void *self, uint64_t id)
+{
+    ctr_op *c = self;
+    return weir_snapshot_write(ctx, &c->emitted, sizeof c->emitted);
+}
+
+static int ctr_restore(weir_ctx *ctx, void *self, uint64_t id, uint32_t v,
+                       const void *data, size_t len)
+{
+    ctr_op *c = self;
+    if (len != sizeof c->emitted)
+        return weir_set_error(ctx, "ctrsrc: bad snapshot");
+    memcpy(&c->emitted, data, len);
+    return WEIR_OK;
+}
+
+static const weir_operator ctr_operator = {
+    .size = sizeof(weir_operator),
+    .flags = WEIR_OP_SOURCE,
+    .name = "ctrsrc",
+    .version = "1.0",
+    .description = "a counting source with a snapshot (tests)",
+    .params = ctr_params,
+    .snapshot_version = 1,
+    .open = ctr_open,
+    .poll = ctr_poll,
+    .snapshot = ctr_snapshot,
+    .restore = ctr_restore,
+    .close = generic_close,
+};
+
+typedef struct cut_op {
+    uint64_t seen[8];
+    int64_t delay_us;
+} cut_op;
+
+static const weir_param_def cut_delay = {
+    .size = sizeof(weir_param_def),
+    .name = "delay_us",
+    .type = WEIR_PARAM_INT,
+    .default_value = "0",
+    .description = "busy wait per record, microseconds"};
+static const weir_param_def *const cut_params[] = {&cut_delay, NULL};
+
+static int cut_open(weir_ctx *ctx, void **self)
+{
+    cut_op *c = calloc(1, sizeof *c);
+    if (!c)
+        return WEIR_ENOMEM;
+    weir_param_int(ctx, "delay_us", &c->delay_us);
+    *self = c;
+    return WEIR_OK;
+}
+
+static int cut_process(weir_ctx *ctx, void *self, const weir_record *rec,
+                       uint32_t port)
+{
+    cut_op *c = self;
+    if (rec->key_len != 2 || ((const char *)rec->key)[0] != 's')
+        return weir_set_error(ctx, "cutcheck: unexpected key");
+    c->seen[(((const char *)rec->key)[1] - '0') & 7]++;
+    int64_t until = mono_us() + c->delay_us;
+    while (c->delay_us && mono_us() < until)
+        ;
+    return WEIR_OK;
+}
+
+static int cut_snapshot(weir_ctx *ctx, void *self, uint64_t id)
+{
+    cut_op *c = self;
+    return weir_snapshot_write(ctx, c->seen, sizeof c->seen);
+}
+
+static int cut_restore(weir_ctx *ctx, void *self, uint64_t id, uint32_t v,
+                       const void *data, size_t len)
+{
+    cut_op *c = self;
+    if (len != sizeof c->seen)
+        return weir_set_error(ctx, "cutcheck: bad snapshot");
+    memcpy(c->seen, data, len);
+    return WEIR_OK;
+}
+
+static const weir_operator cut_operator = {
+    .size = sizeof(weir_operator),
+    .name = "cutcheck",
+    .version = "1.0",
+    .description = "a sink counting records per source subtask (tests)",
+    .output_ports = no_outputs,
+    .params = cut_params,
+    .snapshot_version = 1,
+    .open = cut_open,
+    .process = cut_process,
+    .snapshot = cut_snapshot,
+    .restore = cut_restore,
+    .close = generic_close,
+};
+
 static const weir_operator *const testops_operators[] = {
-    &seqsrc_operator, &fail_operator,    &slow_operator,
-    &relay_operator,  &wmcheck_operator, NULL};
+    &ctr_operator,  &cut_operator,   &seqsrc_operator,  &fail_operator,
+    &slow_operator, &relay_operator, &wmcheck_operator, NULL};
 
 static const weir_plugin testops_plugin = {
     WEIR_PLUGIN_INIT,
