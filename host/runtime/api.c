@@ -143,9 +143,7 @@ static int api_output_port(weir_ctx *ctx, const char *name)
 
 static int64_t api_now(weir_ctx *ctx)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return task_wall_ms();
 }
 
 static int64_t api_watermark(weir_ctx *ctx)
@@ -230,9 +228,13 @@ static int api_list_clear(weir_ctx *c, weir_state *s)
 {
     return state_list_clear(s, &api_task(c)->error);
 }
-static int api_timer(weir_ctx *c, weir_time_domain d, int64_t ts)
+static int api_timer_register(weir_ctx *c, weir_time_domain d, int64_t ts)
 {
-    return WEIR_ENOTSUP;
+    return keyed_timer(api_task(c), 1, d, ts);
+}
+static int api_timer_delete(weir_ctx *c, weir_time_domain d, int64_t ts)
+{
+    return keyed_timer(api_task(c), 0, d, ts);
 }
 static int api_snapshot_write(weir_ctx *c, const void *data, size_t len)
 {
@@ -298,8 +300,8 @@ static const weir_host_api api_host = {
     .list_add = api_list_add,
     .list_iter = api_list_iter,
     .list_clear = api_list_clear,
-    .timer_register = api_timer,
-    .timer_delete = api_timer,
+    .timer_register = api_timer_register,
+    .timer_delete = api_timer_delete,
     .snapshot_write = api_snapshot_write,
     .metric_register = api_metric_register,
     .counter_add = api_counter_add,

@@ -6,6 +6,10 @@
 
 #include "common/log.h"
 #include "state/state.h"
+#include "state/timers.h"
+
+/* Timers fired per call into the store. */
+#define KEYED_TIMER_BUDGET 1024
 
 /* Leak statistics are sampled this often (processing time). */
 #define KEYED_SAMPLE_NS (10LL * 1000 * 1000 * 1000)
@@ -29,6 +33,67 @@ static int keyed_on_expired(void *arg, weir_state *st, const void *key,
     t->cur_key_len = saved_len;
     t->has_key = saved_has;
     return rc;
+}
+
+static int keyed_fail(task *t, const char *what, int rc, char *err)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "operator '%s' (%s) subtask %u/%u: %s: %s",
+             t->op->id, t->op->type, t->ps->index + 1, t->ps->parallelism, what,
+             err ? err : (t->error ? t->error : weir_strerror(rc)));
+    free(err);
+    rt_fail(t->rt, rc, msg);
+    return rc;
+}
+
+/* The store's timer callback: runs the plugin's on_timer with the timer's
+ * key current. */
+static int keyed_on_timer(void *arg, weir_time_domain d, int64_t ts,
+                          const void *key, size_t key_len)
+{
+    task *t = arg;
+    const void *saved_key = t->cur_key;
+    size_t saved_len = t->cur_key_len;
+    int saved_has = t->has_key;
+    t->cur_key = key;
+    t->cur_key_len = key_len;
+    t->has_key = 1;
+    int rc = t->reg->op.on_timer(&t->ctx, t->self, key, key_len, d, ts);
+    t->cur_key = saved_key;
+    t->cur_key_len = saved_len;
+    t->has_key = saved_has;
+    return rc;
+}
+
+int keyed_timer(task *t, int reg, weir_time_domain domain, int64_t ts)
+{
+    if (!t->store || !t->has_key)
+        return WEIR_ESTATE;
+    if (domain != WEIR_TIME_EVENT && domain != WEIR_TIME_PROCESSING)
+        return WEIR_EINVAL;
+    if (!t->reg->op.on_timer) {
+        free(t->error);
+        t->error = strdup("timers need the operator's on_timer callback");
+        return WEIR_EINVAL;
+    }
+    return reg ? state_timer_register(t->store, domain, ts, &t->error)
+               : state_timer_delete(t->store, domain, ts, &t->error);
+}
+
+int keyed_fire_timers(task *t, weir_time_domain domain, int64_t limit)
+{
+    if (!t->store || state_timer_next(t->store, domain) > limit)
+        return 0;
+    int n;
+    char *err = NULL;
+    do {
+        n = state_timer_fire(t->store, domain, limit, KEYED_TIMER_BUDGET,
+                             keyed_on_timer, t, &err);
+        if (n < 0)
+            return keyed_fail(t, "on_timer", n, err);
+    } while (n == KEYED_TIMER_BUDGET);
+    free(err);
+    return 0;
 }
 
 int keyed_open(task *t)
@@ -86,17 +151,6 @@ void keyed_set_watermark(task *t, int64_t wm)
 {
     if (t->store)
         state_set_watermark(t->store, wm);
-}
-
-static int keyed_fail(task *t, const char *what, int rc, char *err)
-{
-    char msg[1024];
-    snprintf(msg, sizeof msg, "operator '%s' (%s) subtask %u/%u: %s: %s",
-             t->op->id, t->op->type, t->ps->index + 1, t->ps->parallelism, what,
-             err ? err : (t->error ? t->error : weir_strerror(rc)));
-    free(err);
-    rt_fail(t->rt, rc, msg);
-    return rc;
 }
 
 int keyed_sweep(task *t, int all)

@@ -35,6 +35,16 @@ void keyed_set_watermark(task *t, int64_t wm);
  * or a negative code after failing the task. */
 int keyed_sweep(task *t, int all);
 
+/* Fires due timers of `domain` (event time: up to the watermark `limit`;
+ * processing time: up to now), calling the plugin's on_timer with the
+ * timer's key current, until none is due (timers registered meanwhile at or
+ * before `limit` included). Returns 0 or a negative code after failing the
+ * task. */
+int keyed_fire_timers(task *t, weir_time_domain domain, int64_t limit);
+
+/* Registers or deletes a timer for the current key. */
+int keyed_timer(task *t, int reg, weir_time_domain domain, int64_t ts);
+
 /* Flushes the store and writes a RocksDB checkpoint into `dir`. */
 int keyed_snapshot(task *t, const char *dir);
 

@@ -20,6 +20,13 @@
 /* Messages drained from one input before looking at the others. */
 #define TASK_DRAIN_MAX 16
 
+int64_t task_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int64_t task_mono_ns(void)
 {
     struct timespec ts;
@@ -196,12 +203,15 @@ static int task_send_control(task *t, enum wire_type type, int64_t arg,
 static int task_set_watermark(task *t, int64_t wm)
 {
     t->wm = wm;
+    /* Timers first, while state that expires at this watermark is still
+     * there for them to read. */
+    int rc = keyed_fire_timers(t, WEIR_TIME_EVENT, wm);
+    if (rc < 0)
+        return rc;
     keyed_set_watermark(t, wm);
-    if (t->reg->op.on_watermark) {
-        int rc = t->reg->op.on_watermark(&t->ctx, t->self, wm);
-        if (rc < 0)
-            return task_fail(t, "on_watermark", rc);
-    }
+    if (t->reg->op.on_watermark &&
+        (rc = t->reg->op.on_watermark(&t->ctx, t->self, wm)) < 0)
+        return task_fail(t, "on_watermark", rc);
     if (wm == WEIR_WATERMARK_MAX)
         return 0;
     t->out_idle = 0;
@@ -496,6 +506,8 @@ static int task_run_inputs(task *t)
         if (rc == 0 && (rc = task_flush_due(t, 0)) < 0)
             rc = task_fail(t, "sending", rc);
         if (rc == 0)
+            rc = keyed_fire_timers(t, WEIR_TIME_PROCESSING, task_wall_ms());
+        if (rc == 0)
             rc = keyed_sweep(t, 0);
         if (rc == 0)
             rc = task_notify(t);
@@ -563,6 +575,13 @@ static int task_restore(task *t)
 
 static int task_open(task *t)
 {
+    /* A keyed subtask gets its store before the plugin runs, so that state
+     * and timers always see the current key. */
+    if ((t->reg->op.flags & WEIR_OP_KEYED) && t->rt->senv) {
+        int rc = keyed_open(t);
+        if (rc < 0)
+            return task_fail(t, "opening keyed state", rc);
+    }
     t->phase = TASK_PHASE_OPEN;
     int rc = t->reg->op.open(&t->ctx, &t->self);
     t->phase = TASK_PHASE_NONE;

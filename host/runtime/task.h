@@ -188,5 +188,7 @@ int task_emit(task *t, uint32_t port, const void *key, size_t key_len,
 
 /* Monotonic clock in ns. */
 int64_t task_mono_ns(void);
+/* Wall clock (processing time) in ms. */
+int64_t task_wall_ms(void);
 
 #endif

@@ -16,6 +16,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "state/state_cache.h"
+#include "state/timers.h"
 
 #define STAMP_NONE   INT64_MAX
 #define STAMP_LEN    8
@@ -272,7 +273,8 @@ struct state_store {
     rocksdb_writebatch_t *batch;   /* cache writes, map_clear */
     rocksdb_writebatch_t *ibatch;  /* the sweep's index deletions */
     rocksdb_options_t *state_opts; /* template for new state CFs */
-    rocksdb_column_family_handle_t *meta_cf, *idx_cf;
+    rocksdb_column_family_handle_t *meta_cf, *idx_cf, *timer_cf;
+    state_timers *timers; /* timers.c */
     state_cfh *cfs;
     size_t n_cfs;
     state_meta *meta;
@@ -2387,13 +2389,13 @@ static int open_db(state_store *s, char **errptr)
         rerr = NULL;
         n_listed = 0;
     }
-    const char *must[2] = {"default", INDEX_CF};
+    const char *must[3] = {"default", INDEX_CF, STATE_TIMER_CF};
     for (size_t i = 0; i < n_listed; i++) {
         state_cfh *c;
         if (add_cfh(s, listed[i], &c) < 0)
             goto nomem;
     }
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         state_cfh *c;
         if (!cfh_find(s, must[i]) && add_cfh(s, must[i], &c) < 0)
             goto nomem;
@@ -2417,6 +2419,9 @@ static int open_db(state_store *s, char **errptr)
                 opts[i] = plain;
                 rc = oom(s, errptr);
             }
+        } else if (strcmp(c->name, STATE_TIMER_CF) == 0) {
+            opts[i] = rocksdb_options_create_copy(plain);
+            state_timer_cf_options(opts[i]);
         }
     }
     if (rc == 0) {
@@ -2454,6 +2459,7 @@ out:
     if (rc == 0) {
         s->meta_cf = cfh_find(s, "default")->h;
         s->idx_cf = cfh_find(s, INDEX_CF)->h;
+        s->timer_cf = cfh_find(s, STATE_TIMER_CF)->h;
     }
     return rc;
 }
@@ -2523,6 +2529,7 @@ static int load_meta(state_store *s, char **errptr)
 static void store_free(state_store *s)
 {
     pin_release(s);
+    state_timer_detach(s->timers);
     if (s->db && s->env)
         compact_cancel(s);
     for (size_t i = 0; i < s->n_cfs; i++)
@@ -2654,6 +2661,9 @@ int state_store_open(state_env *env, const state_store_config *cfg,
     rc = open_db(s, errptr);
     if (rc == 0)
         rc = load_meta(s, errptr);
+    if (rc == 0)
+        rc =
+            state_timer_attach(s->db, s->timer_cf, s->name, &s->timers, errptr);
     if (rc < 0)
         goto fail;
     publish_now(s);
@@ -2663,6 +2673,23 @@ int state_store_open(state_env *env, const state_store_config *cfg,
 fail:
     store_free(s);
     return rc;
+}
+
+/* Private hooks for timers.c (state.h). */
+const char *state_key_bytes(const state_store *s, size_t *len)
+{
+    *len = s->has_key ? s->plen : 0;
+    return s->has_key ? s->kbuf.p : NULL;
+}
+
+int state_in_hook(const state_store *s)
+{
+    return s->in_hook;
+}
+
+struct state_timers *state_timers_of(const state_store *s)
+{
+    return s->timers;
 }
 
 int state_store_close(state_store *s, char **errptr)

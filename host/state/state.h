@@ -22,6 +22,7 @@
  *                1 event) | stamp (8, sign bit flipped so that the byte
  *                order is the numeric order) | state id (2) | state key.
  *                The value is empty.
+ *   timers:      in column family "__timers", see state/timers.h.
  *   metadata:    in the default column family: "weir.format" -> "1" and
  *                "weir.state.<name>" -> state id (2) | kind (1). State ids
  *                are persistent, so an operator may declare its states in
@@ -447,5 +448,18 @@ weir_state *state_at(const state_store *s, size_t i);
  * current). */
 void state_stats_get(const weir_state *st, state_stats *out);
 void state_store_stats_get(const state_store *s, state_store_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Private to host/state: hooks for timers.c                                 */
+/* ------------------------------------------------------------------------ */
+
+/* The current key as the store encodes it, key group (2) | varint(len) |
+ * key, with its length in *len; NULL without a current key. Inside an
+ * expiry hook: the hooked entry's key. Valid until the next state call. */
+const char *state_key_bytes(const state_store *s, size_t *len);
+/* Nonzero while an expiry hook runs. */
+int state_in_hook(const state_store *s);
+/* The store's timer service (state/timers.h), created at open. */
+struct state_timers *state_timers_of(const state_store *s);
 
 #endif
