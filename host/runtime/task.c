@@ -590,7 +590,13 @@ static int task_open(task *t)
     t->opened = 1;
     if (t->rt->restore)
         t->ck_taken = t->ck_notified = t->rt->restore->id;
-    return task_restore(t);
+    if ((rc = task_restore(t)) < 0)
+        return rc;
+    if ((uint32_t)atomic_fetch_add(&t->rt->n_opened, 1) + 1 == t->rt->n_tasks)
+        log_msg(WEIR_LOG_INFO, "runtime", "all %u subtasks running%s",
+                t->rt->n_tasks,
+                t->rt->restore ? " from the restored checkpoint" : "");
+    return 0;
 }
 
 /* With checkpoints, a subtask whose input ended stays to take part in the

@@ -64,6 +64,7 @@ typedef struct rt_job {
     atomic_int stopping;  /* graceful stop requested: sources end */
     atomic_int cancelled; /* stop now: a task failed or a second stop */
     atomic_int n_running;
+    atomic_int n_opened; /* subtasks whose open (and restore) succeeded */
     pthread_mutex_t lock; /* guards error */
     char *error;          /* first failure */
     int error_code;
