@@ -56,7 +56,7 @@ typedef struct ckpt_manifest {
     uint64_t id;
     int64_t triggered_ms; /* wall clock */
     int64_t completed_ms;
-    int final;            /* taken after every input ended: the job is done */
+    int final; /* taken after every input ended: the job is done */
     uint32_t max_parallelism;
     ckpt_task *tasks;
     size_t n_tasks;
@@ -107,8 +107,8 @@ typedef void (*ckpt_damaged_fn)(void *arg, uint64_t id, const char *why);
  * lists no checkpoint, or WEIR_EIO with a message listing why each one
  * failed when every listed checkpoint is damaged.
  */
-int ckpt_find_latest(const char *run_dir, ckpt_damaged_fn on_damaged,
-                     void *arg, ckpt_manifest **out, char **errptr);
+int ckpt_find_latest(const char *run_dir, ckpt_damaged_fn on_damaged, void *arg,
+                     ckpt_manifest **out, char **errptr);
 
 /*
  * Loads a checkpoint given by path (`weir run --from PATH`): PATH is a chk-

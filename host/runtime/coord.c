@@ -269,10 +269,16 @@ static void *coord_main(void *arg)
 
 /* The first checkpoint id of this attempt: past every chk-<id> directory
  * the run already has (completed, aborted or half-written by a crashed
- * attempt) and past the checkpoint being restored. */
+ * attempt), past every id in its log and past the checkpoint restored. */
 static uint64_t coord_first_id(const rt_job *rt)
 {
     uint64_t max = rt->restore ? rt->restore->id : 0;
+    uint64_t *ids = NULL;
+    size_t n = 0;
+    if (ckpt_log_read(rt->run_dir, &ids, &n, NULL) == 0 && n &&
+        ids[n - 1] > max)
+        max = ids[n - 1]; /* also when its directory was removed by hand */
+    free(ids);
     DIR *d = opendir(rt->run_dir);
     struct dirent *e;
     while (d && (e = readdir(d))) {
