@@ -26,7 +26,7 @@ JOB = """\
 job: recovery
 checkpoint: {{interval: 2s, dir: '{d}/ckpt', retain: 2}}
 restart: {{strategy: fixed_delay, attempts: 3, delay: 0ms}}
-state: {{dir: '{d}/state', cache_entries: 200000}}
+state: {{dir: '{d}/state', cache_entries: {cache}}}
 operators:
   - {{id: gen, type: gen, config: {{count: 0, keys: 1000000, rate: 1500000}}}}
   - {{id: count, type: count, parallelism: 2,
@@ -53,7 +53,7 @@ def main():
     d = tempfile.mkdtemp(prefix="weir-bench-rec-")
     try:
         with open(os.path.join(d, "job.yaml"), "w") as f:
-            f.write(JOB.format(d=d))
+            f.write(JOB.format(d=d, cache=os.environ.get("CACHE", "200000")))
         log_path = os.path.join(d, "log.txt")
         log = open(log_path, "w")
         p = subprocess.Popen([weir, "run", "--dir", plugins,

@@ -3,7 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "checkpoint/manifest.h"
 #include "common/log.h"
 #include "state/state.h"
 #include "state/timers.h"
@@ -96,6 +98,22 @@ int keyed_fire_timers(task *t, weir_time_domain domain, int64_t limit)
     return 0;
 }
 
+/* The delta of this subtask's state in the checkpoint being restored
+ * ("<state_dir>.delta" next to its RocksDB checkpoint), if there is one. */
+static int keyed_restore_delta(task *t, char *out, size_t cap)
+{
+    const ckpt_manifest *m = t->rt->restore;
+    for (size_t i = 0; m && i < m->n_tasks; i++) {
+        const ckpt_task *e = &m->tasks[i];
+        if (strcmp(e->op_id, t->op->id) != 0 || e->index != t->ps->index ||
+            !e->state_dir)
+            continue;
+        snprintf(out, cap, "%s/%s.delta", t->rt->restore_dir, e->state_dir);
+        return access(out, F_OK) == 0;
+    }
+    return 0;
+}
+
 int keyed_open(task *t)
 {
     if (t->store)
@@ -126,6 +144,9 @@ int keyed_open(task *t)
         cfg.on_expired = keyed_on_expired;
         cfg.on_expired_arg = t;
     }
+    char delta[8400];
+    if (keyed_restore_delta(t, delta, sizeof delta))
+        cfg.restore_delta = delta;
     rc = state_store_open(rt->senv, &cfg, &t->store, &t->error);
     free(path);
     return rc;
@@ -178,7 +199,12 @@ int keyed_sweep(task *t, int all)
 
 int keyed_snapshot(task *t, const char *dir)
 {
-    return t->store ? state_checkpoint(t->store, dir, &t->error) : 0;
+    if (!t->store)
+        return 0;
+    char delta[4200];
+    int wrote;
+    snprintf(delta, sizeof delta, "%s.delta", dir);
+    return state_checkpoint_delta(t->store, dir, delta, &wrote, &t->error);
 }
 
 void keyed_close(task *t)

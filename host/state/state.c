@@ -11,9 +11,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "common/err.h"
+#include "common/fs.h"
 #include "common/log.h"
 #include "state/state_cache.h"
 #include "state/timers.h"
@@ -88,6 +90,20 @@ static void put_be16(char *p, uint16_t v)
 static uint16_t get_be16(const char *p)
 {
     return (uint16_t)(((unsigned char)p[0] << 8) | (unsigned char)p[1]);
+}
+
+static void put_be32(char *p, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        p[i] = (char)(v & 0xff);
+}
+
+static uint32_t get_be32(const char *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v = (v << 8) | (unsigned char)p[i];
+    return v;
 }
 
 static void put_be64(char *p, uint64_t v)
@@ -1874,6 +1890,156 @@ int state_checkpoint(state_store *s, const char *dir, char **errptr)
     return 0;
 }
 
+#define DELTA_MAGIC "WSD1"
+
+static int delta_put(FILE *f, const void *p, size_t n)
+{
+    return fwrite(p, 1, n, f) == n ? 0 : -1;
+}
+
+/* Writes the cache's dirty entries to `path`; returns how many (0: no file
+ * was written) or a negative code. */
+static int delta_write(state_store *s, const char *path, char **errptr)
+{
+    if (!s->cache)
+        return 0;
+    FILE *f = NULL;
+    int n = 0, bad = 0;
+    for (uint32_t i = 0; i < s->cache->max && !bad; i++) {
+        state_cache_ent *ce = &s->cache->ents[i];
+        if ((ce->flags & (SC_USED | SC_DIRTY)) != (SC_USED | SC_DIRTY))
+            continue;
+        if (!f && (!(f = fopen(path, "wb")) || delta_put(f, DELTA_MAGIC, 4))) {
+            bad = 1;
+            break;
+        }
+        char hd[7 + 8 + 4];
+        int del = (ce->flags & SC_ABSENT) != 0;
+        put_be16(hd, ce->sid);
+        hd[2] = (char)del;
+        put_be32(hd + 3, ce->klen);
+        bad = delta_put(f, hd, 7) || delta_put(f, ce->buf, ce->klen);
+        if (!del && !bad) {
+            stamp_put(hd + 7, ce->stamp);
+            put_be32(hd + 15, ce->vlen);
+            bad = delta_put(f, hd + 7, 12) ||
+                  delta_put(f, state_cache_val(ce), ce->vlen);
+        }
+        n++;
+    }
+    if (f && !bad)
+        bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+    int e = errno;
+    if (f && fclose(f) != 0)
+        bad = 1;
+    if (bad)
+        return err_set(errptr, WEIR_EIO, "state store %s: delta %s: %s",
+                       s->name, path, strerror(e));
+    return n;
+}
+
+int state_checkpoint_delta(state_store *s, const char *dir, const char *delta,
+                           int *wrote_delta, char **errptr)
+{
+    *wrote_delta = 0;
+    if (s->in_hook)
+        return err_set(errptr, WEIR_ESTATE,
+                       "state store %s: checkpoint called from an expiry hook",
+                       s->name);
+    for (size_t i = 0; i < s->n_cfs; i++) {
+        char *rerr = NULL;
+        rocksdb_flush_cf(s->db, s->fo, s->cfs[i].h, &rerr);
+        if (rerr)
+            return rdb_fail(s, NULL, "flush", rerr, errptr);
+    }
+    char *rerr = NULL;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &rerr);
+    if (rerr)
+        return rdb_fail(s, NULL, "checkpoint", rerr, errptr);
+    rocksdb_checkpoint_create(cp, dir, 0, &rerr);
+    rocksdb_checkpoint_object_destroy(cp);
+    if (rerr) {
+        rdb_fail(s, NULL, "checkpoint", rerr, errptr);
+        err_prefix(errptr, "checkpoint to %s", dir);
+        return WEIR_EIO;
+    }
+    int n = delta_write(s, delta, errptr);
+    if (n < 0)
+        return n;
+    *wrote_delta = n > 0;
+    return 0;
+}
+
+static state_cfh *cfh_find(state_store *s, const char *name);
+
+/* The column family of stored state id `sid`, or NULL. */
+static rocksdb_column_family_handle_t *delta_cf(state_store *s, uint16_t sid)
+{
+    for (size_t i = 0; i < s->n_meta; i++) {
+        if (s->meta[i].id != sid)
+            continue;
+        char cfname[NAME_MAX_LEN + 8];
+        snprintf(cfname, sizeof cfname, STATE_CF_PREFIX "%s", s->meta[i].name);
+        state_cfh *c = cfh_find(s, cfname);
+        return c ? c->h : NULL;
+    }
+    return NULL;
+}
+
+/* Applies the delta file `path` (see state_checkpoint_delta) to RocksDB. */
+static int delta_apply(state_store *s, const char *path, char **errptr)
+{
+    char *data = NULL;
+    size_t len = 0;
+    int rc = fs_read_file(path, &data, &len, errptr);
+    if (rc < 0)
+        return rc;
+    const char *p = data, *end = data + len;
+    rc = len < 4 || memcmp(p, DELTA_MAGIC, 4) ? -1 : 0;
+    p += 4;
+    rocksdb_writebatch_clear(s->batch);
+    while (rc == 0 && p < end) {
+        rocksdb_column_family_handle_t *cf =
+            end - p >= 7 ? delta_cf(s, get_be16(p)) : NULL;
+        uint32_t klen = cf ? get_be32(p + 3) : 0;
+        if (!cf || (size_t)(end - p - 7) < klen) {
+            rc = -1;
+            break;
+        }
+        int del = p[2] != 0;
+        const char *k = p + 7;
+        p = k + klen;
+        if (del) {
+            rocksdb_writebatch_delete_cf(s->batch, cf, k, klen);
+            continue;
+        }
+        uint32_t vlen = end - p >= 12 ? get_be32(p + 8) : 0;
+        if (end - p < 12 || (size_t)(end - p - 12) < vlen) {
+            rc = -1;
+            break;
+        }
+        const char *keys[1] = {k};
+        size_t klens[1] = {klen};
+        const char *vals[2] = {p, p + 12};
+        size_t vlens[2] = {STAMP_LEN, vlen};
+        rocksdb_writebatch_putv_cf(s->batch, cf, 1, keys, klens, 2, vals,
+                                   vlens);
+        p += 12 + vlen;
+    }
+    size_t at = (size_t)(p - data);
+    free(data);
+    if (rc < 0) {
+        rocksdb_writebatch_clear(s->batch);
+        return err_set(errptr, WEIR_EIO,
+                       "state store %s: delta %s is damaged (at byte %zu)",
+                       s->name, path, at);
+    }
+    char *rerr = NULL;
+    rocksdb_write(s->db, s->wo, s->batch, &rerr);
+    rocksdb_writebatch_clear(s->batch);
+    return rerr ? rdb_fail(s, NULL, "applying the delta", rerr, errptr) : 0;
+}
+
 int state_compact(state_store *s, char **errptr)
 {
     int rc = state_flush(s, errptr);
@@ -2661,6 +2827,8 @@ int state_store_open(state_env *env, const state_store_config *cfg,
     rc = open_db(s, errptr);
     if (rc == 0)
         rc = load_meta(s, errptr);
+    if (rc == 0 && s->cfg.restore_delta)
+        rc = delta_apply(s, s->cfg.restore_delta, errptr);
     if (rc == 0)
         rc =
             state_timer_attach(s->db, s->timer_cf, s->name, &s->timers, errptr);

@@ -221,6 +221,9 @@ typedef struct state_store_config {
     size_t cache_max_value_bytes; /* larger values bypass the cache; 64 KiB */
     uint32_t leak_samples;        /* growth samples that flag a leak; 5 */
     int64_t compact_interval_ms;  /* see cleanup 2; 0 = never; 24 h */
+    /* A delta written by state_checkpoint_delta() to apply at open, on top
+     * of the checkpoint directory being opened; NULL for none. */
+    const char *restore_delta;
 } state_store_config;
 
 /* Fills `cfg` with the defaults above and NULL path/name/callbacks. */
@@ -384,6 +387,24 @@ int state_flush(state_store *s, char **errptr);
  * open (after copying it elsewhere, if the checkpoint is to be kept intact).
  */
 int state_checkpoint(state_store *s, const char *dir, char **errptr);
+
+/*
+ * A checkpoint whose synchronous part does not depend on the write-back
+ * cache: flushes the memtables (not the cache), creates the RocksDB
+ * checkpoint in `dir`, and writes the cache's dirty entries (values and
+ * deletions not yet in RocksDB) to the file `delta` (fsync'ed), sequentially
+ * and without touching RocksDB; they stay dirty in the cache. The RocksDB
+ * checkpoint with the delta applied on top is the store's content at the
+ * time of the call: open it with state_store_config.restore_delta. Without a
+ * cache, or with no dirty entry, no delta file is written and *wrote_delta
+ * is 0.
+ *
+ * Delta format (integers big-endian): "WSD1", then per entry: state id (2),
+ * flags (1: 1 = deletion), key length (4), key, and for a value: expiry
+ * stamp (8), value length (4), value.
+ */
+int state_checkpoint_delta(state_store *s, const char *dir, const char *delta,
+                           int *wrote_delta, char **errptr);
 
 /* Full, blocking manual compaction of every state column family and of the
  * index (after state_flush()). For tests and offline tools, not the data

@@ -46,6 +46,16 @@ def biggest_sst(chk):
     return max(ssts, key=os.path.getsize)
 
 
+def biggest_own_file(chk):
+    """The biggest file of this checkpoint alone: consecutive checkpoints
+    hard-link the same SSTs, and damaging the bytes of a shared file damages
+    every checkpoint that lists it (deleting one link does not)."""
+    own = [p for p in glob.glob(os.path.join(chk, "*", "**"), recursive=True)
+           if os.path.isfile(p) and os.stat(p).st_nlink == 1 and
+           os.path.getsize(p) > 16]
+    return max(own, key=os.path.getsize)
+
+
 def bad_version(chk):
     path = os.path.join(chk, "MANIFEST.json")
     with open(path) as f:
@@ -57,8 +67,8 @@ def bad_version(chk):
 
 DAMAGE = {
     # name: (how, a regex the worker's message must match)
-    "truncated": (lambda chk: truncate(biggest_sst(chk)), r"size|truncat"),
-    "flipped": (lambda chk: flip_byte(biggest_sst(chk)), r"checksum"),
+    "truncated": (lambda chk: truncate(biggest_own_file(chk)), r"size|truncat"),
+    "flipped": (lambda chk: flip_byte(biggest_own_file(chk)), r"checksum"),
     "missing_sst": (lambda chk: os.unlink(biggest_sst(chk)),
                     r"missing|No such file|not found"),
     "missing_manifest": (lambda chk: os.unlink(os.path.join(chk, "MANIFEST.json")),

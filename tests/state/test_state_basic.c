@@ -526,6 +526,81 @@ static void test_checkpoint(void **state)
     th_fx_free(fx);
 }
 
+/* A delta checkpoint leaves the cache's dirty entries out of RocksDB and
+ * writes them to the delta file; the checkpoint opened with the delta holds
+ * every write and deletion made before it and nothing after. Without a
+ * cache there is nothing to put in a delta. A damaged delta is an error. */
+static void test_checkpoint_delta(void **state)
+{
+    th_fx *fx = th_fx_new(TH_PARAM(state), 0);
+    weir_state *v = th_declare(fx, "v", WEIR_STATE_VALUE, NOTTL);
+    weir_state *m = th_declare(fx, "m", WEIR_STATE_MAP, NOTTL);
+    char k[32];
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        th_key(fx, k, WEIR_TS_NONE);
+        th_value_put(v, i % 3 ? "before" : "old");
+        assert_int_equal(state_map_put(m, "u", 1, "mv", 2, NULL), 0);
+    }
+    char *err = NULL;
+    assert_int_equal(state_flush(fx->s, &err), 0);
+    for (int i = 0; i < 100; i += 3) { /* dirty again, after the flush */
+        snprintf(k, sizeof k, "k%d", i);
+        th_key(fx, k, WEIR_TS_NONE);
+        th_value_put(v, "before");
+    }
+    th_key(fx, "k1", WEIR_TS_NONE);
+    assert_int_equal(state_value_delete(v, NULL), 0);
+    assert_int_equal(state_map_delete(m, "u", 1, NULL), 0);
+    char cp[400], delta[420];
+    snprintf(cp, sizeof cp, "%s/cp", fx->dir);
+    snprintf(delta, sizeof delta, "%s/cp.delta", fx->dir);
+    int wrote = -1;
+    assert_int_equal(state_checkpoint_delta(fx->s, cp, delta, &wrote, &err), 0);
+    assert_int_equal(wrote, TH_PARAM(state) ? 1 : 0);
+    assert_int_equal(access(delta, F_OK) == 0, wrote);
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        th_key(fx, k, WEIR_TS_NONE);
+        th_value_put(v, "after");
+    }
+    th_fx_close_store(fx);
+
+    snprintf(fx->path, sizeof fx->path, "%s", cp);
+    fx->restore_delta = wrote ? delta : NULL;
+    th_fx_open_store(fx);
+    v = th_declare(fx, "v", WEIR_STATE_VALUE, NOTTL);
+    m = th_declare(fx, "m", WEIR_STATE_MAP, NOTTL);
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        th_key(fx, k, WEIR_TS_NONE);
+        if (i == 1) {
+            assert_int_equal(th_value_is(v, NULL), 0);
+            assert_int_equal(th_map_is(m, "u", NULL), 0);
+        } else {
+            assert_int_equal(th_value_is(v, "before"), 1);
+            assert_int_equal(th_map_is(m, "u", "mv"), 1);
+        }
+    }
+    th_fx_close_store(fx);
+    if (wrote) {
+        /* Cut the delta short: the store refuses to open from it. */
+        assert_int_equal(truncate(delta, 9), 0);
+        state_store_config cfg;
+        state_store_config_init(&cfg);
+        cfg.path = cp;
+        cfg.cache_entries = TH_PARAM(state);
+        cfg.restore_delta = delta;
+        state_store *s2 = NULL;
+        assert_int_equal(state_store_open(fx->env, &cfg, &s2, &err), WEIR_EIO);
+        assert_non_null(strstr(err, "is damaged"));
+    }
+    free(err);
+    fx->restore_delta = NULL;
+    fx->s = NULL;
+    th_fx_free(fx);
+}
+
 /* A second open of a directory, by this process or by another one, fails
  * at once with a message that names the directory and the lock. */
 static void test_lock(void **state)
@@ -729,6 +804,7 @@ int main(void)
         TH_BOTH(test_declare_rules),
         TH_BOTH(test_reopen),
         TH_BOTH(test_checkpoint),
+        TH_BOTH(test_checkpoint_delta),
         TH_BOTH(test_lock),
         TH_BOTH(test_stats),
         TH_BOTH(test_corrupt),

@@ -57,6 +57,7 @@ void th_fx_open_store(th_fx *fx)
     cfg.clock = th_clock;
     cfg.clock_arg = fx;
     cfg.cache_entries = fx->cache_entries;
+    cfg.restore_delta = fx->restore_delta;
     if (fx->with_hook) {
         cfg.on_expired = th_hook;
         cfg.on_expired_arg = fx;

@@ -39,7 +39,8 @@ struct th_fx {
     size_t n_calls, cap_calls;
     th_hook_action action;
     void *action_arg;
-    int hook_rc; /* returned by the hook when action is NULL */
+    int hook_rc;               /* returned by the hook when action is NULL */
+    const char *restore_delta; /* passed to the next th_fx_open_store */
 };
 
 /* Parameter of a test: the cache size (0 = off). */
