@@ -207,9 +207,39 @@ int keyed_snapshot(task *t, const char *dir)
     return state_checkpoint_delta(t->store, dir, delta, &wrote, &t->error);
 }
 
+/* Logs every state's size and expiry counts (the leak picture). */
+static void keyed_report(task *t)
+{
+    char *err = NULL;
+    if (state_stats_sample(t->store, &err) < 0) {
+        free(err);
+        return;
+    }
+    for (size_t i = 0; i < state_count(t->store); i++) {
+        state_stats st;
+        state_stats_get(state_at(t->store, i), &st);
+        char ttl[32];
+        if (st.has_ttl)
+            snprintf(ttl, sizeof ttl, "ttl %lld ms", (long long)st.ttl_ms);
+        else
+            snprintf(ttl, sizeof ttl, "no ttl");
+        log_msg(WEIR_LOG_INFO, t->who,
+                "state '%s' (%s): ~%llu keys, ~%llu bytes; expired %llu by "
+                "read, %llu by sweep, %llu by compaction%s",
+                st.name, ttl, (unsigned long long)st.est_keys,
+                (unsigned long long)st.live_bytes,
+                (unsigned long long)st.expired_read,
+                (unsigned long long)st.expired_sweep,
+                (unsigned long long)st.expired_compaction,
+                st.leak_suspected ? "; PROBABLE LEAK" : "");
+    }
+}
+
 void keyed_close(task *t)
 {
     char *err = NULL;
+    if (t->store)
+        keyed_report(t);
     if (t->store && state_store_close(t->store, &err) < 0) {
         log_msg(WEIR_LOG_WARN, t->who, "closing state: %s", err);
         free(err);
