@@ -20,6 +20,7 @@
 
 #include "common/crash.h"
 #include "common/err.h"
+#include "common/fs.h"
 
 #include "weir/weir.h"
 
@@ -398,98 +399,6 @@ out:
 }
 
 /* ------------------------------------------------------------------------ */
-/* Removal                                                                   */
-/* ------------------------------------------------------------------------ */
-
-/* Removes the contents of the directory dfd (at `path`, for messages). */
-static int rm_contents(int dfd, const char *path, char **errptr)
-{
-    int dup_fd = dup(dfd);
-    DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
-    if (!d) {
-        int e = errno;
-        if (dup_fd >= 0)
-            close(dup_fd);
-        return err_set(errptr, WEIR_EIO, "rmtree %s: opendir: %s", path,
-                       strerror(e));
-    }
-    int rc = 0;
-    struct dirent *de;
-    for (errno = 0; (de = readdir(d)) != NULL; errno = 0) {
-        const char *name = de->d_name;
-        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-            continue;
-        struct stat st;
-        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW)) {
-            if (errno == ENOENT)
-                continue;
-            rc = err_set(errptr, WEIR_EIO, "rmtree %s/%s: stat: %s", path, name,
-                         strerror(errno));
-            goto out;
-        }
-        if (S_ISDIR(st.st_mode)) {
-            char *child = join(path, name);
-            int cfd = openat(dfd, name,
-                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (!child || cfd < 0) {
-                rc = err_set(errptr, WEIR_EIO, "rmtree %s/%s: open: %s", path,
-                             name, child ? strerror(errno) : "out of memory");
-                free(child);
-                if (cfd >= 0)
-                    close(cfd);
-                goto out;
-            }
-            rc = rm_contents(cfd, child, errptr);
-            close(cfd);
-            free(child);
-            if (rc)
-                goto out;
-        }
-        if (unlinkat(dfd, name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) &&
-            errno != ENOENT) {
-            rc = err_set(errptr, WEIR_EIO, "rmtree %s/%s: %s", path, name,
-                         strerror(errno));
-            goto out;
-        }
-    }
-    if (errno)
-        rc = err_set(errptr, WEIR_EIO, "rmtree %s: readdir: %s", path,
-                     strerror(errno));
-out:
-    closedir(d);
-    return rc;
-}
-
-int ckpt_rmtree(const char *path, char **errptr)
-{
-    struct stat st;
-    if (lstat(path, &st)) {
-        if (errno == ENOENT)
-            return 0;
-        return err_set(errptr, WEIR_EIO, "rmtree %s: stat: %s", path,
-                       strerror(errno));
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        if (unlink(path) && errno != ENOENT)
-            return err_set(errptr, WEIR_EIO, "rmtree %s: %s", path,
-                           strerror(errno));
-        return 0;
-    }
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return err_set(errptr, WEIR_EIO, "rmtree %s: open: %s", path,
-                       strerror(errno));
-    int rc = rm_contents(fd, path, errptr);
-    close(fd);
-    if (rc)
-        return rc;
-    if (rmdir(path) && errno != ENOENT)
-        return err_set(errptr, WEIR_EIO, "rmtree %s: %s", path,
-                       strerror(errno));
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Materialization                                                           */
 /* ------------------------------------------------------------------------ */
 
@@ -655,7 +564,7 @@ out:
     if (rc) {
         err_prefix(errptr, "materialize %s into %s", src, dst);
         if (created)
-            ckpt_rmtree(dst, NULL);
+            fs_rmtree(dst, NULL);
     }
     free(buf);
     if (dfd >= 0)

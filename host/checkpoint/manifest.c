@@ -25,6 +25,7 @@
 #include "checkpoint/fsutil.h"
 #include "common/crash.h"
 #include "common/err.h"
+#include "common/fs.h"
 #include "common/log.h"
 
 #include "weir/weir.h"
@@ -984,7 +985,7 @@ int ckpt_retain(const char *run_dir, uint32_t retain, char **errptr)
             goto out;
         }
         if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            rc = ckpt_rmtree(p, errptr);
+            rc = fs_rmtree(p, errptr);
         free(p);
         if (rc)
             goto out;

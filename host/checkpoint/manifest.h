@@ -124,9 +124,6 @@ int ckpt_manifest_load_path(const char *chk_dir, ckpt_manifest **out,
  */
 int ckpt_retain(const char *run_dir, uint32_t retain, char **errptr);
 
-/* Removes a directory tree (used to discard an aborted checkpoint). */
-int ckpt_rmtree(const char *path, char **errptr);
-
 /*
  * Rebuilds a working RocksDB directory `dst` (which must not exist) from a
  * checkpoint's state directory `src`: SST files are hard-linked (copied when

@@ -1,8 +1,8 @@
 #include "common/fs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,21 +36,92 @@ int fs_mkdirs(const char *path, char **errptr)
     return rc;
 }
 
-static int fs_rm_one(const char *path, const struct stat *sb, int type,
-                     struct FTW *ftw)
+/* Removes the contents of the directory dfd (at `path`, for messages). */
+static int rm_contents(int dfd, const char *path, char **errptr)
 {
-    return remove(path) < 0 && errno != ENOENT ? -1 : 0;
+    int dup_fd = dup(dfd);
+    DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+    if (!d) {
+        int e = errno;
+        if (dup_fd >= 0)
+            close(dup_fd);
+        return err_set(errptr, WEIR_EIO, "rmtree %s: opendir: %s", path,
+                       strerror(e));
+    }
+    int rc = 0;
+    struct dirent *de;
+    for (errno = 0; (de = readdir(d)) != NULL; errno = 0) {
+        const char *name = de->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+            continue;
+        struct stat st;
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW)) {
+            if (errno == ENOENT)
+                continue;
+            rc = err_set(errptr, WEIR_EIO, "rmtree %s/%s: stat: %s", path, name,
+                         strerror(errno));
+            goto out;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            char *child = NULL;
+            if (asprintf(&child, "%s/%s", path, name) < 0)
+                child = NULL;
+            int cfd = openat(dfd, name,
+                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (!child || cfd < 0) {
+                rc = err_set(errptr, WEIR_EIO, "rmtree %s/%s: open: %s", path,
+                             name, child ? strerror(errno) : "out of memory");
+                free(child);
+                if (cfd >= 0)
+                    close(cfd);
+                goto out;
+            }
+            rc = rm_contents(cfd, child, errptr);
+            close(cfd);
+            free(child);
+            if (rc)
+                goto out;
+        }
+        if (unlinkat(dfd, name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) &&
+            errno != ENOENT) {
+            rc = err_set(errptr, WEIR_EIO, "rmtree %s/%s: %s", path, name,
+                         strerror(errno));
+            goto out;
+        }
+    }
+    if (errno)
+        rc = err_set(errptr, WEIR_EIO, "rmtree %s: readdir: %s", path,
+                     strerror(errno));
+out:
+    closedir(d);
+    return rc;
 }
 
 int fs_rmtree(const char *path, char **errptr)
 {
     struct stat st;
-    if (lstat(path, &st) < 0)
-        return errno == ENOENT
-                   ? 0
-                   : err_set(errptr, WEIR_EIO, "%s: %s", path, strerror(errno));
-    if (nftw(path, fs_rm_one, 16, FTW_DEPTH | FTW_PHYS) < 0)
-        return err_set(errptr, WEIR_EIO, "cannot remove %s: %s", path,
+    if (lstat(path, &st)) {
+        if (errno == ENOENT)
+            return 0;
+        return err_set(errptr, WEIR_EIO, "rmtree %s: stat: %s", path,
+                       strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlink(path) && errno != ENOENT)
+            return err_set(errptr, WEIR_EIO, "rmtree %s: %s", path,
+                           strerror(errno));
+        return 0;
+    }
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return err_set(errptr, WEIR_EIO, "rmtree %s: open: %s", path,
+                       strerror(errno));
+    int rc = rm_contents(fd, path, errptr);
+    close(fd);
+    if (rc)
+        return rc;
+    if (rmdir(path) && errno != ENOENT)
+        return err_set(errptr, WEIR_EIO, "rmtree %s: %s", path,
                        strerror(errno));
     return 0;
 }

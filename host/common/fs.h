@@ -12,7 +12,8 @@
 int fs_mkdirs(const char *path, char **errptr);
 
 /* rm -rf: removes `path` and everything below it; a missing path is fine.
- * Symbolic links are removed, never followed. */
+ * Symbolic links are removed, never followed (openat/unlinkat relative to
+ * each directory, O_NOFOLLOW). Messages start with "rmtree <path>". */
 int fs_rmtree(const char *path, char **errptr);
 
 /* Writes `len` bytes to `path` (created or truncated) and fsyncs it. */

@@ -130,7 +130,7 @@ static void coord_abort(rt_job *rt, const char *why)
     log_msg(WEIR_LOG_WARN, "checkpoint", "%scheckpoint %llu aborted: %s",
             final ? "final " : "", (unsigned long long)id, why);
     char *dir = ckpt_dir(rt->run_dir, id), *err = NULL;
-    if (dir && ckpt_rmtree(dir, &err) < 0) {
+    if (dir && fs_rmtree(dir, &err) < 0) {
         log_msg(WEIR_LOG_WARN, "checkpoint", "%s", err);
         free(err);
     }

@@ -17,6 +17,7 @@
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "state/codec.h"
 #include "state/state_cache.h"
 #include "state/timers.h"
 
@@ -79,94 +80,6 @@ static void sbuf_free(sbuf *b)
     free(b->p);
     b->p = NULL;
     b->len = b->cap = 0;
-}
-
-static void put_be16(char *p, uint16_t v)
-{
-    p[0] = (char)(v >> 8);
-    p[1] = (char)v;
-}
-
-static uint16_t get_be16(const char *p)
-{
-    return (uint16_t)(((unsigned char)p[0] << 8) | (unsigned char)p[1]);
-}
-
-static void put_be32(char *p, uint32_t v)
-{
-    for (int i = 3; i >= 0; i--, v >>= 8)
-        p[i] = (char)(v & 0xff);
-}
-
-static uint32_t get_be32(const char *p)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v = (v << 8) | (unsigned char)p[i];
-    return v;
-}
-
-static void put_be64(char *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (char)(v & 0xff);
-        v >>= 8;
-    }
-}
-
-static uint64_t get_be64(const char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | (unsigned char)p[i];
-    return v;
-}
-
-static void stamp_put(char *p, int64_t s)
-{
-    put_be64(p, (uint64_t)s);
-}
-
-static int64_t stamp_get(const char *p)
-{
-    return (int64_t)get_be64(p);
-}
-
-/* Index stamps flip the sign bit so that byte order = numeric order. */
-static void istamp_put(char *p, int64_t s)
-{
-    put_be64(p, (uint64_t)s ^ (UINT64_C(1) << 63));
-}
-
-static int64_t istamp_get(const char *p)
-{
-    return (int64_t)(get_be64(p) ^ (UINT64_C(1) << 63));
-}
-
-static size_t varint_put(char *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (char)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (char)v;
-    return n;
-}
-
-/* Decodes a varint from p[0..len). Returns the bytes used, or 0 when it is
- * truncated or too long. */
-static size_t varint_get(const char *p, size_t len, uint64_t *v)
-{
-    uint64_t r = 0;
-    for (size_t i = 0; i < len && i < 10; i++) {
-        r |= (uint64_t)((unsigned char)p[i] & 0x7f) << (7 * i);
-        if (!((unsigned char)p[i] & 0x80)) {
-            *v = r;
-            return i + 1;
-        }
-    }
-    return 0;
 }
 
 static int64_t sat_add(int64_t a, int64_t b)
@@ -2479,27 +2392,6 @@ int state_store_path(const char *state_dir, const char *job, const char *op_id,
     return 0;
 }
 
-/* mkdir -p. */
-static int make_dirs(const char *path)
-{
-    char *p = strdup(path);
-    if (!p)
-        return -1;
-    for (char *c = p + 1; *c; c++) {
-        if (*c != '/')
-            continue;
-        *c = '\0';
-        if (mkdir(p, 0777) < 0 && errno != EEXIST) {
-            free(p);
-            return -1;
-        }
-        *c = '/';
-    }
-    int rc = mkdir(p, 0777) < 0 && errno != EEXIST ? -1 : 0;
-    free(p);
-    return rc;
-}
-
 /* Options shared by every column family: the env's block cache, bloom
  * filters, this store's share of the memtable budget. */
 static rocksdb_options_t *cf_options(state_store *s)
@@ -2796,11 +2688,8 @@ int state_store_open(state_env *env, const state_store_config *cfg,
         rc = err_set(errptr, WEIR_ENOMEM, "state store: out of memory");
         goto fail;
     }
-    if (make_dirs(s->path) < 0) {
-        rc = err_set(errptr, WEIR_EIO, "cannot create state directory %s: %s",
-                     s->path, strerror(errno));
+    if ((rc = fs_mkdirs(s->path, errptr)) < 0)
         goto fail;
-    }
     s->wo = rocksdb_writeoptions_create();
     rocksdb_writeoptions_disable_WAL(s->wo, 1);
     s->wo_meta = rocksdb_writeoptions_create();

@@ -8,6 +8,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "state/codec.h"
 
 #define TK_HDR      (1 + 8)      /* domain, ts */
 #define TK_MIN      (TK_HDR + 3) /* + key group + varint of an empty key */
@@ -101,49 +102,6 @@ static void tbuf_free(tbuf *b)
     memset(b, 0, sizeof *b);
 }
 
-static void ts_put(char *p, int64_t ts)
-{
-    uint64_t v = (uint64_t)ts ^ (UINT64_C(1) << 63);
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (char)(v & 0xff);
-        v >>= 8;
-    }
-}
-
-static int64_t ts_get(const char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | (unsigned char)p[i];
-    return (int64_t)(v ^ (UINT64_C(1) << 63));
-}
-
-static size_t varint_put(char *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (char)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (char)v;
-    return n;
-}
-
-/* Decodes a varint from p[0..len). Returns the bytes used, or 0 when it is
- * truncated or too long. */
-static size_t varint_get(const char *p, size_t len, uint64_t *v)
-{
-    uint64_t r = 0;
-    for (size_t i = 0; i < len && i < 10; i++) {
-        r |= (uint64_t)((unsigned char)p[i] & 0x7f) << (7 * i);
-        if (!((unsigned char)p[i] & 0x80)) {
-            *v = r;
-            return i + 1;
-        }
-    }
-    return 0;
-}
-
 /* Byte order of keys, as RocksDB's default comparator. */
 static int key_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
@@ -162,7 +120,7 @@ static int tk_parse(const char *k, size_t klen, int64_t *ts, uint16_t *kg,
     size_t used = varint_get(k + TK_HDR + 2, klen - TK_HDR - 2, &n);
     if (!used || n != klen - TK_HDR - 2 - used)
         return -1;
-    *ts = ts_get(k + 1);
+    *ts = istamp_get(k + 1);
     *kg = (uint16_t)(((unsigned char)k[TK_HDR] << 8) |
                      (unsigned char)k[TK_HDR + 1]);
     *key = k + TK_HDR + 2 + used;
@@ -313,7 +271,7 @@ static int make_key(state_store *s, state_timers *t, const char *what,
                        t->name, what);
     char hdr[TK_HDR];
     hdr[0] = (char)d;
-    ts_put(hdr + 1, ts);
+    istamp_put(hdr + 1, ts);
     if (tbuf_set(&t->key, hdr, TK_HDR) < 0 || tbuf_add(&t->key, p, plen) < 0)
         return oom(t, errptr);
     return 0;
@@ -435,7 +393,7 @@ static int fire_chunk(state_store *s, state_timers *t, int d, size_t n,
         if (i + 1 < n) {
             uint64_t nlen = 0;
             size_t nu = varint_get(t->chunk.p + off, t->chunk.len - off, &nlen);
-            dm->next = ts_get(t->chunk.p + off + nu + 1);
+            dm->next = istamp_get(t->chunk.p + off + nu + 1);
         } else if (t->after_stale) {
             if ((rc = recompute_next(t, d, errptr)) < 0)
                 return rc;

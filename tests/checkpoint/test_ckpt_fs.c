@@ -19,6 +19,7 @@
 
 #include "checkpoint/fsutil.h"
 #include "checkpoint/manifest.h"
+#include "common/fs.h"
 #include "th_ckpt.h"
 
 #include "weir/weir.h"
@@ -302,7 +303,7 @@ static void test_retain(void **state)
     assert_int_equal(ckpt_retain(r->run_dir, 1, &err), 0);
     assert_true(chk_exists(r, "chk-9"));
     char *chk9 = th_fmt("%s/chk-9", r->run_dir);
-    assert_int_equal(ckpt_rmtree(chk9, &err), 0);
+    assert_int_equal(fs_rmtree(chk9, &err), 0);
     free(chk9);
 
     ms[0] = th_make_checkpoint(r, 1, NULL, NULL);
@@ -401,20 +402,20 @@ static void test_rmtree(void **state)
     char *dlnk = th_fmt("%s/b/dirlink", root);
     assert_int_equal(symlink(r->dir, dlnk), 0);
 
-    assert_int_equal(ckpt_rmtree(root, &err), 0);
+    assert_int_equal(fs_rmtree(root, &err), 0);
     assert_false(th_exists(root));
     assert_true(th_exists(outside)); /* links are removed, not followed */
     assert_true(th_exists(r->run_dir));
 
     /* A missing path is not an error; a plain file is removed. */
-    assert_int_equal(ckpt_rmtree(root, &err), 0);
-    assert_int_equal(ckpt_rmtree(outside, &err), 0);
+    assert_int_equal(fs_rmtree(root, &err), 0);
+    assert_int_equal(fs_rmtree(outside, &err), 0);
     assert_false(th_exists(outside));
     /* A path under a file cannot be examined. */
     char *f = th_fmt("%s/file", r->dir);
     th_write_str(f, "x");
     char *under = th_fmt("%s/x", f);
-    assert_int_equal(ckpt_rmtree(under, &err), WEIR_EIO);
+    assert_int_equal(fs_rmtree(under, &err), WEIR_EIO);
     char *want = th_fmt("rmtree %s: stat: %s", under, strerror(ENOTDIR));
     assert_string_equal(err, want);
 

@@ -1,0 +1,101 @@
+/*
+ * codec.h - the byte encodings of the state store's RocksDB keys and values
+ * (big-endian integers, expiry stamps, order-preserving stamps, varints).
+ * Internal to host/state: state.c and timers.c share them. All functions
+ * are pure; buffers are the caller's.
+ */
+#ifndef WEIR_HOST_STATE_CODEC_H
+#define WEIR_HOST_STATE_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+static inline void put_be16(char *p, uint16_t v)
+{
+    p[0] = (char)(v >> 8);
+    p[1] = (char)v;
+}
+
+static inline uint16_t get_be16(const char *p)
+{
+    return (uint16_t)(((unsigned char)p[0] << 8) | (unsigned char)p[1]);
+}
+
+static inline void put_be32(char *p, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        p[i] = (char)(v & 0xff);
+}
+
+static inline uint32_t get_be32(const char *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v = (v << 8) | (unsigned char)p[i];
+    return v;
+}
+
+static inline void put_be64(char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (char)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+static inline uint64_t get_be64(const char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | (unsigned char)p[i];
+    return v;
+}
+
+static inline void stamp_put(char *p, int64_t s)
+{
+    put_be64(p, (uint64_t)s);
+}
+
+static inline int64_t stamp_get(const char *p)
+{
+    return (int64_t)get_be64(p);
+}
+
+/* Index stamps flip the sign bit so that byte order = numeric order. */
+static inline void istamp_put(char *p, int64_t s)
+{
+    put_be64(p, (uint64_t)s ^ (UINT64_C(1) << 63));
+}
+
+static inline int64_t istamp_get(const char *p)
+{
+    return (int64_t)(get_be64(p) ^ (UINT64_C(1) << 63));
+}
+
+static inline size_t varint_put(char *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (char)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (char)v;
+    return n;
+}
+
+/* Decodes a varint from p[0..len). Returns the bytes used, or 0 when it is
+ * truncated or too long. */
+static inline size_t varint_get(const char *p, size_t len, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (size_t i = 0; i < len && i < 10; i++) {
+        r |= (uint64_t)((unsigned char)p[i] & 0x7f) << (7 * i);
+        if (!((unsigned char)p[i] & 0x80)) {
+            *v = r;
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+#endif
