@@ -1766,15 +1766,9 @@ int state_sweep(state_store *s, size_t budget, size_t *n_expired, char **errptr)
 /* Flush, checkpoint, compaction, counting                                   */
 /* ------------------------------------------------------------------------ */
 
-int state_flush(state_store *s, char **errptr)
+/* Flushes every column family's memtable, waiting for it. */
+static int memtables_flush(state_store *s, char **errptr)
 {
-    if (s->in_hook)
-        return err_set(errptr, WEIR_ESTATE,
-                       "state store %s: flush called from an expiry hook",
-                       s->name);
-    int rc = cache_flush(s, errptr);
-    if (rc < 0)
-        return rc;
     for (size_t i = 0; i < s->n_cfs; i++) {
         char *rerr = NULL;
         rocksdb_flush_cf(s->db, s->fo, s->cfs[i].h, &rerr);
@@ -1784,11 +1778,19 @@ int state_flush(state_store *s, char **errptr)
     return 0;
 }
 
-int state_checkpoint(state_store *s, const char *dir, char **errptr)
+int state_flush(state_store *s, char **errptr)
 {
-    int rc = state_flush(s, errptr);
-    if (rc < 0)
-        return rc;
+    if (s->in_hook)
+        return err_set(errptr, WEIR_ESTATE,
+                       "state store %s: flush called from an expiry hook",
+                       s->name);
+    int rc = cache_flush(s, errptr);
+    return rc < 0 ? rc : memtables_flush(s, errptr);
+}
+
+/* rocksdb_checkpoint_create() of the store into `dir` (after a flush). */
+static int rdb_checkpoint(state_store *s, const char *dir, char **errptr)
+{
     char *rerr = NULL;
     rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &rerr);
     if (rerr)
@@ -1801,6 +1803,12 @@ int state_checkpoint(state_store *s, const char *dir, char **errptr)
         return WEIR_EIO;
     }
     return 0;
+}
+
+int state_checkpoint(state_store *s, const char *dir, char **errptr)
+{
+    int rc = state_flush(s, errptr);
+    return rc < 0 ? rc : rdb_checkpoint(s, dir, errptr);
 }
 
 #define DELTA_MAGIC "WSD1"
@@ -1859,23 +1867,9 @@ int state_checkpoint_delta(state_store *s, const char *dir, const char *delta,
         return err_set(errptr, WEIR_ESTATE,
                        "state store %s: checkpoint called from an expiry hook",
                        s->name);
-    for (size_t i = 0; i < s->n_cfs; i++) {
-        char *rerr = NULL;
-        rocksdb_flush_cf(s->db, s->fo, s->cfs[i].h, &rerr);
-        if (rerr)
-            return rdb_fail(s, NULL, "flush", rerr, errptr);
-    }
-    char *rerr = NULL;
-    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &rerr);
-    if (rerr)
-        return rdb_fail(s, NULL, "checkpoint", rerr, errptr);
-    rocksdb_checkpoint_create(cp, dir, 0, &rerr);
-    rocksdb_checkpoint_object_destroy(cp);
-    if (rerr) {
-        rdb_fail(s, NULL, "checkpoint", rerr, errptr);
-        err_prefix(errptr, "checkpoint to %s", dir);
-        return WEIR_EIO;
-    }
+    int rc = memtables_flush(s, errptr);
+    if (rc < 0 || (rc = rdb_checkpoint(s, dir, errptr)) < 0)
+        return rc;
     int n = delta_write(s, delta, errptr);
     if (n < 0)
         return n;
