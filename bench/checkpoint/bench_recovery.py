@@ -2,7 +2,8 @@
 """Checkpoint cost and recovery time with about a million keys of state.
 
 Runs `weir run` (supervised) on gen -> key -> count (RocksDB state,
-parallelism 2, 1M distinct keys uniform) with checkpoints every 2 s, then
+parallelism 2, 1M distinct keys uniform) -> discard (one subtask with two
+inputs, so barriers are aligned) with checkpoints every 2 s, then
 kills the worker with SIGKILL, and reports from the log:
   - per checkpoint: duration, longest synchronous pause, longest alignment,
     size of the checkpoint's files;
@@ -30,7 +31,8 @@ state: {{dir: '{d}/state', cache_entries: {cache}}}
 operators:
   - {{id: gen, type: gen, config: {{count: 0, keys: 1000000, rate: 1500000}}}}
   - {{id: count, type: count, parallelism: 2,
-     inputs: [{{from: gen, partition: key}}], config: {{emit: none}}}}
+     inputs: [{{from: gen, partition: key}}]}}
+  - {{id: sink, type: discard, inputs: [{{from: count, partition: rebalance}}]}}
 """
 
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z")
@@ -83,7 +85,7 @@ def main():
         align = [float(c[5]) for c in ckpts]
         size = [float(c[3]) / 1024 for c in ckpts]
         print("checkpoints: %d completed (1M keys uniform, count on RocksDB, "
-              "parallelism 2, gen at up to 1.5M records/s)" % len(ckpts))
+              "parallelism 2, gen at up to 1.5M records/s, a sink with 2 inputs)" % len(ckpts))
         print("  duration      median %.1f ms, max %.1f ms" %
               (statistics.median(dur), max(dur)))
         print("  sync pause    median %.1f ms, max %.1f ms (per subtask, "
