@@ -212,9 +212,30 @@ typedef enum weir_ttl_visibility {
 } weir_ttl_visibility;
 
 /*
- * Declares a named keyed state; see weir_state_declare(). With an event-time
- * TTL (ttl_domain = WEIR_TIME_EVENT) an entry expires when the watermark
- * passes its last-access event time plus ttl_ms.
+ * Declares a named keyed state; see weir_state_declare(). Keyed state lives
+ * in the host's RocksDB store of the subtask, is scoped to the current key
+ * (value and list state: one per key; map state: user keys under the key),
+ * survives restarts through checkpoints, and is served through a write-back
+ * cache that does not change any of the rules below.
+ *
+ * TTL. Every state says how long an entry may live: ttl_ms > 0, or
+ * WEIR_TTL_NONE, an explicit "for ever" that the host reports as a leak risk
+ * (and flags as a probable leak when the state's key count keeps growing).
+ * An entry's expiry stamp is set when it is written (and, with
+ * WEIR_TTL_ON_READ_AND_WRITE, when it is read) to
+ *   - processing time (WEIR_TIME_PROCESSING, default): now + ttl_ms; the
+ *     entry is expired once weir_now() >= stamp;
+ *   - event time (WEIR_TIME_EVENT): the current record's event time (the
+ *     watermark for callbacks without one: timers, hooks) + ttl_ms; the
+ *     entry is expired once the watermark >= stamp. Nothing expires before
+ *     the first watermark; at the end of a bounded job every entry does.
+ * Visibility: WEIR_TTL_NEVER_RETURN_EXPIRED (default) makes an expired
+ * entry absent to every read; WEIR_TTL_RETURN_EXPIRED_IF_NOT_CLEANED may
+ * return it until it has been removed (cheaper; with read-and-write update
+ * such a read refreshes it). Expired entries are removed by an incremental
+ * sweep between batches (which calls on_state_expired first, when the
+ * operator has it), on access, and by RocksDB compactions (never for states
+ * of an operator with on_state_expired, whose entries always pass the hook).
  */
 typedef struct weir_state_desc {
     uint32_t size;
