@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "metrics/metrics.h"
 #include "runtime/keyed.h"
 #include "runtime/task.h"
 #include "state/state.h"
@@ -260,13 +261,10 @@ static int api_metric_register(weir_ctx *c, weir_metric_kind kind,
                                const char *label_name, const char *label_value,
                                weir_metric **out)
 {
-    return WEIR_ENOTSUP;
-}
-static void api_counter_add(weir_metric *m, uint64_t delta)
-{
-}
-static void api_gauge_set(weir_metric *m, double value)
-{
+    task *t = api_task(c);
+    return metrics_register(t->rt->metrics, kind, name, help, t->op->id,
+                            t->ps->index, label_name, label_value, out,
+                            &t->error);
 }
 
 static const weir_host_api api_host = {
@@ -304,9 +302,9 @@ static const weir_host_api api_host = {
     .timer_delete = api_timer_delete,
     .snapshot_write = api_snapshot_write,
     .metric_register = api_metric_register,
-    .counter_add = api_counter_add,
-    .gauge_set = api_gauge_set,
-    .histogram_observe = api_gauge_set,
+    .counter_add = metrics_counter_add,
+    .gauge_set = metrics_gauge_set,
+    .histogram_observe = metrics_histogram_observe,
 };
 
 const weir_host_api *api_table(void)

@@ -11,6 +11,7 @@
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "metrics/metrics.h"
 #include "runtime/api.h"
 #include "runtime/coord.h"
 #include "runtime/task.h"
@@ -316,6 +317,10 @@ int rt_start_with(const topo_job *job, const rt_options *opts, rt_job **out,
     pthread_mutex_init(&rt->lock, NULL);
     rt_settings(rt);
     rt_ckpt_settings(rt, opts);
+    if (!(rt->metrics = metrics_new(job->name))) {
+        rt_destroy(rt);
+        return err_set(errptr, WEIR_ENOMEM, "out of memory");
+    }
     int rc = rt_check_restore(rt, errptr);
     if (rc < 0 || (rc = rt_prepare_state(rt, errptr)) < 0)
         goto fail;
@@ -434,6 +439,7 @@ void rt_destroy(rt_job *rt)
         rt_free_task(&rt->tasks[i]);
     free(rt->tasks);
     plan_free(rt->plan);
+    metrics_free(rt->metrics);
     if (rt->senv)
         state_env_free(rt->senv);
     if (rt->state_lock_fd >= 0)
@@ -453,4 +459,9 @@ rt_ckpt_stats rt_ckpt_stats_get(rt_job *rt)
                         .last_completed_id = coord_completed(rt)};
     pthread_mutex_unlock(&rt->ck_lock);
     return st;
+}
+
+char *rt_metrics_render(rt_job *rt)
+{
+    return metrics_render(rt->metrics);
 }

@@ -80,6 +80,10 @@ int rt_wait(rt_job *rt, char **errptr);
 uint32_t rt_task_count(const rt_job *rt);
 rt_task_stats rt_task_stats_get(const rt_job *rt, uint32_t i);
 
+/* The job's metrics (plugins' and the host's) in the Prometheus text
+ * format, malloc'ed; callable while the job runs and after rt_wait(). */
+char *rt_metrics_render(rt_job *rt);
+
 void rt_destroy(rt_job *rt);
 
 #endif

@@ -23,6 +23,7 @@ typedef struct rt_job {
     void *zctx;
     struct task *tasks;
     uint32_t n_tasks;
+    struct metrics_registry *metrics; /* plugin and host metrics */
     /* keyed state (runtime/keyed.h) */
     struct state_env *senv; /* NULL when no operator is keyed */
     int state_lock_fd;      /* flock on <state.dir>/<job>/LOCK, or -1 */
@@ -64,7 +65,7 @@ typedef struct rt_job {
     atomic_int stopping;  /* graceful stop requested: sources end */
     atomic_int cancelled; /* stop now: a task failed or a second stop */
     atomic_int n_running;
-    atomic_int n_opened; /* subtasks whose open (and restore) succeeded */
+    atomic_int n_opened;  /* subtasks whose open (and restore) succeeded */
     pthread_mutex_t lock; /* guards error */
     char *error;          /* first failure */
     int error_code;

@@ -41,6 +41,22 @@ static void worker_report(const rt_job *rt)
     }
 }
 
+/* Logs the job's metrics, one INFO line per sample ("metric ..."). */
+static void worker_log_metrics(rt_job *rt)
+{
+    char *text = rt_metrics_render(rt);
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = 0;
+        else
+            next = line + strlen(line);
+        if (*line != '#')
+            log_msg(WEIR_LOG_INFO, "worker", "metric %s", line);
+    }
+    free(text);
+}
+
 /*
  * Chooses the checkpoint to start from: on the first start `from` when
  * given; otherwise the newest valid checkpoint of the run, falling back to
@@ -126,6 +142,7 @@ int worker_main(const topo_job *job, const worker_options *opts)
     worker_wait_signals(rt);
     int rc = rt_wait(rt, &err);
     worker_report(rt);
+    worker_log_metrics(rt);
     rt_destroy(rt);
     ckpt_manifest_free(m);
     free(restore_dir);

@@ -15,6 +15,7 @@ Only the standard library is used.
 import argparse
 import os
 import shutil
+import re
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,30 @@ CHECKS = {
     "clickrules": ["examples/clickrules/check.py", "out/clickrules.jsonl",
                    "--late", "out/clickrules-late.jsonl"],
 }
+
+
+def rule_counters_match(root, log):
+    """The per-rule counters (pattern_matches_total{rule=...}, logged by the
+    worker as metrics when the job ends, one per subtask) add up to the
+    oracle's number of matches of each rule."""
+    sys.path.insert(0, os.path.join(root, "examples", "clickrules"))
+    import json
+    import collections
+    import oracle  # the example's own, independent of weir
+    want = collections.Counter(
+        m["value"]["rule"] if isinstance(m, dict) else json.loads(m)["value"]["rule"]
+        for m in oracle.expected(os.path.join(root, "examples", "clickrules",
+                                              "clickrules.jsonl")))
+    got = collections.Counter()
+    for m in re.finditer(r'metric pattern_matches_total\{[^}]*rule="([^"]+)"'
+                         r'\} (\d+)', log):
+        got[m.group(1)] += int(m.group(2))
+    if got != want:
+        print("FAIL: per-rule counters %s, the oracle %s" %
+              (dict(got), dict(want)))
+        return False
+    print("per-rule counters match the oracle: %s" % dict(sorted(got.items())))
+    return True
 
 
 def main():
@@ -44,9 +69,14 @@ def main():
         job = "examples/%s/%s.yaml" % (args.name, args.name)
         print("$ cd %s && %s run %s" % (work, args.weir, job), flush=True)
         run = subprocess.run([os.path.abspath(args.weir), "run", job], cwd=work,
-                             timeout=args.timeout)
+                             timeout=args.timeout, stderr=subprocess.PIPE,
+                             text=True)
+        sys.stderr.write(run.stderr)
         if run.returncode != 0:
             print("FAIL: weir run exited with %d" % run.returncode)
+            return 1
+        if args.name == "clickrules" and not rule_counters_match(args.root,
+                                                                 run.stderr):
             return 1
         check = [sys.executable] + CHECKS[args.name]
         print("$ " + " ".join(check), flush=True)
