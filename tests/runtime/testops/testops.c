@@ -14,6 +14,9 @@
  *          `pause_us` between polls; its snapshot is the number emitted.
  *   cutcheck a sink that counts records per source subtask (keys s0..s7),
  *          sleeping `delay_us` per record; its snapshot is the 8 counts.
+ *   ptimer (keyed) on a key's first record, registers a processing-time
+ *          timer `delay_ms` ahead (a value state remembers it); on_timer
+ *          emits (key, "fired").
  *   wmcheck  a sink that checks watermarks: they only grow, and the job
  *          fails in finish() when fewer than `min_watermarks` arrived
  *          before the final one; records behind the watermark are counted
@@ -514,9 +517,77 @@ static const weir_operator cut_operator = {
     .close = generic_close,
 };
 
+typedef struct ptimer_op {
+    weir_state *armed;
+    int64_t delay_ms;
+} ptimer_op;
+
+static const weir_param_def pt_delay = {.size = sizeof(weir_param_def),
+                                        .name = "delay_ms",
+                                        .type = WEIR_PARAM_INT,
+                                        .default_value = "1000",
+                                        .description =
+                                            "timer delay, milliseconds"};
+static const weir_param_def *const ptimer_params[] = {&pt_delay, NULL};
+
+static int ptimer_open(weir_ctx *ctx, void **self)
+{
+    ptimer_op *p = calloc(1, sizeof *p);
+    if (!p)
+        return WEIR_ENOMEM;
+    weir_param_int(ctx, "delay_ms", &p->delay_ms);
+    weir_state_desc d = {.size = sizeof d,
+                         .kind = WEIR_STATE_VALUE,
+                         .name = "armed",
+                         .ttl_ms = WEIR_TTL_NONE};
+    int rc = weir_state_declare(ctx, &d, &p->armed);
+    if (rc < 0) {
+        free(p);
+        return rc;
+    }
+    *self = p;
+    return WEIR_OK;
+}
+
+static int ptimer_process(weir_ctx *ctx, void *self, const weir_record *rec,
+                          uint32_t port)
+{
+    ptimer_op *p = self;
+    const void *v;
+    size_t n;
+    if (weir_value_get(ctx, p->armed, &v, &n) == WEIR_OK)
+        return WEIR_OK;
+    int rc = weir_timer_register(ctx, WEIR_TIME_PROCESSING,
+                                 weir_now(ctx) + p->delay_ms);
+    return rc < 0 ? rc : weir_value_put(ctx, p->armed, "1", 1);
+}
+
+static int ptimer_on_timer(weir_ctx *ctx, void *self, const void *key,
+                           size_t key_len, weir_time_domain domain, int64_t ts)
+{
+    return weir_emit(ctx, 0, key, key_len, WEIR_TS_NONE,
+                     "\xa5"
+                     "fired",
+                     6);
+}
+
+static const weir_operator ptimer_operator = {
+    .size = sizeof(weir_operator),
+    .flags = WEIR_OP_KEYED,
+    .name = "ptimer",
+    .version = "1.0",
+    .description = "a processing-time timer per key (tests)",
+    .params = ptimer_params,
+    .open = ptimer_open,
+    .process = ptimer_process,
+    .on_timer = ptimer_on_timer,
+    .close = generic_close,
+};
+
 static const weir_operator *const testops_operators[] = {
-    &ctr_operator,  &cut_operator,   &seqsrc_operator,  &fail_operator,
-    &slow_operator, &relay_operator, &wmcheck_operator, NULL};
+    &ptimer_operator, &ctr_operator,     &cut_operator,
+    &seqsrc_operator, &fail_operator,    &slow_operator,
+    &relay_operator,  &wmcheck_operator, NULL};
 
 static const weir_plugin testops_plugin = {
     WEIR_PLUGIN_INIT,
