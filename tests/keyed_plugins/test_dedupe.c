@@ -168,7 +168,7 @@ static void test_event_ttl_removes(void **unused)
                      cases[k].ttl);
             run_dedupe("evttl", caches[c],
                        "{id: src, type: seqsrc, config: {ts: [0, 30000, "
-                       "5000], keys: aba, pause_ms: 50},\n"
+                       "5000], keys: aba, pause_ms: 120},\n"
                        "     watermarks: {interval: 1ms}}",
                        cfg, out, dup, sizeof out);
             expect("out", out, cases[k].out);

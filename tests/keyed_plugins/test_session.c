@@ -108,14 +108,16 @@ static int run_session(const char *name, int cache, const char *src,
     return rc;
 }
 
-/* A seqsrc source: event times `ts`, keys, 50 ms apart, watermark every
- * millisecond with the given out-of-orderness. */
+/* A seqsrc source: event times `ts`, keys, 120 ms apart, watermark every
+ * millisecond with the given out-of-orderness. The pause leaves time for
+ * each watermark to reach the operator before the next record, also in a
+ * loaded sanitizer build. */
 static void seq_src(char *buf, size_t cap, const char *ts, const char *keys,
                     const char *ooo)
 {
     snprintf(buf, cap,
              "{id: src, type: seqsrc,\n"
-             "     config: {ts: [%s], keys: %s, pause_ms: 50},\n"
+             "     config: {ts: [%s], keys: %s, pause_ms: 120},\n"
              "     watermarks: {interval: 1ms, out_of_orderness: %s}}",
              ts, keys, ooo);
 }

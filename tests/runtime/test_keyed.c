@@ -190,7 +190,7 @@ static void test_count_event_ttl(void **unused)
                  "operators:\n"
                  "  - {id: src, type: seqsrc,\n"
                  "     config: {ts: [0, 20000, 20001], keys: aba,\n"
-                 "              pause_ms: 40},\n"
+                 "              pause_ms: 120},\n"
                  "     watermarks: {interval: 1ms}}\n"
                  "  - {id: count, type: count, inputs: [src],\n"
                  "     config: {ttl: %s, ttl_time: event}}\n"
