@@ -180,6 +180,7 @@ int fs_read_file(const char *path, char **data, size_t *len, char **errptr)
         free(buf);
         return err_set(errptr, WEIR_EIO, "%s: read error", path);
     }
+    buf[n] = 0; /* the loop ends with n < cap */
     *data = buf;
     *len = n;
     return 0;

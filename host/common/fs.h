@@ -20,7 +20,8 @@ int fs_rmtree(const char *path, char **errptr);
 int fs_write_file(const char *path, const void *data, size_t len,
                   char **errptr);
 
-/* Reads a whole file into a malloc'ed buffer (*data, *len). */
+/* Reads a whole file into a malloc'ed buffer (*data, *len), followed by a
+ * NUL byte that *len does not count, so that text can be read as a string. */
 int fs_read_file(const char *path, char **data, size_t *len, char **errptr);
 
 /*
