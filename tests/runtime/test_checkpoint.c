@@ -9,6 +9,7 @@
  * alignment the consumer would read past one barrier while waiting for the
  * other, and the counts would differ.
  */
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -262,6 +263,62 @@ static void test_processing_timer_due_while_down(void **unused)
     free(err);
 }
 
+/* A checkpoint that times out is aborted and its directory removed, and
+ * the job goes on: behind a slow consumer with full queues, barriers take
+ * longer than the 30 ms timeout; once the sources have finished and the
+ * queues drained, the final checkpoint completes. */
+static void test_timeout_aborts(void **unused)
+{
+    char run[512], yaml[1024], *err = NULL;
+    snprintf(run, sizeof run, "%s/timeout", tmpdir);
+    snprintf(yaml, sizeof yaml,
+             "job: slowcut\n"
+             "runtime: {batch_size: 16, channel_capacity: 4, "
+             "buffer_timeout: 1ms}\n"
+             "checkpoint: {interval: 20ms, timeout: 30ms, retain: 1000}\n"
+             "operators:\n"
+             "  - {id: src, type: ctrsrc, parallelism: 2,\n"
+             "     config: {count: 300, batch: 10, pause_us: 500}}\n"
+             "  - {id: sink, type: cutcheck, inputs: [{from: src, partition: "
+             "rebalance}],\n"
+             "     config: {delay_us: 2000}}\n");
+    topo_job *job = NULL;
+    if (topo_load_string("slow.yaml", yaml, strlen(yaml), registry, &job,
+                         &err) < 0)
+        fail_msg("%s", err);
+    rt_options o = {.run_dir = run};
+    rt_job *rt = NULL;
+    assert_int_equal(rt_start_with(job, &o, &rt, &err), 0);
+    assert_int_equal(rt_wait(rt, &err), 0);
+    rt_ckpt_stats st = rt_ckpt_stats_get(rt);
+    rt_destroy(rt);
+    assert_true(st.failed >= 1);
+    assert_true(st.completed >= 1);
+    /* Only completed checkpoints are left. */
+    uint64_t *ids = NULL;
+    size_t n = 0;
+    assert_int_equal(ckpt_log_read(run, &ids, &n, &err), 0);
+    assert_int_equal(n, st.completed);
+    DIR *d = opendir(run);
+    struct dirent *e;
+    size_t dirs = 0;
+    while ((e = readdir(d)))
+        if (!strncmp(e->d_name, "chk-", 4))
+            dirs++;
+    closedir(d);
+    assert_int_equal(dirs, n);
+    ckpt_manifest *m = NULL;
+    assert_int_equal(ckpt_find_latest(run, NULL, NULL, &m, &err), 0);
+    assert_true(m->final);
+    uint64_t emitted[2], seen[8];
+    read_cut(run, m->id, emitted, seen);
+    assert_int_equal(seen[0] + seen[1], 600);
+    ckpt_manifest_free(m);
+    free(ids);
+    topo_free(job);
+    free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -269,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_at_least_once_cuts),
         cmocka_unit_test(test_restore_exact_totals),
         cmocka_unit_test(test_processing_timer_due_while_down),
+        cmocka_unit_test(test_timeout_aborts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
