@@ -13,6 +13,11 @@
 #include "common/fs.h"
 #include "common/log.h"
 
+/* How long the coordinator sleeps while a checkpoint is in flight. */
+#define COORD_TICK_NS     ((int64_t)20 * 1000000)
+/* The longest sleep, so that a stop is seen promptly. */
+#define COORD_MAX_WAIT_NS ((int64_t)50 * 1000000)
+
 /* Consecutive failures of the final checkpoint before the job fails. */
 #define COORD_FINAL_TRIES 3
 
@@ -225,12 +230,12 @@ static int64_t coord_step(rt_job *rt, int *final_failures)
             coord_abort(rt, "timed out");
             return 0;
         }
-        return 20 * 1000000;
+        return COORD_TICK_NS;
     }
     if (rt->ck_n_finished == rt->n_tasks) {
         if (!rt->ck_final_done)
             coord_trigger(rt, 1);
-        return 20 * 1000000;
+        return COORD_TICK_NS;
     }
     int64_t due = rt->ck_last_end_ns + rt->ck_min_pause_ms * 1000000;
     int64_t next = rt->ck_inflight_ns + rt->ck_interval_ms * 1000000;
@@ -238,7 +243,7 @@ static int64_t coord_step(rt_job *rt, int *final_failures)
         next = due;
     if (now >= next) {
         coord_trigger(rt, 0);
-        return 20 * 1000000;
+        return COORD_TICK_NS;
     }
     return next - now;
 }
@@ -253,8 +258,8 @@ static void *coord_main(void *arg)
         int64_t wait = coord_step(rt, &final_failures);
         if (wait <= 0)
             continue;
-        if (wait > 50 * 1000000)
-            wait = 50 * 1000000;
+        if (wait > COORD_MAX_WAIT_NS)
+            wait = COORD_MAX_WAIT_NS;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         ts.tv_nsec += (long)wait;

@@ -655,8 +655,9 @@ void *task_main(void *arg)
         if (rc == 0 && !task_cancelled(t))
             rc = task_finish(t);
         t->finished = 1;
+        /* Its failures fail the job (task_fail); nothing is left to do. */
         if (rc == 0 && coord_enabled(t->rt))
-            rc = task_run_finished(t);
+            task_run_finished(t);
         t->phase = TASK_PHASE_NONE;
     }
     task_close(t);

@@ -1902,7 +1902,7 @@ static int delta_apply(state_store *s, const char *path, char **errptr)
     if (rc < 0)
         return rc;
     const char *p = data, *end = data + len;
-    rc = len < 4 || memcmp(p, DELTA_MAGIC, 4) ? -1 : 0;
+    rc = len < 4 || memcmp(p, DELTA_MAGIC, 4) != 0 ? -1 : 0;
     p += 4;
     rocksdb_writebatch_clear(s->batch);
     while (rc == 0 && p < end) {
@@ -2525,7 +2525,8 @@ static int load_meta(state_store *s, char **errptr)
                              strlen(META_FORMAT_KEY), &vlen, &rerr);
     if (rerr)
         return rdb_fail(s, NULL, "metadata get", rerr, errptr);
-    if (v && (vlen != strlen(META_FORMAT) || memcmp(v, META_FORMAT, vlen))) {
+    if (v &&
+        (vlen != strlen(META_FORMAT) || memcmp(v, META_FORMAT, vlen) != 0)) {
         int rc = err_set(errptr, WEIR_EINVAL,
                          "state directory %s has format '%.*s'; this host "
                          "reads format " META_FORMAT,
