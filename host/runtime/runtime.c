@@ -461,7 +461,79 @@ rt_ckpt_stats rt_ckpt_stats_get(rt_job *rt)
     return st;
 }
 
+/* One family of per-subtask samples of the host. */
+static void rt_metric_family(FILE *f, rt_job *rt, const char *name,
+                             const char *type, const char *help, int which)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    for (uint32_t i = 0; i < rt->n_tasks; i++) {
+        rt_task_stats s = rt_task_stats_get(rt, i);
+        if (which == 4 && s.watermark == WEIR_WATERMARK_MIN)
+            continue;
+        fprintf(f, "%s{job=\"%s\",operator=\"%s\",subtask=\"%u\"} ", name,
+                rt->job->name, s.op_id, s.index);
+        switch (which) {
+        case 0: fprintf(f, "%llu\n", (unsigned long long)s.records_in); break;
+        case 1: fprintf(f, "%llu\n", (unsigned long long)s.records_out); break;
+        case 2: fprintf(f, "%.9f\n", (double)s.blocked_ns / 1e9); break;
+        case 3: fprintf(f, "%llu\n", (unsigned long long)s.late_records); break;
+        default: fprintf(f, "%lld\n", (long long)s.watermark); break;
+        }
+    }
+}
+
+/* The job's checkpoint samples. */
+static void rt_metric_checkpoints(FILE *f, rt_job *rt)
+{
+    pthread_mutex_lock(&rt->ck_lock);
+    double v[5] = {(double)rt->ck_n_completed, (double)rt->ck_n_failed,
+                   rt->ck_last_ms, rt->ck_last_sync_ms, rt->ck_last_align_ms};
+    pthread_mutex_unlock(&rt->ck_lock);
+    static const char *const names[5][3] = {
+        {"weir_checkpoints_completed_total", "counter",
+         "Checkpoints completed."},
+        {"weir_checkpoints_failed_total", "counter",
+         "Checkpoints aborted (timed out, declined or not written)."},
+        {"weir_checkpoint_duration_ms", "gauge",
+         "Duration of the newest completed checkpoint."},
+        {"weir_checkpoint_sync_pause_ms", "gauge",
+         "Longest synchronous pause of a subtask in the newest checkpoint."},
+        {"weir_checkpoint_alignment_ms", "gauge",
+         "Longest barrier alignment of a subtask in the newest checkpoint."}};
+    for (int k = 0; k < 5; k++)
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s{job=\"%s\"} %.17g\n",
+                names[k][0], names[k][2], names[k][0], names[k][1], names[k][0],
+                rt->job->name, v[k]);
+}
+
 char *rt_metrics_render(rt_job *rt)
 {
-    return metrics_render(rt->metrics);
+    char *host = NULL, *plugins = metrics_render(rt->metrics), *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&host, &len);
+    if (!f || !plugins) {
+        if (f)
+            fclose(f);
+        free(host);
+        free(plugins);
+        return NULL;
+    }
+    rt_metric_family(f, rt, "weir_records_in_total", "counter",
+                     "Records a subtask received.", 0);
+    rt_metric_family(f, rt, "weir_records_out_total", "counter",
+                     "Records a subtask emitted.", 1);
+    rt_metric_family(f, rt, "weir_backpressured_seconds_total", "counter",
+                     "Time a subtask waited on full output channels.", 2);
+    rt_metric_family(f, rt, "weir_late_records_total", "counter",
+                     "Records that arrived behind the watermark.", 3);
+    rt_metric_family(f, rt, "weir_watermark_ms", "gauge",
+                     "A subtask's current event-time watermark.", 4);
+    if (rt->ck_enabled)
+        rt_metric_checkpoints(f, rt);
+    fclose(f);
+    if (asprintf(&out, "%s%s", host, plugins) < 0)
+        out = NULL;
+    free(host);
+    free(plugins);
+    return out;
 }

@@ -9,6 +9,7 @@
 #include "checkpoint/manifest.h"
 #include "common/crash.h"
 #include "common/log.h"
+#include "metrics/http.h"
 #include "runtime/runtime.h"
 
 /* Waits for the job, turning SIGINT/SIGTERM (blocked in every thread) into
@@ -39,6 +40,30 @@ static void worker_report(const rt_job *rt)
                 s.op_id, s.index, (unsigned long long)s.records_in,
                 (unsigned long long)s.records_out, (double)s.blocked_ns / 1e6);
     }
+}
+
+static char *worker_render(void *arg)
+{
+    return rt_metrics_render(arg);
+}
+
+/* Serves /metrics at metrics.listen while the job runs; NULL when unset or
+ * when it cannot listen (logged: monitoring does not stop the job). */
+static metrics_http *worker_serve_metrics(const topo_job *job, rt_job *rt)
+{
+    const char *listen = topo_param_str(&job->metrics, "listen");
+    metrics_http *h = NULL;
+    char *err = NULL;
+    if (!listen || !*listen)
+        return NULL;
+    if (metrics_http_start(listen, worker_render, rt, &h, &err) < 0) {
+        log_msg(WEIR_LOG_ERROR, "worker", "%s", err);
+        free(err);
+        return NULL;
+    }
+    log_msg(WEIR_LOG_INFO, "worker", "serving /metrics on port %d",
+            metrics_http_port(h));
+    return h;
 }
 
 /* Logs the job's metrics, one INFO line per sample ("metric ..."). */
@@ -139,8 +164,10 @@ int worker_main(const topo_job *job, const worker_options *opts)
         free(restore_dir);
         return WORKER_EXIT_UNRECOVERABLE;
     }
+    metrics_http *http = worker_serve_metrics(job, rt);
     worker_wait_signals(rt);
     int rc = rt_wait(rt, &err);
+    metrics_http_stop(http);
     worker_report(rt);
     worker_log_metrics(rt);
     rt_destroy(rt);
