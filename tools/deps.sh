@@ -8,6 +8,7 @@ PACKAGES=(
   librocksdb-dev libzmq3-dev libmsgpack-dev libyaml-dev libxxhash-dev
   libjansson-dev libmicrohttpd-dev libcmocka-dev
   python3 python3-zmq python3-msgpack python3-jsonschema python3-yaml sqlite3
+  prometheus
 )
 
 missing=()

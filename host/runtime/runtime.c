@@ -477,7 +477,7 @@ static void rt_metric_family(FILE *f, rt_job *rt, const char *name,
         case 1: fprintf(f, "%llu\n", (unsigned long long)s.records_out); break;
         case 2: fprintf(f, "%.9f\n", (double)s.blocked_ns / 1e9); break;
         case 3: fprintf(f, "%llu\n", (unsigned long long)s.late_records); break;
-        default: fprintf(f, "%lld\n", (long long)s.watermark); break;
+        default: fprintf(f, "%.3f\n", (double)s.watermark / 1e3); break;
         }
     }
 }
@@ -487,18 +487,19 @@ static void rt_metric_checkpoints(FILE *f, rt_job *rt)
 {
     pthread_mutex_lock(&rt->ck_lock);
     double v[5] = {(double)rt->ck_n_completed, (double)rt->ck_n_failed,
-                   rt->ck_last_ms, rt->ck_last_sync_ms, rt->ck_last_align_ms};
+                   rt->ck_last_ms / 1e3, rt->ck_last_sync_ms / 1e3,
+                   rt->ck_last_align_ms / 1e3};
     pthread_mutex_unlock(&rt->ck_lock);
     static const char *const names[5][3] = {
         {"weir_checkpoints_completed_total", "counter",
          "Checkpoints completed."},
         {"weir_checkpoints_failed_total", "counter",
          "Checkpoints aborted (timed out, declined or not written)."},
-        {"weir_checkpoint_duration_ms", "gauge",
+        {"weir_checkpoint_duration_seconds", "gauge",
          "Duration of the newest completed checkpoint."},
-        {"weir_checkpoint_sync_pause_ms", "gauge",
+        {"weir_checkpoint_sync_pause_seconds", "gauge",
          "Longest synchronous pause of a subtask in the newest checkpoint."},
-        {"weir_checkpoint_alignment_ms", "gauge",
+        {"weir_checkpoint_alignment_seconds", "gauge",
          "Longest barrier alignment of a subtask in the newest checkpoint."}};
     for (int k = 0; k < 5; k++)
         fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s{job=\"%s\"} %.17g\n",
@@ -526,8 +527,10 @@ char *rt_metrics_render(rt_job *rt)
                      "Time a subtask waited on full output channels.", 2);
     rt_metric_family(f, rt, "weir_late_records_total", "counter",
                      "Records that arrived behind the watermark.", 3);
-    rt_metric_family(f, rt, "weir_watermark_ms", "gauge",
-                     "A subtask's current event-time watermark.", 4);
+    rt_metric_family(f, rt, "weir_watermark_seconds", "gauge",
+                     "A subtask's current event-time watermark (seconds of "
+                     "event time).",
+                     4);
     if (rt->ck_enabled)
         rt_metric_checkpoints(f, rt);
     fclose(f);

@@ -819,7 +819,7 @@ static int fsrc_open(weir_ctx *ctx, void **self)
         goto fail;
     /* Optional: without metrics the counter stays NULL and updates are
      * no-ops. */
-    if (weir_metric_register(ctx, WEIR_METRIC_COUNTER, "bad_lines",
+    if (weir_metric_register(ctx, WEIR_METRIC_COUNTER, "file_source_bad_lines_total",
                              "lines skipped because they are not a usable "
                              "JSON object",
                              NULL, NULL, &s->bad_metric) < 0)

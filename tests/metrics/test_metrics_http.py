@@ -115,7 +115,12 @@ class MetricsHttp(unittest.TestCase):
             first = parse(r.read().decode())
         time.sleep(0.5)
         with urllib.request.urlopen(url, timeout=5) as r:
-            second = parse(r.read().decode())
+            text = r.read().decode()
+            second = parse(text)
+        # Prometheus' own linter on the same text.
+        lint = subprocess.run(["promtool", "check", "metrics"], input=text,
+                              capture_output=True, text=True)
+        self.assertEqual(lint.returncode, 0, lint.stdout + lint.stderr)
         out1 = value(first, "weir_records_out_total", operator="src")
         out2 = value(second, "weir_records_out_total", operator="src")
         self.assertIsNotNone(out1)
@@ -124,7 +129,7 @@ class MetricsHttp(unittest.TestCase):
                                  operator="sink"), 0)
         self.assertGreaterEqual(value(second,
                                       "weir_checkpoints_completed_total"), 1)
-        self.assertIsNotNone(value(second, "weir_checkpoint_duration_ms"))
+        self.assertIsNotNone(value(second, "weir_checkpoint_duration_seconds"))
         # 20 keys: after the first 20 records every record is a duplicate.
         dups = value(second, "dedupe_duplicates_total", operator="dd")
         self.assertIsNotNone(dups, sorted({n for n, _ in second}))
