@@ -11,7 +11,7 @@ cmake --build build -j"$(nproc)" >/dev/null
 
 rm -rf out
 echo "== weir run examples/clicks/clicks.yaml"
-build/bin/weir run examples/clicks/clicks.yaml
+WEIR_LOG=warn build/bin/weir run examples/clicks/clicks.yaml
 echo "== final count per user (last line per user of out/clicks-counts.jsonl, top 10):"
 /usr/bin/python3 - <<'PY'
 import json
