@@ -156,5 +156,31 @@ class Damaged(unittest.TestCase):
         self.assertNotIn("starting with empty state", text)
 
 
+class FreshStart(Damaged):
+    """With checkpoint.allow_fresh_start, a run whose checkpoints are all
+    damaged starts from empty state, saying so, instead of refusing."""
+
+    def setUp(self):
+        super().setUp()
+        with open(self.yaml) as f:
+            text = f.read()
+        with open(self.yaml, "w") as f:
+            f.write(text.replace("mode: exactly_once",
+                                 "mode: exactly_once, allow_fresh_start: true"))
+
+    def test_each_damage_falls_back(self):
+        pass  # covered by Damaged
+
+    def test_all_damaged_refuses_fresh_start(self):
+        ids = self.first_run(2)
+        for i in ids:
+            os.unlink(os.path.join(self.run_dir, "chk-%d" % i, "MANIFEST.json"))
+        rc, text = self.second_run()
+        self.assertEqual(rc, 0, text[-3000:])
+        self.assertIn("no valid checkpoint to restore", text)
+        self.assertIn("starting from empty state as "
+                      "checkpoint.allow_fresh_start allows", text)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

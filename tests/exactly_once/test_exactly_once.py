@@ -180,6 +180,38 @@ class ExactlyOnce(unittest.TestCase):
         self.assertEqual(job.wait(timeout=120), 0, job.text()[-3000:])
         self.check_at_least_once(job)
 
+    def test_from_checkpoint(self):
+        """A run killed midway (supervisor and worker, SIGKILL) and a new run
+        started with --from its newest checkpoint together commit every
+        record exactly once."""
+        self.make_job(n=30000, rate=15000)
+        job = Job(self.d)
+        deadline = time.time() + 30
+        while len(completed_ids(self.d)) < 3 and time.time() < deadline:
+            time.sleep(0.02)
+        worker = job.worker()
+        job.p.kill()
+        job.wait(timeout=10)
+        if worker:
+            try:
+                os.kill(worker, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        ids = completed_ids(self.d)
+        self.assertGreaterEqual(len(ids), 3, job.text()[-3000:])
+        run_dir = glob.glob(os.path.join(self.d, "ckpt", "eo", "*"))[0]
+        chk = os.path.join(run_dir, "chk-%d" % max(ids))
+        log = open(os.path.join(self.d, "from.txt"), "w")
+        p = subprocess.run([WEIR, "run", "--dir", PLUGINS, "--from", chk,
+                            os.path.join(self.d, "job.yaml")],
+                           stdout=log, stderr=log, timeout=120)
+        log.close()
+        with open(os.path.join(self.d, "from.txt")) as f:
+            text = f.read()
+        self.assertEqual(p.returncode, 0, text[-3000:])
+        self.assertIn("restoring checkpoint %d from %s" % (max(ids), chk), text)
+        self.check_exactly_once(job)
+
     def test_crash_points(self):
         points = ["barrier_received", "state_snapshotted", "manifest_written",
                   "manifest_renamed", "before_notify", "sink_precommit",
