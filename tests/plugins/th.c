@@ -4,7 +4,6 @@
 #include "th.h"
 
 #include <dlfcn.h>
-#include <errno.h>
 #include <ftw.h>
 #include <math.h>
 #include <msgpack.h>
@@ -16,16 +15,6 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-
-struct th_value {
-    const weir_param_def *def;
-    int set;
-    int b;
-    int64_t i;
-    double d;
-    char *s; /* exactly s_len bytes, no NUL */
-    size_t s_len;
-};
 
 static th_inst *th_of(weir_ctx *ctx)
 {
@@ -89,17 +78,7 @@ static uint32_t th_svc_parallelism(weir_ctx *ctx)
 static const th_value *th_value_of(weir_ctx *ctx, const char *name, int *rc)
 {
     th_inst *t = th_of(ctx);
-    for (size_t i = 0; i < t->n_vals; i++) {
-        if (strcmp(t->vals[i].def->name, name) == 0) {
-            if (!t->vals[i].set) {
-                *rc = WEIR_ENOTFOUND;
-                return NULL;
-            }
-            return &t->vals[i];
-        }
-    }
-    *rc = WEIR_ENOTFOUND;
-    return NULL;
+    return fp_find(t->vals, t->n_vals, name, rc);
 }
 
 static int th_svc_param_bool(weir_ctx *ctx, const char *name, int *out)
@@ -253,132 +232,13 @@ const weir_operator *th_load(const char *so, const char *name)
 /* Parameter validation (what the topology loader does before open)          */
 /* ------------------------------------------------------------------------ */
 
-static int th_unit(const char *unit, const char *const *names,
-                   const int64_t *mult, int64_t *out)
-{
-    for (size_t i = 0; names[i]; i++) {
-        if (strcmp(unit, names[i]) == 0) {
-            *out = mult[i];
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* Parses `text` as a value of def's type into v; returns a reason or NULL. */
-static const char *th_parse(const weir_param_def *def, const char *text,
-                            th_value *v)
-{
-    static const char *const dur_u[] = {"", "ms", "s", "m", "h", "d", NULL};
-    static const int64_t dur_m[] = {1, 1, 1000, 60000, 3600000, 86400000};
-    static const char *const size_u[] = {"",   "B",  "KiB", "MiB", "GiB",
-                                         "KB", "MB", "GB",  NULL};
-    static const int64_t size_m[] = {1,       1,    1024,    1 << 20,
-                                     1 << 30, 1000, 1000000, 1000000000};
-    char *end;
-    int64_t mult;
-    errno = 0;
-    switch (def->type) {
-    case WEIR_PARAM_BOOL:
-        if (strcmp(text, "true") && strcmp(text, "false"))
-            return "not a boolean";
-        v->b = strcmp(text, "true") == 0;
-        return NULL;
-    case WEIR_PARAM_INT:
-        v->i = strtoll(text, &end, 10);
-        if (errno || end == text || *end)
-            return "not an integer";
-        v->d = (double)v->i;
-        break;
-    case WEIR_PARAM_DOUBLE:
-        v->d = strtod(text, &end);
-        if (errno || end == text || *end)
-            return "not a number";
-        break;
-    case WEIR_PARAM_DURATION:
-    case WEIR_PARAM_SIZE:
-        v->i = strtoll(text, &end, 10);
-        if (errno || end == text)
-            return "not a number";
-        if (th_unit(end, def->type == WEIR_PARAM_SIZE ? size_u : dur_u,
-                    def->type == WEIR_PARAM_SIZE ? size_m : dur_m, &mult) < 0)
-            return "unknown unit";
-        v->i *= mult;
-        v->d = (double)v->i;
-        break;
-    case WEIR_PARAM_ENUM:
-        for (size_t i = 0; def->choices && def->choices[i]; i++)
-            if (strcmp(text, def->choices[i]) == 0)
-                goto string;
-        return "not one of the choices";
-    case WEIR_PARAM_STRING:
-    case WEIR_PARAM_ANY:
-    string:
-        v->s_len = strlen(text);
-        v->s = th_dup(text, v->s_len);
-        return NULL;
-    default: return "unknown type";
-    }
-    if ((def->flags & WEIR_PARAM_HAS_MIN) && v->d < def->min)
-        return "below the minimum";
-    if ((def->flags & WEIR_PARAM_HAS_MAX) && v->d > def->max)
-        return "above the maximum";
-    return NULL;
-}
-
 const char *th_check_default(const weir_param_def *def)
 {
     th_value v = {.def = def};
     const char *why =
-        def->default_value ? th_parse(def, def->default_value, &v) : NULL;
+        def->default_value ? fp_parse(def, def->default_value, NULL, &v) : NULL;
     free(v.s);
     return why;
-}
-
-static int th_validate(th_inst *t, const th_param *params)
-{
-    const weir_operator *op = t->op;
-    size_t n = 0;
-    while (op->params && op->params[n])
-        n++;
-    t->vals = calloc(n ? n : 1, sizeof *t->vals);
-    assert_non_null(t->vals);
-    t->n_vals = n;
-    for (size_t j = 0; params && params[j].name; j++) {
-        size_t i = 0;
-        while (i < n && strcmp(op->params[i]->name, params[j].name))
-            i++;
-        if (i == n) {
-            snprintf(t->error, sizeof t->error, "config.%s: unknown parameter",
-                     params[j].name);
-            return WEIR_EINVAL;
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        const weir_param_def *def = op->params[i];
-        const char *text = def->default_value;
-        th_value *v = &t->vals[i];
-        v->def = def;
-        for (size_t j = 0; params && params[j].name; j++)
-            if (strcmp(params[j].name, def->name) == 0)
-                text = params[j].value;
-        if (!text) {
-            if (def->flags & WEIR_PARAM_REQUIRED) {
-                snprintf(t->error, sizeof t->error,
-                         "config.%s: required parameter missing", def->name);
-                return WEIR_EINVAL;
-            }
-            continue;
-        }
-        const char *why = th_parse(def, text, v);
-        if (why) {
-            snprintf(t->error, sizeof t->error, "config.%s: '%s' is %s",
-                     def->name, text, why);
-            return WEIR_EINVAL;
-        }
-        v->set = 1;
-    }
-    return WEIR_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -396,7 +256,8 @@ th_inst *th_new(const weir_operator *op, const th_param *params, uint32_t sub,
     t->sub = sub;
     t->par = par;
     t->now_ms = 1000000;
-    t->param_rc = th_validate(t, params);
+    t->param_rc = fp_validate(op, params, NULL, &t->vals, &t->n_vals, t->error,
+                              sizeof t->error);
     return t;
 }
 
@@ -512,9 +373,7 @@ void th_free(th_inst *t)
     for (size_t i = 0; i < t->n_logs; i++)
         free(t->logs[i].msg);
     free(t->logs);
-    for (size_t i = 0; i < t->n_vals; i++)
-        free(t->vals[i].s);
-    free(t->vals);
+    fp_free(t->vals, t->n_vals);
     free(t->snap);
     free(t);
 }

@@ -21,13 +21,12 @@
 
 #include <jansson.h>
 
+#include "fake_params.h"
+
 #include "weir/weir.h"
 
 /* One parameter as written in YAML; a list ends with {NULL, NULL}. */
-typedef struct th_param {
-    const char *name;
-    const char *value;
-} th_param;
+typedef fp_param th_param;
 
 /* An emitted record (copies). */
 typedef struct th_rec {
@@ -44,7 +43,7 @@ typedef struct th_log {
     char *msg;
 } th_log;
 
-typedef struct th_value th_value;
+typedef fp_value th_value;
 
 typedef struct th_inst {
     weir_ctx ctx; /* first: services cast the ctx back to th_inst */

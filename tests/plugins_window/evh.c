@@ -14,15 +14,7 @@
 
 #include <cmocka.h>
 
-typedef struct evh_value {
-    const weir_param_def *def;
-    int set;
-    int b;
-    int64_t i;
-    double d;
-    char *s; /* exactly s_len bytes, no NUL (ANY: the msgpack bytes) */
-    size_t s_len;
-} evh_value;
+typedef fp_value evh_value;
 
 /* A stored entry: value state (no ukey), map entry, or a whole list. */
 typedef struct evh_entry {
@@ -165,14 +157,7 @@ static uint32_t evh_svc_parallelism(weir_ctx *ctx)
 static const evh_value *evh_param_of(weir_ctx *ctx, const char *name, int *rc)
 {
     evh *h = evh_of(ctx);
-    for (size_t i = 0; i < h->n_vals; i++) {
-        if (strcmp(h->vals[i].def->name, name) == 0) {
-            *rc = h->vals[i].set ? 0 : WEIR_ENOTFOUND;
-            return h->vals[i].set ? &h->vals[i] : NULL;
-        }
-    }
-    *rc = WEIR_ENOTFOUND;
-    return NULL;
+    return fp_find(h->vals, h->n_vals, name, rc);
 }
 
 static int evh_svc_param_bool(weir_ctx *ctx, const char *name, int *out)
@@ -846,117 +831,10 @@ json_t *evh_mp_to_json(const void *data, size_t len)
 /* Parameter validation (what the topology loader does before open)          */
 /* ------------------------------------------------------------------------ */
 
-static int evh_unit(const char *unit, const char *const *names,
-                    const int64_t *mult, int64_t *out)
-{
-    for (size_t i = 0; names[i]; i++) {
-        if (strcmp(unit, names[i]) == 0) {
-            *out = mult[i];
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* Parses `text` as a value of def's type into v; returns a reason or NULL. */
-static const char *evh_parse(const weir_param_def *def, const char *text,
-                             evh_value *v)
-{
-    static const char *const dur_u[] = {"", "ms", "s", "m", "h", "d", NULL};
-    static const int64_t dur_m[] = {1, 1, 1000, 60000, 3600000, 86400000};
-    char *end;
-    int64_t mult;
-    errno = 0;
-    switch (def->type) {
-    case WEIR_PARAM_BOOL:
-        if (strcmp(text, "true") && strcmp(text, "false"))
-            return "not a boolean";
-        v->b = strcmp(text, "true") == 0;
-        return NULL;
-    case WEIR_PARAM_INT:
-        v->i = strtoll(text, &end, 10);
-        if (errno || end == text || *end)
-            return "not an integer";
-        v->d = (double)v->i;
-        break;
-    case WEIR_PARAM_DOUBLE:
-        v->d = strtod(text, &end);
-        if (errno || end == text || *end)
-            return "not a number";
-        break;
-    case WEIR_PARAM_DURATION:
-        v->i = strtoll(text, &end, 10);
-        if (errno || end == text)
-            return "not a number";
-        if (evh_unit(end, dur_u, dur_m, &mult) < 0)
-            return "unknown unit";
-        v->i *= mult;
-        v->d = (double)v->i;
-        break;
-    case WEIR_PARAM_ENUM:
-        for (size_t i = 0; def->choices && def->choices[i]; i++)
-            if (strcmp(text, def->choices[i]) == 0)
-                goto string;
-        return "not one of the choices";
-    case WEIR_PARAM_STRING:
-    string:
-        v->s_len = strlen(text);
-        v->s = evh_dup(text, v->s_len);
-        return NULL;
-    case WEIR_PARAM_ANY: v->s = evh_json_to_mp(text, &v->s_len); return NULL;
-    default: return "unsupported type in the fake host";
-    }
-    if ((def->flags & WEIR_PARAM_HAS_MIN) && v->d < def->min)
-        return "below the minimum";
-    if ((def->flags & WEIR_PARAM_HAS_MAX) && v->d > def->max)
-        return "above the maximum";
-    return NULL;
-}
-
 static int evh_validate(evh *h, const evh_param *params)
 {
-    const weir_operator *op = h->op;
-    size_t n = 0;
-    while (op->params && op->params[n])
-        n++;
-    h->vals = calloc(n ? n : 1, sizeof *h->vals);
-    assert_non_null(h->vals);
-    h->n_vals = n;
-    for (size_t j = 0; params && params[j].name; j++) {
-        size_t i = 0;
-        while (i < n && strcmp(op->params[i]->name, params[j].name))
-            i++;
-        if (i == n) {
-            snprintf(h->error, sizeof h->error, "config.%s: unknown parameter",
-                     params[j].name);
-            return WEIR_EINVAL;
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        const weir_param_def *def = op->params[i];
-        const char *text = def->default_value;
-        evh_value *v = &h->vals[i];
-        v->def = def;
-        for (size_t j = 0; params && params[j].name; j++)
-            if (strcmp(params[j].name, def->name) == 0)
-                text = params[j].value;
-        if (!text) {
-            if (def->flags & WEIR_PARAM_REQUIRED) {
-                snprintf(h->error, sizeof h->error,
-                         "config.%s: required parameter missing", def->name);
-                return WEIR_EINVAL;
-            }
-            continue;
-        }
-        const char *why = evh_parse(def, text, v);
-        if (why) {
-            snprintf(h->error, sizeof h->error, "config.%s: '%s' is %s",
-                     def->name, text, why);
-            return WEIR_EINVAL;
-        }
-        v->set = 1;
-    }
-    return 0;
+    return fp_validate(h->op, params, evh_json_to_mp, &h->vals, &h->n_vals,
+                       h->error, sizeof h->error);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1028,9 +906,7 @@ int evh_open(evh *h)
 
 static void evh_free_params(evh *h)
 {
-    for (size_t i = 0; i < h->n_vals; i++)
-        free(h->vals[i].s);
-    free(h->vals);
+    fp_free(h->vals, h->n_vals);
     h->vals = NULL;
     h->n_vals = 0;
 }

@@ -34,14 +34,13 @@
 
 #include <jansson.h>
 
+#include "fake_params.h"
+
 #include "weir/weir.h"
 
 /* One parameter as written in YAML (ANY: as JSON text); a list ends with
  * {NULL, NULL}. */
-typedef struct evh_param {
-    const char *name;
-    const char *value;
-} evh_param;
+typedef fp_param evh_param;
 
 /* An emitted record (copies; key and value have a NUL after their bytes,
  * for printing). */
