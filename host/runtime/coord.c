@@ -44,6 +44,28 @@ uint64_t coord_poll(task *t)
     return id > t->ck_taken ? id : 0;
 }
 
+/*
+ * Counts one more failed checkpoint in a row; past
+ * checkpoint.tolerable_failed_checkpoints the job fails (and restarts from
+ * its last complete checkpoint under the restart strategy). Called with
+ * ck_lock held.
+ */
+static void coord_count_failure(rt_job *rt, const char *why)
+{
+    rt->ck_failed_in_row++;
+    if (rt->ck_tolerable_failed < 0 ||
+        rt->ck_failed_in_row <= rt->ck_tolerable_failed)
+        return;
+    char msg[1024];
+    snprintf(msg, sizeof msg,
+             "%lld checkpoints in a row failed, more than "
+             "checkpoint.tolerable_failed_checkpoints (%lld) allows; the last "
+             "one: %s",
+             (long long)rt->ck_failed_in_row,
+             (long long)rt->ck_tolerable_failed, why);
+    rt_fail(rt, WEIR_EIO, msg);
+}
+
 /* Starts checkpoint ck_next_id: creates its directory and asks the sources
  * and the finished subtasks to take part. Called with ck_lock held. */
 static void coord_trigger(rt_job *rt, int final)
@@ -53,10 +75,11 @@ static void coord_trigger(rt_job *rt, int final)
     if (!dir || fs_mkdirs(dir, &err) < 0) {
         log_msg(WEIR_LOG_WARN, "checkpoint", "checkpoint %llu not started: %s",
                 (unsigned long long)id, err ? err : "out of memory");
-        free(err);
         free(dir);
         rt->ck_n_failed++;
         rt->ck_last_end_ns = task_mono_ns();
+        coord_count_failure(rt, err ? err : "out of memory");
+        free(err);
         return;
     }
     free(dir);
@@ -134,6 +157,7 @@ static void coord_abort(rt_job *rt, const char *why)
     pthread_mutex_unlock(&rt->ck_lock);
     log_msg(WEIR_LOG_WARN, "checkpoint", "%scheckpoint %llu aborted: %s",
             final ? "final " : "", (unsigned long long)id, why);
+    coord_count_failure(rt, why);
     char *dir = ckpt_dir(rt->run_dir, id), *err = NULL;
     if (dir && fs_rmtree(dir, &err) < 0) {
         log_msg(WEIR_LOG_WARN, "checkpoint", "%s", err);
@@ -194,6 +218,7 @@ static void coord_finish(rt_job *rt)
     uint64_t id = rt->ck_inflight;
     rt->ck_inflight = 0;
     rt->ck_n_completed++;
+    rt->ck_failed_in_row = 0;
     rt->ck_last_end_ns = task_mono_ns();
     if (m.final)
         rt->ck_final_done = 1;

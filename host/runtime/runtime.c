@@ -42,6 +42,7 @@ static void rt_ckpt_settings(rt_job *rt, const rt_options *opts)
     rt->ck_min_pause_ms = topo_param_int(c, "min_pause");
     rt->ck_timeout_ms = topo_param_int(c, "timeout");
     rt->ck_retain = (uint32_t)topo_param_int(c, "retain");
+    rt->ck_tolerable_failed = topo_param_int(c, "tolerable_failed_checkpoints");
     pthread_mutex_init(&rt->ck_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -276,7 +277,8 @@ static int rt_prepare_state(rt_job *rt, char **errptr)
     char root[4096], dir[4200];
     snprintf(root, sizeof root, "%s/%s", topo_param_str(&job->state, "dir"),
              job->name);
-    int fd = fs_lock_dir(root, "state directory", errptr);
+    int fd = fs_lock_dir(root, "LOCK", "state directory",
+                         topo_param_int(&job->runtime, "lock_wait"), errptr);
     if (fd < 0)
         return fd;
     rt->state_lock_fd = fd;

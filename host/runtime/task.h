@@ -33,6 +33,8 @@ typedef struct rt_job {
     int ck_enabled, ck_exactly_once;
     int64_t ck_interval_ms, ck_min_pause_ms, ck_timeout_ms;
     uint32_t ck_retain;
+    int64_t ck_tolerable_failed; /* -1: any number */
+    int64_t ck_failed_in_row;    /* consecutive failures, under ck_lock */
     pthread_t ck_thread;
     int ck_thread_started;
     pthread_mutex_t ck_lock; /* guards the ck_ fields below */

@@ -39,6 +39,7 @@
 #include "supervisor/supervisor.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -191,17 +192,23 @@ int sup_on_failure(sup_tracker *t, int64_t now_ms, int64_t ran_ms,
 /* Run directory                                                             */
 /* ------------------------------------------------------------------------ */
 
+/* The job name as a path component: never "." or "..", never a '/'. */
+static const char *sup_job_dir_name(const topo_job *job)
+{
+    const char *name = job->name;
+    if (!name || !*name || !strcmp(name, ".") || !strcmp(name, "..") ||
+        strchr(name, '/'))
+        return "job";
+    return name;
+}
+
 int sup_run_dir_create(const topo_job *job, char **out, char **errptr)
 {
     *out = NULL;
     const char *base = topo_param_str(&job->checkpoint, "dir");
     if (!base || !*base)
         base = ".";
-    /* The job name is a path component: never "." or "..", never a '/'. */
-    const char *name = job->name;
-    if (!name || !*name || !strcmp(name, ".") || !strcmp(name, "..") ||
-        strchr(name, '/'))
-        name = "job";
+    const char *name = sup_job_dir_name(job);
     time_t now = time(NULL);
     struct tm tm;
     char stamp[32];
@@ -223,6 +230,54 @@ int sup_run_dir_create(const topo_job *job, char **out, char **errptr)
     return 0;
 }
 
+static int sup_has_keyed(const topo_job *job)
+{
+    for (size_t i = 0; i < job->n_ops; i++)
+        if (job->ops[i].reg->op.flags & WEIR_OP_KEYED)
+            return 1;
+    return 0;
+}
+
+/* Locks <section.dir>/<job>/RUN.LOCK into *fd. */
+static int sup_lock_one(const topo_job *job, const topo_params *section,
+                        const char *what, int *fd, char **errptr)
+{
+    const char *base = topo_param_str(section, "dir");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%s", base && *base ? base : ".",
+             sup_job_dir_name(job));
+    int rc = fs_lock_dir(dir, "RUN.LOCK", what,
+                         topo_param_int(&job->runtime, "lock_wait"), errptr);
+    if (rc < 0)
+        return rc;
+    *fd = rc;
+    return 0;
+}
+
+int sup_lock_run(const topo_job *job, int fds[2], char **errptr)
+{
+    fds[0] = fds[1] = -1;
+    int rc = 0;
+    if (topo_param_int(&job->checkpoint, "interval") > 0)
+        rc = sup_lock_one(job, &job->checkpoint, "checkpoint directory",
+                          &fds[0], errptr);
+    if (rc == 0 && sup_has_keyed(job))
+        rc = sup_lock_one(job, &job->state, "state directory", &fds[1],
+                          errptr);
+    if (rc < 0)
+        sup_unlock_run(fds);
+    return rc;
+}
+
+void sup_unlock_run(int fds[2])
+{
+    for (int i = 0; i < 2; i++) {
+        if (fds[i] >= 0)
+            close(fds[i]);
+        fds[i] = -1;
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* The supervisor process                                                    */
 /* ------------------------------------------------------------------------ */
@@ -239,7 +294,14 @@ typedef struct sup_state {
     int64_t start_ns; /* the running worker's fork */
     int64_t death_ns; /* the last failure's SIGCHLD; 0 before any */
     int64_t delay_ns; /* time spent in the last restart delay */
+    int64_t stop_ns;  /* when the first stop was forwarded */
+    int report_fd;    /* read end of the running worker's report pipe */
+    int reported;     /* the exit code the worker reported, or -1 */
 } sup_state;
+
+/* The worker gets this long past runtime.stop_timeout to end by itself
+ * (it ends itself at stop_timeout) before the supervisor kills it. */
+#define SUP_STOP_MARGIN_MS 5000
 
 static int64_t sup_now_ns(void)
 {
@@ -264,9 +326,22 @@ static const char *sup_code_cause(int code)
     case WORKER_EXIT_OK: return "finished";
     case WORKER_EXIT_FAILED: return "job failed";
     case WORKER_EXIT_UNRECOVERABLE: return "unrecoverable";
+    case WORKER_EXIT_LOCKED: return "state directory locked";
     case CRASH_EXIT_CODE: return "crash point";
     case 127: return "cannot execute the worker";
     default: return "unexpected exit code";
+    }
+}
+
+/* Whether exit code `code` can be taken as the worker's own: a code that
+ * ends the run counts only when the worker reported it. */
+static int sup_trusted(const sup_state *st, int code)
+{
+    switch (code) {
+    case WORKER_EXIT_OK:
+    case WORKER_EXIT_UNRECOVERABLE:
+    case WORKER_EXIT_LOCKED: return code == st->reported;
+    default: return 1;
     }
 }
 
@@ -286,7 +361,10 @@ static void sup_log_end(const sup_state *st, int status, double ran_s,
                 "worker %ld exited with code %d (%s) after "
                 "%.1f s",
                 (long)st->worker, WEXITSTATUS(status),
-                sup_code_cause(WEXITSTATUS(status)), ran_s);
+                sup_trusted(st, WEXITSTATUS(status))
+                    ? sup_code_cause(WEXITSTATUS(status))
+                    : "not reported by the worker",
+                ran_s);
 }
 
 /* Builds the worker's argv; the strings are borrowed except the attempt
@@ -303,7 +381,7 @@ static char **sup_worker_argv(const sup_state *st, char *num, size_t num_len)
     v[n++] = "--worker";
     v[n++] = "--run-dir";
     v[n++] = st->run_dir;
-    if (o->from && st->attempt == 0) {
+    if (o->from) { /* also on restarts: the run may have no checkpoint */
         v[n++] = "--from";
         v[n++] = (char *)o->from;
     }
@@ -320,43 +398,116 @@ static char **sup_worker_argv(const sup_state *st, char *num, size_t num_len)
 }
 
 /* The child side of the fork: async-signal-safe calls only. */
-static void sup_exec_worker(const sup_state *st, pid_t parent, char **argv)
+static void sup_exec_worker(const sup_state *st, pid_t parent, char **argv,
+                            char **envp, int report_fd)
 {
     setpgid(0, 0);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
         _exit(127);
     sigprocmask(SIG_SETMASK, &st->child_mask, NULL);
-    execv(argv[0], argv);
-    static const char msg[] = "weir: supervisor: cannot execute ";
-    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
-    w = write(STDERR_FILENO, argv[0], strlen(argv[0]));
-    w = write(STDERR_FILENO, "\n", 1);
+    /* The report pipe's write end is the one descriptor the worker keeps. */
+    fcntl(report_fd, F_SETFD, 0);
+    execve(argv[0], argv, envp);
+    /* One write, so that the line never interleaves with another's. */
+    char msg[4200];
+    static const char head[] = "weir: supervisor: cannot execute ";
+    size_t n = sizeof head - 1, a = strlen(argv[0]);
+    if (a > sizeof msg - n - 1)
+        a = sizeof msg - n - 1;
+    memcpy(msg, head, n);
+    memcpy(msg + n, argv[0], a);
+    msg[n + a] = '\n';
+    ssize_t w = write(STDERR_FILENO, msg, n + a + 1);
     (void)w;
     _exit(127);
+}
+
+/* The worker's environment: ours, with WORKER_REPORT_ENV set to `fd`.
+ * The strings are borrowed except the new entry, which lives in `buf`. */
+static char **sup_worker_env(int fd, char *buf, size_t len)
+{
+    extern char **environ;
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **v = calloc(n + 2, sizeof *v);
+    if (!v)
+        return NULL;
+    const size_t klen = strlen(WORKER_REPORT_ENV);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], WORKER_REPORT_ENV, klen) != 0 ||
+            environ[i][klen] != '=')
+            v[k++] = environ[i];
+    snprintf(buf, len, "%s=%d", WORKER_REPORT_ENV, fd);
+    v[k++] = buf;
+    v[k] = NULL;
+    return v;
+}
+
+/* Reads what the reaped worker reported on its pipe (it is gone, so the
+ * pipe holds all it wrote) and closes the pipe. */
+static void sup_read_report(sup_state *st)
+{
+    st->reported = -1;
+    if (st->report_fd < 0)
+        return;
+    char buf[64];
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(st->report_fd, buf + n, sizeof buf - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        if (n == sizeof buf - 1)
+            break;
+    }
+    buf[n] = 0;
+    int code;
+    char nl;
+    if (sscanf(buf, "exit %d%c", &code, &nl) == 2 && nl == '\n')
+        st->reported = code;
+    close(st->report_fd);
+    st->report_fd = -1;
 }
 
 /* Starts a worker with st->attempt. Returns 0, or -1 when fork failed
  * (logged). */
 static int sup_spawn(sup_state *st)
 {
-    char num[24];
+    char num[24], envbuf[64];
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) < 0) {
+        log_msg(WEIR_LOG_ERROR, SUP_WHO, "cannot start a worker: pipe: %s",
+                strerror(errno));
+        return -1;
+    }
     char **argv = sup_worker_argv(st, num, sizeof num);
-    if (!argv) {
+    char **envp = sup_worker_env(pfd[1], envbuf, sizeof envbuf);
+    if (!argv || !envp) {
         log_msg(WEIR_LOG_ERROR, SUP_WHO, "out of memory");
+        free(argv), free(envp);
+        close(pfd[0]), close(pfd[1]);
         return -1;
     }
     pid_t parent = getpid();
     pid_t pid = fork();
     int err = errno;
     if (pid == 0)
-        sup_exec_worker(st, parent, argv);
+        sup_exec_worker(st, parent, argv, envp, pfd[1]);
     int64_t now = sup_now_ns();
     free(argv);
+    free(envp);
+    close(pfd[1]);
     if (pid < 0) {
+        close(pfd[0]);
         log_msg(WEIR_LOG_ERROR, SUP_WHO, "cannot start a worker: fork: %s",
                 strerror(err));
         return -1;
     }
+    st->report_fd = pfd[0];
     st->worker = pid;
     st->start_ns = now;
     log_msg(WEIR_LOG_INFO, SUP_WHO, "worker %ld started (attempt %d)",
@@ -383,6 +534,7 @@ static void sup_forward(sup_state *st, int sig)
                 (long)st->worker);
         kill(st->worker, sig);
         st->stop = 1;
+        st->stop_ns = sup_now_ns();
     } else {
         log_msg(WEIR_LOG_WARN, SUP_WHO, "%s again: killing worker %ld", name,
                 (long)st->worker);
@@ -395,10 +547,30 @@ static void sup_forward(sup_state *st, int sig)
  * Returns its wait status; sets st->death_ns. */
 static int sup_wait_worker(sup_state *st)
 {
+    const int64_t grace_ns =
+        (topo_param_int(&st->job->runtime, "stop_timeout") +
+         SUP_STOP_MARGIN_MS) *
+        1000000;
     for (;;) {
         siginfo_t si;
-        int sig = sigwaitinfo(&st->waitset, &si);
-        if (sig < 0) /* EINTR (e.g. after SIGCONT) */
+        int sig;
+        if (st->stop == 1) {
+            int64_t left = st->stop_ns + grace_ns - sup_now_ns();
+            if (left <= 0) {
+                log_msg(WEIR_LOG_ERROR, SUP_WHO,
+                        "worker %ld did not stop within %.1f s: killing it",
+                        (long)st->worker, (double)grace_ns / 1e9);
+                kill(st->worker, SIGKILL);
+                st->stop = 2;
+                continue;
+            }
+            struct timespec ts = {(time_t)(left / 1000000000),
+                                  (long)(left % 1000000000)};
+            sig = sigtimedwait(&st->waitset, &si, &ts);
+        } else {
+            sig = sigwaitinfo(&st->waitset, &si);
+        }
+        if (sig < 0) /* EINTR (e.g. after SIGCONT), EAGAIN */
             continue;
         if (sig != SIGCHLD) {
             sup_forward(st, sig);
@@ -414,6 +586,7 @@ static int sup_wait_worker(sup_state *st)
             if (r < 0) /* cannot happen: the worker is our child */
                 status = WORKER_EXIT_FAILED << 8;
             st->death_ns = now;
+            sup_read_report(st);
             return status;
         }
     }
@@ -456,6 +629,15 @@ static int sup_decide(sup_state *st, sup_tracker *tr, int status)
 {
     double ran_s = (double)(st->death_ns - st->start_ns) / 1e9;
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (code >= 0 && !sup_trusted(st, code)) {
+        /* Not the worker's own decision: a plugin called exit(), or the
+         * worker died before it could say why. */
+        log_msg(WEIR_LOG_WARN, SUP_WHO,
+                "worker %ld exited with code %d without reporting it (a "
+                "plugin may have called exit()): a failure",
+                (long)st->worker, code);
+        code = -1;
+    }
     if (code == WORKER_EXIT_OK) {
         sup_log_end(st, status, ran_s, WEIR_LOG_INFO);
         log_msg(WEIR_LOG_INFO, SUP_WHO, "job '%s' %s", st->job->name,
@@ -467,6 +649,14 @@ static int sup_decide(sup_state *st, sup_tracker *tr, int status)
         log_msg(WEIR_LOG_ERROR, SUP_WHO,
                 "job '%s' cannot be recovered: not restarting", st->job->name);
         return SUP_EXIT_NO_CHECKPOINT;
+    }
+    if (code == WORKER_EXIT_LOCKED) {
+        sup_log_end(st, status, ran_s, WEIR_LOG_ERROR);
+        log_msg(WEIR_LOG_ERROR, SUP_WHO,
+                "job '%s': its state directory is locked by another process: "
+                "not restarting",
+                st->job->name);
+        return SUP_EXIT_LOCKED;
     }
     sup_log_end(st, status, ran_s, st->stop ? WEIR_LOG_ERROR : WEIR_LOG_WARN);
     if (st->stop) {
@@ -522,11 +712,19 @@ int sup_run(const topo_job *job, const sup_options *opts)
         log_msg(WEIR_LOG_ERROR, SUP_WHO, "no weir binary or job to run");
         return SUP_EXIT_USAGE;
     }
-    sup_state st = {.job = job, .opts = opts};
+    sup_state st = {.job = job, .opts = opts, .report_fd = -1};
     char *err = NULL;
+    int locks[2];
+    int lrc = sup_lock_run(job, locks, &err);
+    if (lrc < 0) {
+        log_msg(WEIR_LOG_ERROR, SUP_WHO, "%s", err);
+        free(err);
+        return lrc == FS_ELOCKED ? SUP_EXIT_LOCKED : SUP_EXIT_FAILED;
+    }
     if (sup_run_dir_create(job, &st.run_dir, &err) < 0) {
         log_msg(WEIR_LOG_ERROR, SUP_WHO, "%s", err);
         free(err);
+        sup_unlock_run(locks);
         return SUP_EXIT_USAGE;
     }
     sigemptyset(&st.waitset);
@@ -550,5 +748,6 @@ int sup_run(const topo_job *job, const sup_options *opts)
     int rc = sup_loop(&st, &tr);
     sup_tracker_free(&tr);
     free(st.run_dir);
+    sup_unlock_run(locks);
     return rc;
 }

@@ -8,12 +8,18 @@
  * executing the weir binary again as
  *     weir run --worker --run-dir RUN_DIR [--from PATH] [--dir D]... JOB.yaml
  * The worker (runtime/worker.h) restores from the newest valid checkpoint of
- * RUN_DIR (or PATH on its first start), runs, and exits with one of the
- * WORKER_EXIT_* codes. A worker that dies by a signal (SIGKILL, a plugin's
- * SIGSEGV) or exits WORKER_EXIT_FAILED or CRASH_EXIT_CODE is restarted,
- * after the delay the strategy gives, until the strategy gives up. Every
- * restart is logged with its cause. SIGINT/SIGTERM are forwarded to the
- * worker (which stops gracefully); a second one kills it.
+ * RUN_DIR (or PATH while the run has none), runs, reports its exit code on
+ * a pipe (WORKER_REPORT_ENV) and exits with it. Only a reported
+ * WORKER_EXIT_OK counts as a finished job and only a reported
+ * WORKER_EXIT_UNRECOVERABLE or WORKER_EXIT_LOCKED ends the run without a
+ * restart; any other end (a signal such as SIGKILL or a plugin's SIGSEGV,
+ * an unreported exit such as a plugin's exit(0), WORKER_EXIT_FAILED) is a
+ * failure, restarted after the delay the strategy gives until the strategy
+ * gives up. Every restart is logged with its cause. SIGINT/SIGTERM are
+ * forwarded to the worker (which stops gracefully); a second one, or a
+ * worker still running runtime.stop_timeout plus a margin after the first,
+ * is killed. The supervisor holds the run's directory locks
+ * (sup_lock_run) from start to end, across restarts.
  *
  * Thread: main thread only.
  */
@@ -30,6 +36,7 @@
 #define SUP_EXIT_USAGE         2 /* bad usage, topology or plugin */
 #define SUP_EXIT_EXHAUSTED     3 /* restarts exhausted by the strategy */
 #define SUP_EXIT_NO_CHECKPOINT 4 /* no valid checkpoint to restore */
+#define SUP_EXIT_LOCKED        5 /* another process runs this job */
 
 typedef enum sup_kind {
     SUP_NONE = 0,
@@ -90,6 +97,18 @@ typedef struct sup_options {
  * with the reason in *errptr.
  */
 int sup_run_dir_create(const topo_job *job, char **out, char **errptr);
+
+/*
+ * Locks the job's directories for the whole run: <checkpoint.dir>/<job>
+ * when checkpoints are enabled and <state.dir>/<job> when an operator is
+ * keyed (the file RUN.LOCK in each), waiting up to runtime.lock_wait for a
+ * process that still holds one. The descriptors go to fds[0] and fds[1]
+ * (-1 when not needed; close them to release, see sup_unlock_run). Returns
+ * 0, FS_ELOCKED with a message naming the directory and the holder's pid,
+ * or another negative WEIR_E* code.
+ */
+int sup_lock_run(const topo_job *job, int fds[2], char **errptr);
+void sup_unlock_run(int fds[2]);
 
 /* Supervises the job until it finishes or the strategy gives up; returns a
  * SUP_EXIT_* code. It blocks SIGINT, SIGTERM and SIGCHLD in the calling
