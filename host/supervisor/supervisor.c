@@ -238,6 +238,13 @@ static int sup_has_keyed(const topo_job *job)
     return 0;
 }
 
+/*
+ * The longest wait for a run lock. Its holder is a supervisor: one thread,
+ * which releases its locks as soon as it dies, so a longer wait only delays
+ * the refusal of a second run of a job that is running.
+ */
+#define SUP_RUN_LOCK_WAIT_MS 1000
+
 /* Locks <section.dir>/<job>/RUN.LOCK into *fd. */
 static int sup_lock_one(const topo_job *job, const topo_params *section,
                         const char *what, int *fd, char **errptr)
@@ -246,8 +253,10 @@ static int sup_lock_one(const topo_job *job, const topo_params *section,
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/%s", base && *base ? base : ".",
              sup_job_dir_name(job));
-    int rc = fs_lock_dir(dir, "RUN.LOCK", what,
-                         topo_param_int(&job->runtime, "lock_wait"), errptr);
+    int64_t wait_ms = topo_param_int(&job->runtime, "lock_wait");
+    if (wait_ms > SUP_RUN_LOCK_WAIT_MS)
+        wait_ms = SUP_RUN_LOCK_WAIT_MS;
+    int rc = fs_lock_dir(dir, "RUN.LOCK", what, wait_ms, errptr);
     if (rc < 0)
         return rc;
     *fd = rc;

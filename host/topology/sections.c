@@ -32,10 +32,11 @@ static const weir_param_def rt_channel_capacity =
       "pressure; the ZeroMQ high-water mark).");
 static const weir_param_def rt_lock_wait =
     P("lock_wait", WEIR_PARAM_DURATION, "10s", MINMAX, 0, 3600000,
-      "How long a run waits for the locks on its state and checkpoint "
-      "directories while another process holds them (such as the worker "
-      "of a run that was just killed) before it gives up with exit code "
-      "5.");
+      "How long a worker waits for the lock on its state directory while "
+      "another process holds it (such as the worker of a run that was just "
+      "killed, whose threads are still exiting) before it gives up with "
+      "exit code 5; a run of a job that another weir run is running is "
+      "refused after at most 1s.");
 static const weir_param_def rt_stop_timeout =
     P("stop_timeout", WEIR_PARAM_DURATION, "30s", MINMAX, 100, 86400000,
       "After SIGINT or SIGTERM, how long the job may take to stop "
