@@ -78,12 +78,17 @@ static char *worker_render(void *arg)
  * when it cannot listen (logged: monitoring does not stop the job). */
 static metrics_http *worker_serve_metrics(const topo_job *job, rt_job *rt)
 {
-    const char *listen = topo_param_str(&job->metrics, "listen");
+    metrics_http_options o = {
+        .listen = topo_param_str(&job->metrics, "listen"),
+        .max_connections =
+            (unsigned)topo_param_int(&job->metrics, "max_connections"),
+        .timeout_ms = topo_param_int(&job->metrics, "connection_timeout"),
+    };
     metrics_http *h = NULL;
     char *err = NULL;
-    if (!listen || !*listen)
+    if (!o.listen || !*o.listen)
         return NULL;
-    if (metrics_http_start(listen, worker_render, rt, &h, &err) < 0) {
+    if (metrics_http_start(&o, worker_render, rt, &h, &err) < 0) {
         log_msg(WEIR_LOG_ERROR, "worker", "%s", err);
         free(err);
         return NULL;

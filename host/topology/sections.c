@@ -174,8 +174,18 @@ static const weir_param_def mx_listen =
 static const weir_param_def mx_interval =
     P("interval", WEIR_PARAM_DURATION, "10s", MINMAX, 100, 3600000,
       "How often rates and gauges are sampled.");
-static const weir_param_def *const topo_metrics_defs[] = {&mx_listen,
-                                                          &mx_interval, NULL};
+static const weir_param_def mx_max_connections =
+    P("max_connections", WEIR_PARAM_INT, "32", MINMAX, 1, 1024,
+      "Connections to /metrics held at once, half of them per client "
+      "address; more are refused, so that clients cannot exhaust the "
+      "worker's file descriptors.");
+static const weir_param_def mx_connection_timeout =
+    P("connection_timeout", WEIR_PARAM_DURATION, "10s", MINMAX, 1000, 3600000,
+      "A /metrics connection idle for this long is closed (whole seconds, "
+      "rounded up).");
+static const weir_param_def *const topo_metrics_defs[] = {
+    &mx_listen, &mx_interval, &mx_max_connections, &mx_connection_timeout,
+    NULL};
 
 /* --- watermarks (per source operator) --- */
 static const weir_param_def wm_out_of_orderness =
