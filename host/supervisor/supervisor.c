@@ -245,7 +245,7 @@ static int sup_has_keyed(const topo_job *job)
  */
 #define SUP_RUN_LOCK_WAIT_MS 1000
 
-/* Locks <section.dir>/<job>/RUN.LOCK into *fd. */
+/* Locks <section.dir>/<job>/.run.lock into *fd. */
 static int sup_lock_one(const topo_job *job, const topo_params *section,
                         const char *what, int *fd, char **errptr)
 {
@@ -256,7 +256,7 @@ static int sup_lock_one(const topo_job *job, const topo_params *section,
     int64_t wait_ms = topo_param_int(&job->runtime, "lock_wait");
     if (wait_ms > SUP_RUN_LOCK_WAIT_MS)
         wait_ms = SUP_RUN_LOCK_WAIT_MS;
-    int rc = fs_lock_dir(dir, "RUN.LOCK", what, wait_ms, errptr);
+    int rc = fs_lock_dir(dir, ".run.lock", what, wait_ms, errptr);
     if (rc < 0)
         return rc;
     *fd = rc;

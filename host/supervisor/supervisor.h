@@ -101,7 +101,7 @@ int sup_run_dir_create(const topo_job *job, char **out, char **errptr);
 /*
  * Locks the job's directories for the whole run: <checkpoint.dir>/<job>
  * when checkpoints are enabled and <state.dir>/<job> when an operator is
- * keyed (the file RUN.LOCK in each), waiting up to runtime.lock_wait, but
+ * keyed (the file .run.lock in each), waiting up to runtime.lock_wait, but
  * at most 1 s, for a process that still holds one. The descriptors go to fds[0] and fds[1]
  * (-1 when not needed; close them to release, see sup_unlock_run). Returns
  * 0, FS_ELOCKED with a message naming the directory and the holder's pid,

@@ -68,8 +68,9 @@ def test_env(**extra):
 
 
 def run_dirs(job_dir):
-    """The run directories under <checkpoint.dir>/<job> (not RUN.LOCK)."""
-    return [d for d in os.listdir(job_dir) if d != "RUN.LOCK"]
+    """The run directories under <checkpoint.dir>/<job> (not the hidden
+    .run.lock)."""
+    return [d for d in os.listdir(job_dir) if not d.startswith(".")]
 
 
 def proc_info(pid):
