@@ -162,8 +162,8 @@ static void run_block_stop_signals(void)
 static int run_in_process(const topo_job *job, const run_args *a)
 {
     char *run_dir = NULL, *err = NULL;
-    int locks[2];
-    int rc = sup_lock_run(job, locks, &err);
+    sup_locks locks;
+    int rc = sup_lock_run(job, &locks, &err);
     if (rc < 0) {
         fprintf(stderr, "weir run: %s\n", err);
         free(err);
@@ -172,13 +172,13 @@ static int run_in_process(const topo_job *job, const run_args *a)
     if (sup_run_dir_create(job, &run_dir, &err) < 0) {
         fprintf(stderr, "weir run: %s\n", err);
         free(err);
-        sup_unlock_run(locks);
+        sup_unlock_run(&locks);
         return CLI_EXIT_USAGE;
     }
     worker_options wo = {.run_dir = run_dir, .from = a->from, .attempt = 0};
     rc = worker_main(job, &wo);
     free(run_dir);
-    sup_unlock_run(locks);
+    sup_unlock_run(&locks);
     switch (rc) {
     case WORKER_EXIT_OK: return CLI_EXIT_OK;
     case WORKER_EXIT_UNRECOVERABLE: return SUP_EXIT_NO_CHECKPOINT;

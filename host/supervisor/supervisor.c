@@ -245,46 +245,102 @@ static int sup_has_keyed(const topo_job *job)
  */
 #define SUP_RUN_LOCK_WAIT_MS 1000
 
-/* Locks <section.dir>/<job>/.run.lock into *fd. */
-static int sup_lock_one(const topo_job *job, const topo_params *section,
-                        const char *what, int *fd, char **errptr)
+/* Locks `name` in `dir` and appends the descriptor to `l`. */
+static int sup_lock_add(const topo_job *job, sup_locks *l, const char *dir,
+                        const char *name, const char *what, char **errptr)
+{
+    int *v = realloc(l->fd, (l->n + 1) * sizeof *v);
+    if (!v)
+        return err_set(errptr, WEIR_ENOMEM, "out of memory");
+    l->fd = v;
+    int64_t wait_ms = topo_param_int(&job->runtime, "lock_wait");
+    if (wait_ms > SUP_RUN_LOCK_WAIT_MS)
+        wait_ms = SUP_RUN_LOCK_WAIT_MS;
+    int rc = fs_lock_dir(dir, name, what, wait_ms, errptr);
+    if (rc < 0)
+        return rc;
+    l->fd[l->n++] = rc;
+    return 0;
+}
+
+/* Locks <section.dir>/<job>/.run.lock. */
+static int sup_lock_section(const topo_job *job, sup_locks *l,
+                            const topo_params *section, const char *what,
+                            char **errptr)
 {
     const char *base = topo_param_str(section, "dir");
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/%s", base && *base ? base : ".",
              sup_job_dir_name(job));
-    int64_t wait_ms = topo_param_int(&job->runtime, "lock_wait");
-    if (wait_ms > SUP_RUN_LOCK_WAIT_MS)
-        wait_ms = SUP_RUN_LOCK_WAIT_MS;
-    int rc = fs_lock_dir(dir, ".run.lock", what, wait_ms, errptr);
-    if (rc < 0)
-        return rc;
-    *fd = rc;
+    return sup_lock_add(job, l, dir, ".run.lock", what, errptr);
+}
+
+/* Whether an earlier output parameter of the job names the same path
+ * (locking it twice would find it locked by ourselves). */
+static int sup_output_seen(const topo_job *job, size_t op, size_t k)
+{
+    const topo_value *v = &job->ops[op].config.v[k];
+    for (size_t i = 0; i <= op; i++) {
+        const topo_params *p = &job->ops[i].config;
+        for (size_t j = 0; j < (i == op ? k : p->n); j++)
+            if (p->v[j].is_set && p->v[j].str &&
+                (p->v[j].def->flags & WEIR_PARAM_OUTPUT_PATH) &&
+                !strcmp(p->v[j].str, v->str))
+                return 1;
+    }
     return 0;
 }
 
-int sup_lock_run(const topo_job *job, int fds[2], char **errptr)
+/* Locks the file .<base>.run.lock beside an operator's output path. */
+static int sup_lock_output(const topo_job *job, sup_locks *l, size_t op,
+                           size_t k, char **errptr)
 {
-    fds[0] = fds[1] = -1;
-    int rc = 0;
-    if (topo_param_int(&job->checkpoint, "interval") > 0)
-        rc = sup_lock_one(job, &job->checkpoint, "checkpoint directory",
-                          &fds[0], errptr);
-    if (rc == 0 && sup_has_keyed(job))
-        rc = sup_lock_one(job, &job->state, "state directory", &fds[1],
-                          errptr);
-    if (rc < 0)
-        sup_unlock_run(fds);
+    const char *path = job->ops[op].config.v[k].str;
+    char dir[4096], name[1024], what[512];
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+        return 0; /* a directory spelled with a trailing '/': none beside */
+    if (slash)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path + 1), path);
+    else
+        snprintf(dir, sizeof dir, ".");
+    snprintf(name, sizeof name, ".%s.run.lock", base);
+    snprintf(what, sizeof what, "output %s of operator '%s'", path,
+             job->ops[op].id);
+    int rc = sup_lock_add(job, l, dir, name, what, errptr);
     return rc;
 }
 
-void sup_unlock_run(int fds[2])
+int sup_lock_run(const topo_job *job, sup_locks *out, char **errptr)
 {
-    for (int i = 0; i < 2; i++) {
-        if (fds[i] >= 0)
-            close(fds[i]);
-        fds[i] = -1;
+    *out = (sup_locks){0};
+    int rc = 0;
+    if (topo_param_int(&job->checkpoint, "interval") > 0)
+        rc = sup_lock_section(job, out, &job->checkpoint,
+                              "checkpoint directory", errptr);
+    if (rc == 0 && sup_has_keyed(job))
+        rc = sup_lock_section(job, out, &job->state, "state directory",
+                              errptr);
+    for (size_t i = 0; rc == 0 && i < job->n_ops; i++) {
+        const topo_params *p = &job->ops[i].config;
+        for (size_t k = 0; rc == 0 && k < p->n; k++)
+            if (p->v[k].is_set && p->v[k].str && *p->v[k].str &&
+                (p->v[k].def->flags & WEIR_PARAM_OUTPUT_PATH) &&
+                !sup_output_seen(job, i, k))
+                rc = sup_lock_output(job, out, i, k, errptr);
     }
+    if (rc < 0)
+        sup_unlock_run(out);
+    return rc;
+}
+
+void sup_unlock_run(sup_locks *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        close(l->fd[i]);
+    free(l->fd);
+    *l = (sup_locks){0};
 }
 
 /* ------------------------------------------------------------------------ */
@@ -723,8 +779,8 @@ int sup_run(const topo_job *job, const sup_options *opts)
     }
     sup_state st = {.job = job, .opts = opts, .report_fd = -1};
     char *err = NULL;
-    int locks[2];
-    int lrc = sup_lock_run(job, locks, &err);
+    sup_locks locks;
+    int lrc = sup_lock_run(job, &locks, &err);
     if (lrc < 0) {
         log_msg(WEIR_LOG_ERROR, SUP_WHO, "%s", err);
         free(err);
@@ -733,7 +789,7 @@ int sup_run(const topo_job *job, const sup_options *opts)
     if (sup_run_dir_create(job, &st.run_dir, &err) < 0) {
         log_msg(WEIR_LOG_ERROR, SUP_WHO, "%s", err);
         free(err);
-        sup_unlock_run(locks);
+        sup_unlock_run(&locks);
         return SUP_EXIT_USAGE;
     }
     sigemptyset(&st.waitset);
@@ -757,6 +813,6 @@ int sup_run(const topo_job *job, const sup_options *opts)
     int rc = sup_loop(&st, &tr);
     sup_tracker_free(&tr);
     free(st.run_dir);
-    sup_unlock_run(locks);
+    sup_unlock_run(&locks);
     return rc;
 }

@@ -26,6 +26,7 @@
 #ifndef WEIR_HOST_SUPERVISOR_H
 #define WEIR_HOST_SUPERVISOR_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "topology/topology.h"
@@ -98,17 +99,24 @@ typedef struct sup_options {
  */
 int sup_run_dir_create(const topo_job *job, char **out, char **errptr);
 
+/* The locks of a run (sup_lock_run). */
+typedef struct sup_locks {
+    int *fd;
+    size_t n;
+} sup_locks;
+
 /*
- * Locks the job's directories for the whole run: <checkpoint.dir>/<job>
+ * Locks what the run writes, for the whole run: <checkpoint.dir>/<job>
  * when checkpoints are enabled and <state.dir>/<job> when an operator is
- * keyed (the file .run.lock in each), waiting up to runtime.lock_wait, but
- * at most 1 s, for a process that still holds one. The descriptors go to fds[0] and fds[1]
- * (-1 when not needed; close them to release, see sup_unlock_run). Returns
- * 0, FS_ELOCKED with a message naming the directory and the holder's pid,
- * or another negative WEIR_E* code.
+ * keyed (the file .run.lock in each), and every operator parameter flagged
+ * WEIR_PARAM_OUTPUT_PATH (the file .<name>.run.lock beside the path). It
+ * waits up to runtime.lock_wait, but at most 1 s, for a process that still
+ * holds one. Returns 0, FS_ELOCKED with a message naming the path and the
+ * holder's pid, or another negative WEIR_E* code; on failure nothing stays
+ * locked. Release with sup_unlock_run().
  */
-int sup_lock_run(const topo_job *job, int fds[2], char **errptr);
-void sup_unlock_run(int fds[2]);
+int sup_lock_run(const topo_job *job, sup_locks *out, char **errptr);
+void sup_unlock_run(sup_locks *locks);
 
 /* Supervises the job until it finishes or the strategy gives up; returns a
  * SUP_EXIT_* code. It blocks SIGINT, SIGTERM and SIGCHLD in the calling

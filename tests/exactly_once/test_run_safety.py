@@ -219,6 +219,27 @@ class Locks(ExactlyOnceJob):
         self.assertEqual(first.wait(), SUP_EXIT_OK, first.text()[-3000:])
         self.check_exactly_once(first.text())
 
+    def test_other_job_writing_the_same_output_refused(self):
+        """Another job (another name, other state and checkpoints) whose
+        file_sink writes the running job's output directory is refused with
+        exit 5 naming the output; the running job's output stays
+        exactly-once."""
+        job = self.make_job()
+        first = self.run_weir("first", job)
+        self.wait_checkpoints(first, 1)
+        other = self.write("other.yaml", open(job).read()
+                           .replace("job: eo", "job: other")
+                           .replace("/ckpt'", "/ckpt2'")
+                           .replace("/state'", "/state2'"))
+        second = self.run_weir("second", other)
+        rc = second.wait(timeout=30)
+        text = second.text()
+        self.assertEqual(rc, SUP_EXIT_LOCKED, text)
+        self.assertRegex(text, r"output \S+/out of operator 'sink' \S+ is "
+                         r"locked by process %d" % first.p.pid)
+        self.assertEqual(first.wait(), SUP_EXIT_OK, first.text()[-3000:])
+        self.check_exactly_once(first.text())
+
     def test_resume_right_after_group_kill(self):
         """SIGKILL of the supervisor's process group, then `weir run --from`
         at once: the new run waits for the dying worker's locks instead of
