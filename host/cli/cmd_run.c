@@ -177,6 +177,7 @@ static int run_in_process(const topo_job *job, const run_args *a)
     }
     worker_options wo = {.run_dir = run_dir, .from = a->from, .attempt = 0};
     rc = worker_main(job, &wo);
+    sup_run_dir_finish(job, run_dir);
     free(run_dir);
     sup_unlock_run(&locks);
     switch (rc) {

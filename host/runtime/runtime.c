@@ -172,6 +172,7 @@ static int rt_make_tasks(rt_job *rt, char **errptr)
         t->wm_idle_ns =
             topo_param_int(&t->op->watermarks, "idle_timeout") * 1000000;
         t->last_emit_ns = task_mono_ns();
+        pthread_mutex_init(&t->pub_lock, NULL);
     }
     /* Bind every input before any connect, so no connect waits. */
     for (uint32_t i = 0; i < rt->n_tasks; i++) {
@@ -350,6 +351,7 @@ fail:
 
 void rt_request_stop(rt_job *rt)
 {
+    atomic_store(&rt->stop_requested, 1);
     if (atomic_exchange(&rt->stopping, 1))
         atomic_store(&rt->cancelled, 1);
 }
@@ -431,6 +433,8 @@ static void rt_free_task(task *t)
     free(t->in_barrier);
     free(t->snap_buf);
     free(t->error);
+    free(t->pub);
+    pthread_mutex_destroy(&t->pub_lock);
 }
 
 void rt_destroy(rt_job *rt)
@@ -451,6 +455,19 @@ void rt_destroy(rt_job *rt)
     pthread_mutex_destroy(&rt->ck_lock);
     pthread_cond_destroy(&rt->ck_cond);
     free(rt);
+}
+
+size_t rt_task_states(rt_job *rt, uint32_t i, rt_state_info *out, size_t cap)
+{
+    if (i >= rt->n_tasks)
+        return 0;
+    task *t = &rt->tasks[i];
+    pthread_mutex_lock(&t->pub_lock);
+    size_t n = t->n_pub;
+    for (size_t k = 0; k < n && k < cap; k++)
+        out[k] = t->pub[k];
+    pthread_mutex_unlock(&t->pub_lock);
+    return n;
 }
 
 rt_ckpt_stats rt_ckpt_stats_get(rt_job *rt)

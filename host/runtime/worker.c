@@ -13,6 +13,8 @@
 #include "common/log.h"
 #include "metrics/http.h"
 #include "runtime/runtime.h"
+#include "runtime/task.h"
+#include "runtime/wctl.h"
 
 static int64_t worker_mono_ms(void)
 {
@@ -35,17 +37,20 @@ static void worker_stop_overdue(const topo_job *job, int64_t timeout_ms)
 /* Waits for the job, turning SIGINT/SIGTERM (blocked in every thread) into
  * stop requests; a stop that takes longer than runtime.stop_timeout ends
  * the process. */
-static void worker_wait_signals(const topo_job *job, rt_job *rt)
+static void worker_wait_signals(const topo_job *job, rt_job *rt, wctl *ctl)
 {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
-    struct timespec tick = {0, 50 * 1000 * 1000};
+    struct timespec now = {0, 0};
     int64_t timeout_ms = topo_param_int(&job->runtime, "stop_timeout");
     int64_t deadline = 0;
     while (!rt_done(rt)) {
-        int sig = sigtimedwait(&set, NULL, &tick);
+        wctl_step(ctl, 50); /* control requests, or a 50 ms sleep */
+        if (!deadline && atomic_load(&rt->stop_requested))
+            deadline = worker_mono_ms() + timeout_ms; /* a control stop */
+        int sig = sigtimedwait(&set, NULL, &now);
         if (sig == SIGINT || sig == SIGTERM) {
             log_msg(WEIR_LOG_INFO, "worker", "%s: stopping the job",
                     strsignal(sig));
@@ -200,8 +205,11 @@ int worker_main(const topo_job *job, const worker_options *opts)
                                 : WORKER_EXIT_UNRECOVERABLE;
     }
     metrics_http *http = worker_serve_metrics(job, rt);
-    worker_wait_signals(job, rt);
+    wctl *ctl = wctl_open(job, rt, opts->run_dir, opts->attempt);
+    worker_wait_signals(job, rt, ctl);
     rc = rt_wait(rt, &err);
+    wctl_job_ended(ctl, rc < 0 ? err : NULL);
+    wctl_close(ctl);
     metrics_http_stop(http);
     worker_report(rt);
     worker_log_metrics(rt);

@@ -415,7 +415,8 @@ class Usage(Base):
                         checkpoint="{dir: %s/nock}" % self.tmp)
         p = self.weir(path)
         self.assert_exit(p, 0)
-        self.assertFalse(os.path.exists(os.path.join(self.tmp, "nock")))
+        # The run directory held only the control endpoints: it is gone.
+        self.assertEqual(run_dirs(os.path.join(self.tmp, "nock", "t")), [])
 
     def test_no_supervisor(self):
         ops = ("  - {id: src, type: gen, config: {count: 1000, keys: 10}}\n"
