@@ -15,11 +15,14 @@ static void usage(FILE *f)
           "  validate [--dir D] JOB.yaml        check a topology file\n"
           "  run [--dir D] [--from PATH] [--no-supervisor] JOB.yaml\n"
           "                                     run a job (supervised)\n"
+          "  ctl TARGET COMMAND                 control a running job: status,\n"
+          "                                     checkpoint, savepoint, stop, cancel\n"
           "\n"
           "--dir D adds a plugin directory (repeatable); default: ../plugins\n"
           "and ../lib/weir/plugins relative to the weir binary, and\n"
           "./plugins. Exit codes: 0 ok, 1 job failed, 2 bad usage or input,\n"
-          "3 restarts exhausted, 4 no valid checkpoint to restore.\n",
+          "3 restarts exhausted, 4 no valid checkpoint to restore, 5 the job\n"
+          "is locked by another run.\n",
           f);
 }
 
@@ -40,6 +43,8 @@ int main(int argc, char **argv)
         return cmd_validate(argc - 1, argv + 1);
     if (!strcmp(cmd, "run"))
         return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "ctl"))
+        return cmd_ctl(argc - 1, argv + 1);
     fprintf(stderr, "weir: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;
