@@ -184,6 +184,7 @@ static void coord_log_complete(rt_job *rt, const ckpt_manifest *m)
     uint64_t bytes = 0;
     for (size_t i = 0; i < m->n_files; i++)
         bytes += m->files[i].size;
+    rt->ck_last_bytes = bytes;
     rt->ck_last_ms = (double)(task_mono_ns() - rt->ck_inflight_ns) / 1e6;
     rt->ck_last_sync_ms = (double)sync / 1e6;
     rt->ck_last_align_ms = (double)align / 1e6;

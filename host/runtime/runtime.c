@@ -35,6 +35,7 @@ static void rt_ckpt_settings(rt_job *rt, const rt_options *opts)
     rt->run_dir = opts ? opts->run_dir : NULL;
     rt->restore = opts ? opts->restore : NULL;
     rt->restore_dir = opts ? opts->restore_dir : NULL;
+    rt->attempt = opts ? opts->attempt : 0;
     rt->ck_interval_ms = topo_param_int(c, "interval");
     rt->ck_enabled = rt->run_dir && rt->ck_interval_ms > 0;
     const char *mode = topo_param_str(c, "mode");
@@ -489,7 +490,7 @@ static void rt_metric_family(FILE *f, rt_job *rt, const char *name,
         rt_task_stats s = rt_task_stats_get(rt, i);
         if (which == 4 && s.watermark == WEIR_WATERMARK_MIN)
             continue;
-        fprintf(f, "%s{job=\"%s\",operator=\"%s\",subtask=\"%u\"} ", name,
+        fprintf(f, "%s{job_name=\"%s\",operator=\"%s\",subtask=\"%u\"} ", name,
                 rt->job->name, s.op_id, s.index);
         switch (which) {
         case 0: fprintf(f, "%llu\n", (unsigned long long)s.records_in); break;
@@ -521,9 +522,62 @@ static void rt_metric_checkpoints(FILE *f, rt_job *rt)
         {"weir_checkpoint_alignment_seconds", "gauge",
          "Longest barrier alignment of a subtask in the newest checkpoint."}};
     for (int k = 0; k < 5; k++)
-        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s{job=\"%s\"} %.17g\n",
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s{job_name=\"%s\"} %.17g\n",
                 names[k][0], names[k][2], names[k][0], names[k][1], names[k][0],
                 rt->job->name, v[k]);
+}
+
+/* Keys and bytes of every declared state, as of each subtask's last
+ * sample. */
+static void rt_metric_states(FILE *f, rt_job *rt)
+{
+    static const char *const names[2][2] = {
+        {"weir_state_keys", "Estimated keys of a keyed state of a subtask."},
+        {"weir_state_bytes",
+         "Estimated live bytes of a keyed state of a subtask."}};
+    rt_state_info v[64];
+    for (int k = 0; k < 2; k++) {
+        fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n", names[k][0],
+                names[k][1], names[k][0]);
+        for (uint32_t i = 0; i < rt->n_tasks; i++) {
+            size_t n = rt_task_states(rt, i, v, 64);
+            for (size_t j = 0; j < n && j < 64; j++)
+                fprintf(f,
+                        "%s{job_name=\"%s\",operator=\"%s\",subtask=\"%u\","
+                        "state=\"%s\"} %llu\n",
+                        names[k][0], rt->job->name, rt->tasks[i].op->id,
+                        rt->tasks[i].ps->index, v[j].name,
+                        (unsigned long long)(k ? v[j].bytes : v[j].keys));
+        }
+    }
+}
+
+/* The run's own samples: restarts, checkpoint size, build. */
+static void rt_metric_run(FILE *f, rt_job *rt)
+{
+    fprintf(f,
+            "# HELP weir_restarts_total Workers started after the first in "
+            "this run (the worker's attempt number).\n"
+            "# TYPE weir_restarts_total counter\n"
+            "weir_restarts_total{job_name=\"%s\"} %d\n",
+            rt->job->name, rt->attempt);
+    if (rt->ck_enabled) {
+        pthread_mutex_lock(&rt->ck_lock);
+        uint64_t bytes = rt->ck_last_bytes;
+        pthread_mutex_unlock(&rt->ck_lock);
+        fprintf(f,
+                "# HELP weir_checkpoint_size_bytes Bytes of the files of the "
+                "newest completed checkpoint (hard-linked SST files "
+                "included).\n"
+                "# TYPE weir_checkpoint_size_bytes gauge\n"
+                "weir_checkpoint_size_bytes{job_name=\"%s\"} %llu\n",
+                rt->job->name, (unsigned long long)bytes);
+    }
+    fprintf(f,
+            "# HELP weir_build_info The weir build and its plugin ABI.\n"
+            "# TYPE weir_build_info gauge\n"
+            "weir_build_info{version=\"%s\",abi=\"%d.%d\"} 1\n",
+            WEIR_VERSION_STRING, WEIR_ABI_MAJOR, WEIR_ABI_MINOR);
 }
 
 char *rt_metrics_render(rt_job *rt)
@@ -552,6 +606,8 @@ char *rt_metrics_render(rt_job *rt)
                      4);
     if (rt->ck_enabled)
         rt_metric_checkpoints(f, rt);
+    rt_metric_states(f, rt);
+    rt_metric_run(f, rt);
     fclose(f);
     if (asprintf(&out, "%s%s", host, plugins) < 0)
         out = NULL;

@@ -51,6 +51,7 @@ typedef struct rt_options {
      * start); they must outlive the rt_job. */
     const struct ckpt_manifest *restore;
     const char *restore_dir;
+    int attempt; /* the worker's attempt number: restarts so far */
 } rt_options;
 
 /* Starts `job` (which must outlive the rt_job). Returns 0, or a negative

@@ -58,6 +58,8 @@ typedef struct rt_job {
     struct ckpt_sum_cache *ck_sums;
     uint64_t ck_n_completed, ck_n_failed;
     double ck_last_ms, ck_last_sync_ms, ck_last_align_ms; /* of the newest */
+    uint64_t ck_last_bytes;                               /* of the newest */
+    int attempt; /* the worker's attempt number */
     /* restore: the checkpoint this run starts from, or NULL */
     const struct ckpt_manifest *restore;
     const char *restore_dir;

@@ -193,8 +193,10 @@ int worker_main(const topo_job *job, const worker_options *opts)
                 m->final ? " (the job had finished)" : "");
     else
         log_msg(WEIR_LOG_INFO, "worker", "starting with empty state");
-    rt_options ro = {
-        .run_dir = opts->run_dir, .restore = m, .restore_dir = restore_dir};
+    rt_options ro = {.run_dir = opts->run_dir,
+                     .restore = m,
+                     .restore_dir = restore_dir,
+                     .attempt = opts->attempt};
     int rc = rt_start_with(job, &ro, &rt, &err);
     if (rc < 0) {
         log_msg(WEIR_LOG_ERROR, "worker", "%s", err);
