@@ -10,6 +10,7 @@
 #include "common/crash.h"
 #include "common/log.h"
 #include "metrics/http.h"
+#include "runtime/guard.h"
 #include "runtime/runtime.h"
 
 /* Waits for the job, turning SIGINT/SIGTERM (blocked in every thread) into
@@ -146,6 +147,7 @@ int worker_main(const topo_job *job, const worker_options *opts)
     rt_job *rt = NULL;
     ckpt_manifest *m = NULL;
     crash_set_attempt(opts->attempt);
+    guard_install();
     int code = worker_pick(job, opts, &m, &restore_dir);
     if (code != 0)
         return code;
@@ -165,8 +167,10 @@ int worker_main(const topo_job *job, const worker_options *opts)
         return WORKER_EXIT_UNRECOVERABLE;
     }
     metrics_http *http = worker_serve_metrics(job, rt);
+    guard_watch *watch = guard_watch_start(rt);
     worker_wait_signals(rt);
     int rc = rt_wait(rt, &err);
+    guard_watch_stop(watch);
     metrics_http_stop(http);
     worker_report(rt);
     worker_log_metrics(rt);

@@ -30,8 +30,14 @@ static const weir_param_def rt_channel_capacity =
     P("channel_capacity", WEIR_PARAM_INT, "64", MINMAX, 1, 1048576,
       "Batches buffered per channel before the producer blocks (back "
       "pressure; the ZeroMQ high-water mark).");
+static const weir_param_def rt_callback_timeout =
+    P("callback_timeout", WEIR_PARAM_DURATION, "60s", MIN, 0, 0,
+      "A subtask inside one plugin callback for longer than this is "
+      "reported (operator, subtask, callback, plugin) and the worker ends, "
+      "to be restarted by the restart strategy; 0 disables the watchdog.");
 static const weir_param_def *const topo_runtime_defs[] = {
-    &rt_batch_size, &rt_buffer_timeout, &rt_channel_capacity, NULL};
+    &rt_batch_size, &rt_buffer_timeout, &rt_channel_capacity,
+    &rt_callback_timeout, NULL};
 
 /* --- state --- */
 static const weir_param_def st_dir =
