@@ -16,11 +16,14 @@
 #include "runtime/worker.h"
 
 /* Size of the alternate signal stacks (mapped lazily by the kernel). */
-#define GUARD_ALTSTACK_BYTES (256 * 1024)
+#define GUARD_ALTSTACK_BYTES ((size_t)256 * 1024)
 /* Frames in a backtrace. */
 #define GUARD_FRAMES         64
 /* How long the watchdog waits for the stuck thread's backtrace. */
 #define GUARD_DUMP_WAIT_NS   (2LL * 1000 * 1000 * 1000)
+/* The watchdog's tick: a tenth of the limit, within these bounds. */
+#define GUARD_TICK_MIN_NS    (10LL * 1000 * 1000)
+#define GUARD_TICK_MAX_NS    (1000LL * 1000 * 1000)
 
 /* The signal the watchdog sends a stuck thread for its backtrace. */
 #define GUARD_SIG_DUMP (SIGRTMIN + 2)
@@ -156,7 +159,7 @@ static void guard_on_crash(int sig, siginfo_t *si, void *uc)
         }
     }
     /* A fault the kernel raised has an address; a kill() or raise() not. */
-    if (si && si->si_code > 0 && sig != SIGABRT) {
+    if (si && si->si_code > 0) {
         guard_put(&l, " at address ");
         guard_put_hex(&l, (uintptr_t)si->si_addr);
     }
@@ -166,9 +169,12 @@ static void guard_on_crash(int sig, siginfo_t *si, void *uc)
     for (size_t i = 0; i < GUARD_N_SIGNALS; i++)
         if (guard_signals[i] == sig)
             sigaction(sig, &guard_old[i], NULL);
-    /* Pending until the handler returns (the signal is blocked in it), then
-     * delivered with the restored action. */
-    raise(sig);
+    /* A fault happens again when the handler returns, now under the
+     * restored action, which sees the original siginfo. A sent signal is
+     * sent again: pending until the handler returns (it is blocked in it),
+     * then delivered under the restored action. */
+    if (!si || si->si_code <= 0)
+        raise(sig);
 }
 
 static void guard_on_dump(int sig, siginfo_t *si, void *uc)
@@ -281,7 +287,7 @@ static void guard_dump(const task *t)
         pthread_kill(t->thread, GUARD_SIG_DUMP) != 0)
         return;
     int64_t end = guard_now_ns() + GUARD_DUMP_WAIT_NS;
-    struct timespec pause = {0, 10 * 1000 * 1000};
+    struct timespec pause = {0, 10L * 1000 * 1000};
     while (!atomic_load(&guard_dumped) && guard_now_ns() < end)
         nanosleep(&pause, NULL);
 }
@@ -361,10 +367,10 @@ guard_watch *guard_watch_start(rt_job *rt)
     w->rt = rt;
     w->limit_ns = limit_ms * 1000000;
     w->tick_ns = w->limit_ns / 10;
-    if (w->tick_ns < 10 * 1000000)
-        w->tick_ns = 10 * 1000000;
-    if (w->tick_ns > 1000 * 1000000)
-        w->tick_ns = 1000 * 1000000;
+    if (w->tick_ns < GUARD_TICK_MIN_NS)
+        w->tick_ns = GUARD_TICK_MIN_NS;
+    if (w->tick_ns > GUARD_TICK_MAX_NS)
+        w->tick_ns = GUARD_TICK_MAX_NS;
     w->seen = calloc(rt->n_tasks + 1, sizeof *w->seen);
     w->seen_ns = calloc(rt->n_tasks + 1, sizeof *w->seen_ns);
     pthread_mutex_init(&w->lock, NULL);

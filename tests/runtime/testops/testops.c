@@ -119,6 +119,7 @@ static int fail_open(weir_ctx *ctx, void **self)
     weir_param_bool(ctx, "crash", &f->crash);
     weir_param_string(ctx, "message", &f->message, &f->message_len);
     size_t len;
+    f->signal = "SIGSEGV";
     weir_param_string(ctx, "signal", &f->signal, &len);
     if (in_open) {
         int rc = weir_set_error(ctx, "%.*s", (int)f->message_len, f->message);
@@ -660,7 +661,7 @@ static const weir_param_def *const hang_params[] = {&hang_after, &hang_in,
 static int hang_open(weir_ctx *ctx, void **self)
 {
     hang_op *h = calloc(1, sizeof *h);
-    const char *in;
+    const char *in = "process";
     size_t len;
     if (!h)
         return WEIR_ENOMEM;
@@ -680,7 +681,7 @@ static void hang_forever(const hang_op *h)
         if (h->busy) {
             spins++;
         } else {
-            struct timespec ts = {0, 10 * 1000 * 1000};
+            struct timespec ts = {0, 10L * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
     }
