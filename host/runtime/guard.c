@@ -46,8 +46,8 @@ static const char *const guard_cb_names[GUARD_N_CB] = {
     [GUARD_CLOSE] = "close",
 };
 
-/* The actions in place before guard_install(), restored before a crash
- * signal is raised again. */
+/* The actions in place before guard_install(), which the crash handler
+ * restores before the signal is delivered again. */
 static struct sigaction guard_old[GUARD_N_SIGNALS];
 static atomic_int guard_installed;
 /* Set by the stuck thread once its backtrace is written. */

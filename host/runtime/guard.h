@@ -28,10 +28,11 @@
  *   weir: worker crashed: SIGSEGV in count#1 (type count, plugin
  *   /x/count.so) in process()
  * or "... SIGSEGV in host code" outside plugin callbacks, then the
- * backtrace of the crashing thread (backtrace_symbols_fd), restores the
+ * backtrace of the crashing thread (backtrace_symbols_fd) and restores the
  * action that was installed before guard_install() (the default, or a
- * sanitizer's handler) and raises the signal again, so the process still
- * dies by it.
+ * sanitizer's handler), which then gets the signal: a fault recurs when the
+ * handler returns, a sent or raised signal is raised again. The process
+ * still dies by the signal, and the supervisor sees it.
  */
 #ifndef WEIR_HOST_GUARD_H
 #define WEIR_HOST_GUARD_H
