@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "runtime/guard.h"
 #include "runtime/plan.h"
 #include "runtime/wire.h"
 #include "topology/topology.h"
@@ -122,6 +123,7 @@ typedef struct task {
     void *self;   /* the plugin instance */
     int opened;
     enum task_phase phase;
+    guard_mark guard; /* the plugin callback running (runtime/guard.h) */
     pthread_t thread;
     int thread_started;
     atomic_int done;
