@@ -67,12 +67,11 @@ static double bk_produce(const char *bs, long n)
         snprintf(key, sizeof key, "u%ld", (i * 7919) % 1000);
         snprintf(val, sizeof val, "{\"user\":\"%s\",\"i\":%ld,\"page\":\"/p\"}",
                  key, i);
-        while (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("in"),
-                                 RD_KAFKA_V_KEY(key, strlen(key)),
-                                 RD_KAFKA_V_VALUE(val, strlen(val)),
-                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                 RD_KAFKA_V_END) ==
-               RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        while (rd_kafka_producev(
+                   rk, RD_KAFKA_V_TOPIC("in"), RD_KAFKA_V_KEY(key, strlen(key)),
+                   RD_KAFKA_V_VALUE(val, strlen(val)),
+                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                   RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
             rd_kafka_poll(rk, 1);
     }
     rd_kafka_flush(rk, 120000);

@@ -11,10 +11,8 @@ static const weir_operator *const kafka_ops[] = {&kafka_source_op,
                                                  &kafka_sink_op, NULL};
 
 static const weir_plugin kafka_plugin = {
-    WEIR_PLUGIN_INIT,
-    .name = "kafka",
-    .version = "1.0.0",
-    .description = "Kafka source and sink (librdkafka)",
+    WEIR_PLUGIN_INIT,       .name = "kafka",
+    .version = "1.0.0",     .description = "Kafka source and sink (librdkafka)",
     .operators = kafka_ops,
 };
 

@@ -61,55 +61,69 @@
 #define KSINK_POLL_EVERY       1024 /* records between rd_kafka_poll(0) */
 #define KSINK_COMMIT_TRIES     5
 
-#define KSINK_PARAM(...) {.size = sizeof(weir_param_def), __VA_ARGS__}
+#define KSINK_PARAM(...)                                                       \
+    {                                                                          \
+        .size = sizeof(weir_param_def), __VA_ARGS__                            \
+    }
 
-static const weir_param_def ksink_p_brokers = KSINK_PARAM(
-    .flags = WEIR_PARAM_REQUIRED, .name = "brokers", .type = WEIR_PARAM_STRING,
-    .description = "bootstrap servers, host:port[,host:port...]");
-static const weir_param_def ksink_p_topic = KSINK_PARAM(
-    .name = "topic", .type = WEIR_PARAM_STRING,
-    .description = "topic to write to (or topic_field)");
-static const weir_param_def ksink_p_topic_field = KSINK_PARAM(
-    .name = "topic_field", .type = WEIR_PARAM_STRING,
-    .description = "string field of the value naming each record's topic");
+static const weir_param_def ksink_p_brokers =
+    KSINK_PARAM(.flags = WEIR_PARAM_REQUIRED, .name = "brokers",
+                .type = WEIR_PARAM_STRING,
+                .description = "bootstrap servers, host:port[,host:port...]");
+static const weir_param_def ksink_p_topic =
+    KSINK_PARAM(.name = "topic", .type = WEIR_PARAM_STRING,
+                .description = "topic to write to (or topic_field)");
+static const weir_param_def ksink_p_topic_field =
+    KSINK_PARAM(.name = "topic_field", .type = WEIR_PARAM_STRING,
+                .description =
+                    "string field of the value naming each record's topic");
 static const char *const ksink_format_choices[] = {"json", "msgpack", NULL};
-static const weir_param_def ksink_p_format = KSINK_PARAM(
-    .name = "format", .type = WEIR_PARAM_ENUM, .default_value = "json",
-    .choices = ksink_format_choices,
-    .description = "payload: json (the value as JSON) or msgpack (as is)");
+static const weir_param_def ksink_p_format =
+    KSINK_PARAM(.name = "format", .type = WEIR_PARAM_ENUM,
+                .default_value = "json", .choices = ksink_format_choices,
+                .description =
+                    "payload: json (the value as JSON) or msgpack (as is)");
 static const char *const ksink_commit_choices[] = {"none", "checkpoint", NULL};
-static const weir_param_def ksink_p_commit = KSINK_PARAM(
-    .name = "commit", .type = WEIR_PARAM_ENUM, .default_value = "none",
-    .choices = ksink_commit_choices,
-    .description = "none: at-least-once (flush at each checkpoint); "
-                   "checkpoint: Kafka transactions committed when the "
-                   "checkpoint completes (exactly-once for read_committed "
-                   "readers except a crash between checkpoint completion "
-                   "and commit, which loses that transaction)");
-static const weir_param_def ksink_p_prefix = KSINK_PARAM(
-    .name = "transactional_id_prefix", .type = WEIR_PARAM_STRING,
-    .default_value = "weir",
-    .description = "commit=checkpoint: transactional.id is "
-                   "<prefix>-<operator id>-<subtask>-<n>; unique per job");
-static const weir_param_def ksink_p_pool = KSINK_PARAM(
-    .name = "transaction_pool", .type = WEIR_PARAM_INT, .default_value = "3",
-    .flags = WEIR_PARAM_HAS_MIN | WEIR_PARAM_HAS_MAX, .min = 2, .max = 64,
-    .description = "commit=checkpoint: transactional producers per subtask "
-                   "(one open, the rest awaiting their checkpoint)");
-static const weir_param_def ksink_p_timeout = KSINK_PARAM(
-    .name = "flush_timeout", .type = WEIR_PARAM_DURATION, .default_value = "60s",
-    .flags = WEIR_PARAM_HAS_MIN, .min = 1,
-    .description = "longest wait for acknowledgements, a commit or "
-                   "init_transactions before the subtask fails");
-static const weir_param_def ksink_p_rdkafka = KSINK_PARAM(
-    .name = "rdkafka", .type = WEIR_PARAM_ANY,
-    .description = "map of librdkafka producer properties "
-                   "(rd_kafka_conf_set), checked at open; e.g. {acks: all}");
+static const weir_param_def ksink_p_commit =
+    KSINK_PARAM(.name = "commit", .type = WEIR_PARAM_ENUM,
+                .default_value = "none", .choices = ksink_commit_choices,
+                .description =
+                    "none: at-least-once (flush at each checkpoint); "
+                    "checkpoint: Kafka transactions committed when the "
+                    "checkpoint completes (exactly-once for read_committed "
+                    "readers except a crash between checkpoint completion "
+                    "and commit, which loses that transaction)");
+static const weir_param_def ksink_p_prefix =
+    KSINK_PARAM(.name = "transactional_id_prefix", .type = WEIR_PARAM_STRING,
+                .default_value = "weir",
+                .description =
+                    "commit=checkpoint: transactional.id is "
+                    "<prefix>-<operator id>-<subtask>-<n>; unique per job");
+static const weir_param_def ksink_p_pool =
+    KSINK_PARAM(.name = "transaction_pool", .type = WEIR_PARAM_INT,
+                .default_value = "3",
+                .flags = WEIR_PARAM_HAS_MIN | WEIR_PARAM_HAS_MAX, .min = 2,
+                .max = 64,
+                .description =
+                    "commit=checkpoint: transactional producers per subtask "
+                    "(one open, the rest awaiting their checkpoint)");
+static const weir_param_def ksink_p_timeout =
+    KSINK_PARAM(.name = "flush_timeout", .type = WEIR_PARAM_DURATION,
+                .default_value = "60s", .flags = WEIR_PARAM_HAS_MIN, .min = 1,
+                .description = "longest wait for acknowledgements, a commit or "
+                               "init_transactions before the subtask fails");
+static const weir_param_def ksink_p_rdkafka =
+    KSINK_PARAM(.name = "rdkafka", .type = WEIR_PARAM_ANY,
+                .description =
+                    "map of librdkafka producer properties "
+                    "(rd_kafka_conf_set), checked at open; e.g. {acks: all}");
 
 static const weir_param_def *const ksink_params[] = {
-    &ksink_p_brokers, &ksink_p_topic,   &ksink_p_topic_field, &ksink_p_format,
-    &ksink_p_commit,  &ksink_p_prefix,  &ksink_p_pool,        &ksink_p_timeout,
-    &ksink_p_rdkafka, NULL};
+    &ksink_p_brokers,     &ksink_p_topic,
+    &ksink_p_topic_field, &ksink_p_format,
+    &ksink_p_commit,      &ksink_p_prefix,
+    &ksink_p_pool,        &ksink_p_timeout,
+    &ksink_p_rdkafka,     NULL};
 
 /* ------------------------------------------------------------------------ */
 /* Instance                                                                  */
@@ -159,8 +173,9 @@ static int ksink_check_dr(weir_ctx *ctx, ksink *s)
 {
     if (!s->dr_failed)
         return WEIR_OK;
-    weir_set_error(ctx, "%s: %" PRIu64 " message(s) were not delivered; first: "
-                        "%s",
+    weir_set_error(ctx,
+                   "%s: %" PRIu64 " message(s) were not delivered; first: "
+                   "%s",
                    s->opname, s->dr_failed, s->dr_error);
     return WEIR_EIO;
 }
@@ -186,8 +201,8 @@ static int ksink_new_producer(weir_ctx *ctx, ksink *s, const char *tid,
     const char *defaults[] = {"client.id", "weir-kafka-sink",
                               "message.timeout.ms", tmo, NULL};
     const char *forced_none[] = {"transactional.id", NULL, NULL};
-    const char *forced_txn[] = {"transactional.id", tid,
-                                "enable.idempotence", "true", NULL};
+    const char *forced_txn[] = {"transactional.id", tid, "enable.idempotence",
+                                "true", NULL};
     rd_kafka_conf_t *conf;
     int rc = kc_conf_new(ctx, s->opname, defaults,
                          tid ? forced_txn : forced_none, &conf);
@@ -212,8 +227,7 @@ static int ksink_grow(weir_ctx *ctx, ksink *s, uint32_t n)
         return WEIR_OK;
     ksink_slot *ns = realloc(s->slots, n * sizeof *ns);
     if (!ns)
-        return weir_set_error(ctx, "%s: out of memory", s->opname),
-               WEIR_ENOMEM;
+        return weir_set_error(ctx, "%s: out of memory", s->opname), WEIR_ENOMEM;
     s->slots = ns;
     char prefix[200];
     const char *p;
@@ -289,9 +303,10 @@ static int ksink_payload(weir_ctx *ctx, ksink *s, const weir_record *rec,
     *owned = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     json_decref(j);
     if (!*owned)
-        return weir_set_error(ctx, "%s: the value does not convert to JSON "
-                                   "(nested deeper than %d levels, or out of "
-                                   "memory)",
+        return weir_set_error(ctx,
+                              "%s: the value does not convert to JSON "
+                              "(nested deeper than %d levels, or out of "
+                              "memory)",
                               s->opname, KC_MAX_DEPTH),
                WEIR_EINVAL;
     *p = *owned;
@@ -310,8 +325,9 @@ static int ksink_topic(weir_ctx *ctx, ksink *s, const msgpack_object *o,
     size_t tl;
     if (weir_mp_get_str(o, s->topic_field, &t, &tl) < 0 || tl == 0 ||
         tl >= size || memchr(t, 0, tl)) {
-        weir_set_error(ctx, "%s: topic_field: the value has no usable string "
-                            "field '%s'",
+        weir_set_error(ctx,
+                       "%s: topic_field: the value has no usable string "
+                       "field '%s'",
                        s->opname, s->topic_field);
         return WEIR_EINVAL;
     }
@@ -359,8 +375,9 @@ static int ksink_process(weir_ctx *ctx, void *self, const weir_record *rec,
     if (s->json || s->topic_field) {
         if (!mpscan_plausible(rec->value, rec->value_len) ||
             !(o = weir_mp_read(&s->r, rec->value, rec->value_len)))
-            return weir_set_error(ctx, "%s: the record value is not one "
-                                       "msgpack object",
+            return weir_set_error(ctx,
+                                  "%s: the record value is not one "
+                                  "msgpack object",
                                   s->opname),
                    WEIR_EINVAL;
     }
@@ -387,8 +404,9 @@ static int ksink_flush(weir_ctx *ctx, ksink *s, rd_kafka_t *rk, uint64_t id)
 {
     rd_kafka_resp_err_t err = rd_kafka_flush(rk, (int)s->timeout_ms);
     if (err) {
-        weir_set_error(ctx, "%s: checkpoint %" PRIu64 ": messages not "
-                            "acknowledged within flush_timeout: %s",
+        weir_set_error(ctx,
+                       "%s: checkpoint %" PRIu64 ": messages not "
+                       "acknowledged within flush_timeout: %s",
                        s->opname, id, rd_kafka_err2str(err));
         return WEIR_EIO;
     }
@@ -410,8 +428,9 @@ static int ksink_write_snapshot(weir_ctx *ctx, ksink *s, uint64_t id)
     kc_put_u32(buf + 4, count);
     int rc = weir_snapshot_write(ctx, buf, (size_t)(p - buf));
     if (rc < 0)
-        weir_set_error(ctx, "%s: writing the snapshot of checkpoint %" PRIu64
-                            " failed: %s",
+        weir_set_error(ctx,
+                       "%s: writing the snapshot of checkpoint %" PRIu64
+                       " failed: %s",
                        s->opname, id, weir_strerror(rc));
     return rc;
 }
@@ -453,8 +472,9 @@ static int ksink_commit(weir_ctx *ctx, ksink *s, ksink_slot *slot)
             continue;
         }
         char what[96];
-        snprintf(what, sizeof what, "committing the transaction of checkpoint "
-                                    "%" PRIu64,
+        snprintf(what, sizeof what,
+                 "committing the transaction of checkpoint "
+                 "%" PRIu64,
                  slot->ckpt);
         return ksink_txn_error(ctx, s, what, slot, e);
     }
@@ -493,9 +513,10 @@ static int ksink_restore(weir_ctx *ctx, void *self, uint64_t checkpoint_id,
         return WEIR_OK;
     if (version != KSINK_SNAPSHOT_VERSION || len < 8 ||
         len != 8 + 12 * (size_t)kc_get_u32(p + 4)) {
-        weir_set_error(ctx, "%s: snapshot of checkpoint %" PRIu64 " is not a "
-                            "version %u kafka_sink snapshot (version %u, %zu "
-                            "bytes)",
+        weir_set_error(ctx,
+                       "%s: snapshot of checkpoint %" PRIu64 " is not a "
+                       "version %u kafka_sink snapshot (version %u, %zu "
+                       "bytes)",
                        s->opname, checkpoint_id, KSINK_SNAPSHOT_VERSION,
                        version, len);
         return WEIR_EINVAL;
@@ -549,9 +570,9 @@ static void ksink_free(ksink *s)
 
 static void ksink_metrics(weir_ctx *ctx, ksink *s)
 {
-    if (weir_metric_register(ctx, WEIR_METRIC_COUNTER, "kafka_sink_records_total",
-                             "records produced", NULL, NULL,
-                             &s->m_records) < 0)
+    if (weir_metric_register(ctx, WEIR_METRIC_COUNTER,
+                             "kafka_sink_records_total", "records produced",
+                             NULL, NULL, &s->m_records) < 0)
         s->m_records = NULL;
     if (weir_metric_register(ctx, WEIR_METRIC_COUNTER, "kafka_sink_bytes_total",
                              "payload bytes produced", NULL, NULL,
@@ -559,13 +580,12 @@ static void ksink_metrics(weir_ctx *ctx, ksink *s)
         s->m_bytes = NULL;
     if (weir_metric_register(ctx, WEIR_METRIC_COUNTER,
                              "kafka_sink_transactions_committed_total",
-                             "transactions committed (commit=checkpoint)",
-                             NULL, NULL, &s->m_commits) < 0)
+                             "transactions committed (commit=checkpoint)", NULL,
+                             NULL, &s->m_commits) < 0)
         s->m_commits = NULL;
-    if (weir_metric_register(ctx, WEIR_METRIC_HISTOGRAM,
-                             "kafka_sink_commit_seconds",
-                             "duration of commit_transaction", NULL, NULL,
-                             &s->m_commit_s) < 0)
+    if (weir_metric_register(
+            ctx, WEIR_METRIC_HISTOGRAM, "kafka_sink_commit_seconds",
+            "duration of commit_transaction", NULL, NULL, &s->m_commit_s) < 0)
         s->m_commit_s = NULL;
 }
 
@@ -576,8 +596,8 @@ static int ksink_configure(weir_ctx *ctx, ksink *s)
     int64_t pool;
     int rc;
     if ((rc = kc_param_str(ctx, s->opname, "topic", 1, &s->topic)) < 0 ||
-        (rc = kc_param_str(ctx, s->opname, "topic_field", 1,
-                           &s->topic_field)) < 0)
+        (rc = kc_param_str(ctx, s->opname, "topic_field", 1, &s->topic_field)) <
+            0)
         return rc;
     if (!s->topic == !s->topic_field) {
         weir_set_error(ctx, "%s: set exactly one of topic and topic_field",

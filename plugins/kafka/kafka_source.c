@@ -75,81 +75,100 @@
 /* Parameters                                                                */
 /* ------------------------------------------------------------------------ */
 
-#define KSRC_PARAM(...) {.size = sizeof(weir_param_def), __VA_ARGS__}
+#define KSRC_PARAM(...)                                                        \
+    {                                                                          \
+        .size = sizeof(weir_param_def), __VA_ARGS__                            \
+    }
 
-static const weir_param_def ksrc_p_topics = KSRC_PARAM(
-    .flags = WEIR_PARAM_REQUIRED, .name = "topics", .type = WEIR_PARAM_ANY,
-    .description = "a topic, a list of topics, or one regex starting with ^ "
+static const weir_param_def ksrc_p_topics =
+    KSRC_PARAM(.flags = WEIR_PARAM_REQUIRED, .name = "topics",
+               .type = WEIR_PARAM_ANY,
+               .description =
+                   "a topic, a list of topics, or one regex starting with ^ "
                    "(POSIX extended) matched against the cluster's topics");
-static const weir_param_def ksrc_p_brokers = KSRC_PARAM(
-    .flags = WEIR_PARAM_REQUIRED, .name = "brokers", .type = WEIR_PARAM_STRING,
-    .description = "bootstrap servers, host:port[,host:port...]");
-static const weir_param_def ksrc_p_group = KSRC_PARAM(
-    .name = "group_id", .type = WEIR_PARAM_STRING,
-    .description = "consumer group the checkpointed offsets are committed "
+static const weir_param_def ksrc_p_brokers =
+    KSRC_PARAM(.flags = WEIR_PARAM_REQUIRED, .name = "brokers",
+               .type = WEIR_PARAM_STRING,
+               .description = "bootstrap servers, host:port[,host:port...]");
+static const weir_param_def ksrc_p_group =
+    KSRC_PARAM(.name = "group_id", .type = WEIR_PARAM_STRING,
+               .description =
+                   "consumer group the checkpointed offsets are committed "
                    "to (no rebalance is joined); default weir-<operator id>");
 static const char *const ksrc_start_choices[] = {"committed", "earliest",
                                                  "latest", "timestamp", NULL};
-static const weir_param_def ksrc_p_start = KSRC_PARAM(
-    .name = "start", .type = WEIR_PARAM_ENUM, .default_value = "committed",
-    .choices = ksrc_start_choices,
-    .description = "where partitions start without a checkpoint: committed "
+static const weir_param_def ksrc_p_start =
+    KSRC_PARAM(.name = "start", .type = WEIR_PARAM_ENUM,
+               .default_value = "committed", .choices = ksrc_start_choices,
+               .description =
+                   "where partitions start without a checkpoint: committed "
                    "(earliest when none), earliest, latest, timestamp");
-static const weir_param_def ksrc_p_start_ts = KSRC_PARAM(
-    .name = "start_timestamp", .type = WEIR_PARAM_INT,
-    .description = "start=timestamp: first message with timestamp >= this "
+static const weir_param_def ksrc_p_start_ts =
+    KSRC_PARAM(.name = "start_timestamp", .type = WEIR_PARAM_INT,
+               .description =
+                   "start=timestamp: first message with timestamp >= this "
                    "(ms since the epoch)");
 static const char *const ksrc_stop_choices[] = {"never", "latest", NULL};
-static const weir_param_def ksrc_p_stop = KSRC_PARAM(
-    .name = "stop", .type = WEIR_PARAM_ENUM, .default_value = "never",
-    .choices = ksrc_stop_choices,
-    .description = "never (unbounded), or latest: end at the partitions' end "
+static const weir_param_def ksrc_p_stop =
+    KSRC_PARAM(.name = "stop", .type = WEIR_PARAM_ENUM,
+               .default_value = "never", .choices = ksrc_stop_choices,
+               .description =
+                   "never (unbounded), or latest: end at the partitions' end "
                    "offsets of when the subtask opened (bounded job)");
-static const weir_param_def ksrc_p_key_field = KSRC_PARAM(
-    .name = "key_field", .type = WEIR_PARAM_STRING,
-    .description = "top-level field of the value that becomes the record key "
+static const weir_param_def ksrc_p_key_field =
+    KSRC_PARAM(.name = "key_field", .type = WEIR_PARAM_STRING,
+               .description =
+                   "top-level field of the value that becomes the record key "
                    "(json, msgpack); unset = the message key");
-static const weir_param_def ksrc_p_time_field = KSRC_PARAM(
-    .name = "time_field", .type = WEIR_PARAM_STRING,
-    .description = "top-level field with the event time in integer ms; unset "
+static const weir_param_def ksrc_p_time_field =
+    KSRC_PARAM(.name = "time_field", .type = WEIR_PARAM_STRING,
+               .description =
+                   "top-level field with the event time in integer ms; unset "
                    "= the message timestamp");
 static const char *const ksrc_format_choices[] = {"json", "msgpack", "raw",
                                                   NULL};
-static const weir_param_def ksrc_p_format = KSRC_PARAM(
-    .name = "format", .type = WEIR_PARAM_ENUM, .default_value = "json",
-    .choices = ksrc_format_choices,
-    .description = "payload: json (an object), msgpack (one object, passed "
+static const weir_param_def ksrc_p_format =
+    KSRC_PARAM(.name = "format", .type = WEIR_PARAM_ENUM,
+               .default_value = "json", .choices = ksrc_format_choices,
+               .description =
+                   "payload: json (an object), msgpack (one object, passed "
                    "as is) or raw (becomes {\"value\": payload})");
 static const char *const ksrc_on_error_choices[] = {"skip", "fail", NULL};
-static const weir_param_def ksrc_p_on_error = KSRC_PARAM(
-    .name = "on_error", .type = WEIR_PARAM_ENUM, .default_value = "skip",
-    .choices = ksrc_on_error_choices,
-    .description = "a message that does not convert: skip (logged and "
+static const weir_param_def ksrc_p_on_error =
+    KSRC_PARAM(.name = "on_error", .type = WEIR_PARAM_ENUM,
+               .default_value = "skip", .choices = ksrc_on_error_choices,
+               .description =
+                   "a message that does not convert: skip (logged and "
                    "counted) or fail the job");
-static const weir_param_def ksrc_p_discovery = KSRC_PARAM(
-    .name = "discovery_interval", .type = WEIR_PARAM_DURATION,
-    .default_value = "10s", .flags = WEIR_PARAM_HAS_MIN, .min = 0,
-    .description = "how often metadata is read for new partitions and "
+static const weir_param_def ksrc_p_discovery =
+    KSRC_PARAM(.name = "discovery_interval", .type = WEIR_PARAM_DURATION,
+               .default_value = "10s", .flags = WEIR_PARAM_HAS_MIN, .min = 0,
+               .description =
+                   "how often metadata is read for new partitions and "
                    "topics; 0 = never");
-static const weir_param_def ksrc_p_batch = KSRC_PARAM(
-    .name = "batch", .type = WEIR_PARAM_INT, .default_value = "1024",
-    .flags = WEIR_PARAM_HAS_MIN | WEIR_PARAM_HAS_MAX, .min = 1,
-    .max = KSRC_MAX_BATCH, .description = "messages emitted per poll at most");
-static const weir_param_def ksrc_p_rate = KSRC_PARAM(
-    .name = "rate", .type = WEIR_PARAM_INT, .default_value = "0",
-    .flags = WEIR_PARAM_HAS_MIN, .min = 0,
-    .description = "messages per second over all subtasks (replays, tests); "
+static const weir_param_def ksrc_p_batch =
+    KSRC_PARAM(.name = "batch", .type = WEIR_PARAM_INT, .default_value = "1024",
+               .flags = WEIR_PARAM_HAS_MIN | WEIR_PARAM_HAS_MAX, .min = 1,
+               .max = KSRC_MAX_BATCH,
+               .description = "messages emitted per poll at most");
+static const weir_param_def ksrc_p_rate =
+    KSRC_PARAM(.name = "rate", .type = WEIR_PARAM_INT, .default_value = "0",
+               .flags = WEIR_PARAM_HAS_MIN, .min = 0,
+               .description =
+                   "messages per second over all subtasks (replays, tests); "
                    "0 = as fast as possible");
-static const weir_param_def ksrc_p_rdkafka = KSRC_PARAM(
-    .name = "rdkafka", .type = WEIR_PARAM_ANY,
-    .description = "map of librdkafka consumer properties (rd_kafka_conf_set), "
+static const weir_param_def ksrc_p_rdkafka =
+    KSRC_PARAM(.name = "rdkafka", .type = WEIR_PARAM_ANY,
+               .description =
+                   "map of librdkafka consumer properties (rd_kafka_conf_set), "
                    "checked at open; e.g. {security.protocol: ssl}");
 
 static const weir_param_def *const ksrc_params[] = {
-    &ksrc_p_topics,    &ksrc_p_brokers,   &ksrc_p_group,    &ksrc_p_start,
-    &ksrc_p_start_ts,  &ksrc_p_stop,      &ksrc_p_key_field, &ksrc_p_time_field,
-    &ksrc_p_format,    &ksrc_p_on_error,  &ksrc_p_discovery, &ksrc_p_batch,
-    &ksrc_p_rate,      &ksrc_p_rdkafka,   NULL};
+    &ksrc_p_topics,    &ksrc_p_brokers,    &ksrc_p_group,
+    &ksrc_p_start,     &ksrc_p_start_ts,   &ksrc_p_stop,
+    &ksrc_p_key_field, &ksrc_p_time_field, &ksrc_p_format,
+    &ksrc_p_on_error,  &ksrc_p_discovery,  &ksrc_p_batch,
+    &ksrc_p_rate,      &ksrc_p_rdkafka,    NULL};
 
 /* ------------------------------------------------------------------------ */
 /* Instance                                                                  */
@@ -269,8 +288,8 @@ static int ksrc_add_part(weir_ctx *ctx, ksrc *s, const char *topic,
 static int ksrc_discover(weir_ctx *ctx, ksrc *s, int strict)
 {
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(s->rk, 1, NULL, &md,
-                                                KSRC_META_MS);
+    rd_kafka_resp_err_t err =
+        rd_kafka_metadata(s->rk, 1, NULL, &md, KSRC_META_MS);
     if (err) {
         if (!strict) {
             weir_log(ctx, WEIR_LOG_WARN,
@@ -351,9 +370,9 @@ static int ksrc_resolve(weir_ctx *ctx, ksrc *s, size_t from, int how)
         ksrc_find(s, e->topic, e->partition)->pos = e->offset;
     }
     if (err) {
-        weir_set_error(ctx, "%s: looking up start offsets (start=%s) failed: %s",
-                       s->opname, ksrc_start_choices[how],
-                       rd_kafka_err2str(err));
+        weir_set_error(
+            ctx, "%s: looking up start offsets (start=%s) failed: %s",
+            s->opname, ksrc_start_choices[how], rd_kafka_err2str(err));
         rc = WEIR_EIO;
     }
     rd_kafka_topic_partition_list_destroy(l);
@@ -501,8 +520,8 @@ static int ksrc_fields(ksrc *s, const void *val, size_t len, const void **key,
     if (s->key_field) {
         const msgpack_object *k = weir_mp_find(o, s->key_field);
         const char *p;
-        if (!k || kc_field_text(k, s->keybuf, sizeof s->keybuf, &p,
-                                key_len) < 0) {
+        if (!k ||
+            kc_field_text(k, s->keybuf, sizeof s->keybuf, &p, key_len) < 0) {
             snprintf(why, KSRC_WHY, "%s key field '%s'",
                      k ? "unusable (not a string or number)" : "no",
                      s->key_field);
@@ -514,8 +533,7 @@ static int ksrc_fields(ksrc *s, const void *val, size_t len, const void **key,
         int rc = weir_mp_get_int(o, s->time_field, ts);
         if (rc < 0 || *ts == WEIR_TS_NONE) {
             snprintf(why, KSRC_WHY, "%s time field '%s'",
-                     rc == WEIR_ENOTFOUND ? "no"
-                                          : "non-integer (expected ms)",
+                     rc == WEIR_ENOTFOUND ? "no" : "non-integer (expected ms)",
                      s->time_field);
             return -1;
         }
@@ -558,9 +576,9 @@ static int ksrc_message(weir_ctx *ctx, ksrc *s, const rd_kafka_message_t *m)
 static int ksrc_event(weir_ctx *ctx, ksrc *s, const rd_kafka_message_t *m)
 {
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-        ksrc_part *p = m->rkt ? ksrc_find(s, rd_kafka_topic_name(m->rkt),
-                                          m->partition)
-                              : NULL;
+        ksrc_part *p =
+            m->rkt ? ksrc_find(s, rd_kafka_topic_name(m->rkt), m->partition)
+                   : NULL;
         /* With read_committed the end can be a control record. */
         if (p && p->end >= 0 && m->offset >= p->end && p->pos < p->end)
             p->pos = m->offset;
@@ -589,11 +607,12 @@ static void ksrc_update_lag(weir_ctx *ctx, ksrc *s)
     for (size_t i = 0; i < s->n_parts; i++) {
         int64_t lo, hi;
         ksrc_part *p = &s->parts[i];
-        if (p->lag && rd_kafka_get_watermark_offsets(s->rk, p->topic,
-                                                     p->partition, &lo,
-                                                     &hi) == 0 &&
+        if (p->lag &&
+            rd_kafka_get_watermark_offsets(s->rk, p->topic, p->partition, &lo,
+                                           &hi) == 0 &&
             hi >= 0)
-            weir_gauge_set(ctx, p->lag, (double)(hi > p->pos ? hi - p->pos : 0));
+            weir_gauge_set(ctx, p->lag,
+                           (double)(hi > p->pos ? hi - p->pos : 0));
     }
 }
 
@@ -605,9 +624,9 @@ static uint64_t ksrc_allowed(weir_ctx *ctx, ksrc *s)
     int64_t now = weir_now(ctx);
     if (!s->t0)
         s->t0 = now;
-    double allowed = (double)(now - s->t0) * (double)s->rate /
-                         (1000.0 * (double)s->par) -
-                     (double)s->paced;
+    double allowed =
+        (double)(now - s->t0) * (double)s->rate / (1000.0 * (double)s->par) -
+        (double)s->paced;
     if (allowed < 1)
         return 0;
     return allowed < (double)s->batch ? (uint64_t)allowed : s->batch;
@@ -687,8 +706,7 @@ static int ksrc_snapshot(weir_ctx *ctx, void *self, uint64_t checkpoint_id)
         len += 2 + strlen(s->parts[i].topic) + 4 + 8;
     unsigned char *buf = malloc(len), *p = buf;
     if (!buf)
-        return weir_set_error(ctx, "%s: out of memory", s->opname),
-               WEIR_ENOMEM;
+        return weir_set_error(ctx, "%s: out of memory", s->opname), WEIR_ENOMEM;
     kc_put_u32(p, s->par);
     kc_put_u32(p + 4, (uint32_t)s->n_parts);
     p += 8;
@@ -705,8 +723,9 @@ static int ksrc_snapshot(weir_ctx *ctx, void *self, uint64_t checkpoint_id)
     int rc = weir_snapshot_write(ctx, buf, len);
     free(buf);
     if (rc < 0)
-        return weir_set_error(ctx, "%s: writing the snapshot of checkpoint "
-                                   "%" PRIu64 " failed: %s",
+        return weir_set_error(ctx,
+                              "%s: writing the snapshot of checkpoint "
+                              "%" PRIu64 " failed: %s",
                               s->opname, checkpoint_id, weir_strerror(rc)),
                rc;
     ksrc_keep(s, checkpoint_id);
@@ -793,7 +812,8 @@ static int ksrc_notify(weir_ctx *ctx, void *self, uint64_t checkpoint_id)
                  s->opname, best->id, rd_kafka_err2str(err));
     /* Older snapshots are covered by this one. */
     for (size_t i = 0; i < KSRC_KEEP_SNAPSHOTS; i++)
-        if (s->saved[i].id && s->saved[i].id <= best->id && &s->saved[i] != best)
+        if (s->saved[i].id && s->saved[i].id <= best->id &&
+            &s->saved[i] != best)
             s->saved[i].id = 0;
     ksrc_update_lag(ctx, s);
     return WEIR_OK;
@@ -839,8 +859,7 @@ static int ksrc_add_topic(weir_ctx *ctx, ksrc *s, const msgpack_object *o)
     char **nt = t ? realloc(s->topics, (s->n_topics + 1) * sizeof *nt) : NULL;
     if (!nt) {
         free(t);
-        return weir_set_error(ctx, "%s: out of memory", s->opname),
-               WEIR_ENOMEM;
+        return weir_set_error(ctx, "%s: out of memory", s->opname), WEIR_ENOMEM;
     }
     s->topics = nt;
     s->topics[s->n_topics++] = t;
@@ -866,8 +885,9 @@ static int ksrc_topics(weir_ctx *ctx, ksrc *s)
     if (!o || (rc = ksrc_add_topic(ctx, s, o)) < 0) {
         if (o)
             return rc;
-        weir_set_error(ctx, "%s: topics: expected a topic, a list of topics "
-                            "or a regex starting with ^",
+        weir_set_error(ctx,
+                       "%s: topics: expected a topic, a list of topics "
+                       "or a regex starting with ^",
                        s->opname);
         return WEIR_EINVAL;
     }
@@ -923,8 +943,9 @@ static int ksrc_configure(weir_ctx *ctx, ksrc *s)
     s->bounded = stop == 1;
     s->fail_on_error = onerr == 1;
     if (s->format == KSRC_RAW && (s->key_field || s->time_field)) {
-        weir_set_error(ctx, "%s: key_field and time_field need format json or "
-                            "msgpack",
+        weir_set_error(ctx,
+                       "%s: key_field and time_field need format json or "
+                       "msgpack",
                        s->opname);
         return WEIR_EINVAL;
     }
@@ -954,12 +975,16 @@ static int ksrc_connect(weir_ctx *ctx, ksrc *s)
         snprintf(group, sizeof group, "%.*s", (int)gl, g);
     else
         snprintf(group, sizeof group, "weir-%s", weir_operator_id(ctx));
-    const char *defaults[] = {"isolation.level", "read_committed",
-                              "client.id", "weir-kafka-source", NULL};
-    const char *forced[] = {"group.id", group,
-                            "enable.auto.commit", "false",
-                            "enable.auto.offset.store", "false",
-                            "enable.partition.eof", "true",
+    const char *defaults[] = {"isolation.level", "read_committed", "client.id",
+                              "weir-kafka-source", NULL};
+    const char *forced[] = {"group.id",
+                            group,
+                            "enable.auto.commit",
+                            "false",
+                            "enable.auto.offset.store",
+                            "false",
+                            "enable.partition.eof",
+                            "true",
                             NULL};
     rd_kafka_conf_t *conf;
     int rc = kc_conf_new(ctx, s->opname, defaults, forced, &conf);
@@ -977,13 +1002,13 @@ static int ksrc_connect(weir_ctx *ctx, ksrc *s)
 
 static void ksrc_metrics(weir_ctx *ctx, ksrc *s)
 {
-    if (weir_metric_register(ctx, WEIR_METRIC_COUNTER, "kafka_source_records_total",
-                             "messages emitted as records", NULL, NULL,
-                             &s->m_records) < 0)
+    if (weir_metric_register(
+            ctx, WEIR_METRIC_COUNTER, "kafka_source_records_total",
+            "messages emitted as records", NULL, NULL, &s->m_records) < 0)
         s->m_records = NULL;
-    if (weir_metric_register(ctx, WEIR_METRIC_COUNTER, "kafka_source_bytes_total",
-                             "payload bytes of the messages read", NULL, NULL,
-                             &s->m_bytes) < 0)
+    if (weir_metric_register(
+            ctx, WEIR_METRIC_COUNTER, "kafka_source_bytes_total",
+            "payload bytes of the messages read", NULL, NULL, &s->m_bytes) < 0)
         s->m_bytes = NULL;
     if (weir_metric_register(ctx, WEIR_METRIC_COUNTER,
                              "kafka_source_bad_records_total",

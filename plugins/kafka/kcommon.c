@@ -11,12 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 int kc_conf_set(weir_ctx *ctx, const char *op, rd_kafka_conf_t *conf,
                 const char *key, const char *value)
 {
     char err[512];
-    rd_kafka_conf_res_t r = rd_kafka_conf_set(conf, key, value, err, sizeof err);
+    rd_kafka_conf_res_t r =
+        rd_kafka_conf_set(conf, key, value, err, sizeof err);
     if (r == RD_KAFKA_CONF_OK)
         return WEIR_OK;
     weir_set_error(ctx, "%s: rdkafka.%s: %s", op, key, err);
@@ -57,7 +57,8 @@ static int kc_scalar_text(const msgpack_object *o, char *buf, size_t size)
 {
     switch (o->type) {
     case MSGPACK_OBJECT_STR:
-        if (o->via.str.size >= size || memchr(o->via.str.ptr, 0, o->via.str.size))
+        if (o->via.str.size >= size ||
+            memchr(o->via.str.ptr, 0, o->via.str.size))
             return -1;
         memcpy(buf, o->via.str.ptr, o->via.str.size);
         buf[o->via.str.size] = '\0';
@@ -72,7 +73,9 @@ static int kc_scalar_text(const msgpack_object *o, char *buf, size_t size)
         snprintf(buf, size, "%lld", (long long)o->via.i64);
         return 0;
     case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: snprintf(buf, size, "%.17g", o->via.f64); return 0;
+    case MSGPACK_OBJECT_FLOAT64:
+        snprintf(buf, size, "%.17g", o->via.f64);
+        return 0;
     default: return -1;
     }
 }
@@ -104,9 +107,11 @@ static int kc_conf_user(weir_ctx *ctx, const char *op, rd_kafka_conf_t *conf,
     weir_mp_reader_init(&r);
     const msgpack_object *m = weir_mp_read(&r, mp, len);
     rc = WEIR_OK;
-    if (!m || (m->type != MSGPACK_OBJECT_MAP && m->type != MSGPACK_OBJECT_NIL)) {
-        weir_set_error(ctx, "%s: parameter rdkafka: expected a map of "
-                            "librdkafka properties to values",
+    if (!m ||
+        (m->type != MSGPACK_OBJECT_MAP && m->type != MSGPACK_OBJECT_NIL)) {
+        weir_set_error(ctx,
+                       "%s: parameter rdkafka: expected a map of "
+                       "librdkafka properties to values",
                        op);
         rc = WEIR_EINVAL;
         goto out;
@@ -117,8 +122,9 @@ static int kc_conf_user(weir_ctx *ctx, const char *op, rd_kafka_conf_t *conf,
         const msgpack_object_kv *kv = &m->via.map.ptr[i];
         if (kc_scalar_text(&kv->key, key, sizeof key) < 0 ||
             kv->key.type != MSGPACK_OBJECT_STR) {
-            weir_set_error(ctx, "%s: parameter rdkafka: keys must be "
-                                "librdkafka property names",
+            weir_set_error(ctx,
+                           "%s: parameter rdkafka: keys must be "
+                           "librdkafka property names",
                            op);
             rc = WEIR_EINVAL;
             goto out;
@@ -209,7 +215,9 @@ int kc_json_pack(msgpack_packer *pk, json_t *v, int depth)
     case JSON_STRING:
         return weir_mp_pack_strn(pk, json_string_value(v),
                                  json_string_length(v));
-    case JSON_INTEGER: rc = msgpack_pack_int64(pk, json_integer_value(v)); break;
+    case JSON_INTEGER:
+        rc = msgpack_pack_int64(pk, json_integer_value(v));
+        break;
     case JSON_REAL: rc = msgpack_pack_double(pk, json_real_value(v)); break;
     case JSON_TRUE: rc = msgpack_pack_true(pk); break;
     case JSON_FALSE: rc = msgpack_pack_false(pk); break;

@@ -11,11 +11,11 @@
 #ifndef WEIR_PLUGINS_KCOMMON_H
 #define WEIR_PLUGINS_KCOMMON_H
 
+#include <librdkafka/rdkafka.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
-#include <librdkafka/rdkafka.h>
 
 #include "weir/msgpack.h"
 #include "weir/weir.h"

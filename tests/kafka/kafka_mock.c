@@ -28,13 +28,14 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <inttypes.h>
-#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #define KM_TIMEOUT_MS 10000
 
@@ -88,20 +89,21 @@ static void km_produce(rd_kafka_t *rk, const char *topic, long m, long k,
 {
     for (long i = 0; i < m; i++) {
         char key[32], val[128];
-        long u = (long)(((uint64_t)i * 2654435761u) % 4294967296u % (uint64_t)k);
+        long u =
+            (long)(((uint64_t)i * 2654435761u) % 4294967296u % (uint64_t)k);
         long long ts = 1767225600000LL + i;
         snprintf(key, sizeof key, "u%ld", u);
         snprintf(val, sizeof val, "{\"user\":\"u%ld\",\"i\":%ld,\"ts\":%lld}",
                  u, i, ts);
         rd_kafka_resp_err_t err;
-        while ((err = rd_kafka_producev(
-                    rk, RD_KAFKA_V_TOPIC(topic),
-                    RD_KAFKA_V_PARTITION((int32_t)(i % parts)),
-                    RD_KAFKA_V_KEY(key, strlen(key)),
-                    RD_KAFKA_V_VALUE(val, strlen(val)),
-                    RD_KAFKA_V_TIMESTAMP(ts),
-                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
-               RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        while (
+            (err = rd_kafka_producev(
+                 rk, RD_KAFKA_V_TOPIC(topic),
+                 RD_KAFKA_V_PARTITION((int32_t)(i % parts)),
+                 RD_KAFKA_V_KEY(key, strlen(key)),
+                 RD_KAFKA_V_VALUE(val, strlen(val)), RD_KAFKA_V_TIMESTAMP(ts),
+                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
+            RD_KAFKA_RESP_ERR__QUEUE_FULL)
             rd_kafka_poll(rk, 10);
         if (err) {
             fprintf(stderr, "kafka_mock: produce: %s\n", rd_kafka_err2str(err));
@@ -122,7 +124,8 @@ static int km_serve(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         if (i + 1 < argc && strcmp(argv[i], "--brokers") == 0)
             brokers = argv[++i];
-        else if (i + 1 < argc && strcmp(argv[i], "--topic") == 0 && n_topics < 64)
+        else if (i + 1 < argc && strcmp(argv[i], "--topic") == 0 &&
+                 n_topics < 64)
             topics[n_topics++] = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--produce") == 0)
             produce = argv[++i];
@@ -142,7 +145,8 @@ static int km_serve(int argc, char **argv)
         const char *colon = strrchr(topics[i], ':');
         if (!colon || (size_t)(colon - topics[i]) >= sizeof name)
             return km_usage();
-        snprintf(name, sizeof name, "%.*s", (int)(colon - topics[i]), topics[i]);
+        snprintf(name, sizeof name, "%.*s", (int)(colon - topics[i]),
+                 topics[i]);
         if (rd_kafka_mock_topic_create(mc, name, atoi(colon + 1), 1)) {
             fprintf(stderr, "kafka_mock: cannot create %s\n", name);
             return 1;
@@ -174,9 +178,8 @@ static void km_print(const rd_kafka_message_t *m)
     json_object_set_new(o, "key",
                         m->key ? json_stringn_nocheck(m->key, m->key_len)
                                : json_null());
-    json_object_set_new(o, "value",
-                        json_stringn_nocheck(m->payload ? m->payload : "",
-                                             m->len));
+    json_object_set_new(
+        o, "value", json_stringn_nocheck(m->payload ? m->payload : "", m->len));
     char *s = json_dumps(o, JSON_COMPACT);
     puts(s);
     free(s);
@@ -188,11 +191,17 @@ static int km_consume(int argc, char **argv)
     if (argc < 2 || argc > 3 ||
         (argc == 3 && strcmp(argv[2], "--read-committed") != 0))
         return km_usage();
-    const char *kv[] = {"bootstrap.servers", argv[0], "group.id",
-                        "kafka-mock-reader", "enable.auto.commit", "false",
+    const char *kv[] = {"bootstrap.servers",
+                        argv[0],
+                        "group.id",
+                        "kafka-mock-reader",
+                        "enable.auto.commit",
+                        "false",
                         "isolation.level",
                         argc == 3 ? "read_committed" : "read_uncommitted",
-                        "enable.partition.eof", "true", NULL};
+                        "enable.partition.eof",
+                        "true",
+                        NULL};
     rd_kafka_t *rk = km_client(RD_KAFKA_CONSUMER, kv);
     int parts = km_partitions(rk, argv[1]);
     for (int p = 0; p < parts; p++) {
@@ -202,7 +211,8 @@ static int km_consume(int argc, char **argv)
             return 1;
         if (hi <= lo)
             continue;
-        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_t *l =
+            rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(l, argv[1], p)->offset = lo;
         rd_kafka_assign(rk, l);
         rd_kafka_topic_partition_list_destroy(l);
@@ -244,7 +254,8 @@ static int km_committed(int argc, char **argv)
                         NULL};
     rd_kafka_t *rk = km_client(RD_KAFKA_CONSUMER, kv);
     int parts = km_partitions(rk, argv[2]);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
+    rd_kafka_topic_partition_list_t *l =
+        rd_kafka_topic_partition_list_new(parts);
     for (int p = 0; p < parts; p++)
         rd_kafka_topic_partition_list_add(l, argv[2], p);
     rd_kafka_resp_err_t err = rd_kafka_committed(rk, l, KM_TIMEOUT_MS);
@@ -283,9 +294,14 @@ static int km_probe_txn(int argc, char **argv)
         return 1;
     }
     rd_kafka_destroy(p);
-    const char *ckv[] = {"bootstrap.servers", argv[0], "group.id",
-                         "kafka-mock-probe", "isolation.level",
-                         "read_committed", "enable.partition.eof", "true",
+    const char *ckv[] = {"bootstrap.servers",
+                         argv[0],
+                         "group.id",
+                         "kafka-mock-probe",
+                         "isolation.level",
+                         "read_committed",
+                         "enable.partition.eof",
+                         "true",
                          NULL};
     rd_kafka_t *c = km_client(RD_KAFKA_CONSUMER, ckv);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
