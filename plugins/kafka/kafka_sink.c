@@ -547,8 +547,11 @@ static int ksink_restore(weir_ctx *ctx, void *self, uint64_t checkpoint_id,
 
 static void ksink_free(ksink *s)
 {
+    /* Undelivered messages of a failed run are produced again after the
+     * restart (at-least-once); finish() flushed those of a finished one. */
     if (s->rk) {
-        rd_kafka_flush(s->rk, (int)s->timeout_ms);
+        rd_kafka_purge(s->rk,
+                       RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_destroy(s->rk);
     }
     for (uint32_t i = 0; i < s->n_slots; i++) {

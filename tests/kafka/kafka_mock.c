@@ -2,14 +2,16 @@
  * kafka_mock.c - test helper around librdkafka's built-in mock cluster.
  *
  *   kafka_mock serve [--brokers N] [--topic NAME:PARTITIONS]...
- *                    [--produce TOPIC:M:K]
+ *                    [--produce TOPIC:M:K] [--fail-produce N]
  *       Starts a mock cluster of N brokers (default 3) inside this process,
  *       creates the topics, prints "bootstrap=HOST:PORT,..." on stdout,
  *       produces the deterministic input if asked (record i of M, 0-based:
  *       key "u<k>" with k = ((i * 2654435761) mod 2^32) mod K, payload
  *       {"user":"u<k>","i":i,"ts":T} with T = 1767225600000 + i, message
- *       timestamp T, partition i mod PARTITIONS), prints "ready", and keeps
- *       the cluster up until standard input closes.
+ *       timestamp T, partition i mod PARTITIONS), makes the next N Produce
+ *       requests after that fail with MSG_SIZE_TOO_LARGE (not retriable),
+ *       prints "ready", and keeps the cluster up until standard input
+ *       closes.
  *   kafka_mock consume BOOTSTRAP TOPIC [--read-committed]
  *       Prints every message of TOPIC up to the partitions' current high
  *       watermarks as JSON lines {"partition":p,"offset":o,"key":"...",
@@ -120,6 +122,7 @@ static int km_serve(int argc, char **argv)
 {
     const char *brokers = "3";
     const char *topics[64], *produce = NULL;
+    int fail_produce = 0;
     int n_topics = 0;
     for (int i = 0; i < argc; i++) {
         if (i + 1 < argc && strcmp(argv[i], "--brokers") == 0)
@@ -129,6 +132,8 @@ static int km_serve(int argc, char **argv)
             topics[n_topics++] = argv[++i];
         else if (i + 1 < argc && strcmp(argv[i], "--produce") == 0)
             produce = argv[++i];
+        else if (i + 1 < argc && strcmp(argv[i], "--fail-produce") == 0)
+            fail_produce = atoi(argv[++i]);
         else
             return km_usage();
     }
@@ -160,6 +165,14 @@ static int km_serve(int argc, char **argv)
         if (sscanf(produce, "%255[^:]:%ld:%ld", topic, &m, &k) != 3 || k < 1)
             return km_usage();
         km_produce(rk, topic, m, k, km_partitions(rk, topic));
+    }
+    if (fail_produce > 0) {
+        rd_kafka_resp_err_t errs[64];
+        for (int i = 0; i < fail_produce && i < 64; i++)
+            errs[i] = RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
+        rd_kafka_mock_push_request_errors_array(
+            mc, 0 /* Produce */, fail_produce < 64 ? (size_t)fail_produce : 64,
+            errs);
     }
     printf("ready\n");
     fflush(stdout);

@@ -62,8 +62,8 @@ def tally(n, keys):
 class Mock:
     """A running `kafka_mock serve`; the cluster lives until stop()."""
 
-    def __init__(self, topics, produce=None):
-        args = [MOCK, "serve"]
+    def __init__(self, topics, produce=None, fail_produce=0):
+        args = [MOCK, "serve", "--fail-produce", str(fail_produce)]
         for t in topics:
             args += ["--topic", t]
         if produce:
@@ -340,6 +340,21 @@ class Config(Base):
                                 name="r2")
         self.assertEqual(rc, 1, tail(text))
         self.assertIn("kafka_source: topics: topic 'nope' does not exist", text)
+
+
+    def test_undeliverable_records_fail_the_job(self):
+        """A record the broker refuses (an injected produce error) fails
+        the sink with the partition and the reason, not a silent loss."""
+        self.mock = Mock(["in:1", "out:1"], "in:20:2", fail_produce=3)
+        bs = self.mock.bootstrap
+        rc, text = self.run_job(
+            "job: ud\nrestart: {strategy: none}\noperators:\n" + source(bs) +
+            "  - id: sink\n    type: kafka_sink\n    inputs: [src]\n"
+            "    config: {brokers: '%s', topic: out}\n" % bs)
+        self.assertNotEqual(rc, 0, tail(text))
+        self.assertIn("message(s) were not delivered; first: out[0]: Broker:"
+                      " Message size too large", text,
+                      tail(text))
 
 
 class Restore(Base):
