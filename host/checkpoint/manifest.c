@@ -65,6 +65,7 @@ static void task_clear(ckpt_task *t)
     free(t->op_id);
     free(t->state_dir);
     free(t->snapshot);
+    free(t->broadcast);
 }
 
 void ckpt_manifest_free(ckpt_manifest *m)
@@ -169,12 +170,21 @@ static int tasks_check(const ckpt_manifest *m, int with_files, int code,
                            "task %s#%u: snapshot \"%s\" is not a relative "
                            "path inside the checkpoint",
                            t->op_id, t->index, t->snapshot);
+        if (t->broadcast && !safe_relpath(t->broadcast))
+            return err_set(errptr, code,
+                           "task %s#%u: broadcast \"%s\" is not a relative "
+                           "path inside the checkpoint",
+                           t->op_id, t->index, t->broadcast);
         if (!with_files)
             continue;
         if (t->snapshot && !file_find(m->files, m->n_files, t->snapshot))
             return err_set(errptr, code,
                            "task %s#%u: snapshot %s is not among the files",
                            t->op_id, t->index, t->snapshot);
+        if (t->broadcast && !file_find(m->files, m->n_files, t->broadcast))
+            return err_set(errptr, code,
+                           "task %s#%u: broadcast %s is not among the files",
+                           t->op_id, t->index, t->broadcast);
         if (t->state_dir && !dir_listed(m->files, m->n_files, t->state_dir))
             return err_set(errptr, code,
                            "task %s#%u: state_dir %s holds no file", t->op_id,
@@ -208,6 +218,7 @@ static json_t *task_to_json(const ckpt_task *t)
         obj_set(o, "state_dir", str_or_null(t->state_dir)) ||
         obj_set(o, "snapshot", str_or_null(t->snapshot)) ||
         obj_set(o, "snapshot_version", json_integer(t->snapshot_version)) ||
+        obj_set(o, "broadcast", str_or_null(t->broadcast)) ||
         obj_set(o, "state_bytes", json_integer((json_int_t)t->state_bytes)) ||
         obj_set(o, "sync_ms", json_integer(t->sync_ms)) ||
         obj_set(o, "align_ms", json_integer(t->align_ms))) {
@@ -333,6 +344,7 @@ static int task_from_json(json_t *o, size_t i, ckpt_task *t, char **errptr)
     rc = rc ? rc : get_int(&c, o, "parallelism", 1, UINT32_MAX, &par);
     rc = rc ? rc : get_str(&c, o, "state_dir", 1, &t->state_dir);
     rc = rc ? rc : get_str(&c, o, "snapshot", 1, &t->snapshot);
+    rc = rc ? rc : get_str(&c, o, "broadcast", 1, &t->broadcast);
     rc = rc ? rc : get_int(&c, o, "snapshot_version", 0, UINT32_MAX, &sv);
     rc = rc ? rc : get_int(&c, o, "state_bytes", 0, INT64_MAX, &bytes);
     rc = rc ? rc : get_int(&c, o, "sync_ms", INT64_MIN, INT64_MAX, &t->sync_ms);

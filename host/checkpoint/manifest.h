@@ -7,6 +7,7 @@
  *     <op id>-<index>/state/   a RocksDB checkpoint of the subtask's keyed
  *                              state (SST files hard-linked), if any
  *     <op id>-<index>/snapshot the plugin's non-keyed snapshot, if any
+ *     <op id>-<index>/broadcast the subtask's broadcast state, if any
  *     MANIFEST.json            written last (schemas/checkpoint-manifest.md)
  *   completed                  the log of completed checkpoint ids, one
  *                              decimal id per line, appended and fsync'ed
@@ -38,6 +39,8 @@ typedef struct ckpt_task {
     uint32_t parallelism;
     char *state_dir;           /* "<op>-<i>/state", or NULL: no keyed state */
     char *snapshot;            /* "<op>-<i>/snapshot", or NULL */
+    char *broadcast;           /* "<op>-<i>/broadcast", or NULL: no
+                                  broadcast state (runtime/bcast.h) */
     uint32_t snapshot_version; /* the plugin's snapshot_version */
     uint64_t state_bytes;      /* size of the state files */
     int64_t sync_ms;           /* the subtask's synchronous pause */

@@ -397,6 +397,41 @@ static int reg_check_callbacks(const char *path, const weir_operator *op,
     return 0;
 }
 
+/* Since 1.2: broadcast inputs name declared input ports and come with
+ * process_broadcast(), and process_broadcast() with broadcast inputs. An
+ * operator of an older minor reads both as zero. */
+static int reg_check_broadcast(const char *path, const reg_operator *ro,
+                               char **errptr)
+{
+    const weir_operator *op = &ro->op;
+    uint64_t bits = op->broadcast_inputs;
+    if (!bits && op->process_broadcast)
+        return err_set(errptr, WEIR_EINVAL,
+                       "%s: operator '%s': process_broadcast is set but "
+                       "broadcast_inputs names no input port",
+                       path, op->name);
+    if (!bits)
+        return 0;
+    if (op->flags & WEIR_OP_SOURCE)
+        return err_set(errptr, WEIR_EINVAL,
+                       "%s: operator '%s' is a source and cannot have "
+                       "broadcast inputs",
+                       path, op->name);
+    for (unsigned i = 0; i < 64; i++)
+        if ((bits >> i & 1u) && i >= ro->n_inputs)
+            return err_set(errptr, WEIR_EINVAL,
+                           "%s: operator '%s': broadcast_inputs has bit %u "
+                           "set, but the operator has %zu input port%s",
+                           path, op->name, i, ro->n_inputs,
+                           ro->n_inputs == 1 ? "" : "s");
+    if (!op->process_broadcast)
+        return err_set(errptr, WEIR_EINVAL,
+                       "%s: operator '%s': broadcast_inputs is set but "
+                       "the required callback process_broadcast is NULL",
+                       path, op->name);
+    return 0;
+}
+
 static int reg_norm_operator(const char *path, size_t idx,
                              const weir_operator *raw, reg_operator **out,
                              char **errptr)
@@ -439,6 +474,8 @@ static int reg_norm_operator(const char *path, size_t idx,
         return rc;
     op->input_ports = ro->inputs;
     op->output_ports = ro->outputs;
+    if ((rc = reg_check_broadcast(path, ro, errptr)) < 0)
+        return rc;
     return reg_norm_params(path, ro, errptr);
 }
 

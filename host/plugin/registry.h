@@ -58,7 +58,9 @@ void reg_free(reg_registry *reg);
  * entry returns NULL, the ABI major differs, a struct's `size` is below the
  * v1.0 size, there are no operators, an operator has no name or lacks a
  * required callback, a name clashes with this or an already registered
- * plugin, a port list repeats or has an empty name, or a parameter has no
+ * plugin, a port list repeats or has an empty name, broadcast_inputs names
+ * a port that does not exist or comes without process_broadcast (or the
+ * other way round, or on a source), or a parameter has no
  * (or a non-[a-z0-9_]+) name, an unknown type, a duplicate name, or is an
  * ENUM without choices. Default values are checked later, by the topology.
  * On failure returns a negative code and a one-line message "FILE: cause"

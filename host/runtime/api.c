@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "metrics/metrics.h"
+#include "runtime/bcast.h"
 #include "runtime/keyed.h"
 #include "runtime/task.h"
 #include "state/state.h"
@@ -267,6 +268,34 @@ static int api_metric_register(weir_ctx *c, weir_metric_kind kind,
                             &t->error);
 }
 
+/* Broadcast state (since 1.2): runtime/bcast.h. */
+static int api_broadcast_declare(weir_ctx *c, const char *name,
+                                 weir_broadcast_state **out)
+{
+    return bcast_declare(api_task(c), name, out);
+}
+static int api_broadcast_get(weir_ctx *c, weir_broadcast_state *s,
+                             const void *k, size_t kn, const void **v,
+                             size_t *n)
+{
+    return bcast_get(api_task(c), s, k, kn, v, n);
+}
+static int api_broadcast_put(weir_ctx *c, weir_broadcast_state *s,
+                             const void *k, size_t kn, const void *v, size_t n)
+{
+    return bcast_put(api_task(c), s, k, kn, v, n);
+}
+static int api_broadcast_delete(weir_ctx *c, weir_broadcast_state *s,
+                                const void *k, size_t kn)
+{
+    return bcast_delete(api_task(c), s, k, kn);
+}
+static int api_broadcast_iter(weir_ctx *c, weir_broadcast_state *s,
+                              weir_map_iter_fn fn, void *arg)
+{
+    return bcast_iter(api_task(c), s, fn, arg);
+}
+
 static const weir_host_api api_host = {
     .size = sizeof(weir_host_api),
     .abi_major = WEIR_ABI_MAJOR,
@@ -305,6 +334,11 @@ static const weir_host_api api_host = {
     .counter_add = metrics_counter_add,
     .gauge_set = metrics_gauge_set,
     .histogram_observe = metrics_histogram_observe,
+    .broadcast_declare = api_broadcast_declare,
+    .broadcast_get = api_broadcast_get,
+    .broadcast_put = api_broadcast_put,
+    .broadcast_delete = api_broadcast_delete,
+    .broadcast_iter = api_broadcast_iter,
 };
 
 const weir_host_api *api_table(void)

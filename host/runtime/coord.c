@@ -12,6 +12,7 @@
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "runtime/bcast.h"
 
 /* How long the coordinator sleeps while a checkpoint is in flight. */
 #define COORD_TICK_NS     ((int64_t)20 * 1000000)
@@ -132,7 +133,9 @@ static int coord_manifest(rt_job *rt, ckpt_manifest *m)
         if ((a->has_state && asprintf(&e->state_dir, "%s-%u/state", t->op->id,
                                       t->ps->index) < 0) ||
             (a->has_snapshot && asprintf(&e->snapshot, "%s-%u/snapshot",
-                                         t->op->id, t->ps->index) < 0))
+                                         t->op->id, t->ps->index) < 0) ||
+            (a->has_broadcast && asprintf(&e->broadcast, "%s-%u/broadcast",
+                                          t->op->id, t->ps->index) < 0))
             return WEIR_ENOMEM;
     }
     return 0;
@@ -143,6 +146,7 @@ static void coord_manifest_release(ckpt_manifest *m)
     for (size_t i = 0; i < m->n_tasks; i++) {
         free(m->tasks[i].state_dir);
         free(m->tasks[i].snapshot);
+        free(m->tasks[i].broadcast);
     }
     free(m->tasks);
     for (size_t i = 0; i < m->n_files; i++)
@@ -170,6 +174,18 @@ static void coord_abort(rt_job *rt, const char *why)
     }
     free(dir);
     pthread_mutex_lock(&rt->ck_lock);
+}
+
+/* Warns, once per run, when the broadcast state copies of an operator's
+ * subtasks differ in a completed checkpoint (weir.h: "Determinism"). */
+static void coord_check_broadcast(rt_job *rt, const ckpt_manifest *m)
+{
+    char *err = NULL;
+    if (bcast_check_copies(m, &err) > 0)
+        log_msg(rt->ck_bcast_warned ? WEIR_LOG_DEBUG : WEIR_LOG_WARN,
+                "checkpoint", "%s", err);
+    rt->ck_bcast_warned |= err != NULL;
+    free(err);
 }
 
 static void coord_log_complete(rt_job *rt, const ckpt_manifest *m)
@@ -208,8 +224,10 @@ static void coord_finish(rt_job *rt)
     pthread_mutex_unlock(&rt->ck_lock);
     if (rc == 0)
         rc = ckpt_complete(rt->run_dir, &m, rt->ck_sums, &err);
-    if (rc == 0)
+    if (rc == 0) {
         coord_log_complete(rt, &m);
+        coord_check_broadcast(rt, &m);
+    }
     pthread_mutex_lock(&rt->ck_lock);
     if (rc < 0) {
         char why[1024];

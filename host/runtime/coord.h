@@ -37,6 +37,7 @@
 typedef struct coord_ack_info {
     int has_state;    /* <op>-<i>/state was written */
     int has_snapshot; /* <op>-<i>/snapshot was written */
+    int has_broadcast; /* <op>-<i>/broadcast was written */
     int64_t sync_ns;  /* the synchronous pause of the subtask */
     int64_t align_ns; /* barrier alignment time */
 } coord_ack_info;

@@ -44,6 +44,7 @@ static const char *const guard_cb_names[GUARD_N_CB] = {
     [GUARD_NOTIFY_CHECKPOINT_COMPLETE] = "notify_checkpoint_complete",
     [GUARD_FINISH] = "finish",
     [GUARD_CLOSE] = "close",
+    [GUARD_PROCESS_BROADCAST] = "process_broadcast",
 };
 
 /* The actions in place before guard_install(), which the crash handler

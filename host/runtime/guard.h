@@ -54,6 +54,7 @@ typedef enum guard_cb {
     GUARD_NOTIFY_CHECKPOINT_COMPLETE,
     GUARD_FINISH,
     GUARD_CLOSE,
+    GUARD_PROCESS_BROADCAST,
     GUARD_N_CB
 } guard_cb;
 

@@ -12,6 +12,7 @@
 #include "common/crash.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "runtime/bcast.h"
 #include "runtime/coord.h"
 #include "runtime/keyed.h"
 
@@ -311,6 +312,12 @@ static int task_checkpoint(task *t, uint64_t id, int64_t align_ns)
         }
         info.has_state = 1;
     }
+    if (t->bcast) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/broadcast", dir);
+        if (bcast_snapshot(t, path, &info.has_broadcast, &err) < 0)
+            goto decline;
+    }
     if (t->reg->op.snapshot) {
         t->snap_len = 0;
         t->in_snapshot = 1;
@@ -399,11 +406,32 @@ static int task_on_barrier(task *t, uint32_t input, uint64_t id)
     return task_check_aligned(t);
 }
 
+/* Records of a broadcast input go to process_broadcast(), without a key. */
+static int task_process_broadcast(task *t, uint32_t input)
+{
+    weir_record rec;
+    int more;
+    while ((more = wire_next(&t->reader, &rec)) > 0 && !task_cancelled(t)) {
+        TASK_COUNT(t->records_in, 1);
+        int rc = bcast_process(t, &rec, t->in_port[input]);
+        if (rc < 0)
+            return task_fail(t, "process_broadcast", rc);
+    }
+    if (more < 0) {
+        free(t->error);
+        t->error = strdup("malformed record in a data message");
+        return task_fail(t, "reading input", WEIR_EINVAL);
+    }
+    return 0;
+}
+
 static int task_process_data(task *t, uint32_t input)
 {
     const weir_operator *op = &t->reg->op;
     weir_record rec;
     int more;
+    if (bcast_is_input(t, t->in_port[input]))
+        return task_process_broadcast(t, input);
     while ((more = wire_next(&t->reader, &rec)) > 0 && !task_cancelled(t)) {
         t->cur_key = rec.key;
         t->cur_key_len = rec.key_len;
@@ -597,14 +625,18 @@ static int task_open(task *t)
         if (rc < 0)
             return task_fail(t, "opening keyed state", rc);
     }
+    int rc = bcast_restore(t, &t->error);
+    if (rc < 0)
+        return task_fail(t, "restoring broadcast state", rc);
     t->phase = TASK_PHASE_OPEN;
     guard_cb g = guard_enter(&t->guard, GUARD_OPEN);
-    int rc = t->reg->op.open(&t->ctx, &t->self);
+    rc = t->reg->op.open(&t->ctx, &t->self);
     guard_leave(&t->guard, g);
     t->phase = TASK_PHASE_NONE;
     if (rc < 0)
         return task_fail(t, "open", rc);
     t->opened = 1;
+    bcast_opened(t);
     if (t->rt->restore)
         t->ck_taken = t->ck_notified = t->rt->restore->id;
     if ((rc = task_restore(t)) < 0)
@@ -687,6 +719,7 @@ void *task_main(void *arg)
     }
     task_close(t);
     keyed_close(t);
+    bcast_free(t);
     log_msg(WEIR_LOG_DEBUG, t->who,
             "ended: %llu in, %llu out, %llu batches, %.1f ms back-pressured",
             (unsigned long long)atomic_load(&t->records_in),

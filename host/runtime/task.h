@@ -60,6 +60,7 @@ typedef struct rt_job {
     uint64_t ck_n_completed, ck_n_failed;
     double ck_last_ms, ck_last_sync_ms, ck_last_align_ms; /* of the newest */
     uint64_t ck_last_bytes;                               /* of the newest */
+    int ck_bcast_warned; /* differing broadcast copies were logged */
     int attempt; /* the worker's attempt number */
     /* restore: the checkpoint this run starts from, or NULL */
     const struct ckpt_manifest *restore;
@@ -170,6 +171,9 @@ typedef struct task {
     char *snap_buf;       /* weir_snapshot_write() data */
     size_t snap_len, snap_cap;
     int in_snapshot;
+
+    /* broadcast state (runtime/bcast.h) */
+    struct bcast_set *bcast; /* NULL until declared or restored */
 
     /* keyed state and timers (runtime/keyed.h) */
     struct state_store *store; /* opened on the first state_declare */

@@ -659,7 +659,17 @@ static int tb_partition(tb *b, const topo_op *op, const tb_in *in,
                       "forward needs equal parallelism, but '%s' has %u and "
                       "'%s' has %u; use rebalance, key or broadcast",
                       prod->id, prod->parallelism, op->id, op->parallelism);
-    if ((op->reg->op.flags & WEIR_OP_KEYED) && op->parallelism > 1 &&
+    int bcast = out->to_port < 64 &&
+                (op->reg->op.broadcast_inputs >> out->to_port & 1u);
+    if (bcast && out->partition != TOPO_BROADCAST)
+        return tb_err(b, at, apath,
+                      "port '%s' of operator '%s' (type %s) is a broadcast "
+                      "input, so its input from '%s' must be partitioned by "
+                      "broadcast, not %s%s; add 'partition: broadcast'",
+                      op->reg->inputs[out->to_port], op->id, op->type,
+                      prod->id, topo_partition_name(out->partition),
+                      in->partition ? "" : " (the default)");
+    if ((op->reg->op.flags & WEIR_OP_KEYED) && op->parallelism > 1 && !bcast &&
         out->partition != TOPO_KEY)
         return tb_err(b, at, apath,
                       "operator '%s' (type %s) keeps keyed state and has "

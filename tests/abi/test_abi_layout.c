@@ -6,7 +6,8 @@
  * The numbers were computed by hand from the declarations in weir.h (v1.0):
  * uint32_t and enums take 4 bytes, pointers, size_t, int64_t and double 8,
  * each aligned to its size. When a minor version appends a field, add its
- * offset here and raise the matching sizeof; never change an existing line.
+ * offset here under #if WEIR_ABI_MINOR >= N and the new sizeof with it,
+ * keeping the older sizeof under #else; never change an existing line.
  *
  * This file is compiled twice: against sdk/include and against the frozen
  * v1.0 header in compat/v1_0, so the two cannot drift apart.
@@ -47,6 +48,14 @@ _Static_assert(WEIR_PARAM_BOOL == 1 && WEIR_PARAM_INT == 2 &&
 _Static_assert(WEIR_PARAM_REQUIRED == 0x1u && WEIR_PARAM_HAS_MIN == 0x2u &&
                    WEIR_PARAM_HAS_MAX == 0x4u,
                "param flags");
+#if WEIR_ABI_MINOR >= 1
+_Static_assert(WEIR_PARAM_OUTPUT_PATH == 0x8u, "param flags (1.1)");
+#endif
+#if WEIR_ABI_MINOR >= 2
+_Static_assert(WEIR_BROADCAST_MAX_KEY == 65000 &&
+                   WEIR_BROADCAST_MAX_VALUE == 16 * 1024 * 1024,
+               "broadcast state limits (1.2)");
+#endif
 _Static_assert(WEIR_STATE_VALUE == 1 && WEIR_STATE_MAP == 2 &&
                    WEIR_STATE_LIST == 3,
                "weir_state_kind");
@@ -131,7 +140,13 @@ OFF(weir_operator, restore, 120);
 OFF(weir_operator, notify_checkpoint_complete, 128);
 OFF(weir_operator, finish, 136);
 OFF(weir_operator, close, 144);
+#if WEIR_ABI_MINOR >= 2
+OFF(weir_operator, broadcast_inputs, 152);
+OFF(weir_operator, process_broadcast, 160);
+SIZE(weir_operator, 168);
+#else
 SIZE(weir_operator, 152);
+#endif
 
 /* weir_plugin */
 OFF(weir_plugin, size, 0);
@@ -183,13 +198,24 @@ OFF(weir_host_api, metric_register, 256);
 OFF(weir_host_api, counter_add, 264);
 OFF(weir_host_api, gauge_set, 272);
 OFF(weir_host_api, histogram_observe, 280);
+#if WEIR_ABI_MINOR >= 2
+OFF(weir_host_api, broadcast_declare, 288);
+OFF(weir_host_api, broadcast_get, 296);
+OFF(weir_host_api, broadcast_put, 304);
+OFF(weir_host_api, broadcast_delete, 312);
+OFF(weir_host_api, broadcast_iter, 320);
+SIZE(weir_host_api, 328);
+#else
 SIZE(weir_host_api, 288);
+#endif
 
 /* The assertions above are the test; this only gives ctest a program that
  * ran (and reports which header it was built against). */
 static void test_layout_compiled(void **state)
 {
     assert_int_equal(WEIR_ABI_MAJOR, 1);
+    print_message("pinned against weir.h %d.%d\n", WEIR_ABI_MAJOR,
+                  WEIR_ABI_MINOR);
 }
 
 int main(void)

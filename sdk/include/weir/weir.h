@@ -53,7 +53,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define WEIR_ABI_MAJOR 1
-#define WEIR_ABI_MINOR 1
+#define WEIR_ABI_MINOR 2
 
 /* Marks the one symbol a plugin exports; build with -fvisibility=hidden. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -115,6 +115,8 @@ static inline const char *weir_strerror(int code)
 typedef struct weir_host_api weir_host_api;
 typedef struct weir_state weir_state;   /* a declared state, owned by host */
 typedef struct weir_metric weir_metric; /* a registered metric, owned by host */
+/* Since 1.2: a declared broadcast state, owned by the host. */
+typedef struct weir_broadcast_state weir_broadcast_state;
 
 /*
  * The context the host passes to every callback. Only `api` is public; the
@@ -262,6 +264,61 @@ typedef int (*weir_map_iter_fn)(void *arg, const void *ukey, size_t ukey_len,
                                 const void *value, size_t value_len);
 
 /* ------------------------------------------------------------------------ */
+/* Broadcast state (since 1.2)                                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A broadcast state is a named map of byte keys to byte values that the host
+ * keeps for an operator with a broadcast input (weir_operator's
+ * broadcast_inputs), one copy per subtask, meant to be the same on every
+ * subtask: rules, configuration, small reference tables that arrive as a
+ * stream while the job runs (Flink's broadcast state pattern).
+ *
+ *   - Declaring: in open(), with weir_broadcast_declare(), by an operator
+ *     that has a broadcast input. When the job starts from a checkpoint, the
+ *     state holds the checkpoint's content as soon as declare returns, so
+ *     open() may iterate it to rebuild what the instance derives from it.
+ *   - Writing: weir_broadcast_put() and weir_broadcast_delete() only inside
+ *     process_broadcast(); anywhere else they return WEIR_ESTATE and change
+ *     nothing. Reading: weir_broadcast_get() and weir_broadcast_iter() from
+ *     every callback after the declaration, process() of a keyed operator
+ *     included (which sees the state read-only, whatever its current key).
+ *   - Determinism: every subtask receives every record of a broadcast input,
+ *     so the copies stay equal exactly when process_broadcast() writes as a
+ *     function of the broadcast records (and of the state) alone: never of
+ *     the subtask index, the clock, the watermark, keyed state, or the
+ *     order of records on other inputs. With one producer subtask on the
+ *     broadcast input (parallelism 1), its records arrive in the same order
+ *     everywhere; with several producers their records interleave
+ *     differently on each subtask, so writes must then commute across
+ *     producers (for instance, each producer owns its keys). The host
+ *     compares the copies of every completed checkpoint and logs a warning
+ *     naming the operator when they differ.
+ *   - Checkpoints: at a barrier every subtask writes its copy next to its
+ *     snapshot (<op>-<index>/broadcast, listed in the manifest). With
+ *     checkpoint.mode exactly_once a broadcast input is aligned like any
+ *     other input, so checkpoint n holds, on every subtask, the effect of
+ *     exactly the broadcast records before barrier n. With at_least_once a
+ *     copy may also hold records after the barrier, which a restore then
+ *     delivers again: writes must be idempotent (e.g. carry a version and
+ *     ignore versions already applied). A restore gives every subtask the
+ *     copy it wrote.
+ *   - Lifetime and size: no TTL, an entry stays until it is deleted. The
+ *     state lives in memory: a get is a binary search, a put of a new key or
+ *     a delete moves the entries after it, and every checkpoint writes the
+ *     whole state. It is meant for up to about 100 000 entries and some
+ *     megabytes; bulk data belongs in keyed state. Keys are at most
+ *     WEIR_BROADCAST_MAX_KEY bytes, values at most WEIR_BROADCAST_MAX_VALUE.
+ *   - Bytes returned by weir_broadcast_get() stay valid until the next put
+ *     or delete on that state or the end of the callback, whichever comes
+ *     first. weir_broadcast_iter() visits the entries in byte order of the
+ *     keys (a prefix before its extensions); its callback must not call the
+ *     broadcast state functions (they return WEIR_ESTATE).
+ */
+#define WEIR_BROADCAST_MAX_KEY   65000
+#define WEIR_BROADCAST_MAX_VALUE (16 * 1024 * 1024)
+
+/* ------------------------------------------------------------------------ */
 /* Metrics                                                                   */
 /* ------------------------------------------------------------------------ */
 
@@ -383,6 +440,28 @@ typedef struct weir_operator {
     /* Required. Releases the instance. Must not emit. Called once after a
      * successful open(), also when the job fails or is cancelled. */
     void (*close)(weir_ctx *ctx, void *self);
+
+    /* --- since 1.2 --- */
+
+    /* The broadcast inputs: bit i set makes input port i (i < 64) one. The
+     * topology must wire a broadcast input with `partition: broadcast` (it
+     * is refused otherwise; a keyed operator's other inputs stay
+     * partitioned by key), so that every subtask receives every record of
+     * it. Its records go to process_broadcast(), never to process(), and
+     * only process_broadcast() may write broadcast state. 0, as in every
+     * operator built before 1.2: no broadcast input. A source has none, and
+     * a bit for a port the operator does not declare is refused. */
+    uint64_t broadcast_inputs;
+
+    /* Required when broadcast_inputs is not 0, refused when it is 0. One
+     * record from broadcast input port `port`. There is no current key:
+     * keyed state, timers and weir_current_key() return WEIR_ESTATE. It may
+     * emit. Records of the broadcast and of the other inputs interleave in
+     * no particular order; an operator that needs them in event-time order
+     * buffers (keyed state, timers) and lets the watermark decide, as the
+     * bundled `rules` operator does. */
+    int (*process_broadcast)(weir_ctx *ctx, void *self, const weir_record *rec,
+                             uint32_t port);
 } weir_operator;
 
 /*
@@ -531,7 +610,10 @@ struct weir_host_api {
     /* --- metrics (register in open(); update from any callback) ---
      * `label_name`/`label_value` add one label (both NULL for none), so a
      * plugin can keep e.g. one counter per rule. Registering the same name and
-     * label twice returns the same metric. */
+     * label twice returns the same metric. Since 1.2 a registration is also
+     * allowed in later callbacks (a counter per rule for rules that arrive
+     * on a broadcast input); it costs a lookup among the job's metrics, so
+     * keep the metric it returns. */
     int (*metric_register)(weir_ctx *ctx, weir_metric_kind kind,
                            const char *name, const char *help,
                            const char *label_name, const char *label_value,
@@ -539,6 +621,28 @@ struct weir_host_api {
     void (*counter_add)(weir_metric *m, uint64_t delta);
     void (*gauge_set)(weir_metric *m, double value);
     void (*histogram_observe)(weir_metric *m, double value);
+
+    /* --- broadcast state (since 1.2; see "Broadcast state" above) ---
+     * declare: only in open() (WEIR_ESTATE elsewhere); WEIR_EINVAL for a
+     * name that is not [a-z0-9_]{1,64}, a name declared twice, or an
+     * operator without broadcast input. get: WEIR_ENOTFOUND when absent.
+     * put, delete: only in process_broadcast() (WEIR_ESTATE elsewhere);
+     * deleting an absent key is not an error. Every call refuses with
+     * WEIR_EINVAL a handle this instance did not declare, a NULL pointer
+     * with a non-zero length, a NULL output pointer or callback, and a key
+     * or value over the limits. */
+    int (*broadcast_declare)(weir_ctx *ctx, const char *name,
+                             weir_broadcast_state **out);
+    int (*broadcast_get)(weir_ctx *ctx, weir_broadcast_state *st,
+                         const void *key, size_t key_len, const void **value,
+                         size_t *len);
+    int (*broadcast_put)(weir_ctx *ctx, weir_broadcast_state *st,
+                         const void *key, size_t key_len, const void *value,
+                         size_t len);
+    int (*broadcast_delete)(weir_ctx *ctx, weir_broadcast_state *st,
+                            const void *key, size_t key_len);
+    int (*broadcast_iter)(weir_ctx *ctx, weir_broadcast_state *st,
+                          weir_map_iter_fn fn, void *arg);
 };
 
 /* ------------------------------------------------------------------------ */
@@ -739,6 +843,36 @@ static inline void weir_histogram_observe(weir_ctx *ctx, weir_metric *m,
 {
     if (m && WEIR_API_HAS(ctx, histogram_observe))
         ctx->api->histogram_observe(m, v);
+}
+
+/* Broadcast state (since 1.2): WEIR_ENOTSUP on an older host. */
+static inline int weir_broadcast_declare(weir_ctx *ctx, const char *name,
+                                         weir_broadcast_state **out)
+{
+    return WEIR_API_CALL(ctx, broadcast_declare, name, out);
+}
+static inline int weir_broadcast_get(weir_ctx *ctx, weir_broadcast_state *st,
+                                     const void *key, size_t key_len,
+                                     const void **value, size_t *len)
+{
+    return WEIR_API_CALL(ctx, broadcast_get, st, key, key_len, value, len);
+}
+static inline int weir_broadcast_put(weir_ctx *ctx, weir_broadcast_state *st,
+                                     const void *key, size_t key_len,
+                                     const void *value, size_t len)
+{
+    return WEIR_API_CALL(ctx, broadcast_put, st, key, key_len, value, len);
+}
+static inline int weir_broadcast_delete(weir_ctx *ctx,
+                                        weir_broadcast_state *st,
+                                        const void *key, size_t key_len)
+{
+    return WEIR_API_CALL(ctx, broadcast_delete, st, key, key_len);
+}
+static inline int weir_broadcast_iter(weir_ctx *ctx, weir_broadcast_state *st,
+                                      weir_map_iter_fn fn, void *arg)
+{
+    return WEIR_API_CALL(ctx, broadcast_iter, st, fn, arg);
 }
 
 #ifdef __cplusplus
