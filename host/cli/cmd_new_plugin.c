@@ -30,7 +30,7 @@ static const char np_cmake[] =
     "\n"
     "# The Weir SDK: an installed Weir (CMAKE_PREFIX_PATH=<prefix>) or a\n"
     "# build tree (-DWeir_DIR=<weir build dir>).\n"
-    "find_package(Weir 1.1 REQUIRED)\n"
+    "find_package(Weir 1.2 REQUIRED)\n"
     "\n"
     "weir_add_plugin(@NAME@ @NAME@.c)\n"
     "\n"

@@ -56,6 +56,15 @@ static void stub_counter_add(weir_metric *m, uint64_t delta)
     calls_counter++;
 }
 
+static int calls_bcast;
+
+static int stub_bcast_put(weir_ctx *ctx, weir_broadcast_state *st,
+                          const void *k, size_t kn, const void *v, size_t vn)
+{
+    calls_bcast++;
+    return WEIR_OK;
+}
+
 static const weir_host_api full = {
     .size = sizeof(weir_host_api),
     .abi_major = WEIR_ABI_MAJOR,
@@ -66,6 +75,7 @@ static const weir_host_api full = {
     .current_key = stub_current_key,
     .timer_register = stub_timer,
     .counter_add = stub_counter_add,
+    .broadcast_put = stub_bcast_put,
 };
 
 /* A copy of `full` cut to `size` bytes, in an allocation of that size. */
@@ -132,6 +142,39 @@ static void test_truncated_table(void **state)
     free(t);
 }
 
+/* A 1.2 plugin on a 1.1 host: the table ends after histogram_observe, so
+ * every broadcast state call answers WEIR_ENOTSUP without reading past it
+ * (under ASan, a peek beyond the allocation fails the test). */
+static void test_broadcast_on_1_1_host(void **state)
+{
+    weir_host_api *t = truncated(offsetof(weir_host_api, broadcast_declare));
+    weir_ctx ctx = {.api = t};
+    assert_true(WEIR_API_HAS(&ctx, counter_add));
+    assert_false(WEIR_API_HAS(&ctx, broadcast_declare));
+    assert_false(WEIR_API_HAS(&ctx, broadcast_put));
+    weir_broadcast_state *st = NULL;
+    const void *v = NULL;
+    size_t n = 0;
+    calls_bcast = 0;
+    assert_int_equal(weir_broadcast_declare(&ctx, "rules", &st), WEIR_ENOTSUP);
+    assert_null(st);
+    assert_int_equal(weir_broadcast_get(&ctx, st, "k", 1, &v, &n),
+                     WEIR_ENOTSUP);
+    assert_int_equal(weir_broadcast_put(&ctx, st, "k", 1, "v", 1),
+                     WEIR_ENOTSUP);
+    assert_int_equal(weir_broadcast_delete(&ctx, st, "k", 1), WEIR_ENOTSUP);
+    assert_int_equal(weir_broadcast_iter(&ctx, st, NULL, NULL), WEIR_ENOTSUP);
+    assert_int_equal(calls_bcast, 0);
+    free(t);
+
+    /* On a 1.2 table the slot is called. */
+    ctx.api = &full;
+    assert_int_equal(weir_broadcast_put(&ctx, st, "k", 1, "v", 1), WEIR_OK);
+    assert_int_equal(calls_bcast, 1);
+    assert_int_equal(weir_broadcast_get(&ctx, st, "k", 1, &v, &n),
+                     WEIR_ENOTSUP); /* NULL slot */
+}
+
 /* A slot counts only when all 8 bytes of it are inside `size`. */
 static void test_slot_boundary(void **state)
 {
@@ -162,6 +205,12 @@ static void test_has_field(void **state)
     assert_false(WEIR_HAS_FIELD(&op, weir_operator, finish));
     op.size = sizeof(weir_operator);
     assert_true(WEIR_HAS_FIELD(&op, weir_operator, close));
+    assert_true(WEIR_HAS_FIELD(&op, weir_operator, process_broadcast));
+    /* An operator of a 1.1 plugin ends at close. */
+    op.size = offsetof(weir_operator, close) + sizeof(void *);
+    assert_true(WEIR_HAS_FIELD(&op, weir_operator, close));
+    assert_false(WEIR_HAS_FIELD(&op, weir_operator, broadcast_inputs));
+    assert_false(WEIR_HAS_FIELD(&op, weir_operator, process_broadcast));
 
     weir_param_def d = {.size = offsetof(weir_param_def, description)};
     assert_true(WEIR_HAS_FIELD(&d, weir_param_def, choices));
@@ -192,6 +241,7 @@ int main(void)
         cmocka_unit_test(test_full_table),
         cmocka_unit_test(test_truncated_table),
         cmocka_unit_test(test_slot_boundary),
+        cmocka_unit_test(test_broadcast_on_1_1_host),
         cmocka_unit_test(test_has_field),
         cmocka_unit_test(test_plugin_init),
     };

@@ -1,7 +1,8 @@
 /*
  * test_abi_compat.c - the current host loads a plugin built against the
  * oldest supported header (compat/v1_0/weir/weir.h) and reads every field
- * of it as the plugin wrote it.
+ * of it as the plugin wrote it, and one built against the current header
+ * that uses the 1.2 additions.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -66,6 +67,30 @@ static void test_load_v1_0_plugin(void **state)
     assert_string_equal(every->default_value, "5s");
     assert_true(every->min == 1.0 && every->max == 60000.0);
     assert_int_equal(every->flags, WEIR_PARAM_HAS_MIN | WEIR_PARAM_HAS_MAX);
+    /* The fields appended in 1.2 read as zero. */
+    assert_int_equal(o->op.broadcast_inputs, 0);
+    assert_null(o->op.process_broadcast);
+    reg_free(reg);
+}
+
+/* A 1.2 plugin with a broadcast input loads on this host, next to the
+ * v1.0 plugin. */
+static void test_load_v1_2_plugin(void **state)
+{
+    reg_registry *reg = reg_new(api_table());
+    char *err = NULL;
+    if (reg_load_file(reg, COMPAT_PLUGIN, &err) != 0 ||
+        reg_load_file(reg, COMPAT_PLUGIN_1_2, &err) != 0)
+        fail_msg("%s", err ? err : "load failed");
+    assert_int_equal(reg_count(reg), 2);
+    const reg_operator *o = reg_find(reg, "compat_v1_2");
+    assert_non_null(o);
+    assert_int_equal(o->plugin->desc.abi_minor, 2);
+    assert_int_equal(o->op.broadcast_inputs, 1u << 1);
+    assert_non_null(o->op.process_broadcast);
+    assert_int_equal(o->n_inputs, 2);
+    assert_string_equal(o->inputs[1], "rules");
+    assert_null(reg_find(reg, "compat_v1_0")->op.process_broadcast);
     reg_free(reg);
 }
 
@@ -73,6 +98,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_v1_0_plugin),
+        cmocka_unit_test(test_load_v1_2_plugin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -355,6 +355,14 @@ BROKEN_TEST(port_twice, "operator 'port_op'",
 BROKEN_TEST(port_empty, "operator 'port_op'", "input port #1 has an empty name")
 BROKEN_TEST(no_inputs, "operator 'port_op' is not a source but declares no "
                        "input ports")
+BROKEN_TEST(bcast_no_cb, "operator 'bcast_op': broadcast_inputs is set but "
+                         "the required callback process_broadcast is NULL")
+BROKEN_TEST(bcast_bad_port, "operator 'bcast_op': broadcast_inputs has bit 3 "
+                            "set, but the operator has 1 input port")
+BROKEN_TEST(bcast_cb_only, "operator 'bcast_op': process_broadcast is set but "
+                           "broadcast_inputs names no input port")
+BROKEN_TEST(bcast_source, "operator 'bcast_src' is a source and cannot have "
+                          "broadcast inputs")
 BROKEN_TEST(no_operators, "declares no operators")
 BROKEN_TEST(too_many_ops, "more than 4096 operators")
 
@@ -445,6 +453,26 @@ static void test_duplicate_across_files(void **state)
     reg_free(reg);
     free(alpha);
     free(dup);
+}
+
+/* An operator of the 1.1 size: the 1.2 fields read as zero, whatever
+ * follows it in the plugin's memory. */
+static void test_v1_1_operator_size(void **state)
+{
+    reg_registry *reg = reg_new(api_table());
+    char *path = good_path("v1_1_size");
+    char *err = NULL;
+    if (reg_load_file(reg, path, &err) != 0)
+        fail_msg("%s", err);
+    const reg_operator *o = reg_find(reg, "v1_1_op");
+    assert_non_null(o);
+    assert_int_equal(o->op.size, sizeof(weir_operator));
+    assert_int_equal(o->op.broadcast_inputs, 0);
+    assert_null(o->op.process_broadcast);
+    assert_non_null(o->op.process);
+    assert_non_null(o->op.close);
+    reg_free(reg);
+    free(path);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -575,6 +603,11 @@ int main(void)
         cmocka_unit_test(test_broken_no_close),
         cmocka_unit_test(test_broken_no_process),
         cmocka_unit_test(test_broken_no_poll),
+        cmocka_unit_test(test_broken_bcast_no_cb),
+        cmocka_unit_test(test_broken_bcast_bad_port),
+        cmocka_unit_test(test_broken_bcast_cb_only),
+        cmocka_unit_test(test_broken_bcast_source),
+        cmocka_unit_test(test_v1_1_operator_size),
         cmocka_unit_test(test_broken_op_null_name),
         cmocka_unit_test(test_broken_op_empty_name),
         cmocka_unit_test(test_broken_dup_in_plugin),
