@@ -110,6 +110,16 @@ static void plugins_print_names(const char *label, const char **names, size_t n)
     printf("\n");
 }
 
+/* The names of the broadcast input ports (at most 64). */
+static size_t plugins_broadcast_names(const reg_operator *o, const char **out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < o->n_inputs && i < 64; i++)
+        if (o->op.broadcast_inputs >> i & 1u)
+            out[n++] = o->inputs[i];
+    return n;
+}
+
 static void plugins_print_callbacks(const weir_operator *op)
 {
     struct {
@@ -127,6 +137,7 @@ static void plugins_print_callbacks(const weir_operator *op)
         {"notify_checkpoint_complete", op->notify_checkpoint_complete != NULL},
         {"finish", op->finish != NULL},
         {"close", op->close != NULL},
+        {"process_broadcast", op->process_broadcast != NULL},
     };
     printf("%-13s", "Callbacks:");
     int first = 1;
@@ -182,6 +193,11 @@ static void plugins_print_detail(const reg_operator *o)
     printf("%-13s%s%s%s\n", "Flags:", source ? "source" : "",
            source && keyed ? ", " : "", keyed ? "keyed" : "");
     plugins_print_names("Inputs:", o->inputs, o->n_inputs);
+    if (op->broadcast_inputs) {
+        const char *b[64];
+        size_t n = plugins_broadcast_names(o, b);
+        plugins_print_names("Broadcast:", b, n);
+    }
     plugins_print_names("Outputs:", o->outputs, o->n_outputs);
     plugins_print_callbacks(op);
     if (op->snapshot)
@@ -269,6 +285,9 @@ static json_t *plugins_json_operator(const reg_operator *o)
     json_object_set_new(j, "keyed", json_boolean(op->flags & WEIR_OP_KEYED));
     json_object_set_new(j, "inputs",
                         plugins_json_names(o->inputs, o->n_inputs));
+    const char *b[64];
+    size_t nb = plugins_broadcast_names(o, b);
+    json_object_set_new(j, "broadcast_inputs", plugins_json_names(b, nb));
     json_object_set_new(j, "outputs",
                         plugins_json_names(o->outputs, o->n_outputs));
     json_object_set_new(j, "snapshot_version",
