@@ -487,7 +487,7 @@ static int pt_same_values(pt *p, const pt_rule *rule, const msgpack_object *map)
         return WEIR_ENOMEM;
     for (size_t k = 0; k < rule->n_same; k++) {
         const msgpack_object *v =
-            pt_field(map, rule->same[k], rule->same_len[k]);
+            cond_field(map, rule->same[k], rule->same_len[k]);
         if (v ? msgpack_pack_object(pk, *v) : msgpack_pack_nil(pk))
             return WEIR_ENOMEM;
     }
@@ -602,7 +602,7 @@ static int pt_match_record(weir_ctx *ctx, pt *p, const void *key,
     if (len && mpscan_plausible(value, len))
         map = weir_mp_read(&p->rec, value, len);
     for (size_t k = 0; k < p->rules.n_preds; k++)
-        p->hit[k] = (uint8_t)pt_pred_eval(&p->rules.preds[k], map);
+        p->hit[k] = (uint8_t)cond_eval(&p->rules.preds[k], map);
     for (size_t i = 0; i < p->rules.n_rules; i++) {
         int rc = pt_match_rule(ctx, p, i, key, key_len, t, map);
         if (rc < 0)

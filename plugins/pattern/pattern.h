@@ -1,7 +1,6 @@
 /*
  * pattern.h - the rules of the pattern operator: parsing and validating the
- * `rules` parameter (rules.c) and evaluating a rule's conditions on a
- * record. Internal to the pattern plugin.
+ * `rules` parameter (rules.c). Internal to the pattern plugin.
  *
  * A rule (YAML, handed over as msgpack):
  *   name: visited_twice          # unique; the metric label and output field
@@ -14,14 +13,11 @@
  *     same: [product]            # ... with these fields equal to the last
  *                                #     step's record ...
  *                                # ... until first step + within.
- * A condition is `field: value` (eq) or `field: {op: value, ...}` with ops
- * eq, ne, lt, le, gt, ge (scalars) and in (a list of scalars); several ops
- * on one field must all hold. Fields are top-level fields of the record
- * value (a msgpack map). Comparisons: numbers numerically (integers and
- * floats mix), strings bytewise, booleans and nil only by eq/ne/in; values
- * of different kinds are unequal and unordered. A condition on a missing
- * field is false, whatever the op (ne included). Durations are strings with
- * a unit (250ms, 10s, 5m, 2h, 7d) or integers in ms.
+ * A `where` is a predicate of plugins/common/cond.h: `field: value` (eq) or
+ * `field: {op: value, ...}` with ops eq, ne, lt, le, gt, ge, in and prefix,
+ * all of which must hold, on top-level fields of the record value.
+ * Durations are strings with a unit (250ms, 10s, 5m, 2h, 7d) or integers
+ * in ms.
  */
 #ifndef WEIR_PLUGINS_PATTERN_H
 #define WEIR_PLUGINS_PATTERN_H
@@ -30,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cond.h"
+
 #include "weir/weir.h"
 
 #define PT_MAX_RULES     1000
@@ -37,23 +35,6 @@
 #define PT_MAX_SAME      8   /* fields of followed_by_not.same */
 #define PT_MAX_NAME      128 /* bytes of a rule name */
 #define PT_NONE          INT64_MIN
-
-typedef enum pt_op { PT_EQ, PT_NE, PT_LT, PT_LE, PT_GT, PT_GE, PT_IN } pt_op;
-
-/* One condition: field op value. `val` points into the rule set's copy of
- * the configuration. */
-typedef struct pt_cond {
-    const char *field;
-    size_t field_len;
-    pt_op op;
-    const msgpack_object *val;
-} pt_cond;
-
-/* A `where`: all its conditions must hold. */
-typedef struct pt_pred {
-    pt_cond *conds;
-    size_t n;
-} pt_pred;
 
 typedef struct pt_rule {
     char *name; /* NUL-terminated */
@@ -71,7 +52,7 @@ typedef struct pt_rule {
 } pt_rule;
 
 typedef struct pt_rules {
-    pt_pred *preds; /* every where: steps first, then absences */
+    cond_pred *preds; /* every where: steps first, then absences */
     size_t n_preds;
     pt_rule *rules;
     size_t n_rules;
@@ -87,17 +68,5 @@ typedef struct pt_rules {
 int pt_rules_parse(const void *mp, size_t len, pt_rules *out, char *why,
                    size_t why_len);
 void pt_rules_free(pt_rules *r);
-
-/* Whether predicate p holds for the record value `map` (a map object, or
- * NULL when the value is not a map: then nothing holds). */
-int pt_pred_eval(const pt_pred *p, const msgpack_object *map);
-
-/* The top-level field `name` of map `map`, or NULL. */
-const msgpack_object *pt_field(const msgpack_object *map, const char *name,
-                               size_t len);
-
-/* Parses a duration: a string "250ms", "10s", "5m", "2h", "7d" (or bare
- * digits = ms) or an integer (ms). 0 and *ms, or -1. */
-int pt_parse_duration(const msgpack_object *o, int64_t *ms);
 
 #endif
