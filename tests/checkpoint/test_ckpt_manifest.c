@@ -637,6 +637,30 @@ static void unlisted_snapshot(json_t *root)
     json_object_set_new(t, "snapshot", json_string("src-0/other"));
 }
 
+static void unlisted_broadcast(json_t *root)
+{
+    json_t *t = json_array_get(json_object_get(root, "tasks"), 0);
+    json_object_set_new(t, "broadcast", json_string("src-0/broadcast"));
+}
+
+static void bad_broadcast_path(json_t *root)
+{
+    json_t *t = json_array_get(json_object_get(root, "tasks"), 0);
+    json_object_set_new(t, "broadcast", json_string("../broadcast"));
+}
+
+static void listed_broadcast(json_t *root)
+{
+    json_t *t = json_array_get(json_object_get(root, "tasks"), 0);
+    json_object_set_new(t, "broadcast", json_string("src-0/snapshot"));
+}
+
+static void no_broadcast_member(json_t *root)
+{
+    json_t *t = json_array_get(json_object_get(root, "tasks"), 0);
+    json_object_del(t, "broadcast");
+}
+
 static void files_unsorted(json_t *root)
 {
     json_t *files = json_object_get(root, "files");
@@ -669,6 +693,12 @@ static void test_manifest_fields(void **state)
                          "after \"src-0/snapshot\" (duplicate or out of "
                          "order)"},
         {extra_member, NULL},
+        {unlisted_broadcast, "task src#0: broadcast src-0/broadcast is not "
+                             "among the files"},
+        {bad_broadcast_path, "task src#0: broadcast \"../broadcast\" is not "
+                             "a relative path inside the checkpoint"},
+        {listed_broadcast, NULL},
+        {no_broadcast_member, NULL}, /* written before ABI 1.2 */
     };
     char *mp = th_fmt("%s/chk-1/MANIFEST.json", r->run_dir);
     char *chk = th_fmt("%s/chk-1", r->run_dir);
@@ -683,6 +713,10 @@ static void test_manifest_fields(void **state)
         int rc = ckpt_manifest_load(r->run_dir, 1, 0, &got, &err);
         if (!cases[i].problem) {
             assert_int_equal(rc, 0);
+            if (cases[i].edit == listed_broadcast)
+                assert_string_equal(got->tasks[0].broadcast, "src-0/snapshot");
+            else
+                assert_null(got->tasks[0].broadcast);
             ckpt_manifest_free(got);
             continue;
         }
