@@ -9,6 +9,7 @@
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "runtime/keyed.h"
 
 #define BCAST_MAGIC    "WBS1"
 #define BCAST_NAME_MAX 64
@@ -213,6 +214,9 @@ int bcast_is_input(const task *t, uint32_t port)
 
 int bcast_process(task *t, const weir_record *rec, uint32_t port)
 {
+    /* No current key: keyed state and timers refuse (WEIR_ESTATE). */
+    t->has_key = 0;
+    keyed_clear_key(t);
     if (t->bcast)
         t->bcast->writable = 1;
     guard_cb g = guard_enter(&t->guard, GUARD_PROCESS_BROADCAST);

@@ -32,7 +32,11 @@
  * the rules input) passes it, on_timer() evaluates the events of that time
  * against every rule in force at that time, in rule id order. An event at
  * or behind the watermark on arrival, or without event time, goes to port
- * "late" unchanged (rules_late_records_total).
+ * "late" unchanged (rules_late_records_total). A change stream that stays
+ * open and quiet (Kafka, a FIFO) needs `watermarks.idle_timeout` on its
+ * source, or its watermark holds every event back; a change that then
+ * arrives behind the events' watermark rules only the events not judged
+ * yet.
  *
  * Matching, per key and rule (independent of other rules):
  *   count n / sequence s1..sn: positions P1..Pn (count: n times its

@@ -13,8 +13,9 @@
  *          contract checks that failed: a put or delete from process()
  *          or finish() that did not return WEIR_ESTATE, a declaration
  *          outside open(), twice or with a bad name that was not refused,
- *          a current key or a timer in process_broadcast(), a state call
- *          inside an iteration.
+ *          a current key, keyed state or a timer in process_broadcast(),
+ *          a state call inside an iteration. Its keyed value state "seen"
+ *          is written by process().
  *   bcplain an operator without broadcast input: open() fails unless
  *          weir_broadcast_declare() refuses it with WEIR_EINVAL.
  */
@@ -27,6 +28,7 @@
 
 typedef struct bcjoin {
     weir_broadcast_state *conf;
+    weir_state *seen; /* keyed: events per user */
     int nondet;
     int64_t restored;
     int64_t violations;
@@ -92,7 +94,13 @@ static int bcjoin_open(weir_ctx *ctx, void **self)
     weir_mp_reader_init(&b->rd);
     weir_mp_writer_init(&b->w);
     weir_param_bool(ctx, "nondet", &b->nondet);
-    int rc = weir_broadcast_declare(ctx, "conf", &b->conf);
+    weir_state_desc d = {.size = sizeof d,
+                         .kind = WEIR_STATE_VALUE,
+                         .name = "seen",
+                         .ttl_ms = WEIR_TTL_NONE};
+    int rc = weir_state_declare(ctx, &d, &b->seen);
+    if (rc == 0)
+        rc = weir_broadcast_declare(ctx, "conf", &b->conf);
     if (rc < 0) {
         free(b);
         return rc;
@@ -112,8 +120,12 @@ static int bcjoin_process_broadcast(weir_ctx *ctx, void *self,
     bcjoin *b = self;
     const void *key;
     size_t key_len;
+    const void *v0;
+    size_t n0;
     if (port != 1 || weir_current_key(ctx, &key, &key_len) != WEIR_ESTATE ||
-        weir_timer_register(ctx, WEIR_TIME_EVENT, 1) != WEIR_ESTATE)
+        weir_timer_register(ctx, WEIR_TIME_EVENT, 1) != WEIR_ESTATE ||
+        weir_value_get(ctx, b->seen, &v0, &n0) != WEIR_ESTATE ||
+        weir_value_put(ctx, b->seen, "x", 1) != WEIR_ESTATE)
         b->violations++;
     const msgpack_object *o = weir_mp_read(&b->rd, rec->value, rec->value_len);
     const char *v;
@@ -141,6 +153,9 @@ static int bcjoin_process(weir_ctx *ctx, void *self, const weir_record *rec,
 {
     bcjoin *b = self;
     bc_check_readonly(ctx, b);
+    int rc = weir_value_put(ctx, b->seen, "1", 1);
+    if (rc < 0)
+        return rc;
     weir_broadcast_state *late = NULL;
     if (weir_broadcast_declare(ctx, "late", &late) != WEIR_ESTATE)
         b->violations++;
@@ -154,7 +169,7 @@ static int bcjoin_process(weir_ctx *ctx, void *self, const weir_record *rec,
         weir_mp_get_str(o, "want", &want, &want_len);
     const void *got = NULL;
     size_t got_len = 0;
-    int rc = weir_broadcast_get(ctx, b->conf, want, want_len, &got, &got_len);
+    rc = weir_broadcast_get(ctx, b->conf, want, want_len, &got, &got_len);
     if (rc < 0 && rc != WEIR_ENOTFOUND)
         return rc;
     msgpack_packer *pk = &b->w.pk;
