@@ -399,9 +399,45 @@ static int task_on_barrier(task *t, uint32_t input, uint64_t id)
     return task_check_aligned(t);
 }
 
-static int task_process_data(task *t, uint32_t input)
+/*
+ * Calls process() for one record. WEIR_ERETRY means the plugin took nothing
+ * of the record (no emit, no state write) and may take it later: the same
+ * record is offered again after 1 ms, doubling up to 1 s, until
+ * runtime.retry_timeout has passed since the first refusal; then the
+ * subtask fails with the plugin's message.
+ */
+static int task_call_process(task *t, const weir_record *rec, uint32_t port)
 {
     const weir_operator *op = &t->reg->op;
+    int64_t first = 0, pause_ms = 1;
+    for (;;) {
+        guard_cb g = guard_enter(&t->guard, GUARD_PROCESS);
+        int rc = op->process(&t->ctx, t->self, rec, port);
+        guard_leave(&t->guard, g);
+        if (rc != WEIR_ERETRY)
+            return rc;
+        int64_t now = task_mono_ns();
+        if (!first)
+            first = now;
+        int64_t left = first + t->rt->retry_timeout_ms * 1000000 - now;
+        if (left <= 0 || task_cancelled(t)) {
+            log_msg(WEIR_LOG_ERROR, t->who,
+                    "process() still answered WEIR_ERETRY after %lld ms "
+                    "(runtime.retry_timeout)",
+                    (long long)((now - first) / 1000000));
+            return rc;
+        }
+        int64_t ns = pause_ms * 1000000 < left ? pause_ms * 1000000 : left;
+        struct timespec ts = {(time_t)(ns / 1000000000),
+                              (long)(ns % 1000000000)};
+        nanosleep(&ts, NULL);
+        if (pause_ms < 1000)
+            pause_ms *= 2;
+    }
+}
+
+static int task_process_data(task *t, uint32_t input)
+{
     weir_record rec;
     int more;
     while ((more = wire_next(&t->reader, &rec)) > 0 && !task_cancelled(t)) {
@@ -414,9 +450,7 @@ static int task_process_data(task *t, uint32_t input)
         TASK_COUNT(t->records_in, 1);
         if (rec.ts < t->wm && rec.ts != WEIR_TS_NONE)
             TASK_COUNT(t->late_records, 1);
-        guard_cb g = guard_enter(&t->guard, GUARD_PROCESS);
-        int rc = op->process(&t->ctx, t->self, &rec, t->in_port[input]);
-        guard_leave(&t->guard, g);
+        int rc = task_call_process(t, &rec, t->in_port[input]);
         t->has_key = 0;
         if (rc < 0)
             return task_fail(t, "process", rc);
