@@ -199,15 +199,16 @@ static void probe_wait(pid_t pid, int fd, int timeout_ms, probe_report *r)
             nanosleep(&pause, NULL);
         }
         pid_t w = waitpid(pid, &r->status, WNOHANG);
-        if (w == pid) {
-            r->reaped = 1;
-            /* What it wrote last may still be in the pipe. */
-            for (int i = 0; !eof && i < 64 && probe_read(fd, 0, r) == 0; i++)
-                ;
+        r->reaped = w == pid;
+        /* ECHILD: SIGCHLD is ignored, so the child was reaped for us and
+         * its status is lost; its report is all there is. */
+        if (r->reaped || (w < 0 && errno != EINTR))
             break;
-        }
-        if (w < 0 && errno != EINTR)
-            break; /* not our child any more (SIGCHLD ignored) */
+    }
+    /* What the child wrote last may still be in the pipe. */
+    for (int i = 0; !eof && i < 64; i++) {
+        if (probe_read(fd, 0, r) != 0)
+            break;
     }
     r->buf[r->len] = '\0';
 }

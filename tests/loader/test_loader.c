@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -422,6 +423,27 @@ static void test_rejected_list(void **state)
     free(no_open);
 }
 
+/* With SIGCHLD ignored the kernel reaps the probe child and its status is
+ * lost: a good file still loads on its report, a crashing one is refused. */
+static void test_probe_sigchld_ignored(void **state)
+{
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+    assert_int_equal(sigaction(SIGCHLD, &ign, &old), 0);
+    reg_registry *reg = reg_new(api_table());
+    char *alpha = good_path("alpha"), *segv = broken_path("ctor_segv");
+    char *err = NULL;
+    assert_int_equal(reg_load_file(reg, alpha, &err), 0);
+    assert_true(reg_load_file(reg, segv, &err) < 0);
+    assert_contains(err, segv);
+    assert_contains(err, "probing it ended without a report " CTOR_STEP);
+    assert_int_equal(reg_count(reg), 2);
+    assert_int_equal(sigaction(SIGCHLD, &old, NULL), 0);
+    free(err);
+    free(alpha);
+    free(segv);
+    reg_free(reg);
+}
+
 /* With probing off (time-out 0) files are dlopen()ed directly; the table
  * checks are the same. */
 static void test_probe_off(void **state)
@@ -694,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_broken_param_garbage),
         cmocka_unit_test(test_broken_desc_garbage),
         cmocka_unit_test(test_rejected_list),
+        cmocka_unit_test(test_probe_sigchld_ignored),
         cmocka_unit_test(test_probe_off),
         cmocka_unit_test(test_broken_abi_major),
         cmocka_unit_test(test_broken_plugin_size),
