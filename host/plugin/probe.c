@@ -11,12 +11,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,8 +31,8 @@
 /* The longest report the parent keeps; a longer message is cut. */
 #define PROBE_REPORT_MAX 4096
 
-/* How often the parent checks for the child's exit while the pipe is still
- * open (only a process the plugin started can hold it open that long). */
+/* Without a pidfd, how often the parent checks for the child's exit while
+ * the pipe is still open. */
 #define PROBE_TICK_MS 100
 
 struct probe_chan {
@@ -146,13 +148,13 @@ static long long probe_now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Reads what the pipe holds now, waiting up to `wait_ms` for it. Returns 1
- * at end of file, 0 after reading something, -1 when there was nothing. */
-static int probe_read(int fd, int wait_ms, probe_report *r)
+/* Reads what the pipe holds now, without waiting. Returns 1 at end of
+ * file, 0 after reading something, -1 when there was nothing. */
+static int probe_read(int fd, probe_report *r)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, wait_ms) <= 0)
-        return -1; /* nothing yet, or EINTR: the caller loops */
+    if (poll(&p, 1, 0) <= 0)
+        return -1;
     char scratch[512];
     int full = r->len >= sizeof r->buf - 1;
     char *dst = full ? scratch : r->buf + r->len;
@@ -177,11 +179,27 @@ static void probe_kill(pid_t pid, probe_report *r)
     r->reaped = 1;
 }
 
+/* A descriptor that becomes readable when the child exits, or -1 where the
+ * kernel has no pidfd_open (Linux before 5.3). */
+static int probe_pidfd(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    (void)pid;
+    return -1;
+#endif
+}
+
 /* Collects the child's report and its exit status, killing it when it is
- * still running at the time-out. */
+ * still running at the time-out. Wakes when the child writes or exits;
+ * without a pidfd, it also looks for the exit every PROBE_TICK_MS, and
+ * every millisecond once the pipe is closed (the pipe closes just before
+ * the child becomes waitable). */
 static void probe_wait(pid_t pid, int fd, int timeout_ms, probe_report *r)
 {
     long long deadline = probe_now_ms() + timeout_ms;
+    int pidfd = probe_pidfd(pid);
     int eof = 0;
     for (;;) {
         long long left = deadline - probe_now_ms();
@@ -190,14 +208,16 @@ static void probe_wait(pid_t pid, int fd, int timeout_ms, probe_report *r)
             probe_kill(pid, r);
             break;
         }
-        if (!eof) {
-            int tick = left < PROBE_TICK_MS ? (int)left : PROBE_TICK_MS;
-            eof = probe_read(fd, tick, r) == 1;
-        } else {
-            /* The pipe closes just before the child becomes waitable. */
-            struct timespec pause = {0, 200000};
-            nanosleep(&pause, NULL);
-        }
+        int wait = (int)(left < PROBE_TICK_MS ? left : PROBE_TICK_MS);
+        if (pidfd >= 0)
+            wait = (int)(left < INT_MAX ? left : INT_MAX);
+        else if (eof)
+            wait = 1;
+        struct pollfd p[2] = {{.fd = eof ? -1 : fd, .events = POLLIN},
+                              {.fd = pidfd, .events = POLLIN}};
+        poll(p, 2, wait);
+        if (p[0].revents && probe_read(fd, r) == 1)
+            eof = 1;
         pid_t w = waitpid(pid, &r->status, WNOHANG);
         r->reaped = w == pid;
         /* ECHILD: SIGCHLD is ignored, so the child was reaped for us and
@@ -205,9 +225,11 @@ static void probe_wait(pid_t pid, int fd, int timeout_ms, probe_report *r)
         if (r->reaped || (w < 0 && errno != EINTR))
             break;
     }
+    if (pidfd >= 0)
+        close(pidfd);
     /* What the child wrote last may still be in the pipe. */
     for (int i = 0; !eof && i < 64; i++) {
-        if (probe_read(fd, 0, r) != 0)
+        if (probe_read(fd, r) != 0)
             break;
     }
     r->buf[r->len] = '\0';
