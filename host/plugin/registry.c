@@ -2,9 +2,10 @@
  * registry.c - loading operator plugins (see registry.h).
  *
  * A plugin is loaded in three steps. First the whole load is tried in a
- * child process (probe.h): reg_probe_child() stages the file there and reads
- * every string the host will read, so that a constructor that crashes,
- * exits or hangs, or a table with a bad pointer, costs only the child. Then
+ * child process (probe.h; one child for a whole directory):
+ * reg_probe_child() stages the file there and reads every string the host
+ * will read, so that a constructor that crashes, exits or hangs, or a table
+ * with a bad pointer, costs only the child. Then
  * reg_stage_load() dlopen()s the file in this process, calls its entry point
  * and builds host-owned, normalised copies of every descriptor into a
  * staging reg_plugin; any problem rejects the whole file, and the staging
@@ -176,8 +177,7 @@ static const char *reg_dlerror_cause(const char *path, const char *dlerr)
     return dlerr;
 }
 
-/* Refuses what cannot be a plugin before a probe is started for it. */
-static int reg_check_file(const char *path, char **errptr)
+static int reg_open(const char *path, void **handle, char **errptr)
 {
     struct stat sb;
     if (stat(path, &sb) != 0)
@@ -186,14 +186,6 @@ static int reg_check_file(const char *path, char **errptr)
     if (!S_ISREG(sb.st_mode))
         return err_set(errptr, WEIR_EINVAL,
                        "%s: not a regular file, cannot be a plugin", path);
-    return 0;
-}
-
-static int reg_open(const char *path, void **handle, char **errptr)
-{
-    int rc = reg_check_file(path, errptr);
-    if (rc < 0)
-        return rc;
     dlerror();
     *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (*handle)
@@ -562,21 +554,36 @@ static size_t reg_touch(const reg_stage *st)
 
 typedef struct reg_probe_arg {
     const reg_registry *reg;
-    const char *path;
+    const char *const *paths;
 } reg_probe_arg;
 
-/* The probe child's work (probe_fn): the load as reg_stage_load() does it,
- * and every string read. Nothing is freed: the child _exit()s. */
-static int reg_probe_child(void *arg, probe_chan *chan, char **errptr)
+/* The probe child's work for file `i` (probe_fn): the load as
+ * reg_stage_load() does it, and every string read. Nothing is freed or
+ * closed: the child _exit()s. */
+static int reg_probe_child(void *arg, size_t i, probe_chan *chan, char **errptr)
 {
     const reg_probe_arg *pa = arg;
     reg_stage st = {0};
-    int rc = reg_stage_load(pa->reg, pa->path, &st, chan, errptr);
+    int rc = reg_stage_load(pa->reg, pa->paths[i], &st, chan, errptr);
     if (rc < 0)
         return rc;
     volatile size_t sum = reg_touch(&st);
     (void)sum;
     return 0;
+}
+
+/* Probes paths[0..n-1] in a child process (probe.h) into res[]; with
+ * probing off, every file passes. */
+static void reg_probe(const reg_registry *reg, const char *const *paths,
+                      size_t n, probe_result *res)
+{
+    if (reg->probe_timeout_ms <= 0) {
+        for (size_t i = 0; i < n; i++)
+            res[i] = (probe_result){0, NULL};
+        return;
+    }
+    reg_probe_arg pa = {reg, paths};
+    probe_run(paths, n, reg->probe_timeout_ms, reg_probe_child, &pa, res);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -632,15 +639,15 @@ static void reg_remember(reg_registry *reg, const char *msg)
         reg->n_rejected++;
 }
 
-int reg_load_file(reg_registry *reg, const char *path, char **errptr)
+/* Loads `path` here after its probe's outcome `pr` (whose message it takes
+ * over), like reg_load_file(). */
+static int reg_load_probed(reg_registry *reg, const char *path,
+                           probe_result *pr, char **errptr)
 {
     reg_stage st = {0};
-    char *msg = NULL;
-    int rc = reg_check_file(path, &msg);
-    if (rc == 0 && reg->probe_timeout_ms > 0) {
-        reg_probe_arg pa = {reg, path};
-        rc = probe_run(path, reg->probe_timeout_ms, reg_probe_child, &pa, &msg);
-    }
+    char *msg = pr->msg;
+    int rc = pr->rc;
+    pr->msg = NULL;
     if (rc == 0)
         rc = reg_stage_load(reg, path, &st, NULL, &msg);
     if (rc == 0)
@@ -663,6 +670,13 @@ int reg_load_file(reg_registry *reg, const char *path, char **errptr)
     return rc;
 }
 
+int reg_load_file(reg_registry *reg, const char *path, char **errptr)
+{
+    probe_result pr;
+    reg_probe(reg, &path, 1, &pr);
+    return reg_load_probed(reg, path, &pr, errptr);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Directories                                                               */
 /* ------------------------------------------------------------------------ */
@@ -678,11 +692,14 @@ static int reg_is_so_name(const char *name)
     return name[0] != '.' && n > 3 && !strcmp(name + n - 3, ".so");
 }
 
-/* The "*.so" names in `dir`, sorted; *names is malloc'ed, as is each name. */
-static int reg_list_dir(const char *dir, char ***names, size_t *n,
+/* The paths of the "*.so" files in `dir` ("DIR/NAME"), sorted by name;
+ * *paths is malloc'ed, as is each path. */
+static int reg_list_dir(const char *dir, char ***paths, size_t *n,
                         char **errptr)
 {
-    *names = NULL;
+    size_t dl = strlen(dir);
+    const char *sep = dl && dir[dl - 1] == '/' ? "" : "/";
+    *paths = NULL;
     *n = 0;
     DIR *d = opendir(dir);
     if (!d)
@@ -697,21 +714,21 @@ static int reg_list_dir(const char *dir, char ***names, size_t *n,
             continue;
         if (*n == cap) {
             cap = cap ? 2 * cap : 16;
-            char **grown = realloc(*names, cap * sizeof *grown);
+            char **grown = realloc(*paths, cap * sizeof *grown);
             if (!grown) {
                 rc = err_set(errptr, WEIR_ENOMEM, "out of memory");
                 goto out;
             }
-            *names = grown;
+            *paths = grown;
         }
-        if (!((*names)[*n] = strdup(e->d_name))) {
+        if (asprintf(&(*paths)[*n], "%s%s%s", dir, sep, e->d_name) < 0) {
             rc = err_set(errptr, WEIR_ENOMEM, "out of memory");
             goto out;
         }
         (*n)++;
     }
     if (*n)
-        qsort(*names, *n, sizeof **names, reg_cmp_str);
+        qsort(*paths, *n, sizeof **paths, reg_cmp_str);
 out:
     closedir(d);
     return rc;
@@ -728,35 +745,35 @@ static void reg_report(reg_error_fn on_error, void *arg, const char *msg)
 int reg_load_dir(reg_registry *reg, const char *dir, reg_error_fn on_error,
                  void *arg, char **errptr)
 {
-    char **names = NULL;
+    char **paths = NULL;
     size_t n = 0;
-    int rc = reg_list_dir(dir, &names, &n, errptr);
-    int loaded = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        char *path = NULL;
+    probe_result *res = NULL;
+    int rc = reg_list_dir(dir, &paths, &n, errptr);
+    if (rc == 0 && n > 0 && !(res = calloc(n, sizeof *res)))
+        rc = err_set(errptr, WEIR_ENOMEM, "out of memory");
+    if (rc < 0)
+        goto out;
+    /* One probe for the whole directory, then the real loads in order. */
+    reg_probe(reg, (const char *const *)paths, n, res);
+    for (size_t i = 0; i < n; i++) {
         char *msg = NULL;
-        size_t dl = strlen(dir);
-        const char *sep = dl && dir[dl - 1] == '/' ? "" : "/";
-        if (asprintf(&path, "%s%s%s", dir, sep, names[i]) < 0) {
-            rc = err_set(errptr, WEIR_ENOMEM, "out of memory");
-            break;
-        }
-        if (reg_load_file(reg, path, &msg) == 0) {
-            loaded++;
+        if (reg_load_probed(reg, paths[i], &res[i], &msg) == 0) {
+            rc++;
         } else {
             char *line = NULL;
-            if (asprintf(&line, "plugin %s; skipped", msg ? msg : path) < 0)
+            if (asprintf(&line, "plugin %s; skipped", msg ? msg : paths[i]) < 0)
                 line = NULL;
-            reg_report(on_error, arg, line ? line : path);
+            reg_report(on_error, arg, line ? line : paths[i]);
             free(line);
         }
         free(msg);
-        free(path);
     }
+out:
     for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-    return rc < 0 ? rc : loaded;
+        free(paths[i]);
+    free(paths);
+    free(res);
+    return rc;
 }
 
 /* The directory of the running binary, malloc'ed, or NULL. */

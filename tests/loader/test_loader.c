@@ -656,6 +656,34 @@ static void test_dir_crashers_next_to_good(void **state)
     rm_rf(dir);
 }
 
+/* One probe child serves a directory: a file that hangs is killed and
+ * refused, and the files before and after it load. */
+static void test_dir_hang_next_to_good(void **state)
+{
+    char *dir = make_tmpdir();
+    char *alpha = good_path("alpha"), *beta = good_path("beta");
+    char *loop = broken_path("ctor_loop");
+    link_into(dir, "a_alpha.so", alpha);
+    link_into(dir, "b_loop.so", loop);
+    link_into(dir, "c_beta.so", beta);
+
+    reg_registry *reg = reg_new(api_table());
+    reg_set_probe_timeout(reg, 300);
+    errors e = {0};
+    assert_int_equal(reg_load_dir(reg, dir, collect, &e, NULL), 2);
+    assert_int_equal(e.n, 1);
+    assert_contains(e.msg[0], "/b_loop.so: probing it did not finish within "
+                              "0.3 s " CTOR_STEP "; killed it; skipped");
+    assert_non_null(reg_find(reg, "alpha_map"));
+    assert_non_null(reg_find(reg, "beta_sink"));
+    errors_free(&e);
+    reg_free(reg);
+    free(alpha);
+    free(beta);
+    free(loop);
+    rm_rf(dir);
+}
+
 static void test_dir_empty_and_missing(void **state)
 {
     char *dir = make_tmpdir();
@@ -747,6 +775,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_across_files),
         cmocka_unit_test(test_dir_good_next_to_bad),
         cmocka_unit_test(test_dir_crashers_next_to_good),
+        cmocka_unit_test(test_dir_hang_next_to_good),
         cmocka_unit_test(test_dir_empty_and_missing),
         cmocka_unit_test(test_suggest),
     };
