@@ -9,11 +9,13 @@
  * Plugins are never unloaded; reg_free() releases only the host's copies.
  *
  * Before a file is dlopen()ed here, the same load is tried in a child
- * process (plugin/probe.h): a plugin whose constructor or entry point
- * crashes, exits or hangs, or whose tables hold a bad pointer, is refused
- * with a message naming the file and the cause, and this process goes on.
- * A plugin's constructors and entry point therefore run twice (once in the
- * child); a plugin must not rely on running once.
+ * process (plugin/probe.h; one child for all the files of a directory): a
+ * plugin whose constructor or entry point crashes, exits or hangs, or whose
+ * tables hold a bad pointer, is refused with a message naming the file and
+ * the cause, and this process goes on. A plugin's constructors and entry
+ * point therefore run twice (once in the child); a plugin must not rely on
+ * running once. What a plugin does later (a thread its constructor started,
+ * its callbacks) is not probed.
  *
  * Thread: not thread-safe. Load on the main thread before any other thread
  * starts: the probe fork()s, and a child forked from a multi-threaded
