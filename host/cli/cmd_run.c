@@ -25,6 +25,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_common.h"
+#include "common/fs.h"
 #include "common/log.h"
 #include "runtime/worker.h"
 #include "supervisor/supervisor.h"
@@ -161,18 +162,30 @@ static void run_block_stop_signals(void)
 static int run_in_process(const topo_job *job, const run_args *a)
 {
     char *run_dir = NULL, *err = NULL;
+    sup_locks locks;
+    int rc = sup_lock_run(job, &locks, &err);
+    if (rc < 0) {
+        fprintf(stderr, "weir run: %s\n", err);
+        free(err);
+        return rc == FS_ELOCKED ? SUP_EXIT_LOCKED : CLI_EXIT_FAILED;
+    }
     if (sup_run_dir_create(job, &run_dir, &err) < 0) {
         fprintf(stderr, "weir run: %s\n", err);
         free(err);
+        sup_unlock_run(&locks);
         return CLI_EXIT_USAGE;
     }
     worker_options wo = {.run_dir = run_dir, .from = a->from, .attempt = 0};
-    int rc = worker_main(job, &wo);
+    rc = worker_main(job, &wo);
+    sup_run_dir_finish(job, run_dir);
     free(run_dir);
-    if (rc == WORKER_EXIT_OK)
-        return CLI_EXIT_OK;
-    return rc == WORKER_EXIT_UNRECOVERABLE ? SUP_EXIT_NO_CHECKPOINT
-                                           : CLI_EXIT_FAILED;
+    sup_unlock_run(&locks);
+    switch (rc) {
+    case WORKER_EXIT_OK: return CLI_EXIT_OK;
+    case WORKER_EXIT_UNRECOVERABLE: return SUP_EXIT_NO_CHECKPOINT;
+    case WORKER_EXIT_LOCKED: return SUP_EXIT_LOCKED;
+    default: return CLI_EXIT_FAILED;
+    }
 }
 
 static int run_supervised(const topo_job *job, const run_args *a)
@@ -215,6 +228,7 @@ int cmd_run(int argc, char **argv)
         worker_options wo = {
             .run_dir = a.run_dir, .from = a.from, .attempt = a.attempt};
         rc = worker_main(job, &wo);
+        worker_report_exit(rc);
     } else if (a.no_supervisor) {
         rc = run_in_process(job, &a);
     } else {

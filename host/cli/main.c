@@ -15,11 +15,14 @@ static void usage(FILE *f)
           "  validate [--dir D] JOB.yaml        check a topology file\n"
           "  run [--dir D] [--from PATH] [--no-supervisor] JOB.yaml\n"
           "                                     run a job (supervised)\n"
+          "  ctl TARGET COMMAND                 control a running job: status,\n"
+          "                                     checkpoint, savepoint, stop, cancel\n"
           "\n"
           "--dir D adds a plugin directory (repeatable); default: ../plugins\n"
           "and ../lib/weir/plugins relative to the weir binary (never the\n"
           "current directory). Exit codes: 0 ok, 1 job failed, 2 bad usage\n"
-          "or input, 3 restarts exhausted, 4 no valid checkpoint to restore.\n",
+          "or input, 3 restarts exhausted, 4 no valid checkpoint to restore,\n"
+          "5 the job is locked by another run.\n",
           f);
 }
 
@@ -40,6 +43,8 @@ int main(int argc, char **argv)
         return cmd_validate(argc - 1, argv + 1);
     if (!strcmp(cmd, "run"))
         return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "ctl"))
+        return cmd_ctl(argc - 1, argv + 1);
     fprintf(stderr, "weir: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -126,29 +127,74 @@ int fs_rmtree(const char *path, char **errptr)
     return 0;
 }
 
-int fs_lock_dir(const char *dir, const char *what, char **errptr)
+/* The pid written in a lock file by its holder, or 0. */
+static long fs_lock_holder(int fd)
+{
+    char buf[32];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    return strtol(buf, NULL, 10);
+}
+
+/* Records this process as the holder of the lock on fd. */
+static void fs_lock_mark(int fd)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) == 0 && pwrite(fd, buf, (size_t)n, 0) == n)
+        return;
+    /* The pid only improves a message: a failure changes nothing. */
+}
+
+static int64_t fs_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int fs_lock_dir(const char *dir, const char *name, const char *what,
+                int64_t wait_ms, char **errptr)
 {
     int rc = fs_mkdirs(dir, errptr);
     if (rc < 0)
         return rc;
     char path[4096];
-    snprintf(path, sizeof path, "%s/LOCK", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return err_set(errptr, WEIR_EIO, "cannot open %s: %s", path,
                        strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    int64_t deadline = fs_mono_ms() + (wait_ms > 0 ? wait_ms : 0);
+    for (;;) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            fs_lock_mark(fd);
+            return fd;
+        }
         int e = errno;
-        close(fd);
-        if (e == EWOULDBLOCK)
-            return err_set(errptr, WEIR_EIO,
-                           "%s %s is in use by another weir process (lock "
-                           "%s is held)",
-                           what, dir, path);
-        return err_set(errptr, WEIR_EIO, "cannot lock %s: %s", path,
-                       strerror(e));
+        if (e == EINTR)
+            continue;
+        if (e != EWOULDBLOCK) {
+            close(fd);
+            return err_set(errptr, WEIR_EIO, "cannot lock %s: %s", path,
+                           strerror(e));
+        }
+        if (fs_mono_ms() >= deadline)
+            break;
+        struct timespec pause = {0, 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
     }
-    return fd;
+    long holder = fs_lock_holder(fd);
+    close(fd);
+    char pid[48] = "";
+    if (holder > 0)
+        snprintf(pid, sizeof pid, " by process %ld", holder);
+    return err_set(errptr, FS_ELOCKED,
+                   "%s %s is locked%s (lock file %s), still after waiting "
+                   "%lld ms: another weir process is running this job",
+                   what, dir, pid, path, (long long)(wait_ms > 0 ? wait_ms : 0));
 }
 
 int fs_read_file(const char *path, char **data, size_t *len, char **errptr)

@@ -7,6 +7,7 @@
 #define WEIR_HOST_FS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* mkdir -p: creates `path` and its missing parents (mode 0777 & umask). */
 int fs_mkdirs(const char *path, char **errptr);
@@ -25,12 +26,22 @@ int fs_write_file(const char *path, const void *data, size_t len,
 int fs_read_file(const char *path, char **data, size_t *len, char **errptr);
 
 /*
- * Takes an exclusive advisory lock (flock) on `<dir>/LOCK`, creating dir and
- * file as needed, without waiting. Returns the descriptor that holds the
- * lock (close it to release; it is also released when the process dies),
- * or WEIR_EIO with a message naming the directory and its LOCK file when
- * another process holds it.
+ * The code fs_lock_dir() returns when another process holds the lock. It is
+ * host-internal (outside the WEIR_E* range) and never reaches a plugin.
  */
-int fs_lock_dir(const char *dir, const char *what, char **errptr);
+#define FS_ELOCKED (-100)
+
+/*
+ * Takes an exclusive advisory lock (flock) on `<dir>/<name>`, creating dir
+ * and file as needed, and writes this process's pid into the file. When
+ * another process holds the lock it retries every 10 ms for up to wait_ms
+ * (0: not at all); a process that was just killed releases its locks only
+ * once all its threads are gone. Returns the descriptor that holds the
+ * lock (close it to release; it is also released when the process dies;
+ * it is close-on-exec), FS_ELOCKED with a message naming `what`, the
+ * directory, the lock file and the holder's pid, or WEIR_EIO.
+ */
+int fs_lock_dir(const char *dir, const char *name, const char *what,
+                int64_t wait_ms, char **errptr);
 
 #endif

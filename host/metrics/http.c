@@ -1,6 +1,7 @@
 #include "metrics/http.h"
 
 #include <arpa/inet.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "common/err.h"
+#include "common/log.h"
 
 struct metrics_http {
     struct MHD_Daemon *d;
@@ -80,27 +82,68 @@ static int metrics_http_addr(const char *listen, struct sockaddr_in *sa,
     return 0;
 }
 
-int metrics_http_start(const char *listen, metrics_http_render_fn render,
-                       void *arg, metrics_http **out, char **errptr)
+/* Memory pool of one connection: the request line, headers and read and
+ * write buffers; the rendered body is allocated outside it. */
+#define METRICS_HTTP_CONN_MEMORY (32 * 1024)
+
+/* The endpoint has no authentication: say so when it is reachable from
+ * other hosts. */
+static void metrics_http_warn_exposed(const char *listen,
+                                      const struct sockaddr_in *sa)
+{
+    if ((ntohl(sa->sin_addr.s_addr) >> 24) == 127)
+        return;
+    log_msg(WEIR_LOG_WARN, "metrics",
+            "metrics.listen '%s' is not a loopback address: other hosts can "
+            "read /metrics (no authentication); use 127.0.0.1 unless a "
+            "firewall guards the port",
+            listen);
+}
+
+static struct MHD_Daemon *metrics_http_daemon(metrics_http *h,
+                                              const metrics_http_options *o,
+                                              struct sockaddr_in *sa)
+{
+    int64_t secs = (o->timeout_ms + 999) / 1000;
+    if (secs < 1)
+        secs = 1;
+    if (secs > UINT_MAX)
+        secs = UINT_MAX;
+    unsigned per_ip = (o->max_connections + 1) / 2;
+    return MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD, 0, NULL, NULL,
+                            metrics_http_handle, h, MHD_OPTION_SOCK_ADDR,
+                            (struct sockaddr *)sa, MHD_OPTION_CONNECTION_LIMIT,
+                            o->max_connections,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)secs,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                            (size_t)METRICS_HTTP_CONN_MEMORY, MHD_OPTION_END);
+}
+
+int metrics_http_start(const metrics_http_options *o,
+                       metrics_http_render_fn render, void *arg,
+                       metrics_http **out, char **errptr)
 {
     struct sockaddr_in sa;
-    int rc = metrics_http_addr(listen, &sa, errptr);
+    int rc = metrics_http_addr(o->listen, &sa, errptr);
     if (rc < 0)
         return rc;
+    if (o->max_connections < 1)
+        return err_set(errptr, WEIR_EINVAL,
+                       "metrics.max_connections: must be at least 1");
+    metrics_http_warn_exposed(o->listen, &sa);
     metrics_http *h = calloc(1, sizeof *h);
     if (!h)
         return err_set(errptr, WEIR_ENOMEM, "out of memory");
     h->render = render;
     h->arg = arg;
-    h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
-                            metrics_http_handle, h, MHD_OPTION_SOCK_ADDR,
-                            (struct sockaddr *)&sa, MHD_OPTION_END);
+    h->d = metrics_http_daemon(h, o, &sa);
     if (!h->d) {
         free(h);
         return err_set(errptr, WEIR_EIO,
                        "metrics.listen '%s': cannot listen there (in use, or "
                        "not an address of this host)",
-                       listen);
+                       o->listen);
     }
     const union MHD_DaemonInfo *i =
         MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);

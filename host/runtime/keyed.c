@@ -1,4 +1,5 @@
 #include "runtime/keyed.h"
+#include "runtime/runtime.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,6 +175,34 @@ void keyed_set_watermark(task *t, int64_t wm)
         state_set_watermark(t->store, wm);
 }
 
+/* Publishes the states' statistics of the sample just taken for other
+ * threads (rt_task_states). */
+static void keyed_publish(task *t)
+{
+    size_t n = state_count(t->store);
+    rt_state_info *v = calloc(n ? n : 1, sizeof *v);
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        state_stats st;
+        state_stats_get(state_at(t->store, i), &st);
+        snprintf(v[i].name, sizeof v[i].name, "%s", st.name);
+        v[i].kind = (int)st.kind;
+        v[i].has_ttl = st.has_ttl;
+        v[i].ttl_ms = st.ttl_ms;
+        v[i].keys = st.est_keys;
+        v[i].bytes = st.live_bytes;
+        v[i].expired =
+            st.expired_read + st.expired_sweep + st.expired_compaction;
+        v[i].leak_suspected = st.leak_suspected;
+    }
+    pthread_mutex_lock(&t->pub_lock);
+    free(t->pub);
+    t->pub = v;
+    t->n_pub = n;
+    pthread_mutex_unlock(&t->pub_lock);
+}
+
 int keyed_sweep(task *t, int all)
 {
     if (!t->store)
@@ -192,6 +221,8 @@ int keyed_sweep(task *t, int all)
         if (state_stats_sample(t->store, &err) < 0) {
             log_msg(WEIR_LOG_WARN, t->who, "state statistics: %s", err);
             free(err);
+        } else {
+            keyed_publish(t);
         }
     }
     return 0;
@@ -215,6 +246,7 @@ static void keyed_report(task *t)
         free(err);
         return;
     }
+    keyed_publish(t);
     for (size_t i = 0; i < state_count(t->store); i++) {
         state_stats st;
         state_stats_get(state_at(t->store, i), &st);

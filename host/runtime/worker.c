@@ -5,29 +5,61 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "checkpoint/manifest.h"
 #include "common/crash.h"
+#include "common/fs.h"
 #include "common/log.h"
 #include "metrics/http.h"
 #include "runtime/runtime.h"
+#include "runtime/task.h"
+#include "runtime/wctl.h"
+
+static int64_t worker_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Logs the stop that did not finish in time and ends the process at once:
+ * a subtask stuck in a plugin callback can never be joined. */
+static void worker_stop_overdue(const topo_job *job, int64_t timeout_ms)
+{
+    log_msg(WEIR_LOG_ERROR, "worker",
+            "job '%s' did not stop within runtime.stop_timeout (%lld ms); "
+            "ending the worker",
+            job->name, (long long)timeout_ms);
+    _exit(WORKER_EXIT_FAILED);
+}
 
 /* Waits for the job, turning SIGINT/SIGTERM (blocked in every thread) into
- * stop requests. */
-static void worker_wait_signals(rt_job *rt)
+ * stop requests; a stop that takes longer than runtime.stop_timeout ends
+ * the process. */
+static void worker_wait_signals(const topo_job *job, rt_job *rt, wctl *ctl)
 {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
-    struct timespec tick = {0, 50 * 1000 * 1000};
+    struct timespec now = {0, 0};
+    int64_t timeout_ms = topo_param_int(&job->runtime, "stop_timeout");
+    int64_t deadline = 0;
     while (!rt_done(rt)) {
-        int sig = sigtimedwait(&set, NULL, &tick);
+        wctl_step(ctl, 50); /* control requests, or a 50 ms sleep */
+        if (!deadline && atomic_load(&rt->stop_requested))
+            deadline = worker_mono_ms() + timeout_ms; /* a control stop */
+        int sig = sigtimedwait(&set, NULL, &now);
         if (sig == SIGINT || sig == SIGTERM) {
             log_msg(WEIR_LOG_INFO, "worker", "%s: stopping the job",
                     strsignal(sig));
             rt_request_stop(rt);
+            if (!deadline)
+                deadline = worker_mono_ms() + timeout_ms;
         }
+        if (deadline && worker_mono_ms() >= deadline && !rt_done(rt))
+            worker_stop_overdue(job, timeout_ms);
     }
 }
 
@@ -51,12 +83,17 @@ static char *worker_render(void *arg)
  * when it cannot listen (logged: monitoring does not stop the job). */
 static metrics_http *worker_serve_metrics(const topo_job *job, rt_job *rt)
 {
-    const char *listen = topo_param_str(&job->metrics, "listen");
+    metrics_http_options o = {
+        .listen = topo_param_str(&job->metrics, "listen"),
+        .max_connections =
+            (unsigned)topo_param_int(&job->metrics, "max_connections"),
+        .timeout_ms = topo_param_int(&job->metrics, "connection_timeout"),
+    };
     metrics_http *h = NULL;
     char *err = NULL;
-    if (!listen || !*listen)
+    if (!o.listen || !*o.listen)
         return NULL;
-    if (metrics_http_start(listen, worker_render, rt, &h, &err) < 0) {
+    if (metrics_http_start(&o, worker_render, rt, &h, &err) < 0) {
         log_msg(WEIR_LOG_ERROR, "worker", "%s", err);
         free(err);
         return NULL;
@@ -85,7 +122,8 @@ static void worker_log_metrics(rt_job *rt)
 /*
  * Chooses the checkpoint to start from: on the first start `from` when
  * given; otherwise the newest valid checkpoint of the run, falling back to
- * older ones when newer ones are damaged, then to `from`. A run whose
+ * older ones when newer ones are damaged, then to `from` (a restart before
+ * the run's first checkpoint restores `from` again: never empty state). A run whose
  * completed checkpoints are all damaged does not start from nothing unless
  * checkpoint.allow_fresh_start says so. Returns 0 (with *m NULL for a fresh
  * start) or WORKER_EXIT_UNRECOVERABLE.
@@ -155,18 +193,25 @@ int worker_main(const topo_job *job, const worker_options *opts)
                 m->final ? " (the job had finished)" : "");
     else
         log_msg(WEIR_LOG_INFO, "worker", "starting with empty state");
-    rt_options ro = {
-        .run_dir = opts->run_dir, .restore = m, .restore_dir = restore_dir};
-    if (rt_start_with(job, &ro, &rt, &err) < 0) {
+    rt_options ro = {.run_dir = opts->run_dir,
+                     .restore = m,
+                     .restore_dir = restore_dir,
+                     .attempt = opts->attempt};
+    int rc = rt_start_with(job, &ro, &rt, &err);
+    if (rc < 0) {
         log_msg(WEIR_LOG_ERROR, "worker", "%s", err);
         free(err);
         ckpt_manifest_free(m);
         free(restore_dir);
-        return WORKER_EXIT_UNRECOVERABLE;
+        return rc == FS_ELOCKED ? WORKER_EXIT_LOCKED
+                                : WORKER_EXIT_UNRECOVERABLE;
     }
     metrics_http *http = worker_serve_metrics(job, rt);
-    worker_wait_signals(rt);
-    int rc = rt_wait(rt, &err);
+    wctl *ctl = wctl_open(job, rt, opts->run_dir, opts->attempt);
+    worker_wait_signals(job, rt, ctl);
+    rc = rt_wait(rt, &err);
+    wctl_job_ended(ctl, rc < 0 ? err : NULL);
+    wctl_close(ctl);
     metrics_http_stop(http);
     worker_report(rt);
     worker_log_metrics(rt);
@@ -181,4 +226,18 @@ int worker_main(const topo_job *job, const worker_options *opts)
     }
     log_msg(WEIR_LOG_INFO, "worker", "job '%s' finished", job->name);
     return WORKER_EXIT_OK;
+}
+
+void worker_report_exit(int code)
+{
+    const char *s = getenv(WORKER_REPORT_ENV);
+    char *end = NULL;
+    long fd = s ? strtol(s, &end, 10) : -1;
+    if (!s || end == s || *end || fd < 0 || fd > INT32_MAX)
+        return;
+    char line[32];
+    int n = snprintf(line, sizeof line, "exit %d\n", code);
+    ssize_t w = write((int)fd, line, (size_t)n);
+    (void)w; /* a supervisor that cannot read it restarts the worker */
+    close((int)fd);
 }

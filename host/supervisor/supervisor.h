@@ -8,18 +8,25 @@
  * executing the weir binary again as
  *     weir run --worker --run-dir RUN_DIR [--from PATH] [--dir D]... JOB.yaml
  * The worker (runtime/worker.h) restores from the newest valid checkpoint of
- * RUN_DIR (or PATH on its first start), runs, and exits with one of the
- * WORKER_EXIT_* codes. A worker that dies by a signal (SIGKILL, a plugin's
- * SIGSEGV) or exits WORKER_EXIT_FAILED or CRASH_EXIT_CODE is restarted,
- * after the delay the strategy gives, until the strategy gives up. Every
- * restart is logged with its cause. SIGINT/SIGTERM are forwarded to the
- * worker (which stops gracefully); a second one kills it.
+ * RUN_DIR (or PATH while the run has none), runs, reports its exit code on
+ * a pipe (WORKER_REPORT_ENV) and exits with it. Only a reported
+ * WORKER_EXIT_OK counts as a finished job and only a reported
+ * WORKER_EXIT_UNRECOVERABLE or WORKER_EXIT_LOCKED ends the run without a
+ * restart; any other end (a signal such as SIGKILL or a plugin's SIGSEGV,
+ * an unreported exit such as a plugin's exit(0), WORKER_EXIT_FAILED) is a
+ * failure, restarted after the delay the strategy gives until the strategy
+ * gives up. Every restart is logged with its cause. SIGINT/SIGTERM are
+ * forwarded to the worker (which stops gracefully); a second one, or a
+ * worker still running runtime.stop_timeout plus a margin after the first,
+ * is killed. The supervisor holds the run's directory locks
+ * (sup_lock_run) from start to end, across restarts.
  *
  * Thread: main thread only.
  */
 #ifndef WEIR_HOST_SUPERVISOR_H
 #define WEIR_HOST_SUPERVISOR_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "topology/topology.h"
@@ -30,6 +37,7 @@
 #define SUP_EXIT_USAGE         2 /* bad usage, topology or plugin */
 #define SUP_EXIT_EXHAUSTED     3 /* restarts exhausted by the strategy */
 #define SUP_EXIT_NO_CHECKPOINT 4 /* no valid checkpoint to restore */
+#define SUP_EXIT_LOCKED        5 /* another process runs this job */
 
 typedef enum sup_kind {
     SUP_NONE = 0,
@@ -84,12 +92,35 @@ typedef struct sup_options {
 
 /*
  * Chooses a run id ("<UTC yyyymmddThhmmssZ>-<pid>") and creates the run
- * directory <checkpoint.dir>/<job>/<run id> with its parents (a relative
- * checkpoint.dir is relative to the working directory). Returns 0 and the
+ * directory <checkpoint.dir>/<job>/<run id> (mode 0700) with its parents (a
+ * relative checkpoint.dir is relative to the working directory). Returns 0 and the
  * malloc'ed path in *out (the caller frees it), or a negative WEIR_E* code
  * with the reason in *errptr.
  */
 int sup_run_dir_create(const topo_job *job, char **out, char **errptr);
+
+/* At the end of a run: removes the run directory of a job without
+ * checkpoints (it held only the control endpoints). */
+void sup_run_dir_finish(const topo_job *job, const char *run_dir);
+
+/* The locks of a run (sup_lock_run). */
+typedef struct sup_locks {
+    int *fd;
+    size_t n;
+} sup_locks;
+
+/*
+ * Locks what the run writes, for the whole run: <checkpoint.dir>/<job>
+ * when checkpoints are enabled and <state.dir>/<job> when an operator is
+ * keyed (the file .run.lock in each), and every operator parameter flagged
+ * WEIR_PARAM_OUTPUT_PATH (the file .<name>.run.lock beside the path). It
+ * waits up to runtime.lock_wait, but at most 1 s, for a process that still
+ * holds one. Returns 0, FS_ELOCKED with a message naming the path and the
+ * holder's pid, or another negative WEIR_E* code; on failure nothing stays
+ * locked. Release with sup_unlock_run().
+ */
+int sup_lock_run(const topo_job *job, sup_locks *out, char **errptr);
+void sup_unlock_run(sup_locks *locks);
 
 /* Supervises the job until it finishes or the strategy gives up; returns a
  * SUP_EXIT_* code. It blocks SIGINT, SIGTERM and SIGCHLD in the calling

@@ -30,8 +30,20 @@ static const weir_param_def rt_channel_capacity =
     P("channel_capacity", WEIR_PARAM_INT, "64", MINMAX, 1, 1048576,
       "Batches buffered per channel before the producer blocks (back "
       "pressure; the ZeroMQ high-water mark).");
+static const weir_param_def rt_lock_wait =
+    P("lock_wait", WEIR_PARAM_DURATION, "10s", MINMAX, 0, 3600000,
+      "How long a worker waits for the lock on its state directory while "
+      "another process holds it (such as the worker of a run that was just "
+      "killed, whose threads are still exiting) before it gives up with "
+      "exit code 5; a run of a job that another weir run is running is "
+      "refused after at most 1s.");
+static const weir_param_def rt_stop_timeout =
+    P("stop_timeout", WEIR_PARAM_DURATION, "30s", MINMAX, 100, 86400000,
+      "After SIGINT or SIGTERM, how long the job may take to stop "
+      "gracefully before the worker is ended by force (exit code 1).");
 static const weir_param_def *const topo_runtime_defs[] = {
-    &rt_batch_size, &rt_buffer_timeout, &rt_channel_capacity, NULL};
+    &rt_batch_size,  &rt_buffer_timeout, &rt_channel_capacity,
+    &rt_lock_wait,   &rt_stop_timeout,   NULL};
 
 /* --- state --- */
 static const weir_param_def st_dir =
@@ -99,10 +111,15 @@ static const weir_param_def cp_allow_fresh_start =
     P("allow_fresh_start", WEIR_PARAM_BOOL, "false", 0, 0, 0,
       "Start with empty state when dir holds no valid checkpoint; without "
       "it such a start is refused once the job has had checkpoints.");
+static const weir_param_def cp_tolerable_failed =
+    P("tolerable_failed_checkpoints", WEIR_PARAM_INT, "5", MINMAX, -1, 1e9,
+      "Consecutive failed checkpoints (aborted, timed out or declined) "
+      "tolerated; one more fails the job, which then restarts under the "
+      "restart strategy. -1 tolerates any number.");
 static const weir_param_def *const topo_checkpoint_defs[] = {
-    &cp_interval,          &cp_dir,     &cp_mode,
-    &cp_min_pause,         &cp_timeout, &cp_retain,
-    &cp_allow_fresh_start, NULL};
+    &cp_interval,          &cp_dir,              &cp_mode,
+    &cp_min_pause,         &cp_timeout,          &cp_retain,
+    &cp_allow_fresh_start, &cp_tolerable_failed, NULL};
 
 /* --- restart --- */
 static const char *const rs_strategies[] = {
@@ -157,8 +174,18 @@ static const weir_param_def mx_listen =
 static const weir_param_def mx_interval =
     P("interval", WEIR_PARAM_DURATION, "10s", MINMAX, 100, 3600000,
       "How often rates and gauges are sampled.");
-static const weir_param_def *const topo_metrics_defs[] = {&mx_listen,
-                                                          &mx_interval, NULL};
+static const weir_param_def mx_max_connections =
+    P("max_connections", WEIR_PARAM_INT, "32", MINMAX, 1, 1024,
+      "Connections to /metrics held at once, half of them per client "
+      "address; more are refused, so that clients cannot exhaust the "
+      "worker's file descriptors.");
+static const weir_param_def mx_connection_timeout =
+    P("connection_timeout", WEIR_PARAM_DURATION, "10s", MINMAX, 1000, 3600000,
+      "A /metrics connection idle for this long is closed (whole seconds, "
+      "rounded up).");
+static const weir_param_def *const topo_metrics_defs[] = {
+    &mx_listen, &mx_interval, &mx_max_connections, &mx_connection_timeout,
+    NULL};
 
 /* --- watermarks (per source operator) --- */
 static const weir_param_def wm_out_of_orderness =

@@ -77,7 +77,7 @@
 
 static const weir_param_def fsink_p_path = {
     .size = sizeof(weir_param_def),
-    .flags = WEIR_PARAM_REQUIRED,
+    .flags = WEIR_PARAM_REQUIRED | WEIR_PARAM_OUTPUT_PATH,
     .name = "path",
     .type = WEIR_PARAM_STRING,
     .description = "output file of JSON lines (commit=checkpoint: directory "

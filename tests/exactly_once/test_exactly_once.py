@@ -220,7 +220,7 @@ class ExactlyOnce(unittest.TestCase):
             with self.subTest(point=point):
                 shutil.rmtree(self.d, ignore_errors=True)
                 os.makedirs(self.d)
-                self.make_job(n=12000, rate=30000, cache=0)
+                self.make_job(n=12000, rate=12000, cache=0)
                 job = Job(self.d, env={"WEIR_CRASH_AT": point + ":3"})
                 rc = job.wait(timeout=60)
                 text = job.text()

@@ -10,10 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "common/fs.h"
 #include "plugin/registry.h"
 #include "runtime/api.h"
 #include "runtime/runtime.h"
@@ -214,6 +216,7 @@ static void test_locked_state_dir(void **unused)
     char yaml[1024];
     snprintf(yaml, sizeof yaml,
              "job: locked\n"
+             "runtime: {lock_wait: 50ms}\n"
              "state: {dir: '%s/state'}\n"
              "operators:\n"
              "  - {id: src, type: gen, config: {count: 0, keys: 10}}\n"
@@ -225,12 +228,13 @@ static void test_locked_state_dir(void **unused)
     assert_int_equal(load(yaml, &job, &err), 0);
     rt_job *first = NULL, *second = NULL;
     assert_int_equal(rt_start(job, &first, &err), 0);
-    assert_true(rt_start(job, &second, &err) < 0);
+    assert_int_equal(rt_start(job, &second, &err), FS_ELOCKED);
     char want[1024];
     snprintf(want, sizeof want,
-             "state directory %s/state/locked is in use by another weir "
-             "process (lock %s/state/locked/LOCK is held)",
-             tmpdir, tmpdir);
+             "state directory %s/state/locked is locked by process %ld (lock "
+             "file %s/state/locked/LOCK), still after waiting 50 ms: another "
+             "weir process is running this job",
+             tmpdir, (long)getpid(), tmpdir);
     assert_string_equal(err, want);
     rt_request_stop(first);
     assert_int_equal(rt_wait(first, &err), 0);

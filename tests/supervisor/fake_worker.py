@@ -4,8 +4,10 @@ supervisor's worker binary. It appends one JSON line describing how it was
 started (argv, parent, process group, blocked signals, parent-death signal,
 chosen environment variables) to $FAKE_RECORD, then behaves as
 $FAKE_CODES says for its --attempt N (comma-separated, the last repeats):
-a number is an exit code, "sigN" kills itself with signal N, "wait"
-waits for SIGINT/SIGTERM and exits 0."""
+a number is an exit code, reported first on $WEIR_REPORT_FD as the real
+worker does; "quietN" exits with code N without reporting it (a plugin's
+exit()); "sigN" kills itself with signal N; "wait" waits for SIGINT/SIGTERM
+and exits 0 (reported)."""
 import ctypes
 import json
 import os
@@ -31,6 +33,14 @@ def pdeathsig():
     return sig.value
 
 
+def report_and_exit(code):
+    fd = os.environ.get("WEIR_REPORT_FD")
+    if fd is not None:
+        os.write(int(fd), b"exit %d\n" % code)
+        os.close(int(fd))
+    sys.exit(code)
+
+
 def main():
     argv = sys.argv
     attempt = int(argv[argv.index("--attempt") + 1])
@@ -43,6 +53,7 @@ def main():
         "pdeathsig": pdeathsig(),
         "env": {k: os.environ.get(k)
                 for k in ("WEIR_CRASH_AT", "WEIR_LOG", "FAKE_MARK")},
+        "report_fd": os.environ.get("WEIR_REPORT_FD"),
     }
     with open(os.environ["FAKE_RECORD"], "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -51,10 +62,12 @@ def main():
     sys.stderr.flush()
     if what == "wait":
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
-        sys.exit(0)
+        report_and_exit(0)
     if what.startswith("sig"):
         os.kill(os.getpid(), int(what[3:]))
-    sys.exit(int(what))
+    if what.startswith("quiet"):
+        sys.exit(int(what[5:]))
+    report_and_exit(int(what))
 
 
 main()

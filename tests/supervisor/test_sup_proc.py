@@ -67,6 +67,12 @@ def test_env(**extra):
     return env
 
 
+def run_dirs(job_dir):
+    """The run directories under <checkpoint.dir>/<job> (not the hidden
+    .run.lock)."""
+    return [d for d in os.listdir(job_dir) if not d.startswith(".")]
+
+
 def proc_info(pid):
     """(state, ppid, pgid) of a process, or None when it is gone."""
     try:
@@ -328,7 +334,7 @@ class Signals(Base):
                                   r"code 0 \(finished\)" % worker), p.log())
         self.assertTrue(p.matches(r"job 't' stopped"), p.log())
         self.assertEqual(len(self.starts(p)), 1, p.log())
-        runs = os.listdir(os.path.join(self.tmp, "rel-ckpt", "t"))
+        runs = run_dirs(os.path.join(self.tmp, "rel-ckpt", "t"))
         self.assertEqual(len(runs), 1)
         self.assertRegex(runs[0], r"^\d{8}T\d{6}Z-%d$" % p.pid)
         self.assertEqual(processes_in_groups({worker}), [])
@@ -409,7 +415,8 @@ class Usage(Base):
                         checkpoint="{dir: %s/nock}" % self.tmp)
         p = self.weir(path)
         self.assert_exit(p, 0)
-        self.assertFalse(os.path.exists(os.path.join(self.tmp, "nock")))
+        # The run directory held only the control endpoints: it is gone.
+        self.assertEqual(run_dirs(os.path.join(self.tmp, "nock", "t")), [])
 
     def test_no_supervisor(self):
         ops = ("  - {id: src, type: gen, config: {count: 1000, keys: 10}}\n"
@@ -417,7 +424,7 @@ class Usage(Base):
         p = self.weir("--no-supervisor", self.job(ops, "{strategy: none}"))
         self.assert_exit(p, 0)
         self.assertEqual(p.matches(r"\[supervisor\]"), [], p.log())
-        self.assertEqual(len(os.listdir(os.path.join(self.tmp, "ckpt", "t"))),
+        self.assertEqual(len(run_dirs(os.path.join(self.tmp, "ckpt", "t"))),
                          1)
         p = self.weir("--no-supervisor",
                       self.job(crash_ops("{at: 10}"),
@@ -484,10 +491,12 @@ class Fake(Base):
         self.assertEqual(recs[0]["argv"],
                          ["run", "--worker", "--run-dir", run_dir, "--from",
                           "/some/chk-7", "--attempt", "0"] + tail)
+        # Restarts get --from too: the run may have no checkpoint yet.
         for n in (1, 2):
             self.assertEqual(recs[n]["argv"],
                              ["run", "--worker", "--run-dir", run_dir,
-                              "--attempt", str(n)] + tail)
+                              "--from", "/some/chk-7", "--attempt", str(n)] +
+                             tail)
         for r in recs:
             self.assertEqual(r["ppid"], p.pid)
             self.assertEqual(r["pgid"], r["pid"])
@@ -495,6 +504,7 @@ class Fake(Base):
             self.assertIn(signal.SIGTERM, r["blocked"])
             self.assertNotIn(signal.SIGCHLD, r["blocked"])
             self.assertEqual(r["pdeathsig"], signal.SIGKILL)
+            self.assertRegex(r["report_fd"] or "", r"^\d+$")
             self.assertEqual(r["env"], {"WEIR_CRASH_AT": "manifest_renamed:2",
                                         "WEIR_LOG": "info",
                                         "FAKE_MARK": "kept"})

@@ -53,7 +53,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define WEIR_ABI_MAJOR 1
-#define WEIR_ABI_MINOR 0
+#define WEIR_ABI_MINOR 1
 
 /* Marks the one symbol a plugin exports; build with -fvisibility=hidden. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -167,6 +167,13 @@ typedef enum weir_param_type {
 #define WEIR_PARAM_REQUIRED 0x1u /* the topology must set it */
 #define WEIR_PARAM_HAS_MIN  0x2u /* `min` is enforced (numeric types) */
 #define WEIR_PARAM_HAS_MAX  0x4u /* `max` is enforced (numeric types) */
+/*
+ * Since 1.1. A STRING parameter that names a file or directory the operator
+ * writes (a sink's output). The host locks that path for the whole run,
+ * across restarts, so that a second run writing to it is refused before
+ * it can touch it. Older hosts ignore the flag.
+ */
+#define WEIR_PARAM_OUTPUT_PATH 0x8u
 
 /*
  * One entry of an operator's parameter table. For DURATION, min and max are
