@@ -34,6 +34,10 @@
 /* The longest message kept for one file; a longer one is cut. */
 #define PROBE_MSG_MAX 2048
 
+/* With a pidfd, how many times per time-out the parent reads the pipe
+ * while the child runs. */
+#define PROBE_CHECKS 4
+
 /* Without a pidfd, how often the parent checks for the child's exit while
  * the pipe is still open. */
 #define PROBE_TICK_MS 100
@@ -235,7 +239,7 @@ static int probe_read(int fd, probe_watch *w)
     struct pollfd p = {.fd = fd, .events = POLLIN};
     if (poll(&p, 1, 0) <= 0)
         return -1;
-    char buf[512];
+    char buf[4096];
     ssize_t got = read(fd, buf, sizeof buf);
     if (got < 0)
         return errno == EINTR || errno == EAGAIN ? -1 : 1;
@@ -267,33 +271,54 @@ static int probe_pidfd(pid_t pid)
 #endif
 }
 
-/* Follows the child until it exits, killing it when a file takes longer
- * than the time-out. Wakes when the child writes or exits; without a
- * pidfd, it also looks for the exit every PROBE_TICK_MS, and every
+/* Reads everything the pipe holds now; sets *eof at its end. */
+static void probe_drain(int fd, probe_watch *w, int *eof)
+{
+    for (int i = 0; !*eof && i < 64; i++) {
+        int r = probe_read(fd, w);
+        if (r == 1)
+            *eof = 1;
+        if (r != 0)
+            break;
+    }
+}
+
+/*
+ * Follows the child until it exits, killing it when a file takes longer
+ * than the time-out. With a pidfd the parent sleeps until the child exits,
+ * and reads the pipe only then and every PROBE_CHECKS-th of the time-out,
+ * so that a batch of good files costs one wake-up: a file's time then
+ * starts when the parent sees it start, so a hung file is killed after
+ * between one and 1 + 1/PROBE_CHECKS time-outs. Without a pidfd it wakes
+ * for every report, looks for the exit every PROBE_TICK_MS, and every
  * millisecond once the pipe is closed (the pipe closes just before the
- * child becomes waitable). */
+ * child becomes waitable).
+ */
 static void probe_wait(pid_t pid, int fd, probe_watch *w)
 {
     int pidfd = probe_pidfd(pid);
     int eof = 0;
+    int check_ms =
+        w->timeout_ms / PROBE_CHECKS ? w->timeout_ms / PROBE_CHECKS : 1;
     w->deadline = probe_now_ms() + w->timeout_ms;
     for (;;) {
         long long left = w->deadline - probe_now_ms();
         if (left <= 0) {
+            probe_drain(fd, w, &eof); /* it may have gone on meanwhile */
+            if (w->deadline > probe_now_ms())
+                continue;
             w->timed_out = 1;
             probe_kill(pid, w);
             break;
         }
-        int wait = (int)(left < PROBE_TICK_MS ? left : PROBE_TICK_MS);
-        if (pidfd >= 0)
-            wait = (int)(left < INT_MAX ? left : INT_MAX);
-        else if (eof)
-            wait = 1;
-        struct pollfd p[2] = {{.fd = eof ? -1 : fd, .events = POLLIN},
-                              {.fd = pidfd, .events = POLLIN}};
+        struct pollfd p[2] = {{.fd = -1}, {.fd = pidfd, .events = POLLIN}};
+        int wait = (int)(left < check_ms ? left : check_ms);
+        if (pidfd < 0) {
+            p[0] = (struct pollfd){.fd = eof ? -1 : fd, .events = POLLIN};
+            wait = eof ? 1 : (int)(left < PROBE_TICK_MS ? left : PROBE_TICK_MS);
+        }
         poll(p, 2, wait);
-        if (p[0].revents && probe_read(fd, w) == 1)
-            eof = 1;
+        probe_drain(fd, w, &eof);
         pid_t r = waitpid(pid, &w->status, WNOHANG);
         w->reaped = r == pid;
         /* ECHILD: SIGCHLD is ignored, so the child was reaped for us and
@@ -304,10 +329,7 @@ static void probe_wait(pid_t pid, int fd, probe_watch *w)
     if (pidfd >= 0)
         close(pidfd);
     /* What the child wrote last may still be in the pipe. */
-    for (int i = 0; !eof && i < 64; i++) {
-        if (probe_read(fd, w) != 0)
-            break;
-    }
+    probe_drain(fd, w, &eof);
 }
 
 /* ------------------------------------------------------------------------ */
