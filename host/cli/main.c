@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "weir/weir.h"
 
 static void usage(FILE *f)
 {
@@ -17,6 +18,8 @@ static void usage(FILE *f)
           "                                     run a job (supervised)\n"
           "  ctl TARGET COMMAND                 control a running job: status,\n"
           "                                     checkpoint, savepoint, stop, cancel\n"
+          "  new-plugin NAME [--keyed|--source] write a plugin project to start from\n"
+          "  --version                          the version and plugin ABI\n"
           "\n"
           "--dir D adds a plugin directory (repeatable); default: ../plugins\n"
           "and ../lib/weir/plugins relative to the weir binary (never the\n"
@@ -45,6 +48,13 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "ctl"))
         return cmd_ctl(argc - 1, argv + 1);
+    if (!strcmp(cmd, "new-plugin"))
+        return cmd_new_plugin(argc - 1, argv + 1);
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("weir %s (plugin ABI %d.%d)\n", WEIR_VERSION_STRING,
+               WEIR_ABI_MAJOR, WEIR_ABI_MINOR);
+        return 0;
+    }
     fprintf(stderr, "weir: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

@@ -30,8 +30,10 @@ static int keyed_on_expired(void *arg, weir_state *st, const void *key,
     t->cur_key = key;
     t->cur_key_len = key_len;
     t->has_key = 1;
+    guard_cb g = guard_enter(&t->guard, GUARD_ON_STATE_EXPIRED);
     int rc = t->reg->op.on_state_expired(&t->ctx, t->self, st, key, key_len,
                                          ukey, ukey_len, value, value_len);
+    guard_leave(&t->guard, g);
     t->cur_key = saved_key;
     t->cur_key_len = saved_len;
     t->has_key = saved_has;
@@ -61,7 +63,9 @@ static int keyed_on_timer(void *arg, weir_time_domain d, int64_t ts,
     t->cur_key = key;
     t->cur_key_len = key_len;
     t->has_key = 1;
+    guard_cb g = guard_enter(&t->guard, GUARD_ON_TIMER);
     int rc = t->reg->op.on_timer(&t->ctx, t->self, key, key_len, d, ts);
+    guard_leave(&t->guard, g);
     t->cur_key = saved_key;
     t->cur_key_len = saved_len;
     t->has_key = saved_has;

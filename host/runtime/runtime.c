@@ -36,6 +36,7 @@ static void rt_ckpt_settings(rt_job *rt, const rt_options *opts)
     rt->restore = opts ? opts->restore : NULL;
     rt->restore_dir = opts ? opts->restore_dir : NULL;
     rt->attempt = opts ? opts->attempt : 0;
+    rt->retry_timeout_ms = topo_param_int(&rt->job->runtime, "retry_timeout");
     rt->ck_interval_ms = topo_param_int(c, "interval");
     rt->ck_enabled = rt->run_dir && rt->ck_interval_ms > 0;
     const char *mode = topo_param_str(c, "mode");

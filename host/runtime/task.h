@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "runtime/guard.h"
 #include "runtime/plan.h"
 #include "runtime/wire.h"
 #include "topology/topology.h"
@@ -60,6 +61,7 @@ typedef struct rt_job {
     double ck_last_ms, ck_last_sync_ms, ck_last_align_ms; /* of the newest */
     uint64_t ck_last_bytes;                               /* of the newest */
     int attempt; /* the worker's attempt number */
+    int64_t retry_timeout_ms; /* runtime.retry_timeout */
     /* restore: the checkpoint this run starts from, or NULL */
     const struct ckpt_manifest *restore;
     const char *restore_dir;
@@ -122,6 +124,7 @@ typedef struct task {
     void *self;   /* the plugin instance */
     int opened;
     enum task_phase phase;
+    guard_mark guard; /* the plugin callback running (runtime/guard.h) */
     pthread_t thread;
     int thread_started;
     atomic_int done;

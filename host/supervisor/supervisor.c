@@ -241,7 +241,19 @@ void sup_run_dir_finish(const topo_job *job, const char *run_dir)
     if (fs_rmtree(run_dir, &err) < 0) {
         log_msg(WEIR_LOG_WARN, SUP_WHO, "%s", err);
         free(err);
+        return;
     }
+    /* The job's and the base directory too, when nothing else is there. */
+    char *dir = strdup(run_dir);
+    for (int up = 0; dir && up < 2; up++) {
+        char *slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+            break;
+        *slash = 0;
+        if (rmdir(dir) < 0)
+            break;
+    }
+    free(dir);
 }
 
 static int sup_has_keyed(const topo_job *job)
