@@ -230,6 +230,8 @@ int cmd_run(int argc, char **argv)
         goto out;
     if (topo_load_file(a.path, reg, &job, &err) < 0) {
         fprintf(stderr, "%s\n", err);
+        if (strstr(err, "unknown operator type"))
+            cli_note_rejected(reg);
         free(err);
         goto out;
     }
