@@ -8,6 +8,7 @@
 
 #include "checkpoint/manifest.h"
 #include "common/crash.h"
+#include "common/fs.h"
 #include "common/log.h"
 #include "metrics/http.h"
 #include "runtime/runtime.h"
@@ -157,12 +158,15 @@ int worker_main(const topo_job *job, const worker_options *opts)
         log_msg(WEIR_LOG_INFO, "worker", "starting with empty state");
     rt_options ro = {
         .run_dir = opts->run_dir, .restore = m, .restore_dir = restore_dir};
-    if (rt_start_with(job, &ro, &rt, &err) < 0) {
+    int started = rt_start_with(job, &ro, &rt, &err);
+    if (started < 0) {
         log_msg(WEIR_LOG_ERROR, "worker", "%s", err);
         free(err);
         ckpt_manifest_free(m);
         free(restore_dir);
-        return WORKER_EXIT_UNRECOVERABLE;
+        /* A full disk is not the checkpoint's fault: restart, retry. */
+        return started == FS_ENOSPC ? WORKER_EXIT_FAILED
+                                    : WORKER_EXIT_UNRECOVERABLE;
     }
     metrics_http *http = worker_serve_metrics(job, rt);
     worker_wait_signals(rt);
