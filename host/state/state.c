@@ -35,15 +35,12 @@
 #define INDEX_CF          "__expiry"
 #define STATE_CF_PREFIX   "s."
 
-/* Full disks (state.h). RocksDB's WAL holds only the few metadata writes,
- * so its preallocation is capped at STATE_WAL_MAX (it would be 1.1 times
- * the write buffer); the MANIFEST is preallocated in steps of
+/* Full disks (state.h). The MANIFEST is preallocated in steps of
  * STATE_MANIFEST_PREALLOC (4 MiB by default). STATE_OPEN_BYTES covers what
- * an open writes (those preallocations, OPTIONS, the LOG's header);
- * STATE_CKPT_META_BYTES what a RocksDB checkpoint writes besides the SSTs.
- * The free space is checked at most every STATE_SPACE_CHECK_MS of
- * processing time between records. */
-#define STATE_WAL_MAX           (1u << 20)
+ * an open writes besides the WAL's preallocation (open_bytes()): MANIFEST,
+ * OPTIONS, the LOG's header; STATE_CKPT_META_BYTES what a RocksDB checkpoint
+ * writes besides the SSTs. The free space is checked at most every
+ * STATE_SPACE_CHECK_MS of processing time between records. */
 #define STATE_MANIFEST_PREALLOC (64u << 10)
 #define STATE_OPEN_BYTES        (2u << 20)
 #define STATE_CKPT_META_BYTES   (1u << 20)
@@ -451,6 +448,21 @@ static uint64_t prop_sum(state_store *s, const char *name)
     for (size_t i = 0; i < s->n_cfs; i++)
         sum += prop(s, s->cfs[i].h, name);
     return sum;
+}
+
+/*
+ * Bytes an open may claim: RocksDB preallocates its WAL (fallocate) by 1.1
+ * times the column families' write buffer, capped by the store's share, and
+ * the stores of a job open together. While a preallocation runs it holds
+ * the space, so a disk with less room than all of them together could fail
+ * another store's LOG line, which RocksDB 7.8 does not survive.
+ */
+static uint64_t open_bytes(state_store *s)
+{
+    uint64_t share = env_share(s->env), wal = share / 2 + share / 20;
+    if (wal > share)
+        wal = share;
+    return (uint64_t)s->env->cfg.expected_stores * wal + STATE_OPEN_BYTES;
 }
 
 /* Bytes the next flush of every memtable writes, at most. */
@@ -2560,7 +2572,6 @@ static rocksdb_options_t *db_options(state_store *s)
     rocksdb_options_set_info_log_level(o, STATE_LOG_HEADER_ONLY);
     rocksdb_options_set_keep_log_file_num(o, 2);
     rocksdb_options_set_max_log_file_size(o, 1 << 20);
-    rocksdb_options_set_max_total_wal_size(o, STATE_WAL_MAX);
     rocksdb_options_set_manifest_preallocation_size(o, STATE_MANIFEST_PREALLOC);
     return o;
 }
@@ -2832,7 +2843,7 @@ int state_store_open(state_env *env, const state_store_config *cfg,
         goto fail;
     }
     if ((rc = fs_mkdirs(s->path, errptr)) < 0 ||
-        (rc = space_check(s, s->path, STATE_OPEN_BYTES, "opening", errptr)) < 0)
+        (rc = space_check(s, s->path, open_bytes(s), "opening", errptr)) < 0)
         goto fail;
     s->wo = rocksdb_writeoptions_create();
     rocksdb_writeoptions_disable_WAL(s->wo, 1);

@@ -157,8 +157,9 @@
  * they are copied rather than linked), a periodic compaction (the SSTs;
  * skipped with a warning when short), and state_sweep() at most every
  * 500 ms of processing time (the memtables, which RocksDB may flush in the
- * background at any time). RocksDB's LOG keeps its header only and its WAL
- * and MANIFEST preallocate little. A RocksDB error that still reports a
+ * background at any time); an open needs room for the WAL preallocations
+ * of all the env's expected stores. RocksDB's LOG keeps its header only and
+ * the MANIFEST preallocates little. A RocksDB error that still reports a
  * full disk gets the same message; the host's own calls (open, flush,
  * checkpoint, delta) return FS_ENOSPC for it, the access functions WEIR_EIO.
  *

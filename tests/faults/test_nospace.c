@@ -170,7 +170,11 @@ static void test_state_store(void **state)
     snprintf(path, sizeof path, "%s/state/job/count/0", mnt);
     snprintf(ckdir, sizeof ckdir, "%s/chk-1", mnt);
     snprintf(delta, sizeof delta, "%s/chk-1.delta", mnt);
-    assert_int_equal(state_env_new(NULL, &env, NULL), 0);
+    state_env_config ecfg;
+    state_env_config_init(&ecfg);
+    ecfg.write_buffer_bytes = 2u << 20; /* WAL preallocation of ~1 MiB */
+    ecfg.expected_stores = 1;
+    assert_int_equal(state_env_new(&ecfg, &env, NULL), 0);
     state_store_config cfg;
     state_store_config_init(&cfg);
     cfg.path = path;
