@@ -80,10 +80,10 @@ static const weir_param_def st_compact_interval =
 static const weir_param_def st_min_free =
     P("min_free_space", WEIR_PARAM_SIZE, "64MiB", MIN, 0, 0,
       "Free space kept on the file systems of dir and of checkpoint.dir "
-      "beyond what the next RocksDB flush, compaction or checkpoint is "
-      "estimated to write; a subtask that would go below it fails with "
-      "\"no space left on device\" (and is restarted under the restart "
-      "strategy) before RocksDB meets a full disk.");
+      "beyond what RocksDB is estimated to write next (an open, a flush, a "
+      "compaction, a checkpoint); a subtask that would go below it fails "
+      "with \"no space left on device\" (and is restarted under the "
+      "restart strategy) before RocksDB meets a full disk.");
 static const weir_param_def *const topo_state_defs[] = {
     &st_dir,          &st_block_cache,
     &st_write_buffer, &st_cache_entries,
