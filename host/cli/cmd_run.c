@@ -14,7 +14,8 @@
  *       Runs the worker in this process, without restarts (debugging,
  *       benchmarks). Exits 0, 1 (failed), 2 or SUP_EXIT_NO_CHECKPOINT.
  *
- * SIGINT and SIGTERM stop the job gracefully in every mode.
+ * SIGINT and SIGTERM stop the job gracefully in every mode, and in every
+ * mode the umask is set from runtime.file_access before anything is created.
  */
 #include <errno.h>
 #include <limits.h>
@@ -235,6 +236,7 @@ int cmd_run(int argc, char **argv)
         free(err);
         goto out;
     }
+    fs_apply_access(topo_param_str(&job->runtime, "file_access"));
     if (a.worker) {
         worker_options wo = {
             .run_dir = a.run_dir, .from = a.from, .attempt = a.attempt};
