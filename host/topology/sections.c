@@ -30,8 +30,14 @@ static const weir_param_def rt_channel_capacity =
     P("channel_capacity", WEIR_PARAM_INT, "64", MINMAX, 1, 1048576,
       "Batches buffered per channel before the producer blocks (back "
       "pressure; the ZeroMQ high-water mark).");
+static const weir_param_def rt_max_record_size =
+    P("max_record_size", WEIR_PARAM_SIZE, "16MiB", MINMAX, 1, 1073741824,
+      "Largest record an operator may emit (key plus value bytes) and "
+      "largest value it may put into keyed state; larger ones are refused "
+      "with WEIR_EINVAL. At most 1GiB.");
 static const weir_param_def *const topo_runtime_defs[] = {
-    &rt_batch_size, &rt_buffer_timeout, &rt_channel_capacity, NULL};
+    &rt_batch_size, &rt_buffer_timeout, &rt_channel_capacity,
+    &rt_max_record_size, NULL};
 
 /* --- state --- */
 static const weir_param_def st_dir =
@@ -64,8 +70,8 @@ static const weir_param_def st_compact_interval =
       "expired entries in files RocksDB never compacts are dropped too; "
       "0 = never.");
 static const weir_param_def *const topo_state_defs[] = {
-    &st_dir,           &st_block_cache,     &st_write_buffer,
-    &st_cache_entries, &st_sweep_batch,     &st_cache_max_value,
+    &st_dir,           &st_block_cache,      &st_write_buffer,
+    &st_cache_entries, &st_sweep_batch,      &st_cache_max_value,
     &st_leak_samples,  &st_compact_interval, NULL};
 
 /* --- checkpoint --- */
