@@ -23,13 +23,7 @@
 /* runtime.max_record_size of a job that does not set it. */
 #define TASK_MAX_RECORD_DEFAULT ((size_t)16 << 20)
 
-/* The task that owns the calling thread (task_self). */
-static _Thread_local task *task_owner;
-
-task *task_self(void)
-{
-    return task_owner;
-}
+_Thread_local task *task_owner;
 
 int64_t task_wall_ms(void)
 {

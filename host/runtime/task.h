@@ -192,8 +192,14 @@ void *task_main(void *arg);
 
 /* The task whose thread calls, or NULL on any thread that is not running
  * task_main() (a thread a plugin started, the main thread). The host
- * services check with it that a ctx is used on its own subtask's thread. */
-task *task_self(void);
+ * services check with it that a ctx is used on its own subtask's thread.
+ * Inline, as it is on the way into every service: the thread-local
+ * variable is written by task_main() only. */
+extern _Thread_local task *task_owner;
+static inline task *task_self(void)
+{
+    return task_owner;
+}
 
 /* Appends a record to output port `port`, on the task's thread. The caller
  * (weir_emit, runtime/api.c) has checked the arguments: port < n_ports, no
