@@ -20,6 +20,11 @@
 /* Messages drained from one input before looking at the others. */
 #define TASK_DRAIN_MAX 16
 
+/* runtime.max_record_size of a job that does not set it. */
+#define TASK_MAX_RECORD_DEFAULT ((size_t)16 << 20)
+
+_Thread_local task *task_owner;
+
 int64_t task_wall_ms(void)
 {
     struct timespec ts;
@@ -146,10 +151,16 @@ static int task_add(task *t, task_out *o, const void *key, size_t key_len,
 int task_emit(task *t, uint32_t port, const void *key, size_t key_len,
               int64_t ts, const void *value, size_t value_len)
 {
-    if (t->phase != TASK_PHASE_RUN)
+    if (t->phase != TASK_PHASE_RUN) {
+        free(t->error);
+        t->error = strdup("weir_emit: not allowed in open() and close()");
         return WEIR_ESTATE;
-    if (port >= t->n_ports)
-        return WEIR_ENOTFOUND;
+    }
+    /* The wire copies with memcpy, which must not see NULL even for 0. */
+    if (!key)
+        key = "";
+    if (!value)
+        value = "";
     task_port *p = &t->ports[port];
     int rc = 0;
     for (uint32_t r = 0; r < p->n_routes && rc == 0; r++) {
@@ -712,6 +723,11 @@ void *task_main(void *arg)
 {
     task *t = arg;
     guard_thread_begin(t);
+    int64_t max_record =
+        topo_param_int(&t->rt->job->runtime, "max_record_size");
+    t->max_record =
+        max_record > 0 ? (size_t)max_record : TASK_MAX_RECORD_DEFAULT;
+    task_owner = t;
     int rc = task_open(t);
     if (rc == 0) {
         t->phase = TASK_PHASE_RUN;
@@ -736,6 +752,7 @@ void *task_main(void *arg)
             (unsigned long long)atomic_load(&t->batches_out),
             (double)atomic_load(&t->blocked_ns) / 1e6);
     guard_thread_end();
+    task_owner = NULL;
     atomic_store(&t->done, 1);
     atomic_fetch_sub(&t->rt->n_running, 1);
     return NULL;

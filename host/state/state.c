@@ -222,8 +222,11 @@ struct state_store {
     size_t n_meta;
     uint32_t next_id;
 
-    weir_state **states; /* declared, in order */
+    weir_state **states; /* declared, in order; changed under owners_lock */
     size_t n_states;
+
+    state_store *owners_next; /* the list of open stores (owners_lock) */
+
     weir_state **by_id; /* indexed by state id, n_by_id long */
     size_t n_by_id;
 
@@ -2266,6 +2269,53 @@ state_store *state_store_of(const weir_state *st)
     return st->s;
 }
 
+/* Every open store, so that a state handle can be traced to the store that
+ * declared it without dereferencing the handle (state_owner_name). The lock
+ * also guards every change of a store's `states` array, which its own
+ * thread reads without it. */
+static pthread_mutex_t owners_lock = PTHREAD_MUTEX_INITIALIZER;
+static state_store *owners_head;
+
+static void owners_link(state_store *s)
+{
+    pthread_mutex_lock(&owners_lock);
+    s->owners_next = owners_head;
+    owners_head = s;
+    pthread_mutex_unlock(&owners_lock);
+}
+
+static void owners_unlink(state_store *s)
+{
+    pthread_mutex_lock(&owners_lock);
+    for (state_store **p = &owners_head; *p; p = &(*p)->owners_next)
+        if (*p == s) {
+            *p = s->owners_next;
+            break;
+        }
+    pthread_mutex_unlock(&owners_lock);
+}
+
+int state_owned(const state_store *s, const weir_state *st)
+{
+    for (size_t i = 0; s && i < s->n_states; i++)
+        if (s->states[i] == st)
+            return 1;
+    return 0;
+}
+
+int state_owner_name(const weir_state *st, char *buf, size_t cap)
+{
+    int rc = WEIR_ENOTFOUND;
+    pthread_mutex_lock(&owners_lock);
+    for (state_store *s = owners_head; s && rc; s = s->owners_next)
+        if (state_owned(s, st)) {
+            snprintf(buf, cap, "%s", s->name);
+            rc = 0;
+        }
+    pthread_mutex_unlock(&owners_lock);
+    return rc;
+}
+
 static int valid_name(const char *name)
 {
     size_t n = 0;
@@ -2452,11 +2502,14 @@ int state_declare(state_store *s, const weir_state_desc *desc, int hook_wanted,
     if (rc < 0)
         return rc;
 
+    pthread_mutex_lock(&owners_lock);
     weir_state **states =
         realloc(s->states, (s->n_states + 1) * sizeof *states);
+    if (states)
+        s->states = states;
+    pthread_mutex_unlock(&owners_lock);
     if (!states)
         return oom(s, errptr);
-    s->states = states;
     weir_state *st = calloc(1, sizeof *st);
     if (!st || !(st->name = strdup(d.name))) {
         free(st);
@@ -2489,7 +2542,9 @@ int state_declare(state_store *s, const weir_state_desc *desc, int hook_wanted,
         s->by_id = by_id;
         s->n_by_id = n;
     }
+    pthread_mutex_lock(&owners_lock);
     s->states[s->n_states++] = st;
+    pthread_mutex_unlock(&owners_lock);
     s->by_id[st->id] = st;
     if (!st->has_ttl)
         log_msg(WEIR_LOG_WARN, s->name,
@@ -2740,6 +2795,7 @@ static int load_meta(state_store *s, char **errptr)
 
 static void store_free(state_store *s)
 {
+    owners_unlink(s);
     pin_release(s);
     state_timer_detach(s->timers);
     if (s->db && s->env)
@@ -2880,6 +2936,7 @@ int state_store_open(state_env *env, const state_store_config *cfg,
         goto fail;
     publish_now(s);
     s->last_compact = s->last_space_check = s->now;
+    owners_link(s);
     *out = s;
     return 0;
 fail:

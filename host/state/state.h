@@ -167,7 +167,7 @@
  * subtask thread), except that RocksDB's background threads run the
  * compaction filter and the env's thread runs periodic compactions.
  * Different stores may be used from different threads. The env is
- * thread-safe.
+ * thread-safe, and so is state_owner_name().
  *
  * Errors: functions return 0 (or a count) or a negative WEIR_E* code and, when
  * errptr is not NULL, a malloc'ed one-line message in *errptr (err.h).
@@ -295,6 +295,23 @@ int state_declare(state_store *s, const weir_state_desc *desc, int hook_wanted,
 const char *state_name(const weir_state *st);
 weir_state_kind state_kind(const weir_state *st);
 state_store *state_store_of(const weir_state *st);
+
+/*
+ * Ownership of a handle a plugin passed in, which may be any pointer: a
+ * handle of another store, of a closed store, or garbage. Neither function
+ * dereferences `st`; they compare it with the handles the stores declared.
+ *
+ * state_owned() returns 1 when `st` is a state declared in `s` (0 for
+ * anything else, NULL included). O(states of s); thread: s's thread.
+ *
+ * state_owner_name() copies the name of the open store of this process that
+ * declared `st` (state_store_config.name, e.g. "count#1") into `buf` (`cap`
+ * bytes, truncated) and returns 0, or returns WEIR_ENOTFOUND when no open
+ * store did. Thread-safe: it takes a process-wide lock and visits every
+ * state of every open store, so it is meant for error paths.
+ */
+int state_owned(const state_store *s, const weir_state *st);
+int state_owner_name(const weir_state *st, char *buf, size_t cap);
 
 /* ------------------------------------------------------------------------ */
 /* Current key and time                                                      */

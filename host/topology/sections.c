@@ -65,10 +65,15 @@ static const weir_param_def rt_file_access = {
                    "private (umask 077: directories 0700, files 0600), group "
                    "(umask 027: 0750, 0640), world (umask 022: 0755, 0644), "
                    "or inherit (the umask weir was started with)."};
+static const weir_param_def rt_max_record_size =
+    P("max_record_size", WEIR_PARAM_SIZE, "16MiB", MINMAX, 1, 1073741824,
+      "Largest record an operator may emit (key plus value bytes) and "
+      "largest value it may put into keyed state; larger ones are refused "
+      "with WEIR_EINVAL. At most 1GiB.");
 static const weir_param_def *const topo_runtime_defs[] = {
     &rt_batch_size, &rt_buffer_timeout, &rt_channel_capacity,
     &rt_lock_wait,  &rt_stop_timeout,   &rt_callback_timeout,
-    &rt_retry_timeout, &rt_file_access, NULL};
+    &rt_retry_timeout, &rt_file_access, &rt_max_record_size, NULL};
 
 /* --- state --- */
 static const weir_param_def st_dir =
