@@ -52,6 +52,15 @@ static void cli_warn_plugin(void *arg, const char *msg)
     fprintf(stderr, "weir: warning: %s\n", msg);
 }
 
+/* Problems with a default directory's plugins; one that clashes with an
+ * operator a --dir directory provides is overridden, not a problem. */
+static void cli_warn_default(void *arg, const char *msg)
+{
+    if (strstr(msg, "duplicate operator"))
+        return;
+    cli_warn_plugin(arg, msg);
+}
+
 /* Applies WEIR_PLUGIN_PROBE_TIMEOUT_MS when it is set; a bad value is a
  * warning and leaves the default. */
 static void cli_probe_timeout(reg_registry *reg)
@@ -100,11 +109,6 @@ int cli_load_plugins(reg_registry **out, const char *const *dirs, size_t n_dirs)
         return WEIR_ENOMEM;
     }
     cli_probe_timeout(reg);
-    if (n_dirs == 0) {
-        reg_load_default(reg, cli_warn_plugin, NULL);
-        *out = reg;
-        return 0;
-    }
     for (size_t i = 0; i < n_dirs; i++) {
         char *err = NULL;
         int rc = reg_load_dir(reg, dirs[i], cli_warn_plugin, NULL, &err);
@@ -115,6 +119,10 @@ int cli_load_plugins(reg_registry **out, const char *const *dirs, size_t n_dirs)
             return rc;
         }
     }
+    /* The --dir directories come first: an operator they provide overrides
+     * a bundled one of the same name. */
+    if (n_dirs == 0 || !getenv("WEIR_NO_DEFAULT_PLUGINS"))
+        reg_load_default_skip(reg, dirs, n_dirs, cli_warn_default, NULL);
     *out = reg;
     return 0;
 }

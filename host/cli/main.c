@@ -21,9 +21,9 @@ static void usage(FILE *f)
           "  new-plugin NAME [--keyed|--source] write a plugin project to start from\n"
           "  --version                          the version and plugin ABI\n"
           "\n"
-          "--dir D adds a plugin directory (repeatable); default: ../plugins\n"
-          "and ../lib/weir/plugins relative to the weir binary (never the\n"
-          "current directory). Exit codes: 0 ok, 1 job failed, 2 bad usage\n"
+          "--dir D adds a plugin directory (repeatable) to the defaults,\n"
+          "../plugins and ../lib/weir/plugins relative to the weir binary\n"
+          "(never the current directory). Exit codes: 0 ok, 1 job failed, 2 bad usage\n"
           "or input, 3 restarts exhausted, 4 no valid checkpoint to restore,\n"
           "5 the job is locked by another run.\n",
           f);

@@ -793,6 +793,25 @@ static char *reg_exe_dir(void)
 
 int reg_load_default(reg_registry *reg, reg_error_fn on_error, void *arg)
 {
+    return reg_load_default_skip(reg, NULL, 0, on_error, arg);
+}
+
+/* Whether `dir` (a realpath) is one of the skip directories. */
+static int reg_skipped(const char *dir, const char *const *skip, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *r = skip[i] ? realpath(skip[i], NULL) : NULL;
+        int same = r && !strcmp(r, dir);
+        free(r);
+        if (same)
+            return 1;
+    }
+    return 0;
+}
+
+int reg_load_default_skip(reg_registry *reg, const char *const *skip,
+                          size_t n_skip, reg_error_fn on_error, void *arg)
+{
     char *exe_dir = reg_exe_dir();
     char *cand[REG_N_DEFAULT_DIRS] = {NULL, NULL};
     if (exe_dir) {
@@ -811,6 +830,8 @@ int reg_load_default(reg_registry *reg, reg_error_fn on_error, void *arg)
         int dup = 0;
         for (size_t j = 0; dir && j < i; j++)
             dup |= seen[j] && !strcmp(seen[j], dir);
+        if (dir && reg_skipped(dir, skip, n_skip))
+            dup = 1;
         if (!dir || dup || stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
             free(dir);
             continue;

@@ -104,6 +104,10 @@ int reg_load_dir(reg_registry *reg, const char *dir, reg_error_fn on_error,
  * files are reported like reg_load_dir() does. Returns the number of
  * plugins loaded. */
 int reg_load_default(reg_registry *reg, reg_error_fn on_error, void *arg);
+/* The same, leaving out default directories that are (by realpath) one of
+ * skip[0..n_skip): directories already loaded explicitly. */
+int reg_load_default_skip(reg_registry *reg, const char *const *skip,
+                          size_t n_skip, reg_error_fn on_error, void *arg);
 
 /* The messages ("FILE: cause") of the files that failed to load so far, in
  * the order they failed; reg_rejected() returns NULL past the end. The

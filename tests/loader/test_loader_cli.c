@@ -100,6 +100,10 @@ static run run_in(const char *exe, const char *cwd, const char *const *args)
             (cwd && chdir(cwd) != 0))
             _exit(126);
         unsetenv("WEIR_LOG");
+        /* --dir adds to the default directories; these tests list exactly
+         * the directories they give, unless a test asks otherwise. */
+        if (!getenv("LOADER_WITH_DEFAULTS"))
+            setenv("WEIR_NO_DEFAULT_PLUGINS", "1", 1);
         execv(exe, (char *const *)argv);
         _exit(127);
     }
@@ -536,13 +540,23 @@ static void test_default_dirs(void **state)
     assert_string_equal(r.err, "");
     run_free(&r);
 
-    /* With --dir, the defaults are not loaded. */
+    /* --dir adds to the defaults; WEIR_NO_DEFAULT_PLUGINS leaves them out
+     * (the child sets it unless LOADER_WITH_DEFAULTS is set). */
     const char *only[] = {"plugins", "--dir", beta_dir, NULL};
     r = run_in(exe, cwd, only);
     assert_int_equal(r.status, 0);
     assert_contains(r.out, "beta_sink");
     assert_not_contains(r.out, "alpha_map");
     assert_not_contains(r.out, "hostcheck_op");
+    run_free(&r);
+    assert_int_equal(setenv("LOADER_WITH_DEFAULTS", "1", 1), 0);
+    r = run_in(exe, cwd, only);
+    assert_int_equal(unsetenv("LOADER_WITH_DEFAULTS"), 0);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "beta_sink");
+    assert_contains(r.out, "alpha_map");
+    assert_not_contains(r.out, "hostcheck_op");
+    assert_not_contains(r.err, "duplicate");
     run_free(&r);
 
     free(cwd_plugins);
