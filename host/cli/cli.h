@@ -15,5 +15,6 @@
 int cmd_plugins(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_state(int argc, char **argv);
 
 #endif

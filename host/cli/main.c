@@ -15,6 +15,10 @@ static void usage(FILE *f)
           "  validate [--dir D] JOB.yaml        check a topology file\n"
           "  run [--dir D] [--from PATH] [--no-supervisor] JOB.yaml\n"
           "                                     run a job (supervised)\n"
+          "  state ls|dump|bootstrap ...        inspect checkpointed state, "
+          "build\n"
+          "                                     a savepoint (weir state "
+          "--help)\n"
           "\n"
           "--dir D adds a plugin directory (repeatable); default: ../plugins\n"
           "and ../lib/weir/plugins relative to the weir binary, and\n"
@@ -40,6 +44,8 @@ int main(int argc, char **argv)
         return cmd_validate(argc - 1, argv + 1);
     if (!strcmp(cmd, "run"))
         return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "state"))
+        return cmd_state(argc - 1, argv + 1);
     fprintf(stderr, "weir: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;
