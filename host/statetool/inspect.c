@@ -202,6 +202,19 @@ static int insp_keyed_json(const insp_ckpt *c, const ckpt_task *t, int exact,
     return bad ? insp_oom(errptr) : 0;
 }
 
+/* Bytes of the files of a state directory and its delta. */
+static uint64_t insp_state_files(const ckpt_manifest *m, const char *dir)
+{
+    size_t n = dir ? strlen(dir) : 0;
+    uint64_t sum = 0;
+    for (size_t i = 0; dir && i < m->n_files; i++) {
+        const char *p = m->files[i].path;
+        if (!strncmp(p, dir, n) && (p[n] == '/' || !strcmp(p + n, ".delta")))
+            sum += m->files[i].size;
+    }
+    return sum;
+}
+
 static int insp_task_json(const insp_ckpt *c, const ckpt_task *t, int exact,
                           json_t **out, char **errptr)
 {
@@ -210,7 +223,8 @@ static int insp_task_json(const insp_ckpt *c, const ckpt_task *t, int exact,
                           (json_int_t)t->index, "state_dir",
                           t->state_dir ? json_string(t->state_dir)
                                        : json_null(),
-                          "state_bytes", (json_int_t)t->state_bytes,
+                          "state_bytes",
+                          (json_int_t)insp_state_files(c->m, t->state_dir),
                           "snapshot",
                           t->snapshot ? json_string(t->snapshot) : json_null(),
                           "snapshot_bytes",
