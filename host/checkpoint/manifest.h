@@ -56,7 +56,7 @@ typedef struct ckpt_manifest {
     uint64_t id;
     int64_t triggered_ms; /* wall clock */
     int64_t completed_ms;
-    int final; /* taken after every input ended: the job is done */
+    int final;     /* taken after every input ended: the job is done */
     int savepoint; /* built offline (`weir state bootstrap`), not by a run */
     uint32_t max_parallelism;
     ckpt_task *tasks;

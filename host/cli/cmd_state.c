@@ -120,11 +120,12 @@ static void state_print_task(json_t *t)
                json_integer_value(json_array_get(kg, 0)),
                json_integer_value(json_array_get(kg, 1)));
     if (json_is_string(json_object_get(t, "snapshot")))
-        printf("  snapshot %" JSON_INTEGER_FORMAT " bytes (version %"
-               JSON_INTEGER_FORMAT ")",
+        printf("  snapshot %" JSON_INTEGER_FORMAT
+               " bytes (version %" JSON_INTEGER_FORMAT ")",
                jint(t, "snapshot_bytes"), jint(t, "snapshot_version"));
     if (kg) {
-        printf("  state %" JSON_INTEGER_FORMAT " bytes", jint(t, "state_bytes"));
+        printf("  state %" JSON_INTEGER_FORMAT " bytes",
+               jint(t, "state_bytes"));
         state_print_cf("timers", json_object_get(t, "timers"));
         state_print_cf("expiry index", json_object_get(t, "expiry_index"));
     }
@@ -139,9 +140,9 @@ static void state_print_task(json_t *t)
                jint(s, "est_entries"));
         if (json_object_get(s, "entries"))
             printf(" (exactly %" JSON_INTEGER_FORMAT ")", jint(s, "entries"));
-        printf(", %" JSON_INTEGER_FORMAT " bytes in SST files; delta: %"
-               JSON_INTEGER_FORMAT " values, %" JSON_INTEGER_FORMAT
-               " deletions\n",
+        printf(", %" JSON_INTEGER_FORMAT
+               " bytes in SST files; delta: %" JSON_INTEGER_FORMAT
+               " values, %" JSON_INTEGER_FORMAT " deletions\n",
                jint(s, "sst_bytes"), jint(s, "delta_puts"),
                jint(s, "delta_deletes"));
     }
@@ -173,7 +174,7 @@ static void state_print_ls(json_t *root)
         size_t k;
         json_t *t;
         json_array_foreach(json_object_get(op, "subtasks"), k, t)
-        state_print_task(t);
+            state_print_task(t);
     }
 }
 
@@ -296,14 +297,13 @@ static int dump_parse(int argc, char **argv, dump_args *a)
             a->path = argv[i];
         }
     }
-    const char *bad = !a->path ? "a CHECKPOINT is needed"
-                      : !a->op ? "--operator is needed"
-                      : !a->state == !a->timers
-                          ? "give either --state NAME or --timers"
-                      : a->format && strcmp(a->format, "text") &&
-                              strcmp(a->format, "jsonl")
-                          ? "--format is text or jsonl"
-                          : NULL;
+    const char *bad =
+        !a->path                  ? "a CHECKPOINT is needed"
+        : !a->op                  ? "--operator is needed"
+        : !a->state == !a->timers ? "give either --state NAME or --timers"
+        : a->format && strcmp(a->format, "text") && strcmp(a->format, "jsonl")
+            ? "--format is text or jsonl"
+            : NULL;
     if (bad)
         fprintf(stderr, "weir state dump: %s\n", bad);
     return bad ? -1 : 0;
@@ -318,8 +318,9 @@ static int state_dump(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     if (a.vformat && mpj_format_parse(a.vformat, &o.format) < 0) {
-        fprintf(stderr, "weir state dump: --value-format is msgpack, int64 or "
-                        "base64, not '%s'\n",
+        fprintf(stderr,
+                "weir state dump: --value-format is msgpack, int64 or "
+                "base64, not '%s'\n",
                 a.vformat);
         return CLI_EXIT_USAGE;
     }
@@ -365,13 +366,11 @@ static int boot_parse(int argc, char **argv, boot_args *a)
             return -1;
         if (r > 0)
             continue;
-        const char *names[] = {"--job",         "--operator", "--state",
-                               "--from",        "--out",      "--parallelism",
-                               "--kind",        "--value-format",
-                               "--expiry-time"};
-        const char **dst[] = {&a->job,  &a->op,      &a->state,
-                              &a->from, &a->out,     &a->par,
-                              &a->kind, &a->vformat, &a->etime};
+        const char *names[] = {"--job",  "--operator",     "--state",
+                               "--from", "--out",          "--parallelism",
+                               "--kind", "--value-format", "--expiry-time"};
+        const char **dst[] = {&a->job, &a->op,   &a->state,   &a->from, &a->out,
+                              &a->par, &a->kind, &a->vformat, &a->etime};
         const char *v = NULL;
         for (int k = 0; k < 9 && r == 0; k++)
             if ((r = state_opt(argc, argv, &i, names[k], &v)) > 0)
@@ -385,8 +384,7 @@ static int boot_parse(int argc, char **argv, boot_args *a)
         }
     }
     const char *need[] = {a->job, a->op, a->state, a->from, a->out};
-    const char *names[] = {"--job", "--operator", "--state", "--from",
-                           "--out"};
+    const char *names[] = {"--job", "--operator", "--state", "--from", "--out"};
     for (int k = 0; k < 5; k++)
         if (!need[k]) {
             fprintf(stderr, "weir state bootstrap: %s is needed\n", names[k]);
@@ -403,8 +401,9 @@ static int boot_values(const boot_args *a, boot_options *o)
         errno = 0;
         long v = strtol(a->par, &end, 10);
         if (errno || *end || v < 1 || v > INT32_MAX) {
-            fprintf(stderr, "weir state bootstrap: --parallelism needs a "
-                            "number from 1, not '%s'\n",
+            fprintf(stderr,
+                    "weir state bootstrap: --parallelism needs a "
+                    "number from 1, not '%s'\n",
                     a->par);
             return -1;
         }
@@ -416,22 +415,25 @@ static int boot_values(const boot_args *a, boot_options *o)
             if (!strcmp(a->kind, kinds[k]))
                 o->kind = (weir_state_kind)(WEIR_STATE_VALUE + k);
         if (!o->kind) {
-            fprintf(stderr, "weir state bootstrap: --kind is value, map or "
-                            "list, not '%s'\n",
+            fprintf(stderr,
+                    "weir state bootstrap: --kind is value, map or "
+                    "list, not '%s'\n",
                     a->kind);
             return -1;
         }
     }
     if (a->vformat && mpj_format_parse(a->vformat, &o->format) < 0) {
-        fprintf(stderr, "weir state bootstrap: --value-format is msgpack, "
-                        "int64 or base64, not '%s'\n",
+        fprintf(stderr,
+                "weir state bootstrap: --value-format is msgpack, "
+                "int64 or base64, not '%s'\n",
                 a->vformat);
         return -1;
     }
     if (a->etime && strcmp(a->etime, "processing") &&
         strcmp(a->etime, "event")) {
-        fprintf(stderr, "weir state bootstrap: --expiry-time is processing or "
-                        "event, not '%s'\n",
+        fprintf(stderr,
+                "weir state bootstrap: --expiry-time is processing or "
+                "event, not '%s'\n",
                 a->etime);
         return -1;
     }

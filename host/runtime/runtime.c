@@ -230,13 +230,12 @@ static int rt_materialize(rt_job *rt, const topo_op *op, const char *dir,
         int rc = rsc_redistribute(m, rt->restore_dir, op->id, op->parallelism,
                                   dir, &st, errptr);
         if (rc == 0)
-            log_msg(WEIR_LOG_INFO, "runtime",
-                    "operator '%s': state rescaled from parallelism %u to %u "
-                    "(%llu entries, %llu timers, %llu expiry index entries)",
-                    op->id, was, op->parallelism,
-                    (unsigned long long)st.entries,
-                    (unsigned long long)st.timers,
-                    (unsigned long long)st.index);
+            log_msg(
+                WEIR_LOG_INFO, "runtime",
+                "operator '%s': state rescaled from parallelism %u to %u "
+                "(%llu entries, %llu timers, %llu expiry index entries)",
+                op->id, was, op->parallelism, (unsigned long long)st.entries,
+                (unsigned long long)st.timers, (unsigned long long)st.index);
         return rc;
     }
     for (size_t i = 0; m && i < m->n_tasks; i++) {

@@ -21,7 +21,7 @@
 
 /* An entry written, kept to find keys given twice. */
 typedef struct boot_ent {
-    char *k;     /* the state key */
+    char *k; /* the state key */
     size_t klen;
     size_t plen; /* key group | varint | record key: the record key part */
     uint64_t line;
@@ -68,12 +68,12 @@ static int boot_dir_free(const char *dir)
     return empty;
 }
 
-static int boot_check(const boot_options *o, const topo_op **op,
-                      char **errptr)
+static int boot_check(const boot_options *o, const topo_op **op, char **errptr)
 {
     int k = topo_find_op(o->job, o->op_id);
     if (k < 0)
-        return err_set(errptr, WEIR_EINVAL, "the job '%s' (%s) has no operator "
+        return err_set(errptr, WEIR_EINVAL,
+                       "the job '%s' (%s) has no operator "
                        "'%s'",
                        o->job->name, o->job->path, o->op_id);
     *op = &o->job->ops[k];
@@ -103,9 +103,7 @@ static int boot_check(const boot_options *o, const topo_op **op,
 
 static int boot_writers(boot *b, const topo_op *op, char **errptr)
 {
-    stw_state st = {.name = b->o->state,
-                    .id = 0,
-                    .kind = (uint8_t)b->o->kind};
+    stw_state st = {.name = b->o->state, .id = 0, .kind = (uint8_t)b->o->kind};
     b->w = calloc(b->par + 1, sizeof *b->w);
     if (!b->w)
         return boot_oom(errptr);
@@ -130,9 +128,8 @@ static int boot_bad(boot *b, int code, const char *why, char **errptr)
 
 static int boot_member_check(boot *b, json_t *obj, char **errptr)
 {
-    static const char *const known[] = {"key",     "user_key",  "value",
-                                        "expiry",  "subtask",   "key_group",
-                                        NULL};
+    static const char *const known[] = {
+        "key", "user_key", "value", "expiry", "subtask", "key_group", NULL};
     const char *name;
     json_t *x;
     json_object_foreach(obj, name, x)
@@ -240,8 +237,8 @@ static int boot_key(boot *b, json_t *obj, const char *name, char **out,
     int rc = mpj_key_bytes(json_object_get(obj, name), out, n, &why);
     char msg[512];
     if (rc == 0 && *n > KEY_MAX) {
-        snprintf(msg, sizeof msg, "\"%s\" has %zu bytes; at most %d", name,
-                 *n, KEY_MAX);
+        snprintf(msg, sizeof msg, "\"%s\" has %zu bytes; at most %d", name, *n,
+                 KEY_MAX);
         free(*out);
         *out = NULL;
         return boot_bad(b, WEIR_EINVAL, msg, errptr);
@@ -300,8 +297,8 @@ static int boot_line(boot *b, json_t *obj, char **errptr)
             rc = boot_oom(errptr);
             goto out;
         }
-        size_t iklen = ste_index_encode(ik, b->o->ttl_domain, stamp, 0, sk,
-                                        sklen);
+        size_t iklen =
+            ste_index_encode(ik, b->o->ttl_domain, stamp, 0, sk, sklen);
         rc = stw_put(b->w[j], STW_INDEX, ik, iklen, "", 0, errptr);
         free(ik);
     }

@@ -44,12 +44,12 @@
 typedef struct boot_options {
     const topo_job *job;
     const char *op_id;
-    const char *state;     /* the state's name, as the operator declares it */
-    weir_state_kind kind;  /* 0 means WEIR_STATE_VALUE */
-    const char *input;     /* JSON lines */
-    const char *out;       /* the savepoint directory */
-    uint32_t parallelism;  /* the operator's in the savepoint; 0: the job's */
-    mpj_format format;     /* of the values */
+    const char *state;    /* the state's name, as the operator declares it */
+    weir_state_kind kind; /* 0 means WEIR_STATE_VALUE */
+    const char *input;    /* JSON lines */
+    const char *out;      /* the savepoint directory */
+    uint32_t parallelism; /* the operator's in the savepoint; 0: the job's */
+    mpj_format format;    /* of the values */
     weir_time_domain ttl_domain; /* of the expiry stamps given */
 } boot_options;
 

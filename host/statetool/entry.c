@@ -97,8 +97,8 @@ int ste_timer_parse(const char *k, size_t len, ste_timer *out)
 {
     if (len < TK_HDR + 3 || (unsigned char)k[0] > 1)
         return -1;
-    if (lenpref(k + TK_HDR + 2, len - TK_HDR - 2, 1, &out->key,
-                &out->key_len) < 0)
+    if (lenpref(k + TK_HDR + 2, len - TK_HDR - 2, 1, &out->key, &out->key_len) <
+        0)
         return -1;
     out->domain = k[0];
     out->ts = istamp_get(k + 1);

@@ -13,8 +13,8 @@
  *                varint(len) | key ("__timers" column family, empty value)
  *   metadata:    "weir.state.<name>" -> state id (2) | kind (1)
  *   delta file:  "WSD1", then per entry: state id (2), flags (1: not 0 =
- *                deletion, as the restore reads it), key length (4), key, and for a value: expiry
- *                stamp (8), value length (4), value
+ *                deletion, as the restore reads it), key length (4), key,
+ *                and for a value: expiry stamp (8), value length (4), value
  *
  * Parsers take a buffer and its length and return 0, or -1 when the bytes
  * do not have the layout (nothing is read past the buffer); the results

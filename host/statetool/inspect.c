@@ -129,38 +129,36 @@ static int insp_cf_json(stv_db *v, stv_cf which, int exact, json_t **out,
 {
     uint64_t keys, bytes, n = 0;
     stv_estimate(v, NULL, which, &keys, &bytes);
-    *out = json_pack("{s:I,s:I}", "est_entries", (json_int_t)keys,
-                     "sst_bytes", (json_int_t)bytes);
+    *out = json_pack("{s:I,s:I}", "est_entries", (json_int_t)keys, "sst_bytes",
+                     (json_int_t)bytes);
     if (!*out)
         return insp_oom(errptr);
     if (!exact)
         return 0;
     int rc = stv_scan_cf(v, which, insp_count_fn, &n, errptr);
-    if (rc == 0 && json_object_set_new(*out, "entries", json_integer(
-                                                            (json_int_t)n)))
+    if (rc == 0 &&
+        json_object_set_new(*out, "entries", json_integer((json_int_t)n)))
         rc = insp_oom(errptr);
     return rc;
 }
 
-static int insp_states_json(stv_db *v, int exact, json_t *states,
-                            char **errptr)
+static int insp_states_json(stv_db *v, int exact, json_t *states, char **errptr)
 {
     for (size_t i = 0; i < stv_state_count(v); i++) {
         const stv_state *st = stv_state_at(v, i);
         uint64_t keys, bytes, n = 0;
         stv_estimate(v, st, 0, &keys, &bytes);
-        json_t *o = json_pack(
-            "{s:s,s:s,s:I,s:I,s:I,s:I}", "name", st->name, "kind",
-            insp_kind_name(st->kind), "est_entries", (json_int_t)keys,
-            "sst_bytes", (json_int_t)bytes, "delta_puts",
-            (json_int_t)st->delta_puts, "delta_deletes",
-            (json_int_t)st->delta_deletes);
+        json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "name", st->name,
+                              "kind", insp_kind_name(st->kind), "est_entries",
+                              (json_int_t)keys, "sst_bytes", (json_int_t)bytes,
+                              "delta_puts", (json_int_t)st->delta_puts,
+                              "delta_deletes", (json_int_t)st->delta_deletes);
         if (!o || json_array_append_new(states, o))
             return insp_oom(errptr);
         if (!exact)
             continue;
-        int rc = stv_scan_state(v, st, NULL, 0, NULL, 0, insp_count_fn, &n,
-                                errptr);
+        int rc =
+            stv_scan_state(v, st, NULL, 0, NULL, 0, insp_count_fn, &n, errptr);
         if (rc < 0)
             return rc;
         if (json_object_set_new(o, "entries", json_integer((json_int_t)n)))
@@ -194,7 +192,8 @@ static int insp_keyed_json(const insp_ckpt *c, const ckpt_task *t, int exact,
     }
     /* set_new takes its value even when it fails. */
     int bad = json_object_set_new(
-        o, "key_groups", json_pack("[I,I]", (json_int_t)first, (json_int_t)last));
+        o, "key_groups",
+        json_pack("[I,I]", (json_int_t)first, (json_int_t)last));
     bad |= json_object_set_new(o, "states", states);
     bad |= json_object_set_new(o, "timers", timers);
     bad |= json_object_set_new(o, "expiry_index", index);
@@ -219,17 +218,13 @@ static int insp_task_json(const insp_ckpt *c, const ckpt_task *t, int exact,
                           json_t **out, char **errptr)
 {
     const ckpt_file *snap = insp_file(c->m, t->snapshot);
-    json_t *o = json_pack("{s:I,s:o,s:I,s:o,s:I,s:I}", "index",
-                          (json_int_t)t->index, "state_dir",
-                          t->state_dir ? json_string(t->state_dir)
-                                       : json_null(),
-                          "state_bytes",
-                          (json_int_t)insp_state_files(c->m, t->state_dir),
-                          "snapshot",
-                          t->snapshot ? json_string(t->snapshot) : json_null(),
-                          "snapshot_bytes",
-                          (json_int_t)(snap ? snap->size : 0),
-                          "snapshot_version", (json_int_t)t->snapshot_version);
+    json_t *o = json_pack(
+        "{s:I,s:o,s:I,s:o,s:I,s:I}", "index", (json_int_t)t->index, "state_dir",
+        t->state_dir ? json_string(t->state_dir) : json_null(), "state_bytes",
+        (json_int_t)insp_state_files(c->m, t->state_dir), "snapshot",
+        t->snapshot ? json_string(t->snapshot) : json_null(), "snapshot_bytes",
+        (json_int_t)(snap ? snap->size : 0), "snapshot_version",
+        (json_int_t)t->snapshot_version);
     if (!o)
         return insp_oom(errptr);
     int rc = t->state_dir ? insp_keyed_json(c, t, exact, o, errptr) : 0;
@@ -251,8 +246,8 @@ static json_t *insp_op_json(json_t *ops, const char *op_id, uint32_t par)
         if (!strcmp(json_string_value(json_object_get(o, "id")), op_id))
             return o;
     }
-    o = json_pack("{s:s,s:I,s:[]}", "id", op_id, "parallelism",
-                  (json_int_t)par, "subtasks");
+    o = json_pack("{s:s,s:I,s:[]}", "id", op_id, "parallelism", (json_int_t)par,
+                  "subtasks");
     return o && !json_array_append_new(ops, o) ? o : NULL;
 }
 
@@ -266,13 +261,13 @@ static int insp_task_cmp(const void *x, const void *y)
 int insp_ls(insp_ckpt *c, int exact, json_t **out, char **errptr)
 {
     const ckpt_manifest *m = c->m;
-    json_t *root = json_pack(
-        "{s:s,s:I,s:s,s:I,s:I,s:b,s:b,s:I,s:[]}", "path", c->dir, "id",
-        (json_int_t)m->id, "job", m->job, "triggered_ms",
-        (json_int_t)m->triggered_ms, "completed_ms",
-        (json_int_t)m->completed_ms, "final", m->final, "savepoint",
-        m->savepoint, "max_parallelism", (json_int_t)m->max_parallelism,
-        "operators");
+    json_t *root =
+        json_pack("{s:s,s:I,s:s,s:I,s:I,s:b,s:b,s:I,s:[]}", "path", c->dir,
+                  "id", (json_int_t)m->id, "job", m->job, "triggered_ms",
+                  (json_int_t)m->triggered_ms, "completed_ms",
+                  (json_int_t)m->completed_ms, "final", m->final, "savepoint",
+                  m->savepoint, "max_parallelism",
+                  (json_int_t)m->max_parallelism, "operators");
     const ckpt_task **order = calloc(m->n_tasks + 1, sizeof *order);
     int rc = root && order ? 0 : insp_oom(errptr);
     for (size_t i = 0; i < m->n_tasks; i++)
@@ -288,8 +283,8 @@ int insp_ls(insp_ckpt *c, int exact, json_t **out, char **errptr)
         const ckpt_task *t = order[i];
         json_t *task = NULL;
         rc = insp_task_json(c, t, exact, &task, errptr);
-        json_t *op = rc == 0 ? insp_op_json(ops, t->op_id, t->parallelism)
-                             : NULL;
+        json_t *op =
+            rc == 0 ? insp_op_json(ops, t->op_id, t->parallelism) : NULL;
         if (rc == 0 &&
             json_array_append_new(json_object_get(op, "subtasks"), task))
             rc = insp_oom(errptr);
@@ -378,9 +373,9 @@ static int insp_state_fn(void *arg, const char *k, size_t klen, const char *v,
                                          mpj_bytes(sk.ukey, sk.ukey_len)));
     oom = oom || json_object_set_new(e, "value", val);
     val = NULL; /* set_new took it, or e is NULL and it is freed here */
-    oom = oom || json_object_set_new(e, "expiry", stamp == STAMP_NONE
-                                                      ? json_null()
-                                                      : json_integer(stamp));
+    oom = oom || json_object_set_new(e, "expiry",
+                                     stamp == STAMP_NONE ? json_null()
+                                                         : json_integer(stamp));
     if (oom) {
         json_decref(val);
         json_decref(e);
@@ -400,15 +395,15 @@ static int insp_timer_fn(void *arg, const char *k, size_t klen, const char *v,
                        "operator '%s' subtask %u: a malformed timer (%zu "
                        "bytes)",
                        d->o->op_id, d->subtask, klen);
-    if (d->o->key && (tk.key_len != d->o->key_len ||
-                      memcmp(tk.key, d->o->key, tk.key_len)))
+    if (d->o->key &&
+        (tk.key_len != d->o->key_len || memcmp(tk.key, d->o->key, tk.key_len)))
         return 0;
-    return insp_emit(
-        d, json_pack("{s:I,s:I,s:o,s:s,s:I}", "subtask",
-                     (json_int_t)d->subtask, "key_group", (json_int_t)tk.kg,
-                     "key", mpj_bytes(tk.key, tk.key_len), "domain",
-                     tk.domain ? "event" : "processing", "ts",
-                     (json_int_t)tk.ts));
+    return insp_emit(d, json_pack("{s:I,s:I,s:o,s:s,s:I}", "subtask",
+                                  (json_int_t)d->subtask, "key_group",
+                                  (json_int_t)tk.kg, "key",
+                                  mpj_bytes(tk.key, tk.key_len), "domain",
+                                  tk.domain ? "event" : "processing", "ts",
+                                  (json_int_t)tk.ts));
 }
 
 /* The bounds of the state keys of one record key: [lo, hi). */
@@ -447,10 +442,10 @@ static int insp_dump_task(insp_ckpt *c, const ckpt_task *t, insp_dumper *d,
         *found = 1;
         d->kind = st->kind;
         if (d->o->key &&
-            insp_key_bounds(d->o,
-                            plan_key_group(d->o->key, d->o->key_len,
-                                           c->m->max_parallelism),
-                            &lo, &lo_len, &hi, &hi_len) < 0)
+            insp_key_bounds(
+                d->o,
+                plan_key_group(d->o->key, d->o->key_len, c->m->max_parallelism),
+                &lo, &lo_len, &hi, &hi_len) < 0)
             rc = insp_oom(errptr);
         if (rc == 0)
             rc = stv_scan_state(v, st, lo, lo_len, hi_len ? hi : NULL, hi_len,
@@ -470,8 +465,8 @@ static char *insp_keyed_ops(const ckpt_manifest *m)
         const ckpt_task *t = &m->tasks[i];
         int seen = 0;
         for (size_t j = 0; j < i && !seen; j++)
-            seen = m->tasks[j].state_dir &&
-                   !strcmp(m->tasks[j].op_id, t->op_id);
+            seen =
+                m->tasks[j].state_dir && !strcmp(m->tasks[j].op_id, t->op_id);
         if (!t->state_dir || seen)
             continue;
         char *n = NULL;
@@ -522,8 +517,7 @@ int insp_dump(insp_ckpt *c, const insp_dump_opts *o, insp_entry_fn fn,
             rc = err_set(errptr, WEIR_ENOTFOUND,
                          "checkpoint %llu (%s): operator '%s' has no state "
                          "'%s' (`weir state ls` lists its states)",
-                         (unsigned long long)m->id, c->dir, o->op_id,
-                         o->state);
+                         (unsigned long long)m->id, c->dir, o->op_id, o->state);
         free(ops);
     }
     *count = d.count;

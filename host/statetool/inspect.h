@@ -21,9 +21,10 @@
 #ifndef WEIR_HOST_STATETOOL_INSPECT_H
 #define WEIR_HOST_STATETOOL_INSPECT_H
 
-#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 #include "statetool/mpjson.h"
 

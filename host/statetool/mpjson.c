@@ -121,18 +121,29 @@ static int mp_header(const unsigned char *p, size_t n, size_t *hdr,
         return 0;
     }
     switch (b) {
-    case 0xc0: case 0xc2: case 0xc3: return 0;
+    case 0xc0:
+    case 0xc2:
+    case 0xc3: return 0;
     case 0xc1: return -1;
-    case 0xc4: case 0xd9: lb = 1; break;
-    case 0xc5: case 0xda: lb = 2; break;
-    case 0xc6: case 0xdb: lb = 4; break;
+    case 0xc4:
+    case 0xd9: lb = 1; break;
+    case 0xc5:
+    case 0xda: lb = 2; break;
+    case 0xc6:
+    case 0xdb: lb = 4; break;
     case 0xc7: lb = 1, *hdr = 2; break; /* ext: + type byte */
     case 0xc8: lb = 2, *hdr = 2; break;
     case 0xc9: lb = 4, *hdr = 2; break;
-    case 0xca: case 0xce: case 0xd2: *body = 4; return 0;
-    case 0xcb: case 0xcf: case 0xd3: *body = 8; return 0;
-    case 0xcc: case 0xd0: *body = 1; return 0;
-    case 0xcd: case 0xd1: *body = 2; return 0;
+    case 0xca:
+    case 0xce:
+    case 0xd2: *body = 4; return 0;
+    case 0xcb:
+    case 0xcf:
+    case 0xd3: *body = 8; return 0;
+    case 0xcc:
+    case 0xd0: *body = 1; return 0;
+    case 0xcd:
+    case 0xd1: *body = 2; return 0;
     case 0xdc: lb = 2, what = 1; break;
     case 0xdd: lb = 4, what = 1; break;
     case 0xde: lb = 2, what = 2; break;
@@ -354,8 +365,7 @@ static int pack_marker(msgpack_packer *pk, const json_t *v, char **errptr)
     size_t len = 0;
     int rc = mpj_base64_decode(b64, strlen(b64), &bytes, &len);
     if (rc == WEIR_EINVAL)
-        return err_set(errptr, rc, "\"$base64\": \"%.40s\" is not base64",
-                       b64);
+        return err_set(errptr, rc, "\"$base64\": \"%.40s\" is not base64", b64);
     if (rc < 0)
         return pack_oom(errptr);
     if (ext)

@@ -34,8 +34,9 @@
 #ifndef WEIR_HOST_STATETOOL_MPJSON_H
 #define WEIR_HOST_STATETOOL_MPJSON_H
 
-#include <jansson.h>
 #include <stddef.h>
+
+#include <jansson.h>
 
 #define MPJ_MAX_DEPTH 64
 

@@ -99,7 +99,8 @@ static int rsc_target(rsc *r, uint16_t kg)
 
 static int rsc_malformed(rsc *r, size_t klen)
 {
-    return err_set(r->errptr, WEIR_EIO, "%s: %s: an entry with a malformed "
+    return err_set(r->errptr, WEIR_EIO,
+                   "%s: %s: an entry with a malformed "
                    "key (%zu bytes)",
                    r->cur->dir, r->what, klen);
 }
@@ -178,8 +179,8 @@ static int rsc_move(rsc *r, rsc_src *s, char **errptr)
         const stv_state *st = stv_state_at(s->v, i);
         r->where = (int)s->to_new[i];
         r->what = st->cf;
-        rc = stv_scan_state(s->v, st, NULL, 0, NULL, 0, rsc_on_state, r,
-                            errptr);
+        rc =
+            stv_scan_state(s->v, st, NULL, 0, NULL, 0, rsc_on_state, r, errptr);
     }
     r->what = "__timers";
     if (rc == 0)
@@ -191,8 +192,8 @@ static int rsc_move(rsc *r, rsc_src *s, char **errptr)
 }
 
 /* Opens the old subtasks of the operator that have keyed state. */
-static int rsc_open_sources(rsc *r, const ckpt_manifest *m,
-                            const char *chk_dir, char **errptr)
+static int rsc_open_sources(rsc *r, const ckpt_manifest *m, const char *chk_dir,
+                            char **errptr)
 {
     r->src = calloc(m->n_tasks + 1, sizeof *r->src);
     if (!r->src)
@@ -284,7 +285,8 @@ int rsc_redistribute(const ckpt_manifest *m, const char *chk_dir,
     if (rc == 0 && stats)
         *stats = r.stats;
     if (rc < 0)
-        err_prefix(errptr, "operator '%s': rescaling its state from "
+        err_prefix(errptr,
+                   "operator '%s': rescaling its state from "
                    "parallelism %u to %u",
                    op_id, r.stats.from, new_par);
     rsc_free(&r);

@@ -68,11 +68,11 @@ static int stv_open_rdb(stv_db *v, char **errptr)
     rocksdb_options_set_create_if_missing(v->opts, 0);
     rocksdb_options_set_info_log_level(v->opts, 2 /* warn */);
     rocksdb_options_set_db_log_dir(v->opts, v->log_dir);
-    v->cf_names = rocksdb_list_column_families(v->opts, v->dir, &v->n_cfs,
-                                               &rerr);
+    v->cf_names =
+        rocksdb_list_column_families(v->opts, v->dir, &v->n_cfs, &rerr);
     if (rerr) {
-        int rc = err_set(errptr, WEIR_EIO, "state directory %s: %s", v->dir,
-                         rerr);
+        int rc =
+            err_set(errptr, WEIR_EIO, "state directory %s: %s", v->dir, rerr);
         free(rerr);
         v->cf_names = NULL;
         v->n_cfs = 0;
@@ -109,8 +109,8 @@ static int stv_meta_get(stv_db *v, const char *name, uint16_t *id,
     char key[256], *rerr = NULL;
     size_t vlen = 0;
     snprintf(key, sizeof key, META_STATE_PREFIX "%s", name);
-    char *val =
-        rocksdb_get_cf(v->db, v->ro, v->meta_cf, key, strlen(key), &vlen, &rerr);
+    char *val = rocksdb_get_cf(v->db, v->ro, v->meta_cf, key, strlen(key),
+                               &vlen, &rerr);
     if (rerr) {
         int rc = err_set(errptr, WEIR_EIO, "state directory %s: metadata: %s",
                          v->dir, rerr);
@@ -241,8 +241,8 @@ static int stv_load_delta(stv_db *v, char **errptr)
         size_t n = v->n_dents[s], k = 0;
         qsort(d, n, sizeof *d, dent_cmp);
         for (size_t i = 0; i < n; i++) { /* keep the last of equal keys */
-            if (k && !key_cmp(d[k - 1].e->key, d[k - 1].e->key_len,
-                              d[i].e->key, d[i].e->key_len))
+            if (k && !key_cmp(d[k - 1].e->key, d[k - 1].e->key_len, d[i].e->key,
+                              d[i].e->key_len))
                 k--;
             d[k++] = d[i];
         }

@@ -4,10 +4,12 @@
  * write-back cache's delta file applied on top (state.h,
  * state_checkpoint_delta), without modifying either.
  *
- * The RocksDB directory is opened read-only (rocksdb_open_for_read_only_
- * column_families) with RocksDB's info log sent to a temporary directory
- * of its own (under $TMPDIR, else /tmp; removed at close), so that nothing
- * is created, renamed or written inside the checkpoint. The delta file is
+ * The RocksDB directory is opened read-only
+ * (rocksdb_open_for_read_only_column_families: no lock, no compaction, no
+ * write), with RocksDB's info log, should it write one, sent to a
+ * temporary directory of its own (under $TMPDIR, else /tmp; removed at
+ * close), so that nothing is created, renamed or written inside the
+ * checkpoint. The delta file is
  * read into memory. The view knows the store's states from its metadata
  * (name, persistent id, kind) and merges the delta into every read of a
  * state: a delta value replaces the stored one, a delta deletion hides it,
@@ -81,8 +83,7 @@ typedef enum stv_cf { STV_TIMERS = 0, STV_INDEX = 1 } stv_cf;
 
 /* Calls fn for each entry of the timers or the expiry index, in key order
  * (the delta never holds either). */
-int stv_scan_cf(stv_db *db, stv_cf which, stv_fn fn, void *arg,
-                char **errptr);
+int stv_scan_cf(stv_db *db, stv_cf which, stv_fn fn, void *arg, char **errptr);
 
 /*
  * RocksDB's estimates for a state (st) or, with st NULL, for `which`:
@@ -90,7 +91,7 @@ int stv_scan_cf(stv_db *db, stv_cf which, stv_fn fn, void *arg,
  * yet more than once; without the delta) and "rocksdb.total-sst-files-
  * size" (bytes on disk).
  */
-void stv_estimate(stv_db *db, const stv_state *st, stv_cf which,
-                  uint64_t *keys, uint64_t *bytes);
+void stv_estimate(stv_db *db, const stv_state *st, stv_cf which, uint64_t *keys,
+                  uint64_t *bytes);
 
 #endif

@@ -49,8 +49,7 @@ static int stw_write_batch(stw_db *w, char **errptr)
 }
 
 /* Opens RocksDB on the new directory with every column family. */
-static int stw_open(stw_db *w, const stw_state *states, size_t n,
-                    char **errptr)
+static int stw_open(stw_db *w, const stw_state *states, size_t n, char **errptr)
 {
     w->n_cfs = 3 + n;
     char **names = calloc(w->n_cfs, sizeof *names);
@@ -91,8 +90,7 @@ out:
 }
 
 /* Writes the metadata (with the WAL, like the store does). */
-static int stw_meta(stw_db *w, const stw_state *states, size_t n,
-                    char **errptr)
+static int stw_meta(stw_db *w, const stw_state *states, size_t n, char **errptr)
 {
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
     rocksdb_writebatch_put_cf(b, w->cfs[0], META_FORMAT_KEY,
@@ -112,8 +110,8 @@ static int stw_meta(stw_db *w, const stw_state *states, size_t n,
     return rerr ? stw_rdb(w, "metadata", rerr, errptr) : 0;
 }
 
-int stw_create(const char *dir, const stw_state *states, size_t n,
-               stw_db **out, char **errptr)
+int stw_create(const char *dir, const stw_state *states, size_t n, stw_db **out,
+               char **errptr)
 {
     *out = NULL;
     struct stat sb;
@@ -159,7 +157,9 @@ int stw_create(const char *dir, const stw_state *states, size_t n,
 int stw_put(stw_db *w, int where, const char *k, size_t klen, const char *v,
             size_t vlen, char **errptr)
 {
-    size_t cf = where == STW_TIMERS ? 2 : where == STW_INDEX ? 1 : 3 + (size_t)where;
+    size_t cf = where == STW_TIMERS  ? 2
+                : where == STW_INDEX ? 1
+                                     : 3 + (size_t)where;
     if (where < STW_INDEX || cf >= w->n_cfs)
         return err_set(errptr, WEIR_EINVAL,
                        "state directory %s: no column family %d", w->dir,

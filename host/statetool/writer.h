@@ -41,8 +41,8 @@ typedef struct stw_state {
  * Creates the directory `dir` (which must not exist; its parents are
  * created) with states[0..n). The names are copied.
  */
-int stw_create(const char *dir, const stw_state *states, size_t n,
-               stw_db **out, char **errptr);
+int stw_create(const char *dir, const stw_state *states, size_t n, stw_db **out,
+               char **errptr);
 
 /* Puts one entry into column family `where` (a state index, STW_TIMERS or
  * STW_INDEX). Bytes are copied. */

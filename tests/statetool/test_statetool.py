@@ -663,7 +663,7 @@ class RestoreErrors(Base):
 
     def test_checkpoint_of_another_job(self):
         job, chk = self.finished()
-        other = self.count_job("other.yaml", 3, job="other")
+        other = self.count_job("other.yaml", 2, job="other")
         r = self.start("from", "--from", chk, other)
         self.assertEqual(r.wait(), 4, r.text()[-3000:])
         self.assertIn("is of job 'st', not of job 'other'", r.text())

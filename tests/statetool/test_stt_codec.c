@@ -31,7 +31,10 @@ static void test_state_key(void **state)
     char buf[64];
     size_t n = ste_key_encode(buf, 0x0102, "ab", 2, "x", 1);
     assert_int_equal(n, 6);
-    assert_memory_equal(buf, "\x01\x02\x02" "abx", 6);
+    assert_memory_equal(buf,
+                        "\x01\x02\x02"
+                        "abx",
+                        6);
     ste_key k;
     assert_int_equal(ste_key_parse(buf, n, &k), 0);
     assert_int_equal(k.kg, 0x0102);
@@ -54,7 +57,10 @@ static void test_state_key(void **state)
     assert_int_equal(k.key_len, 200);
     /* Malformed: too short, length past the end, unterminated varint. */
     assert_int_equal(ste_key_parse(B("\x00\x07"), &k), -1);
-    assert_int_equal(ste_key_parse(B("\x00\x07\x05" "ab"), &k), -1);
+    assert_int_equal(ste_key_parse(B("\x00\x07\x05"
+                                     "ab"),
+                                   &k),
+                     -1);
     assert_int_equal(ste_key_parse(B("\x00\x07\x80\x80"), &k), -1);
 }
 
@@ -64,16 +70,16 @@ static void test_value_and_list(void **state)
     int64_t stamp;
     const char *b;
     size_t n;
-    assert_int_equal(
-        ste_value_parse(B("\x7f\xff\xff\xff\xff\xff\xff\xff" "hi"), &stamp, &b,
-                        &n),
-        0);
+    assert_int_equal(ste_value_parse(B("\x7f\xff\xff\xff\xff\xff\xff\xff"
+                                       "hi"),
+                                     &stamp, &b, &n),
+                     0);
     assert_true(stamp == INT64_MAX);
     assert_int_equal(n, 2);
     assert_memory_equal(b, "hi", 2);
-    assert_int_equal(ste_value_parse(B("\x00\x00\x00\x00\x00\x00\x03\xe8"),
-                                     &stamp, &b, &n),
-                     0);
+    assert_int_equal(
+        ste_value_parse(B("\x00\x00\x00\x00\x00\x00\x03\xe8"), &stamp, &b, &n),
+        0);
     assert_int_equal(stamp, 1000);
     assert_int_equal(n, 0);
     assert_int_equal(ste_value_parse(B("\x00\x01"), &stamp, &b, &n), -1);
@@ -83,7 +89,13 @@ static void test_value_and_list(void **state)
     len += ste_list_elem_encode(buf + len, "", 0);
     len += ste_list_elem_encode(buf + len, "bcd", 3);
     assert_int_equal(len, 7);
-    assert_memory_equal(buf, "\x01" "a" "\x00" "\x03" "bcd", 7);
+    assert_memory_equal(buf,
+                        "\x01"
+                        "a"
+                        "\x00"
+                        "\x03"
+                        "bcd",
+                        7);
 }
 
 typedef struct elems {
@@ -106,13 +118,21 @@ static void test_list_each(void **state)
 {
     (void)state;
     elems x = {{0}, 0};
-    assert_int_equal(ste_list_each(B("\x01" "a" "\x00" "\x03" "bcd"), join_elem,
-                                   &x),
+    assert_int_equal(ste_list_each(B("\x01"
+                                     "a"
+                                     "\x00"
+                                     "\x03"
+                                     "bcd"),
+                                   join_elem, &x),
                      0);
     assert_int_equal(x.n, 3);
     assert_string_equal(x.joined, "a||bcd|");
     elems y = {{0}, 0};
-    assert_int_equal(ste_list_each(B("\x01" "a" "\x03" "b"), join_elem, &y),
+    assert_int_equal(ste_list_each(B("\x01"
+                                     "a"
+                                     "\x03"
+                                     "b"),
+                                   join_elem, &y),
                      -1);
     assert_int_equal(y.n, 1);
     assert_int_equal(ste_list_each("", 0, join_elem, &y), 0);
@@ -232,8 +252,13 @@ static void test_base64(void **state)
         assert_memory_equal(d, plain[i], n);
         free(d);
     }
-    const char *bad[] = {"Zg=", "Z===", "Zm9v!A==", "Zg=a", "=g==", "Zm9vYg=="
-                                                                   "Zg=="};
+    const char *bad[] = {"Zg=",
+                         "Z===",
+                         "Zm9v!A==",
+                         "Zg=a",
+                         "=g==",
+                         "Zm9vYg=="
+                         "Zg=="};
     for (int i = 0; i < 6; i++) {
         char *d = NULL;
         size_t n = 0;
@@ -270,7 +295,9 @@ static void test_msgpack_to_json(void **state)
 {
     (void)state;
     json_is(mpj_value(B("\x93\x01\xa1x\xc0")), "[1, \"x\", null]");
-    json_is(mpj_value(B("\x82\xa1" "a\x01\x01\xc3")), "{\"a\": 1, \"1\": true}");
+    json_is(mpj_value(B("\x82\xa1"
+                        "a\x01\x01\xc3")),
+            "{\"a\": 1, \"1\": true}");
     json_is(mpj_value(B("\xd0\x85")), "-123");
     json_is(mpj_value(B("\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00")), "1.5");
     json_is(mpj_value(B("\xc4\x02\x00\xff")), "{\"$base64\": \"AP8=\"}");
@@ -278,7 +305,8 @@ static void test_msgpack_to_json(void **state)
             "{\"$uint64\": \"18446744073709551615\"}");
     json_is(mpj_value(B("\xcb\x7f\xf8\x00\x00\x00\x00\x00\x01")),
             "{\"$float\": \"nan\"}");
-    json_is(mpj_value(B("\xd4\x05\x41")), "{\"$ext\": 5, \"$base64\": \"QQ==\"}");
+    json_is(mpj_value(B("\xd4\x05\x41")),
+            "{\"$ext\": 5, \"$base64\": \"QQ==\"}");
     /* A str that is not UTF-8 shows as base64 of its bytes. */
     json_is(mpj_value(B("\x91\xa2\xc3\x28")), "[{\"$base64\": \"wyg=\"}]");
     /* Not exactly one msgpack object: count's 8-byte big-endian counter
@@ -290,7 +318,9 @@ static void test_msgpack_to_json(void **state)
             "{\"$base64\": \"3f////8=\"}");
     json_is(mpj_value(B("\xc1")), "{\"$base64\": \"wQ==\"}");
     json_is(mpj_value("", 0), "{\"$base64\": \"\"}");
-    json_is(mpj_value(B("\xa3" "ab")), "{\"$base64\": \"o2Fi\"}");
+    json_is(mpj_value(B("\xa3"
+                        "ab")),
+            "{\"$base64\": \"o2Fi\"}");
     assert_null(mpj_from_msgpack(B("\x01\x02")));
 }
 
@@ -335,7 +365,8 @@ static void test_json_to_msgpack(void **state)
 {
     (void)state;
     pack_is("{\"a\": [1, -1, 1.5, \"s\", null, true]}",
-            B("\x81\xa1" "a\x96\x01\xff\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00"
+            B("\x81\xa1"
+              "a\x96\x01\xff\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00"
               "\xa1s\xc0\xc3"));
     pack_is("{\"$base64\": \"AP8=\"}", B("\xc4\x02\x00\xff"));
     pack_is("{\"$ext\": 5, \"$base64\": \"QQ==\"}", B("\xd4\x05\x41"));
@@ -364,8 +395,7 @@ static void test_value_formats(void **state)
             "5");
     json_is(mpj_value_as(B("\xff\xff\xff\xff\xff\xff\xff\xfe"), MPJ_INT64),
             "-2");
-    json_is(mpj_value_as(B("\x00\x05"), MPJ_INT64),
-            "{\"$base64\": \"AAU=\"}");
+    json_is(mpj_value_as(B("\x00\x05"), MPJ_INT64), "{\"$base64\": \"AAU=\"}");
     json_is(mpj_value_as(B("\x01"), MPJ_BASE64), "{\"$base64\": \"AQ==\"}");
 
     char *out = NULL, *err = NULL;
@@ -376,8 +406,7 @@ static void test_value_formats(void **state)
     free(out);
     json_decref(v);
     v = json_string("x");
-    assert_int_equal(mpj_value_from(v, MPJ_INT64, &out, &n, &err),
-                     WEIR_EINVAL);
+    assert_int_equal(mpj_value_from(v, MPJ_INT64, &out, &n, &err), WEIR_EINVAL);
     free(err);
     err = NULL;
     json_decref(v);

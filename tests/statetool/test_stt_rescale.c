@@ -24,9 +24,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <cmocka.h>
-#include <xxhash.h>
 
 #include "checkpoint/manifest.h"
 #include "common/fs.h"
