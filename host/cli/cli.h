@@ -17,5 +17,7 @@ int cmd_plugins(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_state(int argc, char **argv);
+int cmd_ctl(int argc, char **argv);
+int cmd_new_plugin(int argc, char **argv);
 
 #endif

@@ -175,8 +175,10 @@ static int run_in_process(const topo_job *job, const run_args *a)
         sup_unlock_run(&locks);
         return CLI_EXIT_USAGE;
     }
-    worker_options wo = {.run_dir = run_dir, .from = a->from, .attempt = 0};
+    worker_options wo = {
+        .run_dir = run_dir, .from = a->from, .attempt = 0, .in_process = 1};
     rc = worker_main(job, &wo);
+    sup_run_dir_finish(job, run_dir);
     free(run_dir);
     sup_unlock_run(&locks);
     switch (rc) {

@@ -217,11 +217,11 @@ static void metrics_help(FILE *f, const char *s)
     fputc('\n', f);
 }
 
-/* {job="..",operator="..",subtask="..",label="..",extra} */
+/* {job_name="..",operator="..",subtask="..",label="..",extra} */
 static void metrics_labels(FILE *f, const metrics_registry *r,
                            const weir_metric *m, const char *le)
 {
-    fputs("{job=\"", f);
+    fputs("{job_name=\"", f);
     metrics_escape(f, r->job);
     fputc('"', f);
     if (m->op_id) {

@@ -50,9 +50,11 @@ uint64_t coord_poll(task *t)
  * its last complete checkpoint under the restart strategy). Called with
  * ck_lock held.
  */
-static void coord_count_failure(rt_job *rt, const char *why)
+static void coord_count_failure(rt_job *rt, uint64_t id, const char *why)
 {
     rt->ck_failed_in_row++;
+    if (id > rt->ck_last_failed)
+        rt->ck_last_failed = id;
     if (rt->ck_tolerable_failed < 0 ||
         rt->ck_failed_in_row <= rt->ck_tolerable_failed)
         return;
@@ -78,7 +80,7 @@ static void coord_trigger(rt_job *rt, int final)
         free(dir);
         rt->ck_n_failed++;
         rt->ck_last_end_ns = task_mono_ns();
-        coord_count_failure(rt, err ? err : "out of memory");
+        coord_count_failure(rt, id, err ? err : "out of memory");
         free(err);
         return;
     }
@@ -108,7 +110,10 @@ static int coord_manifest(rt_job *rt, ckpt_manifest *m)
                          .id = rt->ck_inflight,
                          .triggered_ms = rt->ck_inflight_ms,
                          .completed_ms = coord_wall_ms(),
-                         .final = rt->ck_inflight_final,
+                         /* A stop's last checkpoint is no end of input:
+                          * a run from it goes on. */
+                         .final = rt->ck_inflight_final &&
+                                  !atomic_load(&rt->stop_requested),
                          .max_parallelism = rt->plan->max_parallelism};
     m->tasks = calloc(rt->n_tasks, sizeof *m->tasks);
     if (!m->tasks)
@@ -157,7 +162,7 @@ static void coord_abort(rt_job *rt, const char *why)
     pthread_mutex_unlock(&rt->ck_lock);
     log_msg(WEIR_LOG_WARN, "checkpoint", "%scheckpoint %llu aborted: %s",
             final ? "final " : "", (unsigned long long)id, why);
-    coord_count_failure(rt, why);
+    coord_count_failure(rt, id, why);
     char *dir = ckpt_dir(rt->run_dir, id), *err = NULL;
     if (dir && fs_rmtree(dir, &err) < 0) {
         log_msg(WEIR_LOG_WARN, "checkpoint", "%s", err);
@@ -179,6 +184,7 @@ static void coord_log_complete(rt_job *rt, const ckpt_manifest *m)
     uint64_t bytes = 0;
     for (size_t i = 0; i < m->n_files; i++)
         bytes += m->files[i].size;
+    rt->ck_last_bytes = bytes;
     rt->ck_last_ms = (double)(task_mono_ns() - rt->ck_inflight_ns) / 1e6;
     rt->ck_last_sync_ms = (double)sync / 1e6;
     rt->ck_last_align_ms = (double)align / 1e6;
@@ -220,7 +226,7 @@ static void coord_finish(rt_job *rt)
     rt->ck_n_completed++;
     rt->ck_failed_in_row = 0;
     rt->ck_last_end_ns = task_mono_ns();
-    if (m.final)
+    if (rt->ck_inflight_final) /* also a stop's, which m.final is not */
         rt->ck_final_done = 1;
     atomic_store(&rt->ck_completed, id);
     pthread_cond_broadcast(&rt->ck_cond);
@@ -269,7 +275,8 @@ static int64_t coord_step(rt_job *rt, int *final_failures)
     int64_t next = rt->ck_inflight_ns + rt->ck_interval_ms * 1000000;
     if (next < due)
         next = due;
-    if (now >= next) {
+    if (now >= next || rt->ck_requested) {
+        rt->ck_requested = 0;
         coord_trigger(rt, 0);
         return COORD_TICK_NS;
     }
@@ -421,4 +428,39 @@ int coord_done(rt_job *rt, int ms)
     }
     pthread_mutex_unlock(&rt->ck_lock);
     return done;
+}
+
+int coord_request(rt_job *rt, uint64_t *id, char **errptr)
+{
+    if (!rt->ck_enabled)
+        return err_set(errptr, WEIR_ESTATE,
+                       "checkpoints are not enabled for this job "
+                       "(checkpoint.interval is 0s)");
+    pthread_mutex_lock(&rt->ck_lock);
+    int done = rt->ck_n_finished == rt->n_tasks || rt->ck_stop ||
+               atomic_load(&rt->cancelled);
+    if (!done) {
+        /* The in-flight checkpoint (if any) ends first; the next id is the
+         * one the request gets, as only the coordinator takes ids. */
+        *id = rt->ck_next_id;
+        rt->ck_requested = 1;
+        pthread_cond_broadcast(&rt->ck_cond);
+    }
+    pthread_mutex_unlock(&rt->ck_lock);
+    if (done)
+        return err_set(errptr, WEIR_ESTATE,
+                       "the job is ending: no more checkpoints are taken");
+    return 0;
+}
+
+int coord_result(rt_job *rt, uint64_t id)
+{
+    pthread_mutex_lock(&rt->ck_lock);
+    int r = 0;
+    if (atomic_load(&rt->ck_completed) >= id)
+        r = 1;
+    else if (rt->ck_last_failed >= id)
+        r = -1;
+    pthread_mutex_unlock(&rt->ck_lock);
+    return r;
 }

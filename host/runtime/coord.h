@@ -57,6 +57,18 @@ uint64_t coord_poll(task *t);
  * (ok = 0) aborts the checkpoint. */
 void coord_ack(task *t, uint64_t id, int ok, const coord_ack_info *info);
 
+/*
+ * Asks for a checkpoint now, regardless of interval and min_pause (after
+ * the one in flight, if any). Returns 0 and the id it will have in *id, or
+ * WEIR_ESTATE when checkpoints are disabled or the job is ending. Thread:
+ * any.
+ */
+int coord_request(rt_job *rt, uint64_t *id, char **errptr);
+
+/* What became of checkpoint `id`: 1 complete (it or a newer one), -1
+ * failed, 0 not yet decided. Thread: any. */
+int coord_result(rt_job *rt, uint64_t id);
+
 /* The newest completed checkpoint id (0 before the first). */
 uint64_t coord_completed(const rt_job *rt);
 

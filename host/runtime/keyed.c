@@ -1,4 +1,5 @@
 #include "runtime/keyed.h"
+#include "runtime/runtime.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,8 +30,10 @@ static int keyed_on_expired(void *arg, weir_state *st, const void *key,
     t->cur_key = key;
     t->cur_key_len = key_len;
     t->has_key = 1;
+    guard_cb g = guard_enter(&t->guard, GUARD_ON_STATE_EXPIRED);
     int rc = t->reg->op.on_state_expired(&t->ctx, t->self, st, key, key_len,
                                          ukey, ukey_len, value, value_len);
+    guard_leave(&t->guard, g);
     t->cur_key = saved_key;
     t->cur_key_len = saved_len;
     t->has_key = saved_has;
@@ -60,7 +63,9 @@ static int keyed_on_timer(void *arg, weir_time_domain d, int64_t ts,
     t->cur_key = key;
     t->cur_key_len = key_len;
     t->has_key = 1;
+    guard_cb g = guard_enter(&t->guard, GUARD_ON_TIMER);
     int rc = t->reg->op.on_timer(&t->ctx, t->self, key, key_len, d, ts);
+    guard_leave(&t->guard, g);
     t->cur_key = saved_key;
     t->cur_key_len = saved_len;
     t->has_key = saved_has;
@@ -176,6 +181,34 @@ void keyed_set_watermark(task *t, int64_t wm)
         state_set_watermark(t->store, wm);
 }
 
+/* Publishes the states' statistics of the sample just taken for other
+ * threads (rt_task_states). */
+static void keyed_publish(task *t)
+{
+    size_t n = state_count(t->store);
+    rt_state_info *v = calloc(n ? n : 1, sizeof *v);
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        state_stats st;
+        state_stats_get(state_at(t->store, i), &st);
+        snprintf(v[i].name, sizeof v[i].name, "%s", st.name);
+        v[i].kind = (int)st.kind;
+        v[i].has_ttl = st.has_ttl;
+        v[i].ttl_ms = st.ttl_ms;
+        v[i].keys = st.est_keys;
+        v[i].bytes = st.live_bytes;
+        v[i].expired =
+            st.expired_read + st.expired_sweep + st.expired_compaction;
+        v[i].leak_suspected = st.leak_suspected;
+    }
+    pthread_mutex_lock(&t->pub_lock);
+    free(t->pub);
+    t->pub = v;
+    t->n_pub = n;
+    pthread_mutex_unlock(&t->pub_lock);
+}
+
 int keyed_sweep(task *t, int all)
 {
     if (!t->store)
@@ -194,6 +227,8 @@ int keyed_sweep(task *t, int all)
         if (state_stats_sample(t->store, &err) < 0) {
             log_msg(WEIR_LOG_WARN, t->who, "state statistics: %s", err);
             free(err);
+        } else {
+            keyed_publish(t);
         }
     }
     return 0;
@@ -217,6 +252,7 @@ static void keyed_report(task *t)
         free(err);
         return;
     }
+    keyed_publish(t);
     for (size_t i = 0; i < state_count(t->store); i++) {
         state_stats st;
         state_stats_get(state_at(t->store, i), &st);

@@ -36,6 +36,8 @@ static void rt_ckpt_settings(rt_job *rt, const rt_options *opts)
     rt->run_dir = opts ? opts->run_dir : NULL;
     rt->restore = opts ? opts->restore : NULL;
     rt->restore_dir = opts ? opts->restore_dir : NULL;
+    rt->attempt = opts ? opts->attempt : 0;
+    rt->retry_timeout_ms = topo_param_int(&rt->job->runtime, "retry_timeout");
     rt->ck_interval_ms = topo_param_int(c, "interval");
     rt->ck_enabled = rt->run_dir && rt->ck_interval_ms > 0;
     const char *mode = topo_param_str(c, "mode");
@@ -173,6 +175,7 @@ static int rt_make_tasks(rt_job *rt, char **errptr)
         t->wm_idle_ns =
             topo_param_int(&t->op->watermarks, "idle_timeout") * 1000000;
         t->last_emit_ns = task_mono_ns();
+        pthread_mutex_init(&t->pub_lock, NULL);
     }
     /* Bind every input before any connect, so no connect waits. */
     for (uint32_t i = 0; i < rt->n_tasks; i++) {
@@ -414,6 +417,7 @@ fail:
 
 void rt_request_stop(rt_job *rt)
 {
+    atomic_store(&rt->stop_requested, 1);
     if (atomic_exchange(&rt->stopping, 1))
         atomic_store(&rt->cancelled, 1);
 }
@@ -495,6 +499,8 @@ static void rt_free_task(task *t)
     free(t->in_barrier);
     free(t->snap_buf);
     free(t->error);
+    free(t->pub);
+    pthread_mutex_destroy(&t->pub_lock);
 }
 
 void rt_destroy(rt_job *rt)
@@ -517,6 +523,19 @@ void rt_destroy(rt_job *rt)
     free(rt);
 }
 
+size_t rt_task_states(rt_job *rt, uint32_t i, rt_state_info *out, size_t cap)
+{
+    if (i >= rt->n_tasks)
+        return 0;
+    task *t = &rt->tasks[i];
+    pthread_mutex_lock(&t->pub_lock);
+    size_t n = t->n_pub;
+    for (size_t k = 0; k < n && k < cap; k++)
+        out[k] = t->pub[k];
+    pthread_mutex_unlock(&t->pub_lock);
+    return n;
+}
+
 rt_ckpt_stats rt_ckpt_stats_get(rt_job *rt)
 {
     pthread_mutex_lock(&rt->ck_lock);
@@ -536,7 +555,7 @@ static void rt_metric_family(FILE *f, rt_job *rt, const char *name,
         rt_task_stats s = rt_task_stats_get(rt, i);
         if (which == 4 && s.watermark == WEIR_WATERMARK_MIN)
             continue;
-        fprintf(f, "%s{job=\"%s\",operator=\"%s\",subtask=\"%u\"} ", name,
+        fprintf(f, "%s{job_name=\"%s\",operator=\"%s\",subtask=\"%u\"} ", name,
                 rt->job->name, s.op_id, s.index);
         switch (which) {
         case 0: fprintf(f, "%llu\n", (unsigned long long)s.records_in); break;
@@ -568,9 +587,62 @@ static void rt_metric_checkpoints(FILE *f, rt_job *rt)
         {"weir_checkpoint_alignment_seconds", "gauge",
          "Longest barrier alignment of a subtask in the newest checkpoint."}};
     for (int k = 0; k < 5; k++)
-        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s{job=\"%s\"} %.17g\n",
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s{job_name=\"%s\"} %.17g\n",
                 names[k][0], names[k][2], names[k][0], names[k][1], names[k][0],
                 rt->job->name, v[k]);
+}
+
+/* Keys and bytes of every declared state, as of each subtask's last
+ * sample. */
+static void rt_metric_states(FILE *f, rt_job *rt)
+{
+    static const char *const names[2][2] = {
+        {"weir_state_keys", "Estimated keys of a keyed state of a subtask."},
+        {"weir_state_bytes",
+         "Estimated live bytes of a keyed state of a subtask."}};
+    rt_state_info v[64];
+    for (int k = 0; k < 2; k++) {
+        fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n", names[k][0],
+                names[k][1], names[k][0]);
+        for (uint32_t i = 0; i < rt->n_tasks; i++) {
+            size_t n = rt_task_states(rt, i, v, 64);
+            for (size_t j = 0; j < n && j < 64; j++)
+                fprintf(f,
+                        "%s{job_name=\"%s\",operator=\"%s\",subtask=\"%u\","
+                        "state=\"%s\"} %llu\n",
+                        names[k][0], rt->job->name, rt->tasks[i].op->id,
+                        rt->tasks[i].ps->index, v[j].name,
+                        (unsigned long long)(k ? v[j].bytes : v[j].keys));
+        }
+    }
+}
+
+/* The run's own samples: restarts, checkpoint size, build. */
+static void rt_metric_run(FILE *f, rt_job *rt)
+{
+    fprintf(f,
+            "# HELP weir_restarts_total Workers started after the first in "
+            "this run (the worker's attempt number).\n"
+            "# TYPE weir_restarts_total counter\n"
+            "weir_restarts_total{job_name=\"%s\"} %d\n",
+            rt->job->name, rt->attempt);
+    if (rt->ck_enabled) {
+        pthread_mutex_lock(&rt->ck_lock);
+        uint64_t bytes = rt->ck_last_bytes;
+        pthread_mutex_unlock(&rt->ck_lock);
+        fprintf(f,
+                "# HELP weir_checkpoint_size_bytes Bytes of the files of the "
+                "newest completed checkpoint (hard-linked SST files "
+                "included).\n"
+                "# TYPE weir_checkpoint_size_bytes gauge\n"
+                "weir_checkpoint_size_bytes{job_name=\"%s\"} %llu\n",
+                rt->job->name, (unsigned long long)bytes);
+    }
+    fprintf(f,
+            "# HELP weir_build_info The weir build and its plugin ABI.\n"
+            "# TYPE weir_build_info gauge\n"
+            "weir_build_info{version=\"%s\",abi=\"%d.%d\"} 1\n",
+            WEIR_VERSION_STRING, WEIR_ABI_MAJOR, WEIR_ABI_MINOR);
 }
 
 char *rt_metrics_render(rt_job *rt)
@@ -599,6 +671,8 @@ char *rt_metrics_render(rt_job *rt)
                      4);
     if (rt->ck_enabled)
         rt_metric_checkpoints(f, rt);
+    rt_metric_states(f, rt);
+    rt_metric_run(f, rt);
     fclose(f);
     if (asprintf(&out, "%s%s", host, plugins) < 0)
         out = NULL;

@@ -51,6 +51,7 @@ typedef struct rt_options {
      * start); they must outlive the rt_job. */
     const struct ckpt_manifest *restore;
     const char *restore_dir;
+    int attempt; /* the worker's attempt number: restarts so far */
 } rt_options;
 
 /* Starts `job` (which must outlive the rt_job). Returns 0, or a negative
@@ -79,6 +80,24 @@ int rt_wait(rt_job *rt, char **errptr);
  * numbered as in the plan: operators in topological order, then index. */
 uint32_t rt_task_count(const rt_job *rt);
 rt_task_stats rt_task_stats_get(const rt_job *rt, uint32_t i);
+
+/* One declared keyed state of a subtask, as of the subtask's last sample
+ * of its statistics (every 10 s, and when it closes). */
+typedef struct rt_state_info {
+    char name[64];
+    int kind;      /* weir_state_kind */
+    int has_ttl;   /* 0: declared WEIR_TTL_NONE */
+    int64_t ttl_ms;
+    uint64_t keys;  /* estimated */
+    uint64_t bytes; /* estimated live bytes */
+    uint64_t expired; /* by read, sweep and compaction */
+    int leak_suspected;
+} rt_state_info;
+
+/* Copies up to `cap` states of subtask i into out[]; returns how many the
+ * subtask has (0 before its first sample). Thread: any. */
+size_t rt_task_states(rt_job *rt, uint32_t i, rt_state_info *out,
+                      size_t cap);
 
 /* The job's metrics (plugins' and the host's) in the Prometheus text
  * format, malloc'ed; callable while the job runs and after rt_wait(). */

@@ -69,6 +69,7 @@ static int task_send(task *t, void *sock, const void *data, size_t len)
     for (;;) {
         if (task_cancelled(t))
             return WEIR_ESTATE;
+        guard_touch(&t->guard); /* waiting on the consumer, not the plugin */
         zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLOUT};
         if (zmq_poll(&it, 1, TASK_POLL_MS) < 0 && errno != EINTR)
             goto fail;
@@ -209,9 +210,13 @@ static int task_set_watermark(task *t, int64_t wm)
     if (rc < 0)
         return rc;
     keyed_set_watermark(t, wm);
-    if (t->reg->op.on_watermark &&
-        (rc = t->reg->op.on_watermark(&t->ctx, t->self, wm)) < 0)
-        return task_fail(t, "on_watermark", rc);
+    if (t->reg->op.on_watermark) {
+        guard_cb g = guard_enter(&t->guard, GUARD_ON_WATERMARK);
+        rc = t->reg->op.on_watermark(&t->ctx, t->self, wm);
+        guard_leave(&t->guard, g);
+        if (rc < 0)
+            return task_fail(t, "on_watermark", rc);
+    }
     if (wm == WEIR_WATERMARK_MAX)
         return 0;
     t->out_idle = 0;
@@ -309,7 +314,9 @@ static int task_checkpoint(task *t, uint64_t id, int64_t align_ns)
     if (t->reg->op.snapshot) {
         t->snap_len = 0;
         t->in_snapshot = 1;
+        guard_cb g = guard_enter(&t->guard, GUARD_SNAPSHOT);
         rc = t->reg->op.snapshot(&t->ctx, t->self, id);
+        guard_leave(&t->guard, g);
         t->in_snapshot = 0;
         if (rc < 0) {
             free(chk);
@@ -349,7 +356,9 @@ static int task_notify(task *t)
     t->ck_notified = c;
     if (!t->reg->op.notify_checkpoint_complete)
         return 0;
+    guard_cb g = guard_enter(&t->guard, GUARD_NOTIFY_CHECKPOINT_COMPLETE);
     int rc = t->reg->op.notify_checkpoint_complete(&t->ctx, t->self, c);
+    guard_leave(&t->guard, g);
     if (rc < 0)
         return task_fail(t, "notify_checkpoint_complete", rc);
     if (t->reg->n_outputs == 0)
@@ -390,9 +399,45 @@ static int task_on_barrier(task *t, uint32_t input, uint64_t id)
     return task_check_aligned(t);
 }
 
-static int task_process_data(task *t, uint32_t input)
+/*
+ * Calls process() for one record. WEIR_ERETRY means the plugin took nothing
+ * of the record (no emit, no state write) and may take it later: the same
+ * record is offered again after 1 ms, doubling up to 1 s, until
+ * runtime.retry_timeout has passed since the first refusal; then the
+ * subtask fails with the plugin's message.
+ */
+static int task_call_process(task *t, const weir_record *rec, uint32_t port)
 {
     const weir_operator *op = &t->reg->op;
+    int64_t first = 0, pause_ms = 1;
+    for (;;) {
+        guard_cb g = guard_enter(&t->guard, GUARD_PROCESS);
+        int rc = op->process(&t->ctx, t->self, rec, port);
+        guard_leave(&t->guard, g);
+        if (rc != WEIR_ERETRY)
+            return rc;
+        int64_t now = task_mono_ns();
+        if (!first)
+            first = now;
+        int64_t left = first + t->rt->retry_timeout_ms * 1000000 - now;
+        if (left <= 0 || task_cancelled(t)) {
+            log_msg(WEIR_LOG_ERROR, t->who,
+                    "process() still answered WEIR_ERETRY after %lld ms "
+                    "(runtime.retry_timeout)",
+                    (long long)((now - first) / 1000000));
+            return rc;
+        }
+        int64_t ns = pause_ms * 1000000 < left ? pause_ms * 1000000 : left;
+        struct timespec ts = {(time_t)(ns / 1000000000),
+                              (long)(ns % 1000000000)};
+        nanosleep(&ts, NULL);
+        if (pause_ms < 1000)
+            pause_ms *= 2;
+    }
+}
+
+static int task_process_data(task *t, uint32_t input)
+{
     weir_record rec;
     int more;
     while ((more = wire_next(&t->reader, &rec)) > 0 && !task_cancelled(t)) {
@@ -405,7 +450,7 @@ static int task_process_data(task *t, uint32_t input)
         TASK_COUNT(t->records_in, 1);
         if (rec.ts < t->wm && rec.ts != WEIR_TS_NONE)
             TASK_COUNT(t->late_records, 1);
-        int rc = op->process(&t->ctx, t->self, &rec, t->in_port[input]);
+        int rc = task_call_process(t, &rec, t->in_port[input]);
         t->has_key = 0;
         if (rc < 0)
             return task_fail(t, "process", rc);
@@ -526,7 +571,9 @@ static int task_run_source(task *t)
         int rc = id ? task_checkpoint(t, id, 0) : 0;
         if (rc < 0 || (rc = task_notify(t)) < 0)
             return rc;
+        guard_cb g = guard_enter(&t->guard, GUARD_POLL);
         rc = op->poll(&t->ctx, t->self);
+        guard_leave(&t->guard, g);
         if (rc == WEIR_EOF)
             break;
         if (rc == WEIR_EAGAIN) {
@@ -564,8 +611,10 @@ static int task_restore(task *t)
             return task_fail(t, "reading its snapshot", rc);
         }
         t->phase = TASK_PHASE_RUN;
+        guard_cb g = guard_enter(&t->guard, GUARD_RESTORE);
         rc = t->reg->op.restore(&t->ctx, t->self, m->id, e->snapshot_version,
                                 data, len);
+        guard_leave(&t->guard, g);
         t->phase = TASK_PHASE_NONE;
         free(data);
         return rc < 0 ? task_fail(t, "restore", rc) : 0;
@@ -583,7 +632,9 @@ static int task_open(task *t)
             return task_fail(t, "opening keyed state", rc);
     }
     t->phase = TASK_PHASE_OPEN;
+    guard_cb g = guard_enter(&t->guard, GUARD_OPEN);
     int rc = t->reg->op.open(&t->ctx, &t->self);
+    guard_leave(&t->guard, g);
     t->phase = TASK_PHASE_NONE;
     if (rc < 0)
         return task_fail(t, "open", rc);
@@ -624,8 +675,13 @@ static int task_finish(task *t)
     int rc = keyed_sweep(t, 1);
     if (rc < 0)
         return rc;
-    if (t->reg->op.finish && (rc = t->reg->op.finish(&t->ctx, t->self)) < 0)
-        return task_fail(t, "finish", rc);
+    if (t->reg->op.finish) {
+        guard_cb g = guard_enter(&t->guard, GUARD_FINISH);
+        rc = t->reg->op.finish(&t->ctx, t->self);
+        guard_leave(&t->guard, g);
+        if (rc < 0)
+            return task_fail(t, "finish", rc);
+    }
     rc = task_send_control(t, WIRE_EOS, 0, 0);
     if (rc < 0 && rc != WEIR_ESTATE)
         return task_fail(t, "sending end of stream", rc);
@@ -637,7 +693,9 @@ static void task_close(task *t)
     if (!t->opened)
         return;
     t->phase = TASK_PHASE_CLOSE;
+    guard_cb g = guard_enter(&t->guard, GUARD_CLOSE);
     t->reg->op.close(&t->ctx, t->self);
+    guard_leave(&t->guard, g);
     t->phase = TASK_PHASE_NONE;
     t->opened = 0;
 }
@@ -645,6 +703,7 @@ static void task_close(task *t)
 void *task_main(void *arg)
 {
     task *t = arg;
+    guard_thread_begin(t);
     int rc = task_open(t);
     if (rc == 0) {
         t->phase = TASK_PHASE_RUN;
@@ -668,6 +727,7 @@ void *task_main(void *arg)
             (unsigned long long)atomic_load(&t->records_out),
             (unsigned long long)atomic_load(&t->batches_out),
             (double)atomic_load(&t->blocked_ns) / 1e6);
+    guard_thread_end();
     atomic_store(&t->done, 1);
     atomic_fetch_sub(&t->rt->n_running, 1);
     return NULL;

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "runtime/guard.h"
 #include "runtime/plan.h"
 #include "runtime/wire.h"
 #include "topology/topology.h"
@@ -35,6 +36,8 @@ typedef struct rt_job {
     uint32_t ck_retain;
     int64_t ck_tolerable_failed; /* -1: any number */
     int64_t ck_failed_in_row;    /* consecutive failures, under ck_lock */
+    int ck_requested;            /* a checkpoint was asked for (control) */
+    uint64_t ck_last_failed;     /* id of the newest failed checkpoint */
     pthread_t ck_thread;
     int ck_thread_started;
     pthread_mutex_t ck_lock; /* guards the ck_ fields below */
@@ -56,6 +59,9 @@ typedef struct rt_job {
     struct ckpt_sum_cache *ck_sums;
     uint64_t ck_n_completed, ck_n_failed;
     double ck_last_ms, ck_last_sync_ms, ck_last_align_ms; /* of the newest */
+    uint64_t ck_last_bytes;                               /* of the newest */
+    int attempt; /* the worker's attempt number */
+    int64_t retry_timeout_ms; /* runtime.retry_timeout */
     /* restore: the checkpoint this run starts from, or NULL */
     const struct ckpt_manifest *restore;
     const char *restore_dir;
@@ -66,6 +72,7 @@ typedef struct rt_job {
     int channel_capacity;
     /* control */
     atomic_int stopping;  /* graceful stop requested: sources end */
+    atomic_int stop_requested; /* by rt_request_stop (not end of input) */
     atomic_int cancelled; /* stop now: a task failed or a second stop */
     atomic_int n_running;
     atomic_int n_opened;  /* subtasks whose open (and restore) succeeded */
@@ -117,6 +124,7 @@ typedef struct task {
     void *self;   /* the plugin instance */
     int opened;
     enum task_phase phase;
+    guard_mark guard; /* the plugin callback running (runtime/guard.h) */
     pthread_t thread;
     int thread_started;
     atomic_int done;
@@ -167,6 +175,10 @@ typedef struct task {
     /* keyed state and timers (runtime/keyed.h) */
     struct state_store *store; /* opened on the first state_declare */
     int64_t next_sample_ns;
+    /* the states' statistics of the last sample, for other threads */
+    pthread_mutex_t pub_lock;
+    struct rt_state_info *pub;
+    size_t n_pub;
 
     /* failure */
     char *error;   /* last weir_set_error message of the plugin */

@@ -12,7 +12,17 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "metrics/http.h"
+#include "runtime/guard.h"
 #include "runtime/runtime.h"
+#include "runtime/task.h"
+#include "runtime/wctl.h"
+
+static int worker_exit_failed = WORKER_EXIT_FAILED;
+
+int worker_failed_exit_code(void)
+{
+    return worker_exit_failed;
+}
 
 static int64_t worker_mono_ms(void)
 {
@@ -29,23 +39,26 @@ static void worker_stop_overdue(const topo_job *job, int64_t timeout_ms)
             "job '%s' did not stop within runtime.stop_timeout (%lld ms); "
             "ending the worker",
             job->name, (long long)timeout_ms);
-    _exit(WORKER_EXIT_FAILED);
+    _exit(worker_failed_exit_code());
 }
 
 /* Waits for the job, turning SIGINT/SIGTERM (blocked in every thread) into
  * stop requests; a stop that takes longer than runtime.stop_timeout ends
  * the process. */
-static void worker_wait_signals(const topo_job *job, rt_job *rt)
+static void worker_wait_signals(const topo_job *job, rt_job *rt, wctl *ctl)
 {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
-    struct timespec tick = {0, 50 * 1000 * 1000};
+    struct timespec now = {0, 0};
     int64_t timeout_ms = topo_param_int(&job->runtime, "stop_timeout");
     int64_t deadline = 0;
     while (!rt_done(rt)) {
-        int sig = sigtimedwait(&set, NULL, &tick);
+        wctl_step(ctl, 50); /* control requests, or a 50 ms sleep */
+        if (!deadline && atomic_load(&rt->stop_requested))
+            deadline = worker_mono_ms() + timeout_ms; /* a control stop */
+        int sig = sigtimedwait(&set, NULL, &now);
         if (sig == SIGINT || sig == SIGTERM) {
             log_msg(WEIR_LOG_INFO, "worker", "%s: stopping the job",
                     strsignal(sig));
@@ -179,6 +192,9 @@ int worker_main(const topo_job *job, const worker_options *opts)
     rt_job *rt = NULL;
     ckpt_manifest *m = NULL;
     crash_set_attempt(opts->attempt);
+    if (opts->in_process)
+        worker_exit_failed = 1; /* CLI_EXIT_FAILED */
+    guard_install();
     int code = worker_pick(job, opts, &m, &restore_dir);
     if (code != 0)
         return code;
@@ -188,8 +204,10 @@ int worker_main(const topo_job *job, const worker_options *opts)
                 m->final ? " (the job had finished)" : "");
     else
         log_msg(WEIR_LOG_INFO, "worker", "starting with empty state");
-    rt_options ro = {
-        .run_dir = opts->run_dir, .restore = m, .restore_dir = restore_dir};
+    rt_options ro = {.run_dir = opts->run_dir,
+                     .restore = m,
+                     .restore_dir = restore_dir,
+                     .attempt = opts->attempt};
     int rc = rt_start_with(job, &ro, &rt, &err);
     if (rc < 0) {
         log_msg(WEIR_LOG_ERROR, "worker", "%s", err);
@@ -200,8 +218,13 @@ int worker_main(const topo_job *job, const worker_options *opts)
                                 : WORKER_EXIT_UNRECOVERABLE;
     }
     metrics_http *http = worker_serve_metrics(job, rt);
-    worker_wait_signals(job, rt);
+    wctl *ctl = wctl_open(job, rt, opts->run_dir, opts->attempt);
+    guard_watch *watch = guard_watch_start(rt);
+    worker_wait_signals(job, rt, ctl);
     rc = rt_wait(rt, &err);
+    guard_watch_stop(watch);
+    wctl_job_ended(ctl, rc < 0 ? err : NULL);
+    wctl_close(ctl);
     metrics_http_stop(http);
     worker_report(rt);
     worker_log_metrics(rt);

@@ -28,7 +28,8 @@
  *                      max_failures + 1 ends the run (SUP_EXIT_EXHAUSTED).
  *
  * The supervisor process. Signals SIGINT, SIGTERM and SIGCHLD are blocked
- * and taken with sigwaitinfo()/sigtimedwait(): the supervisor sleeps until
+ * and read from a signalfd, polled together with the control endpoint
+ * (supctl.h): the supervisor sleeps until
  * the worker dies (SIGCHLD), a stop signal arrives, or a restart delay
  * ends; it never polls. The worker is forked with SIGINT and SIGTERM still
  * blocked (so a stop request sent before the worker is ready stays pending
@@ -46,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -57,6 +59,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "runtime/worker.h"
+#include "supervisor/supctl.h"
 
 #define SUP_WHO "supervisor"
 
@@ -217,17 +220,40 @@ int sup_run_dir_create(const topo_job *job, char **out, char **errptr)
     char *path = NULL;
     if (asprintf(&path, "%s/%s/%s-%ld", base, name, stamp, (long)getpid()) < 0)
         return err_set(errptr, WEIR_ENOMEM, "out of memory");
-    /* A job without checkpoints gets a run directory name but no
-     * directory: nothing would be written there. */
-    if (topo_param_int(&job->checkpoint, "interval") > 0) {
-        int rc = fs_mkdirs(path, errptr);
-        if (rc < 0) {
-            free(path);
-            return rc;
-        }
+    /* The run directory holds the control endpoints (and the checkpoints);
+     * it is private to the user who runs the job. */
+    int rc = fs_mkdirs(path, errptr);
+    if (rc == 0 && chmod(path, 0700) < 0)
+        rc = err_set(errptr, WEIR_EIO, "chmod %s: %s", path, strerror(errno));
+    if (rc < 0) {
+        free(path);
+        return rc;
     }
     *out = path;
     return 0;
+}
+
+void sup_run_dir_finish(const topo_job *job, const char *run_dir)
+{
+    if (topo_param_int(&job->checkpoint, "interval") > 0)
+        return; /* it holds the run's checkpoints */
+    char *err = NULL;
+    if (fs_rmtree(run_dir, &err) < 0) {
+        log_msg(WEIR_LOG_WARN, SUP_WHO, "%s", err);
+        free(err);
+        return;
+    }
+    /* The job's and the base directory too, when nothing else is there. */
+    char *dir = strdup(run_dir);
+    for (int up = 0; dir && up < 2; up++) {
+        char *slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+            break;
+        *slash = 0;
+        if (rmdir(dir) < 0)
+            break;
+    }
+    free(dir);
 }
 
 static int sup_has_keyed(const topo_job *job)
@@ -362,11 +388,22 @@ typedef struct sup_state {
     int64_t stop_ns;  /* when the first stop was forwarded */
     int report_fd;    /* read end of the running worker's report pipe */
     int reported;     /* the exit code the worker reported, or -1 */
+    int sfd;          /* signalfd of waitset */
+    supctl *ctl;      /* the control endpoint, or NULL */
+    int64_t run_started_ms; /* wall clock */
+    char last_failure[256]; /* how the last worker failed */
 } sup_state;
 
 /* The worker gets this long past runtime.stop_timeout to end by itself
  * (it ends itself at stop_timeout) before the supervisor kills it. */
 #define SUP_STOP_MARGIN_MS 5000
+
+static int64_t sup_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static int64_t sup_now_ns(void)
 {
@@ -410,11 +447,19 @@ static int sup_trusted(const sup_state *st, int code)
     }
 }
 
-/* Logs how the worker ended, in one line. */
-static void sup_log_end(const sup_state *st, int status, double ran_s,
+/* Logs how the worker ended, in one line, and keeps it for `status`. */
+static void sup_log_end(sup_state *st, int status, double ran_s,
                         weir_log_level level)
 {
     char sig[32];
+    if (st->worker && WIFSIGNALED(status))
+        snprintf(st->last_failure, sizeof st->last_failure,
+                 "worker %ld killed by %s after %.1f s", (long)st->worker,
+                 sup_signame(WTERMSIG(status), sig, sizeof sig), ran_s);
+    else if (st->worker)
+        snprintf(st->last_failure, sizeof st->last_failure,
+                 "worker %ld exited with code %d after %.1f s",
+                 (long)st->worker, WEXITSTATUS(status), ran_s);
     if (st->worker == 0)
         log_msg(level, SUP_WHO, "no worker could be started");
     else if (WIFSIGNALED(status))
@@ -608,6 +653,50 @@ static void sup_forward(sup_state *st, int sig)
     }
 }
 
+/* What the control endpoint says of the run. */
+static supctl_info sup_info(const sup_state *st, const char *state)
+{
+    return (supctl_info){.worker = (long)st->worker,
+                         .attempt = st->attempt,
+                         .restarts = (uint32_t)st->attempt,
+                         .run_started_ms = st->run_started_ms,
+                         .state = state,
+                         .last_failure =
+                             st->last_failure[0] ? st->last_failure : NULL};
+}
+
+/*
+ * Waits until a signal arrives (returns its number) or `deadline` (CLOCK_
+ * MONOTONIC ns; INT64_MAX: none) passes (returns 0), serving the control
+ * endpoint meanwhile.
+ */
+static int sup_wait_event(sup_state *st, int64_t deadline, const char *state)
+{
+    for (;;) {
+        struct signalfd_siginfo si;
+        ssize_t n = read(st->sfd, &si, sizeof si);
+        if (n == (ssize_t)sizeof si)
+            return (int)si.ssi_signo;
+        int64_t now = sup_now_ns();
+        if (now >= deadline)
+            return 0;
+        int64_t until = supctl_deadline_ns(st->ctl);
+        if (deadline < until)
+            until = deadline;
+        long timeout = -1;
+        if (until != INT64_MAX)
+            timeout = (long)((until - now + 999999) / 1000000);
+        zmq_pollitem_t items[3] = {{.fd = st->sfd, .events = ZMQ_POLLIN}};
+        int n_items = 1;
+        if (st->ctl)
+            n_items += supctl_poll_items(st->ctl, items + 1);
+        if (zmq_poll(items, n_items, timeout) < 0 && errno != EINTR)
+            log_msg(WEIR_LOG_WARN, SUP_WHO, "poll: %s", zmq_strerror(errno));
+        supctl_info info = sup_info(st, state);
+        supctl_handle(st->ctl, items + 1, n_items - 1, &info);
+    }
+}
+
 /* Waits until the worker is reaped, forwarding stop signals meanwhile.
  * Returns its wait status; sets st->death_ns. */
 static int sup_wait_worker(sup_state *st)
@@ -617,11 +706,10 @@ static int sup_wait_worker(sup_state *st)
          SUP_STOP_MARGIN_MS) *
         1000000;
     for (;;) {
-        siginfo_t si;
-        int sig;
+        int64_t deadline = INT64_MAX;
         if (st->stop == 1) {
-            int64_t left = st->stop_ns + grace_ns - sup_now_ns();
-            if (left <= 0) {
+            deadline = st->stop_ns + grace_ns;
+            if (sup_now_ns() >= deadline) {
                 log_msg(WEIR_LOG_ERROR, SUP_WHO,
                         "worker %ld did not stop within %.1f s: killing it",
                         (long)st->worker, (double)grace_ns / 1e9);
@@ -629,13 +717,10 @@ static int sup_wait_worker(sup_state *st)
                 st->stop = 2;
                 continue;
             }
-            struct timespec ts = {(time_t)(left / 1000000000),
-                                  (long)(left % 1000000000)};
-            sig = sigtimedwait(&st->waitset, &si, &ts);
-        } else {
-            sig = sigwaitinfo(&st->waitset, &si);
         }
-        if (sig < 0) /* EINTR (e.g. after SIGCONT), EAGAIN */
+        int sig = sup_wait_event(st, deadline,
+                                 st->stop ? "stopping" : "running");
+        if (sig == 0)
             continue;
         if (sig != SIGCHLD) {
             sup_forward(st, sig);
@@ -652,6 +737,8 @@ static int sup_wait_worker(sup_state *st)
                 status = WORKER_EXIT_FAILED << 8;
             st->death_ns = now;
             sup_read_report(st);
+            supctl_info info = sup_info(st, "running");
+            supctl_worker_ended(st->ctl, "its process is gone", &info);
             return status;
         }
     }
@@ -666,13 +753,10 @@ static int sup_sleep(sup_state *st, int64_t delay_ms)
     int64_t t0 = sup_now_ns();
     int64_t deadline = t0 + (delay_ms < max_ms ? delay_ms : max_ms) * 1000000;
     int stopped = 0;
+    pid_t worker = st->worker;
+    st->worker = 0; /* none runs: the control endpoint says so */
     for (;;) {
-        int64_t left = deadline - sup_now_ns();
-        if (left < 0)
-            left = 0;
-        struct timespec ts = {(time_t)(left / 1000000000),
-                              (long)(left % 1000000000)};
-        int sig = sigtimedwait(&st->waitset, NULL, &ts);
+        int sig = sup_wait_event(st, deadline, "restarting");
         if (sig == SIGINT || sig == SIGTERM) {
             char name[32];
             log_msg(WEIR_LOG_INFO, SUP_WHO,
@@ -681,9 +765,10 @@ static int sup_sleep(sup_state *st, int64_t delay_ms)
             stopped = 1;
             break;
         }
-        if ((sig < 0 && errno == EAGAIN) || left == 0)
+        if (sig == 0)
             break;
     }
+    st->worker = worker;
     st->delay_ns = sup_now_ns() - t0;
     return stopped;
 }
@@ -801,6 +886,15 @@ int sup_run(const topo_job *job, const sup_options *opts)
     sigprocmask(SIG_BLOCK, &st.waitset, &st.child_mask);
     sigaddset(&st.child_mask, SIGINT);
     sigaddset(&st.child_mask, SIGTERM);
+    st.sfd = signalfd(-1, &st.waitset, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (st.sfd < 0) {
+        log_msg(WEIR_LOG_ERROR, SUP_WHO, "signalfd: %s", strerror(errno));
+        free(st.run_dir);
+        sup_unlock_run(&locks);
+        return SUP_EXIT_FAILED;
+    }
+    st.run_started_ms = sup_wall_ms();
+    st.ctl = supctl_open(job, st.run_dir);
 
     sup_strategy s;
     sup_strategy_from_topology(&job->restart, &s);
@@ -812,6 +906,9 @@ int sup_run(const topo_job *job, const sup_options *opts)
             st.run_dir, sup_kind_name(s.kind));
     int rc = sup_loop(&st, &tr);
     sup_tracker_free(&tr);
+    supctl_close(st.ctl);
+    close(st.sfd);
+    sup_run_dir_finish(job, st.run_dir);
     free(st.run_dir);
     sup_unlock_run(&locks);
     return rc;

@@ -92,12 +92,16 @@ typedef struct sup_options {
 
 /*
  * Chooses a run id ("<UTC yyyymmddThhmmssZ>-<pid>") and creates the run
- * directory <checkpoint.dir>/<job>/<run id> with its parents (a relative
- * checkpoint.dir is relative to the working directory). Returns 0 and the
+ * directory <checkpoint.dir>/<job>/<run id> (mode 0700) with its parents (a
+ * relative checkpoint.dir is relative to the working directory). Returns 0 and the
  * malloc'ed path in *out (the caller frees it), or a negative WEIR_E* code
  * with the reason in *errptr.
  */
 int sup_run_dir_create(const topo_job *job, char **out, char **errptr);
+
+/* At the end of a run: removes the run directory of a job without
+ * checkpoints (it held only the control endpoints). */
+void sup_run_dir_finish(const topo_job *job, const char *run_dir);
 
 /* The locks of a run (sup_lock_run). */
 typedef struct sup_locks {

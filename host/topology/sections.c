@@ -41,9 +41,21 @@ static const weir_param_def rt_stop_timeout =
     P("stop_timeout", WEIR_PARAM_DURATION, "30s", MINMAX, 100, 86400000,
       "After SIGINT or SIGTERM, how long the job may take to stop "
       "gracefully before the worker is ended by force (exit code 1).");
+
+static const weir_param_def rt_callback_timeout =
+    P("callback_timeout", WEIR_PARAM_DURATION, "60s", MIN, 0, 0,
+      "A subtask inside one plugin callback for longer than this is "
+      "reported (operator, subtask, callback, plugin) and the worker ends, "
+      "to be restarted by the restart strategy; 0 disables the watchdog.");
+static const weir_param_def rt_retry_timeout =
+    P("retry_timeout", WEIR_PARAM_DURATION, "10s", MINMAX, 0, 86400000,
+      "How long a record that process() answers with WEIR_ERETRY is "
+      "offered again (after 1 ms, doubling up to 1 s) before the subtask "
+      "fails.");
 static const weir_param_def *const topo_runtime_defs[] = {
-    &rt_batch_size,  &rt_buffer_timeout, &rt_channel_capacity,
-    &rt_lock_wait,   &rt_stop_timeout,   NULL};
+    &rt_batch_size, &rt_buffer_timeout, &rt_channel_capacity,
+    &rt_lock_wait,  &rt_stop_timeout,   &rt_callback_timeout,
+    &rt_retry_timeout, NULL};
 
 /* --- state --- */
 static const weir_param_def st_dir =

@@ -25,21 +25,45 @@
  * reason" for the first 10 of a subtask, with a count at finish(); with
  * on_error=fail the first one fails the subtask with that message instead.
  *
+ * A line longer than max_line_bytes (bytes before its "\n", a "\r" included)
+ * is a bad line like the others, reported as "line of N bytes is longer than
+ * max_line_bytes (M)". The reader holds at most max_line_bytes of a line and
+ * skips the rest to the next "\n" without keeping it, so memory stays within
+ * max_line_bytes plus a 64 KiB read buffer however long a line is; lines of
+ * other subtasks are skipped without being held at all. A poll reads at most
+ * 4 MiB from the file and continues a line where the previous one stopped,
+ * so a poll ends soon even inside a long line.
+ *
+ * path must be a regular file: a FIFO, a character or block device is
+ * refused with its type (open() does not block on a FIFO without writer),
+ * unless allow_non_regular is true; a directory and a socket always are.
+ * With allow_non_regular, such a file needs parallelism 1 (subtasks would
+ * read different parts of it) and is read without blocking: no data now is
+ * WEIR_EAGAIN; on a FIFO, no writer yet is also WEIR_EAGAIN, and the end is
+ * the last writer closing it (Linux reports POLLHUP only after a writer came
+ * and left). It cannot be replayed: restore() of a snapshot taken after
+ * anything was read (offset > 0) fails, naming the path and the offset,
+ * instead of reading the input again from wherever it now is.
+ *
  * Snapshot (version 1, 24 bytes, little endian): the byte offset (u64) and
  * the number (u64) of the last line consumed, and the bad lines counted so
- * far (u64). restore() seeks to the offset and checks that it still starts a
- * line. Every subtask reads every line, so snapshots of different subtasks
- * differ only in where they stopped.
+ * far (u64); the offset is exact after a skipped long line, and a snapshot
+ * taken inside a line points at its start. restore() seeks to the offset and
+ * checks that it still starts a line. Every subtask reads every line, so
+ * snapshots of different subtasks differ only in where they stopped.
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -50,6 +74,10 @@
 #define FSRC_MAX_DEPTH        32 /* msgpack-c unpacks at most 32 nested levels */
 #define FSRC_LOG_LIMIT        10      /* bad lines logged per subtask */
 #define FSRC_KEEP_BUF         4194304 /* a larger line buffer is freed after use */
+#define FSRC_READ_BUF         65536   /* bytes per read() */
+#define FSRC_POLL_BYTES       4194304 /* bytes read per poll at most */
+#define FSRC_MIN_LINE         1024
+#define FSRC_MAX_LINE         1073741824
 #define FSRC_SNAPSHOT_VERSION 1
 #define FSRC_SNAPSHOT_LEN     24
 #define FSRC_WHY              320
@@ -107,10 +135,29 @@ static const weir_param_def fsrc_p_rate = {
     .description = "lines per second over all subtasks, to replay old data "
                    "at a given speed; 0 = as fast as possible"};
 
+static const weir_param_def fsrc_p_max_line = {
+    .size = sizeof(weir_param_def),
+    .flags = WEIR_PARAM_HAS_MIN | WEIR_PARAM_HAS_MAX,
+    .name = "max_line_bytes",
+    .type = WEIR_PARAM_SIZE,
+    .default_value = "16MiB",
+    .min = FSRC_MIN_LINE,
+    .max = FSRC_MAX_LINE,
+    .description = "a longer line (bytes before its newline) is a bad line "
+                   "(see on_error), skipped without being held in memory"};
+
+static const weir_param_def fsrc_p_allow_non_regular = {
+    .size = sizeof(weir_param_def),
+    .name = "allow_non_regular",
+    .type = WEIR_PARAM_BOOL,
+    .default_value = "false",
+    .description = "also read a FIFO (until its last writer closes it) or a "
+                   "device; parallelism 1; not replayable from a checkpoint"};
+
 static const weir_param_def *const fsrc_params[] = {
-    &fsrc_p_path,  &fsrc_p_key_field, &fsrc_p_time_field,
-    &fsrc_p_batch, &fsrc_p_on_error,  &fsrc_p_rate,
-    NULL};
+    &fsrc_p_path,     &fsrc_p_key_field,         &fsrc_p_time_field,
+    &fsrc_p_batch,    &fsrc_p_on_error,          &fsrc_p_rate,
+    &fsrc_p_max_line, &fsrc_p_allow_non_regular, NULL};
 
 /* ------------------------------------------------------------------------ */
 /* Instance                                                                  */
@@ -129,10 +176,23 @@ typedef struct fsrc {
     uint64_t paced; /* lines of this subtask handled since t0 */
     uint32_t sub;
     uint32_t par;
-    FILE *f;
-    char *line; /* getline() buffer */
+    uint64_t max_line; /* max_line_bytes */
+    int allow_non_regular;
+    int fd;       /* the file, or -1 */
+    mode_t mode;  /* its type, from fstat() */
+    int seekable; /* a regular file: restore() can seek */
+    int fifo;     /* read() == 0 is the end only after a writer hung up */
+    char *rbuf;   /* FSRC_READ_BUF bytes read ahead */
+    size_t rpos;  /* next unread byte of rbuf */
+    size_t rlen;  /* bytes in rbuf */
+    int read_eof; /* read() reported the end of the input */
+    char *line;   /* the bytes of the current line held so far */
+    size_t len;
     size_t cap;
-    uint64_t offset;         /* bytes consumed */
+    uint64_t cur;    /* bytes of the current line before its "\n" seen so far */
+    int too_long;    /* the current line is longer than max_line: not held */
+    int nl;          /* the line just read ended with "\n" (not at the end) */
+    uint64_t offset; /* bytes consumed */
     uint64_t line_no;        /* lines consumed */
     uint64_t bad;            /* bad lines of this subtask */
     uint64_t records;        /* records emitted */
@@ -508,6 +568,148 @@ out:
 }
 
 /* ------------------------------------------------------------------------ */
+/* Reading lines                                                             */
+/* ------------------------------------------------------------------------ */
+
+#define FSRC_LINE   1 /* a line ended */
+#define FSRC_AGAIN  2 /* the input has nothing now */
+#define FSRC_BUDGET 3 /* this poll read its share of bytes */
+
+/* Whether the last writer of the FIFO closed it. Linux sets POLLHUP on the
+ * read end only after a writer came and left, never before the first one,
+ * which tells the end from "no writer yet". */
+static int fsrc_hung_up(const fsrc *s)
+{
+    struct pollfd p = {.fd = s->fd, .events = POLLIN};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLHUP) &&
+           !(p.revents & POLLIN);
+}
+
+/* Refills the read buffer. Returns 1 with bytes in it, 0 at the end of the
+ * input, FSRC_AGAIN when a non-blocking input has nothing now, or WEIR_EIO
+ * after set_error. */
+static int fsrc_fill(weir_ctx *ctx, fsrc *s)
+{
+    for (;;) {
+        ssize_t n = read(s->fd, s->rbuf, FSRC_READ_BUF);
+        if (n > 0) {
+            s->rpos = 0;
+            s->rlen = (size_t)n;
+            return 1;
+        }
+        if (n == 0)
+            return s->fifo && !fsrc_hung_up(s) ? FSRC_AGAIN : 0;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return FSRC_AGAIN;
+        weir_set_error(ctx, "file_source: %s: read error after line %llu: %s",
+                       s->path, (unsigned long long)s->line_no,
+                       strerror(errno));
+        return WEIR_EIO;
+    }
+}
+
+/* Appends n bytes to the held line; the caller checked max_line. */
+static int fsrc_hold(weir_ctx *ctx, fsrc *s, const char *p, size_t n)
+{
+    if (n == 0)
+        return WEIR_OK;
+    if (s->len + n > s->cap) {
+        size_t cap = s->cap ? s->cap : 4096;
+        while (cap < s->len + n)
+            cap *= 2;
+        if (cap > s->max_line)
+            cap = (size_t)s->max_line;
+        char *line = realloc(s->line, cap);
+        if (!line) {
+            weir_set_error(ctx, "file_source: %s:%llu: out of memory", s->path,
+                           (unsigned long long)s->line_no + 1);
+            return WEIR_ENOMEM;
+        }
+        s->line = line;
+        s->cap = cap;
+    }
+    memcpy(s->line + s->len, p, n);
+    s->len += n;
+    return WEIR_OK;
+}
+
+/* Reads on to the end of the current line, holding its bytes in s->line
+ * when `hold` and while it is within max_line (else s->too_long). Returns
+ * FSRC_LINE when it ended (at a "\n", s->nl, or at the end of the input
+ * after at least one byte), 0 at the end of the input, FSRC_AGAIN or
+ * FSRC_BUDGET (*budget, the bytes this poll may still read, is 0) to be
+ * continued by the next call, or WEIR_EIO or WEIR_ENOMEM after set_error. */
+static int fsrc_read_line(weir_ctx *ctx, fsrc *s, int hold, size_t *budget)
+{
+    for (;;) {
+        if (s->rpos == s->rlen) {
+            if (!s->read_eof && *budget == 0)
+                return FSRC_BUDGET;
+            int rc = s->read_eof ? 0 : fsrc_fill(ctx, s);
+            if (rc < 0 || rc == FSRC_AGAIN)
+                return rc;
+            if (rc == 0) {
+                s->read_eof = 1;
+                s->nl = 0;
+                return s->cur ? FSRC_LINE : 0;
+            }
+            *budget -= s->rlen < *budget ? s->rlen : *budget;
+        }
+        const char *p = s->rbuf + s->rpos;
+        size_t avail = s->rlen - s->rpos;
+        const char *nl = memchr(p, '\n', avail);
+        size_t take = nl ? (size_t)(nl - p) : avail;
+        if (hold && !s->too_long) {
+            if (s->cur + take > s->max_line)
+                s->too_long = 1;
+            else if (fsrc_hold(ctx, s, p, take) < 0)
+                return WEIR_ENOMEM;
+        }
+        s->cur += take;
+        s->rpos += take + (nl != NULL);
+        if (nl) {
+            s->nl = 1;
+            return FSRC_LINE;
+        }
+    }
+}
+
+/* Forgets the current line (a large buffer too). */
+static void fsrc_next_line(fsrc *s)
+{
+    s->cur = 0;
+    s->len = 0;
+    s->too_long = 0;
+    if (s->cap > FSRC_KEEP_BUF) {
+        free(s->line);
+        s->line = NULL;
+        s->cap = 0;
+    }
+}
+
+/* Handles line s->line_no of this subtask, which started at byte `start`. */
+static int fsrc_take_line(weir_ctx *ctx, fsrc *s, uint64_t start)
+{
+    if (s->too_long) {
+        char why[FSRC_WHY];
+        snprintf(why, sizeof why,
+                 "line of %llu bytes is longer than max_line_bytes (%llu)",
+                 (unsigned long long)s->cur, (unsigned long long)s->max_line);
+        return fsrc_bad(ctx, s, why);
+    }
+    size_t len = s->len, skip = 0;
+    if (len == 0)
+        return WEIR_OK; /* empty lines are skipped silently */
+    if (s->line[len - 1] == '\r')
+        len--;
+    if (start == 0 && len >= 3 && memcmp(s->line, "\xef\xbb\xbf", 3) == 0)
+        skip = 3; /* a UTF-8 byte order mark starts the file */
+    return fsrc_line(ctx, s, s->line + skip, len - skip);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Callbacks                                                                 */
 /* ------------------------------------------------------------------------ */
 
@@ -517,7 +719,7 @@ static int fsrc_poll(weir_ctx *ctx, void *self)
     if (s->at_eof)
         return WEIR_EOF;
     /* Bounded work per poll: `batch` lines of this subtask, and the other
-     * subtasks' lines between them. */
+     * subtasks' lines between them, and FSRC_POLL_BYTES read. */
     uint64_t want = s->batch;
     if (s->rate) {
         int64_t now = weir_now(ctx);
@@ -532,43 +734,31 @@ static int fsrc_poll(weir_ctx *ctx, void *self)
             want = (uint64_t)allowed;
     }
     uint64_t mine = 0, scanned = 0, limit = want * s->par;
+    size_t budget = FSRC_POLL_BYTES;
     while (mine < want && scanned < limit) {
-        errno = 0;
-        ssize_t n = getline(&s->line, &s->cap, s->f);
-        if (n < 0) {
-            if (ferror(s->f)) {
-                weir_set_error(ctx,
-                               "file_source: %s: read error after line "
-                               "%llu: %s",
-                               s->path, (unsigned long long)s->line_no,
-                               strerror(errno ? errno : EIO));
-                return WEIR_EIO;
-            }
+        int hold = s->line_no % s->par == s->sub;
+        int rc = fsrc_read_line(ctx, s, hold, &budget);
+        if (rc < 0)
+            return rc;
+        if (rc == 0) {
             s->at_eof = 1;
             /* Records emitted in this call are delivered; EOF comes next. */
             return scanned ? WEIR_OK : WEIR_EOF;
         }
+        if (rc == FSRC_AGAIN)
+            return scanned ? WEIR_OK : WEIR_EAGAIN;
+        if (rc == FSRC_BUDGET)
+            return WEIR_OK;
+        uint64_t start = s->offset;
         scanned++;
-        s->offset += (uint64_t)n;
+        s->offset += s->cur + (uint64_t)s->nl;
         s->line_no++;
-        if ((s->line_no - 1) % s->par != s->sub)
-            continue;
-        mine++;
-        s->paced++;
-        size_t len = (size_t)n, skip = 0;
-        if (len && s->line[len - 1] == '\n')
-            len--;
-        if (len && s->line[len - 1] == '\r')
-            len--;
-        if (s->offset == (uint64_t)n && len >= 3 &&
-            memcmp(s->line, "\xef\xbb\xbf", 3) == 0)
-            skip = 3; /* a UTF-8 byte order mark starts the file */
-        int rc = fsrc_line(ctx, s, s->line + skip, len - skip);
-        if (s->cap > FSRC_KEEP_BUF) {
-            free(s->line);
-            s->line = NULL;
-            s->cap = 0;
+        if (hold) {
+            mine++;
+            s->paced++;
+            rc = fsrc_take_line(ctx, s, start);
         }
+        fsrc_next_line(s);
         if (rc < 0)
             return rc;
     }
@@ -618,12 +808,41 @@ static int fsrc_snapshot(weir_ctx *ctx, void *self, uint64_t checkpoint_id)
     return rc;
 }
 
+/* What a file of mode m is, for messages. */
+static const char *fsrc_kind(mode_t m)
+{
+    if (S_ISDIR(m))
+        return "a directory";
+    if (S_ISFIFO(m))
+        return "a FIFO (named pipe)";
+    if (S_ISCHR(m))
+        return "a character device";
+    if (S_ISBLK(m))
+        return "a block device";
+    if (S_ISSOCK(m))
+        return "a socket";
+    return "not a regular file";
+}
+
 /* Seeks to `offset` after checking that it starts a line of the file. */
-static int fsrc_seek(weir_ctx *ctx, fsrc *s, uint64_t offset)
+static int fsrc_seek(weir_ctx *ctx, fsrc *s, uint64_t checkpoint_id,
+                     uint64_t offset)
 {
     struct stat st;
-    if (fstat(fileno(s->f), &st) == 0 && S_ISREG(st.st_mode) &&
-        offset > (uint64_t)st.st_size) {
+    char c = '\n';
+    if (!s->seekable) {
+        if (offset == 0)
+            return WEIR_OK; /* nothing was read: nothing to skip */
+        weir_set_error(ctx,
+                       "file_source: %s is %s, which cannot be replayed: "
+                       "checkpoint %llu continues it at byte offset %llu, "
+                       "but it cannot seek; restoring needs a regular file",
+                       s->path, fsrc_kind(s->mode),
+                       (unsigned long long)checkpoint_id,
+                       (unsigned long long)offset);
+        return WEIR_EINVAL;
+    }
+    if (fstat(s->fd, &st) == 0 && offset > (uint64_t)st.st_size) {
         weir_set_error(ctx,
                        "file_source: %s: snapshot offset %llu is beyond "
                        "the end of the file (%lld bytes); the file "
@@ -632,19 +851,20 @@ static int fsrc_seek(weir_ctx *ctx, fsrc *s, uint64_t offset)
                        (long long)st.st_size);
         return WEIR_EINVAL;
     }
-    if (offset > (uint64_t)INT64_MAX ||
-        fseeko(s->f, offset ? (off_t)offset - 1 : 0, SEEK_SET) != 0) {
-        weir_set_error(ctx, "file_source: %s: cannot seek to offset %llu: %s",
-                       s->path, (unsigned long long)offset, strerror(errno));
-        return WEIR_EIO;
-    }
-    if (offset && fgetc(s->f) != '\n') {
+    ssize_t got = offset ? pread(s->fd, &c, 1, (off_t)offset - 1) : 1;
+    if (got == 1 && c != '\n') {
         weir_set_error(ctx,
                        "file_source: %s: snapshot offset %llu does not "
                        "start a line; the file changed since the "
                        "checkpoint",
                        s->path, (unsigned long long)offset);
         return WEIR_EINVAL;
+    }
+    if (got != 1 || lseek(s->fd, (off_t)offset, SEEK_SET) < 0) {
+        weir_set_error(ctx, "file_source: %s: cannot seek to offset %llu: %s",
+                       s->path, (unsigned long long)offset,
+                       got == 0 ? "the file is shorter" : strerror(errno));
+        return WEIR_EIO;
     }
     return WEIR_OK;
 }
@@ -680,10 +900,20 @@ static int fsrc_restore(weir_ctx *ctx, void *self, uint64_t checkpoint_id,
                        (unsigned long long)line_no, (unsigned long long)offset);
         return WEIR_EINVAL;
     }
-    int rc = fsrc_seek(ctx, s, offset);
+    if (offset > (uint64_t)INT64_MAX) {
+        weir_set_error(ctx,
+                       "file_source: snapshot of checkpoint %llu is "
+                       "damaged: byte offset %llu",
+                       (unsigned long long)checkpoint_id,
+                       (unsigned long long)offset);
+        return WEIR_EINVAL;
+    }
+    int rc = fsrc_seek(ctx, s, checkpoint_id, offset);
     if (rc < 0)
         return rc;
-    clearerr(s->f);
+    s->rpos = s->rlen = 0;
+    s->read_eof = 0;
+    fsrc_next_line(s);
     s->offset = offset;
     s->line_no = line_no;
     s->bad = bad;
@@ -697,9 +927,10 @@ static int fsrc_restore(weir_ctx *ctx, void *self, uint64_t checkpoint_id,
 
 static void fsrc_free(fsrc *s)
 {
-    if (s->f)
-        fclose(s->f);
+    if (s->fd >= 0)
+        close(s->fd);
     weir_mp_writer_destroy(&s->w);
+    free(s->rbuf);
     free(s->line);
     free(s->path);
     free(s->key_field);
@@ -777,23 +1008,99 @@ static int fsrc_configure(weir_ctx *ctx, fsrc *s)
                        rc < 0 ? weir_strerror(rc) : "negative");
         return rc < 0 ? rc : WEIR_EINVAL;
     }
+    int64_t max_line;
+    if ((rc = weir_param_int(ctx, "max_line_bytes", &max_line)) < 0 ||
+        max_line < FSRC_MIN_LINE || max_line > FSRC_MAX_LINE) {
+        weir_set_error(ctx,
+                       "file_source: parameter max_line_bytes: %s%lld is "
+                       "out of range [%d, %d]",
+                       rc < 0 ? weir_strerror(rc) : "",
+                       rc < 0 ? 0LL : (long long)max_line, FSRC_MIN_LINE,
+                       FSRC_MAX_LINE);
+        return rc < 0 ? rc : WEIR_EINVAL;
+    }
+    s->max_line = (uint64_t)max_line;
+    if ((rc = weir_param_bool(ctx, "allow_non_regular",
+                              &s->allow_non_regular)) < 0) {
+        weir_set_error(ctx, "file_source: parameter allow_non_regular: %s",
+                       weir_strerror(rc));
+        return rc;
+    }
     return WEIR_OK;
 }
 
+/* Refuses what file_source does not read: a directory or a socket always,
+ * another file that is not regular unless allow_non_regular, and then with
+ * parallelism 1 only. */
+static int fsrc_check_kind(weir_ctx *ctx, const fsrc *s, mode_t m)
+{
+    if (S_ISREG(m))
+        return WEIR_OK;
+    if (S_ISDIR(m) || S_ISSOCK(m))
+        weir_set_error(ctx,
+                       "file_source: path: '%s' is %s; file_source reads a "
+                       "file of JSON lines",
+                       s->path, fsrc_kind(m));
+    else if (!s->allow_non_regular)
+        weir_set_error(ctx,
+                       "file_source: path: '%s' is %s, not a regular file; "
+                       "set allow_non_regular: true to read it anyway (it "
+                       "cannot be replayed from a checkpoint)",
+                       s->path, fsrc_kind(m));
+    else if (s->par > 1)
+        weir_set_error(ctx,
+                       "file_source: path: '%s' is %s; with parallelism %u "
+                       "every subtask would read a different part of it; "
+                       "use parallelism 1",
+                       s->path, fsrc_kind(m), s->par);
+    else
+        return WEIR_OK;
+    return WEIR_EINVAL;
+}
+
+/* Opens path without blocking (a FIFO without writer would block open()),
+ * checking its kind before and after. A regular file is then read in
+ * blocking mode; anything else stays non-blocking so that poll() never
+ * waits for input. */
 static int fsrc_open_file(weir_ctx *ctx, fsrc *s)
 {
     struct stat st;
-    s->f = fopen(s->path, "r");
-    if (!s->f) {
-        weir_set_error(ctx, "file_source: path: cannot open '%s': %s", s->path,
-                       strerror(errno));
-        return WEIR_EIO;
+    int rc;
+    if (stat(s->path, &st) != 0)
+        goto fail_open;
+    if ((rc = fsrc_check_kind(ctx, s, st.st_mode)) < 0)
+        return rc;
+    s->fd = open(s->path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (s->fd < 0)
+        goto fail_open;
+    if (fstat(s->fd, &st) != 0)
+        goto fail_open;
+    if ((rc = fsrc_check_kind(ctx, s, st.st_mode)) < 0)
+        return rc; /* replaced since the stat() */
+    s->mode = st.st_mode;
+    s->seekable = S_ISREG(st.st_mode);
+    s->fifo = S_ISFIFO(st.st_mode);
+    if (s->seekable) {
+        int fl = fcntl(s->fd, F_GETFL);
+        if (fl < 0 || fcntl(s->fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+            goto fail_open;
+    } else {
+        weir_log(ctx, WEIR_LOG_WARN,
+                 "file_source: path: '%s' is %s, read because "
+                 "allow_non_regular is set; it cannot be replayed from a "
+                 "checkpoint",
+                 s->path, fsrc_kind(st.st_mode));
     }
-    if (fstat(fileno(s->f), &st) == 0 && S_ISDIR(st.st_mode)) {
-        weir_set_error(ctx, "file_source: path: '%s' is a directory", s->path);
-        return WEIR_EINVAL;
+    s->rbuf = malloc(FSRC_READ_BUF);
+    if (!s->rbuf) {
+        weir_set_error(ctx, "file_source: out of memory");
+        return WEIR_ENOMEM;
     }
     return WEIR_OK;
+fail_open:
+    weir_set_error(ctx, "file_source: path: cannot open '%s': %s", s->path,
+                   strerror(errno));
+    return WEIR_EIO;
 }
 
 static int fsrc_open(weir_ctx *ctx, void **self)
@@ -803,6 +1110,7 @@ static int fsrc_open(weir_ctx *ctx, void **self)
         weir_set_error(ctx, "file_source: out of memory");
         return WEIR_ENOMEM;
     }
+    s->fd = -1;
     weir_mp_writer_init(&s->w);
     s->sub = weir_subtask_index(ctx);
     s->par = weir_parallelism(ctx);
@@ -819,9 +1127,10 @@ static int fsrc_open(weir_ctx *ctx, void **self)
         goto fail;
     /* Optional: without metrics the counter stays NULL and updates are
      * no-ops. */
-    if (weir_metric_register(ctx, WEIR_METRIC_COUNTER, "file_source_bad_lines_total",
+    if (weir_metric_register(ctx, WEIR_METRIC_COUNTER,
+                             "file_source_bad_lines_total",
                              "lines skipped because they are not a usable "
-                             "JSON object",
+                             "JSON object or longer than max_line_bytes",
                              NULL, NULL, &s->bad_metric) < 0)
         s->bad_metric = NULL;
     *self = s;

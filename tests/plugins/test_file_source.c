@@ -2,16 +2,33 @@
  * test_file_source.c - the JSON lines source: conversion to records, bad
  * lines with their line numbers, the log limit, on_error=fail, event-time
  * parsing (checked against timegm), the parallel split, snapshot/restore,
- * very long and deeply nested lines, and the errors of open().
+ * very long and deeply nested lines, and the errors of open(); lines over
+ * max_line_bytes (a 200 MB one read in bounded memory, exact offsets across
+ * snapshot/restore after a skipped one); FIFOs, devices, directories and
+ * sockets refused without blocking, or read with allow_non_regular (a FIFO
+ * fed by a writer, not replayable); and the same through the real `weir run
+ * --no-supervisor` with a real FIFO.
+ *
+ * Every test runs under an alarm, so that a source blocking in open() or
+ * poll() fails the test instead of hanging the suite.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -27,8 +44,24 @@ typedef struct env {
     char *path;
 } env;
 
+/* A test that blocks (in open() on a FIFO, say) ends the program with a
+ * message instead of hanging; ctest's TIMEOUT is the second guard. */
+#define TEST_ALARM_S 60
+
+static void on_alarm(int sig)
+{
+    static const char msg[] = "test_file_source: a test is blocked (no "
+                              "progress within the alarm); failing\n";
+    (void)sig;
+    if (write(2, msg, sizeof msg - 1) < 0) {
+    }
+    _exit(1);
+}
+
 static int setup(void **state)
 {
+    signal(SIGALRM, on_alarm);
+    alarm(TEST_ALARM_S);
     env *e = calloc(1, sizeof *e);
     e->dir = th_tmpdir();
     e->path = th_path(e->dir, "in.jsonl");
@@ -38,6 +71,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+    alarm(0);
     env *e = *state;
     th_rmtree(e->dir);
     free(e->dir);
@@ -577,6 +611,494 @@ static void test_empty_file(void **state)
     th_free(t);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Lines longer than max_line_bytes                                          */
+/* ------------------------------------------------------------------------ */
+
+static uint64_t get_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* Writes head, then `fill` NUL bytes (a hole made by ftruncate, so the file
+ * costs no disk and no memory to make), then tail. */
+static void write_holey(const char *path, const char *head, uint64_t fill,
+                        const char *tail)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    size_t hl = strlen(head), tl = strlen(tail);
+    assert_int_equal(write(fd, head, hl), (ssize_t)hl);
+    assert_int_equal(ftruncate(fd, (off_t)(hl + fill)), 0);
+    assert_int_equal(lseek(fd, 0, SEEK_END), (off_t)(hl + fill));
+    assert_int_equal(write(fd, tail, tl), (ssize_t)tl);
+    assert_int_equal(close(fd), 0);
+}
+
+static long max_rss_kib(void)
+{
+    struct rusage ru;
+    assert_int_equal(getrusage(RUSAGE_SELF, &ru), 0);
+    return ru.ru_maxrss;
+}
+
+/* A 200 MB line without a newline (NUL bytes) is reported as a bad line
+ * with its number and length, the lines after it are read, and the peak
+ * memory grows by about max_line_bytes (16 MiB by default), not by the
+ * line's length. */
+static void test_huge_line(void **state)
+{
+    env *e = *state;
+    const uint64_t huge = 200u << 20;
+    write_holey(e->path, "{\"user\":\"a\"}\n", huge,
+                "\n{\"user\":\"b\"}\n{\"user\":\"c\"}\n");
+    const th_param p[] = {{"key_field", "user"}, {NULL, NULL}};
+    long before = max_rss_kib();
+    th_inst *t = run_src(e->path, p, 0, 1);
+    long grown_mib = (max_rss_kib() - before) / 1024;
+    if (getenv("TH_VERBOSE"))
+        fprintf(stderr, "peak memory grew by %ld MiB\n", grown_mib);
+    /* The line buffer grows by doubling to 16 MiB; under ASan every old
+     * buffer stays in the quarantine, so up to about 32 MiB is fine. */
+    if (grown_mib > 96)
+        fail_msg("peak memory grew by %ld MiB reading a 200 MiB line",
+                 grown_mib);
+    assert_int_equal(t->n_recs, 3);
+    assert_key(&t->recs[0], "a", 1);
+    assert_key(&t->recs[1], "b", 1);
+    assert_key(&t->recs[2], "c", 1);
+    char where[600];
+    snprintf(where, sizeof where, "%s:2: ", e->path);
+    const char *msg = th_find_log(t, where);
+    if (!msg || !strstr(msg, "209715200 bytes") ||
+        !strstr(msg, "max_line_bytes") || !strstr(msg, "line skipped"))
+        fail_msg("log of line 2: '%s'", msg ? msg : "(none)");
+    assert_non_null(th_find_log(t, "skipped 1 bad line(s)"));
+    th_free(t);
+}
+
+/* With on_error=fail a long line fails the subtask with FILE:LINE and its
+ * length; a line of exactly max_line_bytes is fine. */
+static void test_long_line_limit(void **state)
+{
+    env *e = *state;
+    char *text = malloc(8192);
+    assert_non_null(text);
+    int n = sprintf(text, "{\"user\":\"a\",\"s\":\"");
+    int fill = 1024 - n - 2; /* line 1: exactly 1024 bytes */
+    memset(text + n, 'x', (size_t)fill);
+    n += fill;
+    n += sprintf(text + n, "\"}\n{\"user\":\"b\",\"s\":\"");
+    memset(text + n, 'y', 2000); /* line 2: 2020 bytes before its "\n" */
+    n += 2000;
+    n += sprintf(text + n, "\"}\r\n{\"user\":\"c\"}\n");
+    th_write_file(e->path, text, (size_t)n);
+    free(text);
+
+    const th_param fail[] = {{"key_field", "user"},
+                             {"max_line_bytes", "1KiB"},
+                             {"on_error", "fail"},
+                             {NULL, NULL}};
+    th_inst *t = open_src(e->path, fail, 0, 1);
+    assert_int_equal(th_drain(t, 100), WEIR_EINVAL);
+    assert_int_equal(t->n_recs, 1);
+    char want[600];
+    snprintf(want, sizeof want, "%s:2: ", e->path);
+    if (!strstr(t->error, want) || !strstr(t->error, "2020 bytes") ||
+        !strstr(t->error, "max_line_bytes (1024)"))
+        fail_msg("error '%s'", t->error);
+    th_free(t);
+
+    const th_param skip[] = {
+        {"key_field", "user"}, {"max_line_bytes", "1KiB"}, {NULL, NULL}};
+    t = run_src(e->path, skip, 0, 1);
+    assert_int_equal(t->n_recs, 2);
+    assert_key(&t->recs[1], "c", 1);
+    assert_non_null(th_find_log(t, want));
+    th_free(t);
+
+    /* The limit has a floor. */
+    const th_param tiny[] = {{"path", e->path},
+                             {"key_field", "user"},
+                             {"max_line_bytes", "100"},
+                             {NULL, NULL}};
+    t = th_new(fsrc_op(), tiny, 0, 1);
+    assert_int_equal(th_open(t), WEIR_EINVAL);
+    assert_non_null(strstr(t->error, "max_line_bytes"));
+    th_free(t);
+}
+
+/* A long line is reported by the subtask it belongs to only; the others
+ * skip it silently and go on. */
+static void test_long_line_parallel(void **state)
+{
+    env *e = *state;
+    write_holey(e->path, "{\"user\":\"a\"}\n", 5000,
+                "\n{\"user\":\"b\"}\n{\"user\":\"c\"}\n");
+    const th_param p[] = {
+        {"key_field", "user"}, {"max_line_bytes", "1KiB"}, {NULL, NULL}};
+    th_inst *t0 = run_src(e->path, p, 0, 2);
+    th_inst *t1 = run_src(e->path, p, 1, 2);
+    assert_int_equal(t0->n_recs, 2); /* lines 1 and 3 */
+    assert_key(&t0->recs[1], "b", 1);
+    assert_int_equal(t0->n_logs, 0);
+    assert_int_equal(t1->n_recs, 1); /* line 4 */
+    assert_key(&t1->recs[0], "c", 1);
+    char want[600];
+    snprintf(want, sizeof want, "%s:2: line of 5000 bytes", e->path);
+    assert_non_null(th_find_log(t1, want));
+    th_free(t0);
+    th_free(t1);
+}
+
+/* Snapshots after a skipped long line hold exact byte offsets, and a
+ * restore from any snapshot (also one taken while the source was still
+ * inside the long line) emits exactly the records that followed it. */
+static void test_long_line_restore(void **state)
+{
+    env *e = *state;
+    const char *head = "{\"id\":1,\"user\":\"a\"}\n"; /* 20 bytes */
+    const uint64_t big = 10u << 20;
+    write_holey(e->path, head, big,
+                "\n{\"id\":3,\"user\":\"b\"}\n{\"id\":4,\"user\":\"c\"}\n");
+    const th_param p[] = {{"key_field", "user"},
+                          {"max_line_bytes", "1KiB"},
+                          {"batch", "1"},
+                          {NULL, NULL}};
+    enum { MAX_POLLS = 64 };
+    unsigned char snaps[MAX_POLLS][24];
+    size_t emitted[MAX_POLLS];
+    size_t n_snaps = 0;
+
+    th_inst *a = open_src(e->path, p, 0, 1);
+    int rc;
+    do {
+        assert_true(n_snaps < MAX_POLLS);
+        assert_int_equal(th_snapshot(a, n_snaps + 1), WEIR_OK);
+        assert_int_equal(a->snap_len, 24);
+        memcpy(snaps[n_snaps], a->snap, 24);
+        emitted[n_snaps++] = a->n_recs;
+        rc = th_poll(a);
+    } while (rc == WEIR_OK);
+    assert_int_equal(rc, WEIR_EOF);
+    assert_int_equal(a->n_recs, 3);
+
+    /* The first snapshot after line 2 points just past its newline. */
+    size_t k = 0;
+    while (k < n_snaps && get_u64(snaps[k] + 8) < 2)
+        k++;
+    assert_true(k < n_snaps);
+    assert_int_equal(get_u64(snaps[k]), strlen(head) + big + 1);
+    assert_int_equal(get_u64(snaps[k] + 8), 2);
+    assert_int_equal(get_u64(snaps[k] + 16), 1);
+    /* Every snapshot is at a line start: 0, 20 or past line 2 or later. */
+    for (size_t i = 0; i < n_snaps; i++) {
+        uint64_t off = get_u64(snaps[i]), line = get_u64(snaps[i] + 8);
+        assert_true((line == 0 && off == 0) ||
+                    (line == 1 && off == strlen(head)) || line >= 2);
+    }
+
+    for (size_t i = 0; i < n_snaps; i++) {
+        th_inst *b = open_src(e->path, p, 0, 1);
+        assert_int_equal(th_restore(b, i + 1, 1, snaps[i], 24), WEIR_OK);
+        assert_int_equal(th_drain(b, 1000), WEIR_EOF);
+        if (b->n_recs != a->n_recs - emitted[i])
+            fail_msg("restore from snapshot %zu (offset %llu): %zu records, "
+                     "want %zu",
+                     i, (unsigned long long)get_u64(snaps[i]), b->n_recs,
+                     a->n_recs - emitted[i]);
+        for (size_t j = 0; j < b->n_recs; j++) {
+            const th_rec *x = &b->recs[j], *y = &a->recs[emitted[i] + j];
+            assert_int_equal(x->value_len, y->value_len);
+            assert_memory_equal(x->value, y->value, x->value_len);
+        }
+        /* The long line is reported again only when re-read. */
+        assert_int_equal(th_find_log(b, "longer than max_line_bytes") != NULL,
+                         get_u64(snaps[i] + 8) < 2);
+        th_free(b);
+    }
+    th_free(a);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Files that are not regular files                                          */
+/* ------------------------------------------------------------------------ */
+
+static th_inst *new_src(const char *path, const char *allow,
+                        const char *max_line, uint32_t sub, uint32_t par)
+{
+    th_param p[8];
+    size_t n = 0;
+    p[n++] = (th_param){"path", path};
+    p[n++] = (th_param){"key_field", "user"};
+    if (allow)
+        p[n++] = (th_param){"allow_non_regular", allow};
+    if (max_line)
+        p[n++] = (th_param){"max_line_bytes", max_line};
+    p[n] = (th_param){NULL, NULL};
+    th_inst *t = th_new(fsrc_op(), p, sub, par);
+    assert_int_equal(t->param_rc, 0);
+    return t;
+}
+
+static void assert_refused(const char *path, const char *allow,
+                           const char *type, const char *hint)
+{
+    th_inst *t = new_src(path, allow, NULL, 0, 1);
+    assert_int_equal(th_open(t), WEIR_EINVAL);
+    if (!strstr(t->error, path) || !strstr(t->error, type) ||
+        (hint && !strstr(t->error, hint)))
+        fail_msg("error '%s' lacks '%s', '%s' or '%s'", t->error, path, type,
+                 hint ? hint : "");
+    th_free(t);
+}
+
+/* A FIFO without a writer is refused at once (open() used to block for
+ * ever), naming the path, its type and the parameter that allows it. */
+static void test_fifo_refused(void **state)
+{
+    env *e = *state;
+    char *fifo = th_path(e->dir, "fifo");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_refused(fifo, NULL, "is a FIFO", "allow_non_regular");
+    assert_refused(fifo, "false", "is a FIFO", "allow_non_regular");
+    /* Every subtask would read a different part of it. */
+    th_inst *t = new_src(fifo, "true", NULL, 1, 2);
+    assert_int_equal(th_open(t), WEIR_EINVAL);
+    assert_non_null(strstr(t->error, "parallelism 2"));
+    th_free(t);
+    free(fifo);
+}
+
+/* Devices, directories and sockets are refused; a directory and a socket
+ * even with allow_non_regular; /dev/null with it reads as empty. */
+static void test_non_regular_refused(void **state)
+{
+    env *e = *state;
+    assert_refused("/dev/null", NULL, "is a character device",
+                   "allow_non_regular");
+    assert_refused(e->dir, NULL, "is a directory", NULL);
+    assert_refused(e->dir, "true", "is a directory", NULL);
+
+    char *sock = th_path(e->dir, "sock");
+    int sfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(sfd >= 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    assert_true(strlen(sock) < sizeof sa.sun_path);
+    memcpy(sa.sun_path, sock, strlen(sock) + 1);
+    assert_int_equal(bind(sfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_refused(sock, NULL, "is a socket", NULL);
+    assert_refused(sock, "true", "is a socket", NULL);
+    close(sfd);
+    free(sock);
+
+    th_inst *t = new_src("/dev/null", "true", NULL, 0, 1);
+    assert_int_equal(th_open(t), WEIR_OK);
+    assert_int_equal(th_drain(t, 10), WEIR_EOF);
+    assert_int_equal(t->n_recs, 0);
+    th_free(t);
+}
+
+/* An endless line (/dev/zero) never ends a poll late: each poll reads a
+ * bounded amount and returns. */
+static void test_endless_device(void **state)
+{
+    (void)state;
+    th_inst *t = new_src("/dev/zero", "true", "1KiB", 0, 1);
+    assert_int_equal(th_open(t), WEIR_OK);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(th_poll(t), WEIR_OK);
+    assert_int_equal(t->n_recs, 0);
+    th_free(t);
+}
+
+/* With allow_non_regular a FIFO is read as a writer writes: no writer yet
+ * is "nothing now", not the end; the writer closing it is the end. It
+ * cannot be replayed: a restore at a non-zero offset fails. */
+static void test_fifo_allowed(void **state)
+{
+    env *e = *state;
+    char *fifo = th_path(e->dir, "fifo");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    th_inst *t = new_src(fifo, "true", NULL, 0, 1);
+    assert_int_equal(th_open(t), WEIR_OK);
+    assert_int_equal(th_poll(t), WEIR_EAGAIN);
+
+    int w = open(fifo, O_WRONLY | O_NONBLOCK);
+    assert_true(w >= 0);
+    assert_int_equal(th_poll(t), WEIR_EAGAIN); /* a writer, no data yet */
+    const char *part1 = "{\"user\":\"a\"}\n{\"user\":\"b\"}\n{\"us";
+    assert_int_equal(write(w, part1, strlen(part1)), (ssize_t)strlen(part1));
+    assert_int_equal(th_poll(t), WEIR_OK);
+    assert_int_equal(t->n_recs, 2);
+    assert_int_equal(th_snapshot(t, 1), WEIR_OK);
+    assert_int_equal(get_u64(t->snap), 26);
+    const char *part2 = "er\":\"c\"}\n{\"user\":\"d\"}";
+    assert_int_equal(write(w, part2, strlen(part2)), (ssize_t)strlen(part2));
+    assert_int_equal(close(w), 0);
+    assert_int_equal(th_drain(t, 100), WEIR_EOF);
+    assert_int_equal(t->n_recs, 4);
+    assert_key(&t->recs[2], "c", 1);
+    assert_key(&t->recs[3], "d", 1);
+
+    /* Replaying needs a seek, which a FIFO has not. */
+    th_inst *r = new_src(fifo, "true", NULL, 0, 1);
+    assert_int_equal(th_open(r), WEIR_OK);
+    assert_int_equal(th_restore(r, 1, 1, t->snap, t->snap_len), WEIR_EINVAL);
+    if (!strstr(r->error, fifo) || !strstr(r->error, "offset 26") ||
+        !strstr(r->error, "cannot be replayed"))
+        fail_msg("error '%s'", r->error);
+    /* Offset 0 (nothing read yet) needs no seek. */
+    unsigned char zero[24] = {0};
+    assert_int_equal(th_restore(r, 1, 1, zero, 24), WEIR_OK);
+    th_free(r);
+    th_free(t);
+    free(fifo);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Through the real `weir run --no-supervisor`                               */
+/* ------------------------------------------------------------------------ */
+
+#define E2E_DEADLINE_MS 30000
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Starts weir run --no-supervisor JOB in `dir`, output to dir/weir.log. */
+static pid_t start_weir(const char *dir, const char *job)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char log[4200];
+        snprintf(log, sizeof log, "%s/weir.log", dir);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || chdir(dir) != 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(125);
+        execl(WEIR_BIN, "weir", "run", "--no-supervisor", "--dir",
+              WEIR_PLUGIN_DIR, job, (char *)NULL);
+        _exit(126);
+    }
+    return pid;
+}
+
+/* Waits for `pid` up to the deadline; kills it and fails the test after. */
+static int wait_weir(pid_t pid, const char *dir)
+{
+    int status = 0;
+    for (long waited = 0;; waited += 10) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        assert_true(r >= 0);
+        if (r == pid)
+            break;
+        if (waited >= E2E_DEADLINE_MS) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            fail_msg("weir run in %s did not end within %d ms", dir,
+                     E2E_DEADLINE_MS);
+        }
+        sleep_ms(10);
+    }
+    if (!WIFEXITED(status))
+        fail_msg("weir run in %s was killed by signal %d", dir,
+                 WTERMSIG(status));
+    return WEXITSTATUS(status);
+}
+
+static void write_job(const char *dir, const char *config)
+{
+    char *job = th_path(dir, "job.yaml");
+    char text[2048];
+    snprintf(text, sizeof text,
+             "job: fifo\n"
+             "state: {dir: ./state}\n"
+             "checkpoint: {dir: ./ckpt}\n"
+             "operators:\n"
+             "  - id: src\n"
+             "    type: file_source\n"
+             "    config: {path: fifo, key_field: user%s}\n"
+             "  - id: out\n"
+             "    type: file_sink\n"
+             "    inputs: [src]\n"
+             "    config: {path: out.jsonl}\n",
+             config);
+    write_text(job, text);
+    free(job);
+}
+
+/* A job reading a FIFO fails at once with exit 1 and says why, instead of
+ * blocking in open() for ever (SIGTERM did not stop it either). */
+static void test_e2e_fifo_refused(void **state)
+{
+    env *e = *state;
+    char *fifo = th_path(e->dir, "fifo");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    write_job(e->dir, "");
+    int rc = wait_weir(start_weir(e->dir, "job.yaml"), e->dir);
+    char *log_path = th_path(e->dir, "weir.log");
+    char *log = th_read_file(log_path, NULL);
+    assert_non_null(log);
+    if (rc != 1 || !strstr(log, "'fifo' is a FIFO") ||
+        !strstr(log, "allow_non_regular"))
+        fail_msg("exit %d, output:\n%s", rc, log);
+    free(log);
+    free(log_path);
+    free(fifo);
+}
+
+/* With allow_non_regular the job waits for a writer, reads what it writes
+ * and ends (exit 0) when the writer closes the FIFO. */
+static void test_e2e_fifo_allowed(void **state)
+{
+    env *e = *state;
+    char *fifo = th_path(e->dir, "fifo");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    write_job(e->dir, ", allow_non_regular: true");
+    pid_t pid = start_weir(e->dir, "job.yaml");
+    /* Opening for writing fails with ENXIO until weir opened the FIFO. */
+    int w = -1;
+    for (long waited = 0; w < 0; waited += 10) {
+        w = open(fifo, O_WRONLY | O_NONBLOCK);
+        if (w >= 0)
+            break;
+        assert_int_equal(errno, ENXIO);
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid || waited > E2E_DEADLINE_MS) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            char *log = th_read_file(th_path(e->dir, "weir.log"), NULL);
+            fail_msg("weir never opened the FIFO; output:\n%s", log);
+        }
+        sleep_ms(10);
+    }
+    sleep_ms(50); /* the source polls a writer that has written nothing */
+    const char *lines =
+        "{\"user\":\"u1\"}\n{\"user\":\"u2\"}\n{\"user\":\"u3\"}\n";
+    assert_int_equal(write(w, lines, strlen(lines)), (ssize_t)strlen(lines));
+    assert_int_equal(close(w), 0);
+    int rc = wait_weir(pid, e->dir);
+    char *log_path = th_path(e->dir, "weir.log");
+    char *out_path = th_path(e->dir, "out.jsonl");
+    char *log = th_read_file(log_path, NULL);
+    char *out = th_read_file(out_path, NULL);
+    if (rc != 0 || !out || !strstr(out, "\"u1\"") || !strstr(out, "\"u2\"") ||
+        !strstr(out, "\"u3\""))
+        fail_msg("exit %d, out.jsonl:\n%s\noutput:\n%s", rc,
+                 out ? out : "(none)", log ? log : "(none)");
+    free(log);
+    free(out);
+    free(log_path);
+    free(out_path);
+    free(fifo);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -593,6 +1115,22 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_emit_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_byte_order_mark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_huge_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_line_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_line_parallel, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_long_line_restore, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_fifo_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_non_regular_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_endless_device, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fifo_allowed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_fifo_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_e2e_fifo_allowed, setup, teardown),
     };
+    /* TEST_FILTER=test_fifo* runs only the tests matching the pattern. */
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

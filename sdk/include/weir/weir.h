@@ -23,7 +23,12 @@
  *     C strings.
  *   - Functions return int: 0 (WEIR_OK) on success, a negative WEIR_E* code
  *     on failure. WEIR_ERETRY means "transient, the same call may succeed
- *     later". A plugin explains a failure with weir_set_error().
+ *     later". A plugin explains a failure with weir_set_error(). Returned
+ *     from process() it means the plugin took nothing of the record (no
+ *     emit, no state write): the host offers the same record again after a
+ *     backoff (1 ms doubling to 1 s) for up to the topology's
+ *     runtime.retry_timeout, then fails the subtask. From any other
+ *     callback it is a failure like any other code.
  *   - Times are int64_t milliseconds. Event time is the record's timestamp;
  *     processing time is the host's clock (which tests may fake).
  *   - Threading: the host creates one instance of an operator per subtask and

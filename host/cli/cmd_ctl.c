@@ -1,0 +1,420 @@
+/*
+ * cmd_ctl.c - `weir ctl`: talks to a running job's control endpoint
+ * (control/control.h).
+ *
+ *   weir ctl [--dir D]... [--timeout T] TARGET COMMAND [ARGS]
+ *
+ * TARGET is a run directory (<checkpoint.dir>/<job>/<run id>), a job's
+ * checkpoint directory (<checkpoint.dir>/<job>: its newest run with a live
+ * endpoint), or the job file (its checkpoint.dir and job name; --dir adds
+ * plugin directories to load it). COMMAND is one of
+ *   status [--json] [--watch [SECONDS]]
+ *   checkpoint
+ *   savepoint [DIR]
+ *   stop [--savepoint [DIR]]
+ *   cancel
+ * A savepoint without DIR goes to <checkpoint.dir>/<job>/savepoints/.
+ * Exit codes: 0 done, 1 the job refused or the request failed, 2 bad
+ * usage, 3 no running job answered at TARGET.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/cli_common.h"
+#include "common/err.h"
+#include "control/control.h"
+#include "topology/topology.h"
+
+#define CTL_EXIT_UNREACHABLE 3
+/* How long commands that wait for a checkpoint may take by default. */
+#define CTL_LONG_MS (15 * 60 * 1000)
+#define CTL_SHORT_MS 10000
+
+static void ctl_usage(void)
+{
+    fputs("usage: weir ctl [--dir D]... [--timeout T] TARGET COMMAND [ARGS]\n"
+          "  TARGET: a run directory, a job's checkpoint directory, or the "
+          "job file\n"
+          "  COMMAND: status [--json] [--watch [SECONDS]] | checkpoint |\n"
+          "           savepoint [DIR] | stop [--savepoint [DIR]] | cancel\n",
+          stderr);
+}
+
+static int ctl_has_sock(const char *dir, char *out, size_t cap)
+{
+    static const char *const names[] = {CTL_SUPERVISOR_SOCK, CTL_WORKER_SOCK};
+    struct stat st;
+    for (int i = 0; i < 2; i++) {
+        if (snprintf(out, cap, "%s/%s", dir, names[i]) >= (int)cap)
+            return 0;
+        if (stat(out, &st) == 0 && S_ISSOCK(st.st_mode))
+            return 1;
+    }
+    return 0;
+}
+
+/* The newest run directory under job_dir with an endpoint: run ids start
+ * with their UTC start time, so names sort by age. */
+static int ctl_newest_run(const char *job_dir, char *sock, size_t cap)
+{
+    DIR *d = opendir(job_dir);
+    if (!d)
+        return 0;
+    char best[NAME_MAX + 1] = "", path[PATH_MAX];
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        if (snprintf(path, sizeof path, "%s/%s", job_dir, e->d_name) >=
+            (int)sizeof path)
+            continue;
+        char s[PATH_MAX];
+        if (ctl_has_sock(path, s, sizeof s) && strcmp(e->d_name, best) > 0)
+            snprintf(best, sizeof best, "%s", e->d_name);
+    }
+    closedir(d);
+    if (!best[0])
+        return 0;
+    if (snprintf(path, sizeof path, "%s/%s", job_dir, best) >=
+        (int)sizeof path)
+        return 0;
+    return ctl_has_sock(path, sock, cap);
+}
+
+/* The job's checkpoint directory named by a job file. */
+static int ctl_job_dir_of(const char *file, const cli_dirs *dirs, char *out,
+                          size_t cap)
+{
+    reg_registry *reg = NULL;
+    topo_job *job = NULL;
+    char *err = NULL;
+    int rc = -1;
+    if (cli_load_plugins(&reg, dirs->v, dirs->n) < 0)
+        goto out;
+    if (topo_load_file(file, reg, &job, &err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        goto out;
+    }
+    const char *base = topo_param_str(&job->checkpoint, "dir");
+    snprintf(out, cap, "%s/%s", base && *base ? base : ".", job->name);
+    rc = 0;
+out:
+    free(err);
+    topo_free(job);
+    reg_free(reg);
+    return rc;
+}
+
+/* Finds the socket to talk to; returns 0, or an exit code after printing
+ * why. */
+static int ctl_resolve(const char *target, const cli_dirs *dirs, char *sock,
+                       size_t cap, char *job_dir, size_t jcap)
+{
+    struct stat st;
+    if (stat(target, &st) < 0) {
+        fprintf(stderr, "weir ctl: %s: %s\n", target, strerror(errno));
+        return CLI_EXIT_USAGE;
+    }
+    if (S_ISDIR(st.st_mode) && ctl_has_sock(target, sock, cap)) {
+        snprintf(job_dir, jcap, "%s/..", target);
+        return 0;
+    }
+    if (S_ISDIR(st.st_mode))
+        snprintf(job_dir, jcap, "%s", target);
+    else if (ctl_job_dir_of(target, dirs, job_dir, jcap) < 0)
+        return CLI_EXIT_USAGE;
+    if (ctl_newest_run(job_dir, sock, cap))
+        return 0;
+    fprintf(stderr,
+            "weir ctl: no running job at %s (no control socket in it or in "
+            "its run directories)\n",
+            job_dir);
+    return CTL_EXIT_UNREACHABLE;
+}
+
+/* An absolute path for a savepoint directory that need not exist yet. */
+static int ctl_abs_dir(const char *dir, char *out, size_t cap)
+{
+    if (dir[0] == '/') {
+        snprintf(out, cap, "%s", dir);
+        return 0;
+    }
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd))
+        return -1;
+    return snprintf(out, cap, "%s/%s", cwd, dir) >= (int)cap ? -1 : 0;
+}
+
+/* <job dir>/savepoints/savepoint-<UTC time>. */
+static int ctl_default_savepoint(const char *job_dir, char *out, size_t cap)
+{
+    char abs[PATH_MAX], stamp[32];
+    if (!realpath(job_dir, abs))
+        return -1;
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    return snprintf(out, cap, "%s/savepoints/savepoint-%s", abs, stamp) >=
+                   (int)cap
+               ? -1
+               : 0;
+}
+
+static void ctl_print_states(json_t *states)
+{
+    size_t i;
+    json_t *s;
+    json_array_foreach(states, i, s)
+    {
+        json_t *ttl = json_object_get(s, "ttl_ms");
+        char t[32];
+        if (json_is_integer(ttl))
+            snprintf(t, sizeof t, "ttl %lld ms",
+                     (long long)json_integer_value(ttl));
+        else
+            snprintf(t, sizeof t, "no ttl");
+        printf("      state %-16s %10lld keys %12lld bytes  %s%s\n",
+               json_string_value(json_object_get(s, "name")),
+               (long long)json_integer_value(json_object_get(s, "keys")),
+               (long long)json_integer_value(json_object_get(s, "bytes")), t,
+               json_is_true(json_object_get(s, "leak_suspected"))
+                   ? "  PROBABLE LEAK"
+                   : "");
+    }
+}
+
+static void ctl_print_status(json_t *r)
+{
+    json_t *sup = json_object_get(r, "supervisor");
+    json_t *ck = json_object_get(r, "checkpoints");
+    const char *job = json_string_value(json_object_get(r, "job"));
+    printf("job %s: %s", job ? job : "?",
+           sup ? json_string_value(json_object_get(sup, "state")) : "running");
+    if (sup)
+        printf(", up %.0f s, %lld restarts",
+               json_real_value(json_object_get(sup, "uptime_s")),
+               (long long)json_integer_value(json_object_get(sup, "restarts")));
+    printf("\n");
+    const char *fail =
+        sup ? json_string_value(json_object_get(sup, "last_failure")) : NULL;
+    if (fail)
+        printf("last failure: %s\n", fail);
+    if (ck && json_is_true(json_object_get(ck, "enabled"))) {
+        json_t *last = json_object_get(ck, "last");
+        printf("checkpoints: %lld completed, %lld failed (%lld in a row); "
+               "last %lld: %.1f ms, sync pause %.1f ms, alignment %.1f ms\n",
+               (long long)json_integer_value(json_object_get(ck, "completed")),
+               (long long)json_integer_value(json_object_get(ck, "failed")),
+               (long long)json_integer_value(
+                   json_object_get(ck, "failed_in_row")),
+               (long long)json_integer_value(json_object_get(last, "id")),
+               json_real_value(json_object_get(last, "duration_ms")),
+               json_real_value(json_object_get(last, "sync_pause_ms")),
+               json_real_value(json_object_get(last, "alignment_ms")));
+    }
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(r, "tasks"), i, t)
+    {
+        json_t *wm = json_object_get(t, "watermark_ms");
+        printf("  %s#%lld  in %lld (%.0f/s)  out %lld (%.0f/s)  "
+               "back-pressured %.0f%%",
+               json_string_value(json_object_get(t, "operator")),
+               (long long)json_integer_value(json_object_get(t, "subtask")),
+               (long long)json_integer_value(json_object_get(t, "records_in")),
+               json_real_value(json_object_get(t, "in_rate")),
+               (long long)json_integer_value(json_object_get(t, "records_out")),
+               json_real_value(json_object_get(t, "out_rate")),
+               100.0 * json_real_value(
+                           json_object_get(t, "backpressured_share")));
+        if (json_is_integer(wm)) {
+            long long w = (long long)json_integer_value(wm);
+            struct timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            long long lag = (long long)now.tv_sec * 1000 +
+                            now.tv_nsec / 1000000 - w;
+            printf("  watermark %lld (lag %.1f s)", w, (double)lag / 1e3);
+        }
+        printf("\n");
+        ctl_print_states(json_object_get(t, "states"));
+    }
+}
+
+/* Prints a reply; returns the exit code. */
+static int ctl_print(json_t *reply, const char *cmd, int as_json)
+{
+    if (!json_is_true(json_object_get(reply, "ok"))) {
+        fprintf(stderr, "weir ctl: %s: %s\n", cmd,
+                json_string_value(json_object_get(reply, "error")));
+        return CLI_EXIT_FAILED;
+    }
+    if (as_json) {
+        char *s = json_dumps(reply, JSON_INDENT(2) | JSON_SORT_KEYS);
+        printf("%s\n", s ? s : "{}");
+        free(s);
+    } else if (!strcmp(cmd, "status")) {
+        ctl_print_status(reply);
+    } else {
+        json_t *sp = json_object_get(reply, "savepoint");
+        json_t *id = json_object_get(reply, "checkpoint");
+        if (json_is_string(sp))
+            printf("savepoint %s (checkpoint %lld)\n", json_string_value(sp),
+                   (long long)json_integer_value(id));
+        else if (json_is_integer(id))
+            printf("checkpoint %lld\n", (long long)json_integer_value(id));
+        else
+            printf("ok\n");
+    }
+    return CLI_EXIT_OK;
+}
+
+typedef struct ctl_args {
+    cli_dirs dirs;
+    int64_t timeout_ms; /* 0: the command's default */
+    const char *target, *cmd, *dir;
+    int as_json, watch, savepoint;
+    double watch_s;
+} ctl_args;
+
+/* The options that precede TARGET. Returns the index of TARGET, or -1. */
+static int ctl_parse_globals(int argc, char **argv, ctl_args *a)
+{
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        int r = cli_parse_dir(argc, argv, &i, &a->dirs);
+        if (r < 0)
+            return -1;
+        if (r > 0)
+            continue;
+        if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+            char *err = NULL;
+            if (topo_parse_duration(argv[i + 1], strlen(argv[i + 1]),
+                                    &a->timeout_ms, &err) < 0) {
+                fprintf(stderr, "weir ctl: --timeout: %s\n", err);
+                free(err);
+                return -1;
+            }
+            i++;
+            continue;
+        }
+        return -1;
+    }
+    return i;
+}
+
+static int ctl_parse(int argc, char **argv, ctl_args *a)
+{
+    int i = ctl_parse_globals(argc, argv, a);
+    if (i < 0 || i + 1 >= argc)
+        return -1;
+    a->target = argv[i++];
+    a->cmd = argv[i++];
+    a->watch_s = 2.0;
+    for (; i < argc; i++) {
+        const char *s = argv[i];
+        if (!strcmp(s, "--json") && !strcmp(a->cmd, "status"))
+            a->as_json = 1;
+        else if (!strcmp(s, "--watch") && !strcmp(a->cmd, "status")) {
+            a->watch = 1;
+            if (i + 1 < argc && atof(argv[i + 1]) > 0)
+                a->watch_s = atof(argv[++i]);
+        } else if (!strcmp(s, "--savepoint") && !strcmp(a->cmd, "stop")) {
+            a->savepoint = 1;
+            if (i + 1 < argc && argv[i + 1][0] != '-')
+                a->dir = argv[++i];
+        } else if (s[0] != '-' && !a->dir && !strcmp(a->cmd, "savepoint"))
+            a->dir = s;
+        else
+            return -1;
+    }
+    static const char *const cmds[] = {"status", "checkpoint", "savepoint",
+                                       "stop", "cancel", NULL};
+    for (int k = 0; cmds[k]; k++)
+        if (!strcmp(a->cmd, cmds[k]))
+            return 0;
+    fprintf(stderr, "weir ctl: unknown command '%s'\n", a->cmd);
+    return -1;
+}
+
+/* Builds the request; NULL after printing why. */
+static json_t *ctl_build(const ctl_args *a, const char *job_dir)
+{
+    json_t *req = json_pack("{s:s}", "cmd", a->cmd);
+    char dir[PATH_MAX];
+    int want_dir = !strcmp(a->cmd, "savepoint") || a->savepoint;
+    if (!req || !want_dir)
+        return req;
+    if ((a->dir ? ctl_abs_dir(a->dir, dir, sizeof dir)
+                : ctl_default_savepoint(job_dir, dir, sizeof dir)) < 0) {
+        fprintf(stderr, "weir ctl: cannot name the savepoint directory: %s\n",
+                strerror(errno));
+        json_decref(req);
+        return NULL;
+    }
+    json_object_set_new(req, "dir", json_string(dir));
+    return req;
+}
+
+static int ctl_once(const ctl_args *a, const char *sock, json_t *req)
+{
+    int64_t t = a->timeout_ms;
+    if (!t)
+        t = !strcmp(a->cmd, "status") || !strcmp(a->cmd, "cancel")
+                ? CTL_SHORT_MS
+                : CTL_LONG_MS;
+    json_t *reply = NULL;
+    char *err = NULL;
+    if (ctl_request(sock, req, t, &reply, &err) < 0) {
+        fprintf(stderr, "weir ctl: %s\n", err);
+        free(err);
+        return CTL_EXIT_UNREACHABLE;
+    }
+    int rc = ctl_print(reply, a->cmd, a->as_json);
+    json_decref(reply);
+    return rc;
+}
+
+int cmd_ctl(int argc, char **argv)
+{
+    ctl_args a = {0};
+    char sock[PATH_MAX], job_dir[PATH_MAX];
+    int rc = CLI_EXIT_USAGE;
+    json_t *req = NULL;
+    if (ctl_parse(argc, argv, &a) < 0) {
+        ctl_usage();
+        goto out;
+    }
+    rc = ctl_resolve(a.target, &a.dirs, sock, sizeof sock, job_dir,
+                     sizeof job_dir);
+    if (rc != 0)
+        goto out;
+    if (!(req = ctl_build(&a, job_dir))) {
+        rc = CLI_EXIT_FAILED;
+        goto out;
+    }
+    for (;;) {
+        if (a.watch)
+            fputs("\033[H\033[2J", stdout); /* home, clear */
+        rc = ctl_once(&a, sock, req);
+        if (!a.watch || rc != CLI_EXIT_OK)
+            break;
+        fflush(stdout);
+        struct timespec ts = {(time_t)a.watch_s,
+                              (long)((a.watch_s - (time_t)a.watch_s) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+out:
+    json_decref(req);
+    cli_dirs_free(&a.dirs);
+    return rc;
+}
