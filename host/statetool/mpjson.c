@@ -10,6 +10,8 @@
 
 #include "common/err.h"
 
+#include "weir/msgpack.h"
+
 static const char b64_chars[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -93,101 +95,6 @@ json_t *mpj_bytes(const void *p, size_t n)
 /* ------------------------------------------------------------------------ */
 /* msgpack -> JSON                                                           */
 /* ------------------------------------------------------------------------ */
-
-/* The size of the msgpack header at p[0..n) (type byte, length and ext
- * type fields) in *hdr, the bytes of payload after it in *body and the
- * objects that follow it (array elements, map keys and values) in *items.
- * Returns -1 for the unused type byte 0xc1 or a truncated header. */
-static int mp_header(const unsigned char *p, size_t n, size_t *hdr,
-                     uint64_t *body, uint64_t *items)
-{
-    unsigned b = p[0];
-    size_t lb = 0; /* bytes of the length field */
-    int what = 0;  /* what the length counts: 0 bytes, 1 items, 2 pairs */
-    *body = *items = 0;
-    *hdr = 1;
-    if (b <= 0x7f || b >= 0xe0)
-        return 0;
-    if (b <= 0x8f) {
-        *items = 2 * (uint64_t)(b & 0x0f);
-        return 0;
-    }
-    if (b <= 0x9f) {
-        *items = b & 0x0f;
-        return 0;
-    }
-    if (b <= 0xbf) {
-        *body = b & 0x1f;
-        return 0;
-    }
-    switch (b) {
-    case 0xc0:
-    case 0xc2:
-    case 0xc3: return 0;
-    case 0xc1: return -1;
-    case 0xc4:
-    case 0xd9: lb = 1; break;
-    case 0xc5:
-    case 0xda: lb = 2; break;
-    case 0xc6:
-    case 0xdb: lb = 4; break;
-    case 0xc7: lb = 1, *hdr = 2; break; /* ext: + type byte */
-    case 0xc8: lb = 2, *hdr = 2; break;
-    case 0xc9: lb = 4, *hdr = 2; break;
-    case 0xca:
-    case 0xce:
-    case 0xd2: *body = 4; return 0;
-    case 0xcb:
-    case 0xcf:
-    case 0xd3: *body = 8; return 0;
-    case 0xcc:
-    case 0xd0: *body = 1; return 0;
-    case 0xcd:
-    case 0xd1: *body = 2; return 0;
-    case 0xdc: lb = 2, what = 1; break;
-    case 0xdd: lb = 4, what = 1; break;
-    case 0xde: lb = 2, what = 2; break;
-    case 0xdf: lb = 4, what = 2; break;
-    default: /* 0xd4..0xd8: fixext 1..16, + type byte */
-        *hdr = 2;
-        *body = (uint64_t)1 << (b - 0xd4);
-        return n < 2 ? -1 : 0;
-    }
-    *hdr += lb;
-    if (n < *hdr)
-        return -1;
-    uint64_t len = 0;
-    for (size_t i = 0; i < lb; i++)
-        len = len << 8 | p[1 + i];
-    if (what == 0)
-        *body = len;
-    else
-        *items = what == 1 ? len : 2 * len;
-    return 0;
-}
-
-/* 1 when p[0..n) is exactly one well-formed msgpack object. Checks every
- * declared length against the bytes left, so that unpacking a damaged
- * value never allocates more than a small multiple of n. */
-static int mp_is_one(const unsigned char *p, size_t n)
-{
-    size_t off = 0;
-    uint64_t pending = 1;
-    while (pending > 0) {
-        size_t hdr;
-        uint64_t body, items;
-        if (off >= n || mp_header(p + off, n - off, &hdr, &body, &items) < 0)
-            return 0;
-        off += hdr;
-        if (body > n - off)
-            return 0;
-        off += (size_t)body;
-        pending = pending - 1 + items;
-        if (pending > n - off)
-            return 0; /* every object takes at least one byte */
-    }
-    return off == n;
-}
 
 static json_t *mp_to_json(const msgpack_object *o, int depth);
 
@@ -282,16 +189,14 @@ static json_t *mp_to_json(const msgpack_object *o, int depth)
 
 json_t *mpj_from_msgpack(const void *p, size_t n)
 {
-    if (!n || !mp_is_one(p, n))
-        return NULL;
-    msgpack_unpacked u;
-    size_t off = 0;
-    json_t *j = NULL;
-    msgpack_unpacked_init(&u);
-    if (msgpack_unpack_next(&u, p, n, &off) == MSGPACK_UNPACK_SUCCESS &&
-        off == n)
-        j = mp_to_json(&u.data, 0);
-    msgpack_unpacked_destroy(&u);
+    weir_mp_reader r;
+    weir_mp_reader_init(&r);
+    /* weir_mp_read() refuses anything but exactly one object, and values
+     * whose containers declare more elements than bytes, so a damaged
+     * value never makes the unpacker allocate much more than n. */
+    const msgpack_object *o = weir_mp_read(&r, p, n);
+    json_t *j = o ? mp_to_json(o, 0) : NULL;
+    weir_mp_reader_destroy(&r);
     return j;
 }
 
