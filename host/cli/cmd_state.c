@@ -183,9 +183,9 @@ static int state_ls(int argc, char **argv)
     const char *path = NULL;
     int json = 0, exact = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
+        if (strcmp(argv[i], "--json") == 0)
             json = 1;
-        else if (!strcmp(argv[i], "--exact"))
+        else if (strcmp(argv[i], "--exact") == 0)
             exact = 1;
         else if (argv[i][0] == '-' || path) {
             state_usage(stderr);
@@ -287,7 +287,7 @@ static int dump_parse(int argc, char **argv, dump_args *a)
             return -1;
         if (r > 0)
             continue;
-        if (!strcmp(argv[i], "--timers")) {
+        if (strcmp(argv[i], "--timers") == 0) {
             a->timers = 1;
         } else if (argv[i][0] == '-' || a->path) {
             fprintf(stderr, "weir state dump: unexpected argument '%s'\n",
@@ -297,13 +297,14 @@ static int dump_parse(int argc, char **argv, dump_args *a)
             a->path = argv[i];
         }
     }
-    const char *bad =
-        !a->path                  ? "a CHECKPOINT is needed"
-        : !a->op                  ? "--operator is needed"
-        : !a->state == !a->timers ? "give either --state NAME or --timers"
-        : a->format && strcmp(a->format, "text") && strcmp(a->format, "jsonl")
-            ? "--format is text or jsonl"
-            : NULL;
+    const char *bad = !a->path ? "a CHECKPOINT is needed"
+                      : !a->op ? "--operator is needed"
+                      : !a->state == !a->timers
+                          ? "give either --state NAME or --timers"
+                      : a->format && strcmp(a->format, "text") != 0 &&
+                              strcmp(a->format, "jsonl") != 0
+                          ? "--format is text or jsonl"
+                          : NULL;
     if (bad)
         fprintf(stderr, "weir state dump: %s\n", bad);
     return bad ? -1 : 0;
@@ -329,7 +330,7 @@ static int state_dump(int argc, char **argv)
     o.timers = a.timers;
     o.key = a.key;
     o.key_len = a.key ? strlen(a.key) : 0;
-    dump_out out = {.jsonl = a.format && !strcmp(a.format, "jsonl")};
+    dump_out out = {.jsonl = a.format && strcmp(a.format, "jsonl") == 0};
     insp_ckpt *c = NULL;
     char *err = NULL;
     uint64_t n = 0;
@@ -412,7 +413,7 @@ static int boot_values(const boot_args *a, boot_options *o)
     if (a->kind) {
         static const char *const kinds[] = {"value", "map", "list"};
         for (int k = 0; k < 3; k++)
-            if (!strcmp(a->kind, kinds[k]))
+            if (strcmp(a->kind, kinds[k]) == 0)
                 o->kind = (weir_state_kind)(WEIR_STATE_VALUE + k);
         if (!o->kind) {
             fprintf(stderr,
@@ -429,15 +430,15 @@ static int boot_values(const boot_args *a, boot_options *o)
                 a->vformat);
         return -1;
     }
-    if (a->etime && strcmp(a->etime, "processing") &&
-        strcmp(a->etime, "event")) {
+    if (a->etime && strcmp(a->etime, "processing") != 0 &&
+        strcmp(a->etime, "event") != 0) {
         fprintf(stderr,
                 "weir state bootstrap: --expiry-time is processing or "
                 "event, not '%s'\n",
                 a->etime);
         return -1;
     }
-    o->ttl_domain = a->etime && !strcmp(a->etime, "event")
+    o->ttl_domain = a->etime && strcmp(a->etime, "event") == 0
                         ? WEIR_TIME_EVENT
                         : WEIR_TIME_PROCESSING;
     return 0;
@@ -491,15 +492,15 @@ int cmd_state(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     const char *sub = argv[1];
-    if (!strcmp(sub, "-h") || !strcmp(sub, "--help")) {
+    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
         state_usage(stdout);
         return CLI_EXIT_OK;
     }
-    if (!strcmp(sub, "ls"))
+    if (strcmp(sub, "ls") == 0)
         return state_ls(argc - 1, argv + 1);
-    if (!strcmp(sub, "dump"))
+    if (strcmp(sub, "dump") == 0)
         return state_dump(argc - 1, argv + 1);
-    if (!strcmp(sub, "bootstrap"))
+    if (strcmp(sub, "bootstrap") == 0)
         return state_bootstrap(argc - 1, argv + 1);
     fprintf(stderr, "weir state: unknown subcommand '%s'\n", sub);
     state_usage(stderr);

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,8 @@ typedef struct boot {
 
 static int boot_oom(char **errptr)
 {
-    return err_set(errptr, WEIR_ENOMEM, "out of memory");
+    err_set(errptr, WEIR_ENOMEM, "out of memory");
+    return WEIR_ENOMEM;
 }
 
 static int boot_valid_name(const char *s)
@@ -63,42 +65,53 @@ static int boot_dir_free(const char *dir)
     struct dirent *de;
     int empty = 1;
     while (empty && (de = readdir(d)) != NULL)
-        empty = !strcmp(de->d_name, ".") || !strcmp(de->d_name, "..");
+        empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
     closedir(d);
     return empty;
 }
 
-static int boot_check(const boot_options *o, const topo_op **op, char **errptr)
+/* Sets the message of bad options; returns NULL. */
+WEIR_PRINTF(2, 3)
+static const topo_op *boot_bad_opt(char **errptr, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    err_setv(errptr, WEIR_EINVAL, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+/* The operator of the options, checked; NULL (with the message) when the
+ * options are bad. */
+static const topo_op *boot_check(const boot_options *o, char **errptr)
 {
     int k = topo_find_op(o->job, o->op_id);
     if (k < 0)
-        return err_set(errptr, WEIR_EINVAL,
-                       "the job '%s' (%s) has no operator "
-                       "'%s'",
-                       o->job->name, o->job->path, o->op_id);
-    *op = &o->job->ops[k];
-    if (!((*op)->reg->op.flags & WEIR_OP_KEYED))
-        return err_set(errptr, WEIR_EINVAL,
-                       "operator '%s' (%s) is not keyed: it has no keyed "
-                       "state to bootstrap",
-                       o->op_id, (*op)->type);
+        return boot_bad_opt(errptr, "the job '%s' (%s) has no operator '%s'",
+                            o->job->name, o->job->path, o->op_id);
+    const topo_op *op = &o->job->ops[k];
+    if (!(op->reg->op.flags & WEIR_OP_KEYED))
+        return boot_bad_opt(errptr,
+                            "operator '%s' (%s) is not keyed: it has no keyed "
+                            "state to bootstrap",
+                            o->op_id, op->type);
     if (!boot_valid_name(o->state))
-        return err_set(errptr, WEIR_EINVAL,
-                       "--state '%s': a state name is 1 to 64 characters out "
-                       "of a-z, 0-9 and _",
-                       o->state);
-    uint32_t par = o->parallelism ? o->parallelism : (*op)->parallelism;
+        return boot_bad_opt(errptr,
+                            "--state '%s': a state name is 1 to 64 "
+                            "characters out of a-z, 0-9 and _",
+                            o->state);
+    uint32_t par = o->parallelism ? o->parallelism : op->parallelism;
     if (par > o->job->max_parallelism)
-        return err_set(errptr, WEIR_EINVAL,
-                       "--parallelism %u is above the job's max_parallelism "
-                       "%u",
-                       par, o->job->max_parallelism);
+        return boot_bad_opt(errptr,
+                            "--parallelism %u is above the job's "
+                            "max_parallelism %u",
+                            par, o->job->max_parallelism);
     if (!boot_dir_free(o->out))
-        return err_set(errptr, WEIR_EINVAL,
-                       "%s exists and is not an empty directory; a savepoint "
-                       "is written into a new directory",
-                       o->out);
-    return 0;
+        return boot_bad_opt(errptr,
+                            "%s exists and is not an empty directory; a "
+                            "savepoint is written into a new directory",
+                            o->out);
+    return op;
 }
 
 static int boot_writers(boot *b, const topo_op *op, char **errptr)
@@ -135,9 +148,9 @@ static int boot_member_check(boot *b, json_t *obj, char **errptr)
     json_object_foreach(obj, name, x)
     {
         size_t i = 0;
-        while (known[i] && strcmp(known[i], name))
+        while (known[i] && strcmp(known[i], name) != 0)
             i++;
-        int map_only = known[i] && !strcmp(name, "user_key");
+        int map_only = known[i] && strcmp(name, "user_key") == 0;
         if (!known[i] || (map_only && b->o->kind != WEIR_STATE_MAP)) {
             char why[160];
             snprintf(why, sizeof why, "unknown member '%.64s'%s", name,
@@ -371,10 +384,11 @@ static int ent_cmp(const void *x, const void *y)
 /* Refuses keys given twice; counts distinct record keys. */
 static int boot_duplicates(boot *b, char **errptr)
 {
-    qsort(b->ents, b->n_ents, sizeof *b->ents, ent_cmp);
+    if (b->n_ents)
+        qsort(b->ents, b->n_ents, sizeof *b->ents, ent_cmp);
     for (size_t i = 0; i < b->n_ents; i++) {
         const boot_ent *e = &b->ents[i], *p = i ? &b->ents[i - 1] : NULL;
-        if (p && p->klen == e->klen && !memcmp(p->k, e->k, e->klen)) {
+        if (p && p->klen == e->klen && memcmp(p->k, e->k, e->klen) == 0) {
             b->line = e->line;
             char why[96];
             snprintf(why, sizeof why, "the same %s as on line %" PRIu64,
@@ -382,7 +396,7 @@ static int boot_duplicates(boot *b, char **errptr)
                      p->line);
             return boot_bad(b, WEIR_EINVAL, why, errptr);
         }
-        if (!p || p->plen != e->plen || memcmp(p->k, e->k, e->plen))
+        if (!p || p->plen != e->plen || memcmp(p->k, e->k, e->plen) != 0)
             b->st.keys++;
     }
     return 0;
@@ -397,7 +411,7 @@ static uint64_t boot_du(const char *dir)
         return 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
         char *p = NULL;
         struct stat sb;
@@ -467,14 +481,13 @@ int boot_savepoint(const boot_options *o, boot_stats *stats, char **errptr)
         opt.kind != WEIR_STATE_LIST)
         return err_set(errptr, WEIR_EINVAL, "unknown state kind %d",
                        (int)opt.kind);
-    int rc = boot_check(&opt, &op, errptr);
-    if (rc < 0)
-        return rc;
+    if (!(op = boot_check(&opt, errptr)))
+        return WEIR_EINVAL;
     boot b = {.o = &opt,
               .par = opt.parallelism ? opt.parallelism : op->parallelism,
               .maxp = opt.job->max_parallelism};
     b.st.parallelism = b.par;
-    rc = fs_mkdirs(opt.out, errptr);
+    int rc = fs_mkdirs(opt.out, errptr);
     if (rc == 0)
         rc = boot_writers(&b, op, errptr);
     if (rc == 0)

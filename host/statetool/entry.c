@@ -100,7 +100,7 @@ int ste_timer_parse(const char *k, size_t len, ste_timer *out)
     if (lenpref(k + TK_HDR + 2, len - TK_HDR - 2, 1, &out->key, &out->key_len) <
         0)
         return -1;
-    out->domain = k[0];
+    out->domain = (unsigned char)k[0];
     out->ts = istamp_get(k + 1);
     out->kg = get_be16(k + TK_HDR);
     return 0;
@@ -125,7 +125,7 @@ int ste_index_parse(const char *k, size_t len, ste_index *out)
     if (len < IDX_HDR || (unsigned char)k[0] > 1 ||
         ste_key_parse(k + IDX_HDR, len - IDX_HDR, &sk) < 0)
         return -1;
-    out->domain = k[0];
+    out->domain = (unsigned char)k[0];
     out->stamp = istamp_get(k + 1);
     out->sid = get_be16(k + 9);
     out->skey = k + IDX_HDR;

@@ -21,7 +21,8 @@ struct insp_ckpt {
 
 static int insp_oom(char **errptr)
 {
-    return err_set(errptr, WEIR_ENOMEM, "out of memory");
+    err_set(errptr, WEIR_ENOMEM, "out of memory");
+    return WEIR_ENOMEM;
 }
 
 static int insp_exists(const char *dir, const char *name)
@@ -118,7 +119,7 @@ static int insp_count_fn(void *arg, const char *k, size_t klen, const char *v,
 static const ckpt_file *insp_file(const ckpt_manifest *m, const char *path)
 {
     for (size_t i = 0; path && i < m->n_files; i++)
-        if (!strcmp(m->files[i].path, path))
+        if (strcmp(m->files[i].path, path) == 0)
             return &m->files[i];
     return NULL;
 }
@@ -208,7 +209,8 @@ static uint64_t insp_state_files(const ckpt_manifest *m, const char *dir)
     uint64_t sum = 0;
     for (size_t i = 0; dir && i < m->n_files; i++) {
         const char *p = m->files[i].path;
-        if (!strncmp(p, dir, n) && (p[n] == '/' || !strcmp(p + n, ".delta")))
+        if (strncmp(p, dir, n) == 0 &&
+            (p[n] == '/' || strcmp(p + n, ".delta") == 0))
             sum += m->files[i].size;
     }
     return sum;
@@ -270,9 +272,9 @@ int insp_ls(insp_ckpt *c, int exact, json_t **out, char **errptr)
                   (json_int_t)m->max_parallelism, "operators");
     const ckpt_task **order = calloc(m->n_tasks + 1, sizeof *order);
     int rc = root && order ? 0 : insp_oom(errptr);
-    for (size_t i = 0; i < m->n_tasks; i++)
+    for (size_t i = 0; rc == 0 && i < m->n_tasks; i++)
         order[i] = &m->tasks[i];
-    if (rc == 0)
+    if (rc == 0 && m->n_tasks)
         qsort(order, m->n_tasks, sizeof *order, insp_task_cmp);
     json_t *ops = json_object_get(root, "operators");
     /* Operators in manifest order; subtasks by index. */
@@ -395,8 +397,8 @@ static int insp_timer_fn(void *arg, const char *k, size_t klen, const char *v,
                        "operator '%s' subtask %u: a malformed timer (%zu "
                        "bytes)",
                        d->o->op_id, d->subtask, klen);
-    if (d->o->key &&
-        (tk.key_len != d->o->key_len || memcmp(tk.key, d->o->key, tk.key_len)))
+    if (d->o->key && (tk.key_len != d->o->key_len ||
+                      memcmp(tk.key, d->o->key, tk.key_len) != 0))
         return 0;
     return insp_emit(d, json_pack("{s:I,s:I,s:o,s:s,s:I}", "subtask",
                                   (json_int_t)d->subtask, "key_group",
@@ -465,8 +467,8 @@ static char *insp_keyed_ops(const ckpt_manifest *m)
         const ckpt_task *t = &m->tasks[i];
         int seen = 0;
         for (size_t j = 0; j < i && !seen; j++)
-            seen =
-                m->tasks[j].state_dir && !strcmp(m->tasks[j].op_id, t->op_id);
+            seen = m->tasks[j].state_dir &&
+                   strcmp(m->tasks[j].op_id, t->op_id) == 0;
         if (!t->state_dir || seen)
             continue;
         char *n = NULL;
@@ -490,7 +492,7 @@ int insp_dump(insp_ckpt *c, const insp_dump_opts *o, insp_entry_fn fn,
     if (!order)
         return insp_oom(errptr);
     for (size_t i = 0; i < m->n_tasks; i++)
-        if (!strcmp(m->tasks[i].op_id, o->op_id)) {
+        if (strcmp(m->tasks[i].op_id, o->op_id) == 0) {
             any_op = 1;
             if (m->tasks[i].state_dir)
                 order[n++] = &m->tasks[i];

@@ -219,7 +219,8 @@ static const char *marker_str(const json_t *v, const char *name)
 
 static int pack_oom(char **errptr)
 {
-    return err_set(errptr, WEIR_ENOMEM, "out of memory");
+    err_set(errptr, WEIR_ENOMEM, "out of memory");
+    return WEIR_ENOMEM;
 }
 
 /* {"$uint64": "<decimal>"} and {"$float": "nan" | "inf" | "-inf"}. */
@@ -238,11 +239,11 @@ static int pack_number_marker(msgpack_packer *pk, const char *u64,
         return msgpack_pack_uint64(pk, u) ? pack_oom(errptr) : 0;
     }
     double d;
-    if (!strcmp(fl, "nan"))
+    if (strcmp(fl, "nan") == 0)
         d = NAN;
-    else if (!strcmp(fl, "inf"))
+    else if (strcmp(fl, "inf") == 0)
         d = INFINITY;
-    else if (!strcmp(fl, "-inf"))
+    else if (strcmp(fl, "-inf") == 0)
         d = -INFINITY;
     else
         return err_set(errptr, WEIR_EINVAL,
@@ -405,7 +406,7 @@ int mpj_format_parse(const char *name, mpj_format *out)
 {
     static const char *const names[] = {"msgpack", "int64", "base64"};
     for (int i = 0; i < 3; i++)
-        if (!strcmp(name, names[i])) {
+        if (strcmp(name, names[i]) == 0) {
             *out = (mpj_format)i;
             return 0;
         }

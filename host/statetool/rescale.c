@@ -41,7 +41,8 @@ typedef struct rsc {
 
 static int rsc_oom(char **errptr)
 {
-    return err_set(errptr, WEIR_ENOMEM, "out of memory");
+    err_set(errptr, WEIR_ENOMEM, "out of memory");
+    return WEIR_ENOMEM;
 }
 
 /* Adds the states of source s to the union, checking kinds, and maps its
@@ -49,15 +50,16 @@ static int rsc_oom(char **errptr)
 static int rsc_union(rsc *r, rsc_src *s, char **errptr)
 {
     size_t n = stv_state_count(s->v);
-    s->to_new = calloc(n + 1, sizeof *s->to_new);
     stw_state *u = realloc(r->states, (r->n_states + n + 1) * sizeof *u);
+    if (u)
+        r->states = u;
+    s->to_new = calloc(n + 1, sizeof *s->to_new);
     if (!s->to_new || !u)
         return rsc_oom(errptr);
-    r->states = u;
     for (size_t i = 0; i < n; i++) {
         const stv_state *st = stv_state_at(s->v, i);
         size_t k = 0;
-        while (k < r->n_states && strcmp(r->states[k].name, st->name))
+        while (k < r->n_states && strcmp(r->states[k].name, st->name) != 0)
             k++;
         if (k < r->n_states && r->states[k].kind != st->kind)
             return err_set(errptr, WEIR_EINVAL,
@@ -200,7 +202,7 @@ static int rsc_open_sources(rsc *r, const ckpt_manifest *m, const char *chk_dir,
         return rsc_oom(errptr);
     for (size_t i = 0; i < m->n_tasks; i++) {
         const ckpt_task *t = &m->tasks[i];
-        if (strcmp(t->op_id, r->op) || !t->state_dir)
+        if (strcmp(t->op_id, r->op) != 0 || !t->state_dir)
             continue;
         rsc_src *s = &r->src[r->n_src++];
         char *delta = NULL;
@@ -264,7 +266,7 @@ int rsc_redistribute(const ckpt_manifest *m, const char *chk_dir,
     r.errptr = errptr;
     int rc = 0;
     for (size_t i = 0; i < m->n_tasks; i++)
-        if (!strcmp(m->tasks[i].op_id, op_id))
+        if (strcmp(m->tasks[i].op_id, op_id) == 0)
             r.stats.from = m->tasks[i].parallelism;
     r.stats.to = new_par;
     if (new_par == 0 || new_par > r.maxp)

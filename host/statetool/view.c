@@ -57,7 +57,8 @@ static int dent_cmp(const void *x, const void *y)
 
 static int stv_oom(char **errptr)
 {
-    return err_set(errptr, WEIR_ENOMEM, "out of memory");
+    err_set(errptr, WEIR_ENOMEM, "out of memory");
+    return WEIR_ENOMEM;
 }
 
 /* Opens RocksDB read-only with every column family of the directory. */
@@ -155,13 +156,13 @@ static int stv_classify(stv_db *v, char **errptr)
         return stv_oom(errptr);
     for (size_t i = 0; i < v->n_cfs; i++) {
         const char *n = v->cf_names[i];
-        if (!strcmp(n, "default"))
+        if (strcmp(n, "default") == 0)
             v->meta_cf = v->cfs[i];
-        else if (!strcmp(n, INDEX_CF))
+        else if (strcmp(n, INDEX_CF) == 0)
             v->idx_cf = v->cfs[i];
-        else if (!strcmp(n, STATE_TIMER_CF))
+        else if (strcmp(n, STATE_TIMER_CF) == 0)
             v->timer_cf = v->cfs[i];
-        else if (!strncmp(n, STATE_CF_PREFIX, plen) && n[plen])
+        else if (strncmp(n, STATE_CF_PREFIX, plen) == 0 && n[plen])
             v->state_cfs[v->n_states++] = v->cfs[i];
         else
             v->other[v->n_other++] = n;
@@ -173,7 +174,7 @@ static int stv_classify(stv_db *v, char **errptr)
     int rc = stv_check_format(v, errptr);
     for (size_t i = 0, k = 0; rc == 0 && i < v->n_cfs; i++) {
         const char *n = v->cf_names[i];
-        if (strncmp(n, STATE_CF_PREFIX, plen) || !n[plen])
+        if (strncmp(n, STATE_CF_PREFIX, plen) != 0 || !n[plen])
             continue;
         stv_state *st = &v->states[k++];
         if (!(st->name = strdup(n + plen)) || !(st->cf = strdup(n)))
@@ -344,7 +345,7 @@ const stv_state *stv_state_at(const stv_db *v, size_t i)
 const stv_state *stv_state_find(const stv_db *v, const char *name)
 {
     for (size_t i = 0; i < v->n_states; i++)
-        if (!strcmp(v->states[i].name, name))
+        if (strcmp(v->states[i].name, name) == 0)
             return &v->states[i];
     return NULL;
 }
@@ -386,21 +387,22 @@ static int stv_merge(stv_db *v, rocksdb_iterator_t *it, const stv_dent *d,
     int rc = 0;
     while (rc == 0) {
         int rvalid = rocksdb_iter_valid(it);
-        if (!rvalid && di == n)
+        const ste_delta_ent *de = d && di < n ? d[di].e : NULL;
+        if (!rvalid && !de)
             break;
         size_t klen = 0, vlen = 0;
         const char *k = rvalid ? rocksdb_iter_key(it, &klen) : NULL;
-        int c = !rvalid  ? 1
-                : di < n ? key_cmp(k, klen, d[di].e->key, d[di].e->key_len)
-                         : -1;
+        /* c < 0: the stored entry comes first; c == 0: the delta replaces
+         * it; c > 0: the delta entry comes first. */
+        int c = !rvalid ? 1 : !de ? -1 : key_cmp(k, klen, de->key, de->key_len);
         if (c < 0) {
             const char *val = rocksdb_iter_value(it, &vlen);
             rc = fn(arg, k, klen, val, vlen);
             rocksdb_iter_next(it);
             continue;
         }
-        if (!d[di].e->del)
-            rc = stv_emit_delta(v, d[di].e, fn, arg);
+        if (!de->del)
+            rc = stv_emit_delta(v, de, fn, arg);
         di++;
         if (c == 0)
             rocksdb_iter_next(it);
