@@ -735,11 +735,11 @@ static int log_append(const char *run_dir, uint64_t id, char **errptr)
     fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT) {
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC,
-                  0644);
+                  0666);
         created = 1;
     }
     if (fd < 0) {
-        rc = err_set(errptr, WEIR_EIO, "%s: open: %s", path, strerror(errno));
+        rc = fs_write_error(errptr, errno, run_dir, "%s: open", path);
         goto out;
     }
     struct stat st;
@@ -754,13 +754,13 @@ static int log_append(const char *run_dir, uint64_t id, char **errptr)
     do
         w = write(fd, line, (size_t)ll);
     while (w < 0 && errno == EINTR);
-    if (w != ll) {
-        rc = err_set(errptr, WEIR_EIO, "%s: write: %s", path,
-                     w < 0 ? strerror(errno) : "short write");
-        goto out;
-    }
-    if (fsync(fd)) {
-        rc = err_set(errptr, WEIR_EIO, "%s: fsync: %s", path, strerror(errno));
+    if (w != ll || fsync(fd)) {
+        /* A torn or unsynced line must not list the checkpoint later. */
+        int e = w < 0 || w == ll ? errno : ENOSPC;
+        rc = fs_write_error(errptr, e, run_dir, "%s: %s", path,
+                            w == ll ? "fsync" : "write");
+        if (ftruncate(fd, (off_t)valid) == 0)
+            (void)fsync(fd);
         goto out;
     }
     if (created)
@@ -969,36 +969,23 @@ out:
     return rc;
 }
 
-int ckpt_retain(const char *run_dir, uint32_t retain, char **errptr)
+/* Removes every chk- directory of run_dir whose id is below `below` and not
+ * in the sorted keep[0..n). */
+static int remove_chk_dirs(const char *run_dir, const uint64_t *keep, size_t n,
+                           uint64_t below, char **errptr)
 {
-    uint64_t *ids = NULL;
-    size_t n = 0;
-    DIR *d = NULL;
-    int rc;
-    if (retain < 1)
-        return err_set(errptr, WEIR_EINVAL,
-                       "retain: at least one checkpoint must be kept");
-    if ((rc = ckpt_log_read(run_dir, &ids, &n, errptr)) != 0)
-        goto out;
-    if (n == 0)
-        goto out; /* nothing complete: every chk- dir may be in progress */
-    uint64_t newest = ids[n - 1];
-    size_t first = n > retain ? n - retain : 0;
-    if (first > 0 &&
-        (rc = log_rewrite(run_dir, ids + first, n - first, errptr)) != 0)
-        goto out;
-    /* From here on, ids[first..n) are the kept ones (sorted). */
-    d = opendir(run_dir);
-    if (!d) {
-        rc = err_set(errptr, WEIR_EIO, "%s: opendir: %s", run_dir,
-                     strerror(errno));
-        goto out;
-    }
+    DIR *d = opendir(run_dir);
+    if (!d && errno == ENOENT)
+        return 0;
+    if (!d)
+        return err_set(errptr, WEIR_EIO, "%s: opendir: %s", run_dir,
+                       strerror(errno));
+    int rc = 0;
     struct dirent *de;
     for (errno = 0; (de = readdir(d)) != NULL; errno = 0) {
         uint64_t id;
-        if (!parse_chk_name(de->d_name, &id) || id >= newest ||
-            bsearch(&id, ids + first, n - first, sizeof *ids, id_cmp))
+        if (!parse_chk_name(de->d_name, &id) || id >= below ||
+            (n && bsearch(&id, keep, n, sizeof *keep, id_cmp)))
             continue;
         char *p = path_join(run_dir, de->d_name);
         struct stat st;
@@ -1016,8 +1003,47 @@ int ckpt_retain(const char *run_dir, uint32_t retain, char **errptr)
         rc = err_set(errptr, WEIR_EIO, "%s: readdir: %s", run_dir,
                      strerror(errno));
 out:
-    if (d)
-        closedir(d);
+    closedir(d);
+    return rc;
+}
+
+int ckpt_retain(const char *run_dir, uint32_t retain, char **errptr)
+{
+    uint64_t *ids = NULL;
+    size_t n = 0;
+    int rc;
+    if (retain < 1)
+        return err_set(errptr, WEIR_EINVAL,
+                       "retain: at least one checkpoint must be kept");
+    if ((rc = ckpt_log_read(run_dir, &ids, &n, errptr)) != 0)
+        goto out;
+    if (n == 0)
+        goto out; /* nothing complete: every chk- dir may be in progress */
+    size_t first = n > retain ? n - retain : 0;
+    if (first > 0 &&
+        (rc = log_rewrite(run_dir, ids + first, n - first, errptr)) != 0)
+        goto out;
+    /* From here on, ids[first..n) are the kept ones (sorted). */
+    rc = remove_chk_dirs(run_dir, ids + first, n - first, ids[n - 1], errptr);
+out:
+    free(ids);
+    return rc;
+}
+
+int ckpt_remove_unfinished(const char *run_dir, uint64_t keep, char **errptr)
+{
+    uint64_t *ids = NULL;
+    size_t n = 0;
+    int rc = ckpt_log_read(run_dir, &ids, &n, errptr);
+    uint64_t *k = rc == 0 ? realloc(ids, (n + 1) * sizeof *ids) : NULL;
+    if (rc == 0 && !k)
+        rc = err_set(errptr, WEIR_ENOMEM, "out of memory");
+    if (rc == 0) {
+        ids = k;
+        ids[n++] = keep;
+        qsort(ids, n, sizeof *ids, id_cmp);
+        rc = remove_chk_dirs(run_dir, ids, n, UINT64_MAX, errptr);
+    }
     free(ids);
     return rc;
 }

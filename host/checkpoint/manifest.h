@@ -21,7 +21,12 @@
  *
  * Thread: functions are reentrant; a ckpt_sum_cache belongs to one thread.
  * Errors: 0 or a negative WEIR_E* code with a one-line message in *errptr
- * naming the checkpoint, the file and the problem.
+ * naming the checkpoint, the file and the problem. A write that fails for
+ * want of space (ckpt_complete, ckpt_retain, ckpt_materialize) returns
+ * FS_ENOSPC (common/fs.h) with "no space left on device: <dir> has N bytes
+ * free (of M)" in the message, and leaves no partial file behind: a torn
+ * append to `completed` is truncated away, a MANIFEST.json.tmp removed, a
+ * partly materialized directory removed.
  */
 #ifndef WEIR_HOST_CKPT_MANIFEST_H
 #define WEIR_HOST_CKPT_MANIFEST_H
@@ -133,6 +138,15 @@ int ckpt_manifest_load_path(const char *chk_dir, ckpt_manifest **out,
  * than the newest completed one. Never deletes the newest completed one.
  */
 int ckpt_retain(const char *run_dir, uint32_t retain, char **errptr);
+
+/*
+ * Removes every chk- directory of run_dir whose id is neither in the
+ * completed log nor `keep` (0: none): the aborted and unfinished
+ * checkpoints. Only when no checkpoint is in flight, e.g. when an attempt
+ * starts (keep: the checkpoint it restores, which may be given by path):
+ * they may hold the space that a full disk lacks. A missing run_dir is fine.
+ */
+int ckpt_remove_unfinished(const char *run_dir, uint64_t keep, char **errptr);
 
 /*
  * Rebuilds a working RocksDB directory `dst` (which must not exist) from a

@@ -24,10 +24,10 @@ static void usage(FILE *f)
           "  --version                          the version and plugin ABI\n"
           "\n"
           "--dir D adds a plugin directory (repeatable); default: ../plugins\n"
-          "and ../lib/weir/plugins relative to the weir binary, and\n"
-          "./plugins. Exit codes: 0 ok, 1 job failed, 2 bad usage or input,\n"
-          "3 restarts exhausted, 4 no valid checkpoint to restore, 5 the job\n"
-          "is locked by another run.\n",
+          "and ../lib/weir/plugins relative to the weir binary (never the\n"
+          "current directory). Exit codes: 0 ok, 1 job failed, 2 bad usage\n"
+          "or input, 3 restarts exhausted, 4 no valid checkpoint to restore,\n"
+          "5 the job is locked by another run.\n",
           f);
 }
 

@@ -147,6 +147,7 @@ int keyed_open(task *t)
     cfg.cache_max_value_bytes = (size_t)topo_param_int(sp, "cache_max_value");
     cfg.leak_samples = (uint32_t)topo_param_int(sp, "leak_samples");
     cfg.compact_interval_ms = topo_param_int(sp, "compact_interval");
+    cfg.min_free_bytes = (uint64_t)topo_param_int(sp, "min_free_space");
     if (t->reg->op.on_state_expired) {
         cfg.on_expired = keyed_on_expired;
         cfg.on_expired_arg = t;

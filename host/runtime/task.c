@@ -283,7 +283,8 @@ static int task_source_watermark(task *t)
  * finished subtask has no open output), snapshots keyed state and the
  * plugin's own state into <run dir>/chk-<id>/<op>-<index>/, and acks. A
  * state or file-system error declines the checkpoint (the job goes on); a
- * plugin's snapshot error fails the subtask. */
+ * full disk (FS_ENOSPC) declines it and fails the subtask, as does a
+ * plugin's snapshot error. */
 static int task_checkpoint(task *t, uint64_t id, int64_t align_ns)
 {
     coord_ack_info info = {.align_ns = align_ns};
@@ -300,12 +301,12 @@ static int task_checkpoint(task *t, uint64_t id, int64_t align_ns)
         ok = 0;
         goto ack;
     }
-    if (fs_mkdirs(dir, &err) < 0)
+    if ((rc = fs_mkdirs(dir, &err)) < 0)
         goto decline;
     if (t->store) {
         char path[4200];
         snprintf(path, sizeof path, "%s/state", dir);
-        if (keyed_snapshot(t, path) < 0) {
+        if ((rc = keyed_snapshot(t, path)) < 0) {
             err = t->error ? strdup(t->error) : NULL;
             goto decline;
         }
@@ -327,8 +328,8 @@ static int task_checkpoint(task *t, uint64_t id, int64_t align_ns)
             crash_point("sink_precommit");
         char path[4200];
         snprintf(path, sizeof path, "%s/snapshot", dir);
-        if (fs_write_file(path, t->snap_buf ? t->snap_buf : "", t->snap_len,
-                          &err) < 0)
+        if ((rc = fs_write_file(path, t->snap_buf ? t->snap_buf : "",
+                                t->snap_len, &err)) < 0)
             goto decline;
         info.has_snapshot = 1;
     }
@@ -338,12 +339,19 @@ static int task_checkpoint(task *t, uint64_t id, int64_t align_ns)
 decline:
     log_msg(WEIR_LOG_WARN, t->who, "declining checkpoint %llu: %s",
             (unsigned long long)id, err ? err : "snapshot failed");
-    free(err);
     ok = 0;
 ack:
     coord_ack(t, id, ok, &info);
     free(chk);
     free(dir);
+    if (!ok && rc == FS_ENOSPC) {
+        free(t->error);
+        t->error = err;
+        char what[64];
+        snprintf(what, sizeof what, "checkpoint %llu", (unsigned long long)id);
+        return task_fail(t, what, rc);
+    }
+    free(err);
     return 0;
 }
 

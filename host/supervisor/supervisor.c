@@ -220,11 +220,9 @@ int sup_run_dir_create(const topo_job *job, char **out, char **errptr)
     char *path = NULL;
     if (asprintf(&path, "%s/%s/%s-%ld", base, name, stamp, (long)getpid()) < 0)
         return err_set(errptr, WEIR_ENOMEM, "out of memory");
-    /* The run directory holds the control endpoints (and the checkpoints);
-     * it is private to the user who runs the job. */
+    /* The run directory holds the control endpoints (always 0600) and the
+     * checkpoints; its mode follows runtime.file_access (0700 by default). */
     int rc = fs_mkdirs(path, errptr);
-    if (rc == 0 && chmod(path, 0700) < 0)
-        rc = err_set(errptr, WEIR_EIO, "chmod %s: %s", path, strerror(errno));
     if (rc < 0) {
         free(path);
         return rc;
