@@ -246,6 +246,7 @@ static char *manifest_dump(const ckpt_manifest *m)
           obj_set(root, "triggered_ms", json_integer(m->triggered_ms)) ||
           obj_set(root, "completed_ms", json_integer(m->completed_ms)) ||
           obj_set(root, "final", json_boolean(m->final)) ||
+          (m->savepoint && obj_set(root, "savepoint", json_true())) ||
           obj_set(root, "max_parallelism", json_integer(m->max_parallelism));
     for (size_t i = 0; !bad && i < m->n_tasks; i++)
         bad = json_array_append_new(tasks, task_to_json(&m->tasks[i]));
@@ -427,6 +428,10 @@ static int manifest_from_json(json_t *root, ckpt_manifest *m, char **errptr)
     m->id = (uint64_t)id;
     m->max_parallelism = (uint32_t)maxp;
     m->final = json_is_true(fin);
+    json_t *sp = json_object_get(root, "savepoint");
+    if (sp && !json_is_boolean(sp))
+        return jfail(&c, "savepoint", "not a boolean");
+    m->savepoint = sp && json_is_true(sp);
 
     size_t nt = json_array_size(tasks), nf = json_array_size(files);
     m->tasks = calloc(nt ? nt : 1, sizeof *m->tasks);
@@ -772,13 +777,14 @@ out:
 /* Completing a checkpoint                                                   */
 /* ------------------------------------------------------------------------ */
 
-static int complete_in(const char *run_dir, const char *chk, ckpt_manifest *m,
-                       ckpt_sum_cache *cache, char **errptr)
+/* Checks m, lists and checksums the files of `chk` into m->files and
+ * writes chk/MANIFEST.json (crash point "manifest_written" before the
+ * rename). */
+static int manifest_write_in(const char *chk, ckpt_manifest *m,
+                             ckpt_sum_cache *cache, char **errptr)
 {
     static const char *const skip[] = {MANIFEST_NAME, MANIFEST_NAME ".tmp",
                                        NULL};
-    uint64_t *ids = NULL;
-    size_t n_ids = 0, valid;
     ckpt_file *files = NULL;
     size_t n_files = 0;
     char *text = NULL, *path = NULL;
@@ -789,16 +795,6 @@ static int complete_in(const char *run_dir, const char *chk, ckpt_manifest *m,
         return err_set(errptr, WEIR_EINVAL, "id too large");
     if ((rc = tasks_check(m, 0, WEIR_EINVAL, errptr)) != 0)
         return rc;
-    if ((rc = log_load(run_dir, 0, &ids, &n_ids, &valid, errptr)) != 0)
-        return rc;
-    if (n_ids && m->id <= ids[n_ids - 1])
-        rc = err_set(errptr, WEIR_EINVAL,
-                     "id %llu is not above %llu, the newest in the log",
-                     (ull)m->id, (ull)ids[n_ids - 1]);
-    free(ids);
-    if (rc)
-        return rc;
-
     rc = ckpt_scan_tree(chk, skip, cache, &files, &n_files, errptr);
     if (rc)
         return rc;
@@ -813,20 +809,38 @@ static int complete_in(const char *run_dir, const char *chk, ckpt_manifest *m,
 
     text = manifest_dump(m);
     path = path_join(chk, MANIFEST_NAME);
-    if (!text || !path) {
+    if (!text || !path)
         rc = err_set(errptr, WEIR_ENOMEM, "out of memory");
-        goto out;
-    }
-    rc = ckpt_write_atomic(chk, path, text, strlen(text), "manifest_written",
-                           errptr);
-    if (rc)
-        goto out;
-    crash_point("manifest_renamed");
-    rc = log_append(run_dir, m->id, errptr);
-out:
+    else
+        rc = ckpt_write_atomic(chk, path, text, strlen(text),
+                               "manifest_written", errptr);
     free(text);
     free(path);
     return rc;
+}
+
+static int complete_in(const char *run_dir, const char *chk, ckpt_manifest *m,
+                       ckpt_sum_cache *cache, char **errptr)
+{
+    uint64_t *ids = NULL;
+    size_t n_ids = 0, valid;
+    int rc;
+    if (m->id > INT64_MAX)
+        return err_set(errptr, WEIR_EINVAL, "id too large");
+    if ((rc = log_load(run_dir, 0, &ids, &n_ids, &valid, errptr)) != 0)
+        return rc;
+    if (n_ids && m->id <= ids[n_ids - 1])
+        rc = err_set(errptr, WEIR_EINVAL,
+                     "id %llu is not above %llu, the newest in the log",
+                     (ull)m->id, (ull)ids[n_ids - 1]);
+    free(ids);
+    if (rc)
+        return rc;
+
+    if ((rc = manifest_write_in(chk, m, cache, errptr)) != 0)
+        return rc;
+    crash_point("manifest_renamed");
+    return log_append(run_dir, m->id, errptr);
 }
 
 int ckpt_complete(const char *run_dir, ckpt_manifest *m, ckpt_sum_cache *cache,
@@ -839,6 +853,14 @@ int ckpt_complete(const char *run_dir, ckpt_manifest *m, ckpt_sum_cache *cache,
     if (rc)
         err_prefix(errptr, "checkpoint %llu (%s)", (ull)m->id, chk);
     free(chk);
+    return rc;
+}
+
+int ckpt_write_manifest(const char *chk_dir, ckpt_manifest *m, char **errptr)
+{
+    int rc = manifest_write_in(chk_dir, m, NULL, errptr);
+    if (rc)
+        err_prefix(errptr, "checkpoint %llu (%s)", (ull)m->id, chk_dir);
     return rc;
 }
 

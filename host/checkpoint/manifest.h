@@ -61,7 +61,8 @@ typedef struct ckpt_manifest {
     uint64_t id;
     int64_t triggered_ms; /* wall clock */
     int64_t completed_ms;
-    int final; /* taken after every input ended: the job is done */
+    int final;     /* taken after every input ended: the job is done */
+    int savepoint; /* built offline (`weir state bootstrap`), not by a run */
     uint32_t max_parallelism;
     ckpt_task *tasks;
     size_t n_tasks;
@@ -90,6 +91,15 @@ char *ckpt_dir(const char *run_dir, uint64_t id);
  */
 int ckpt_complete(const char *run_dir, ckpt_manifest *m, ckpt_sum_cache *cache,
                   char **errptr);
+
+/*
+ * Writes the manifest of the checkpoint directory `chk_dir` itself (a
+ * savepoint, which no run's `completed` log lists): lists and checksums
+ * every file under it as ckpt_complete() does, then writes MANIFEST.json
+ * atomically (tmp, fsync, rename, fsync of the directory). `m->files` is
+ * replaced by the list written.
+ */
+int ckpt_write_manifest(const char *chk_dir, ckpt_manifest *m, char **errptr);
 
 /* Reads chk-<id>/MANIFEST.json. With `verify`, also checks that every listed
  * file exists with its size and checksum. */

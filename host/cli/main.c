@@ -16,6 +16,8 @@ static void usage(FILE *f)
           "  validate [--dir D] JOB.yaml        check a topology file\n"
           "  run [--dir D] [--from PATH] [--no-supervisor] JOB.yaml\n"
           "                                     run a job (supervised)\n"
+          "  state ls|dump|bootstrap ...        checkpointed state offline: list,\n"
+          "                                     dump, build a savepoint\n"
           "  ctl TARGET COMMAND                 control a running job: status,\n"
           "                                     checkpoint, savepoint, stop, cancel\n"
           "  new-plugin NAME [--keyed|--source] write a plugin project to start from\n"
@@ -46,6 +48,8 @@ int main(int argc, char **argv)
         return cmd_validate(argc - 1, argv + 1);
     if (!strcmp(cmd, "run"))
         return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "state"))
+        return cmd_state(argc - 1, argv + 1);
     if (!strcmp(cmd, "ctl"))
         return cmd_ctl(argc - 1, argv + 1);
     if (!strcmp(cmd, "new-plugin"))

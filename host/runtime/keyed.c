@@ -104,14 +104,16 @@ int keyed_fire_timers(task *t, weir_time_domain domain, int64_t limit)
 }
 
 /* The delta of this subtask's state in the checkpoint being restored
- * ("<state_dir>.delta" next to its RocksDB checkpoint), if there is one. */
+ * ("<state_dir>.delta" next to its RocksDB checkpoint), if there is one.
+ * A checkpoint of another parallelism was rescaled with the deltas folded
+ * in (statetool/rescale.h): none applies then. */
 static int keyed_restore_delta(task *t, char *out, size_t cap)
 {
     const ckpt_manifest *m = t->rt->restore;
     for (size_t i = 0; m && i < m->n_tasks; i++) {
         const ckpt_task *e = &m->tasks[i];
         if (strcmp(e->op_id, t->op->id) != 0 || e->index != t->ps->index ||
-            !e->state_dir)
+            e->parallelism != t->ps->parallelism || !e->state_dir)
             continue;
         snprintf(out, cap, "%s/%s.delta", t->rt->restore_dir, e->state_dir);
         return access(out, F_OK) == 0;

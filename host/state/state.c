@@ -21,19 +21,9 @@
 #include "state/state_cache.h"
 #include "state/timers.h"
 
-#define STAMP_NONE   INT64_MAX
-#define STAMP_LEN    8
-#define KEY_MAX      65000 /* record key bytes; keeps prefixes in uint16_t */
 #define NAME_MAX_LEN 64
 #define ID_MAX       65534
 #define FLUSH_CHUNK  4096
-#define IDX_HDR      (1 + 8 + 2) /* domain, stamp, state id */
-
-#define META_FORMAT_KEY   "weir.format"
-#define META_FORMAT       "1"
-#define META_STATE_PREFIX "weir.state."
-#define INDEX_CF          "__expiry"
-#define STATE_CF_PREFIX   "s."
 
 /* Full disks (state.h). The MANIFEST is preallocated in steps of
  * STATE_MANIFEST_PREALLOC (4 MiB by default). STATE_OPEN_BYTES covers what
@@ -1958,8 +1948,6 @@ int state_checkpoint(state_store *s, const char *dir, char **errptr)
     int rc = state_flush(s, errptr);
     return rc < 0 ? rc : rdb_checkpoint(s, dir, errptr);
 }
-
-#define DELTA_MAGIC "WSD1"
 
 static int delta_put(FILE *f, const void *p, size_t n)
 {
