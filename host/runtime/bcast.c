@@ -595,8 +595,10 @@ int bcast_restore(task *t, char **errptr)
     const ckpt_manifest *m = t->rt->restore;
     for (size_t i = 0; m && i < m->n_tasks; i++) {
         const ckpt_task *e = &m->tasks[i];
-        if (strcmp(e->op_id, t->op->id) != 0 || e->index != t->ps->index ||
-            !e->broadcast)
+        /* With the parallelism of the checkpoint, the subtask's own copy;
+         * after a rescale, one of the (equal) copies. */
+        if (strcmp(e->op_id, t->op->id) != 0 || !e->broadcast ||
+            e->parallelism == 0 || e->index != t->ps->index % e->parallelism)
             continue;
         char path[4200], *data = NULL;
         size_t len = 0;

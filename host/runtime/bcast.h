@@ -66,8 +66,11 @@ int bcast_iter(task *t, weir_broadcast_state *st, weir_map_iter_fn fn,
 
 /* Before open(): when the job restores a checkpoint whose entry for this
  * subtask names a broadcast file, reads and decodes it into t's set, so
- * that declarations find their content. WEIR_EIO or WEIR_EINVAL with a
- * message naming the file when it cannot be read or decoded. */
+ * that declarations find their content. When the operator is restored with
+ * another parallelism (keyed state redistributed by key group), subtask i
+ * takes the copy of old subtask i % old parallelism: the copies are equal
+ * by contract. WEIR_EIO or WEIR_EINVAL with a message naming the file when
+ * it cannot be read or decoded. */
 int bcast_restore(task *t, char **errptr);
 
 /* After open(): logs and drops every restored state the plugin did not

@@ -104,14 +104,16 @@ int keyed_fire_timers(task *t, weir_time_domain domain, int64_t limit)
 }
 
 /* The delta of this subtask's state in the checkpoint being restored
- * ("<state_dir>.delta" next to its RocksDB checkpoint), if there is one. */
+ * ("<state_dir>.delta" next to its RocksDB checkpoint), if there is one.
+ * A checkpoint of another parallelism was rescaled with the deltas folded
+ * in (statetool/rescale.h): none applies then. */
 static int keyed_restore_delta(task *t, char *out, size_t cap)
 {
     const ckpt_manifest *m = t->rt->restore;
     for (size_t i = 0; m && i < m->n_tasks; i++) {
         const ckpt_task *e = &m->tasks[i];
         if (strcmp(e->op_id, t->op->id) != 0 || e->index != t->ps->index ||
-            !e->state_dir)
+            e->parallelism != t->ps->parallelism || !e->state_dir)
             continue;
         snprintf(out, cap, "%s/%s.delta", t->rt->restore_dir, e->state_dir);
         return access(out, F_OK) == 0;
@@ -145,6 +147,7 @@ int keyed_open(task *t)
     cfg.cache_max_value_bytes = (size_t)topo_param_int(sp, "cache_max_value");
     cfg.leak_samples = (uint32_t)topo_param_int(sp, "leak_samples");
     cfg.compact_interval_ms = topo_param_int(sp, "compact_interval");
+    cfg.min_free_bytes = (uint64_t)topo_param_int(sp, "min_free_space");
     if (t->reg->op.on_state_expired) {
         cfg.on_expired = keyed_on_expired;
         cfg.on_expired_arg = t;

@@ -21,6 +21,11 @@
 /* Messages drained from one input before looking at the others. */
 #define TASK_DRAIN_MAX 16
 
+/* runtime.max_record_size of a job that does not set it. */
+#define TASK_MAX_RECORD_DEFAULT ((size_t)16 << 20)
+
+_Thread_local task *task_owner;
+
 int64_t task_wall_ms(void)
 {
     struct timespec ts;
@@ -147,10 +152,16 @@ static int task_add(task *t, task_out *o, const void *key, size_t key_len,
 int task_emit(task *t, uint32_t port, const void *key, size_t key_len,
               int64_t ts, const void *value, size_t value_len)
 {
-    if (t->phase != TASK_PHASE_RUN)
+    if (t->phase != TASK_PHASE_RUN) {
+        free(t->error);
+        t->error = strdup("weir_emit: not allowed in open() and close()");
         return WEIR_ESTATE;
-    if (port >= t->n_ports)
-        return WEIR_ENOTFOUND;
+    }
+    /* The wire copies with memcpy, which must not see NULL even for 0. */
+    if (!key)
+        key = "";
+    if (!value)
+        value = "";
     task_port *p = &t->ports[port];
     int rc = 0;
     for (uint32_t r = 0; r < p->n_routes && rc == 0; r++) {
@@ -284,7 +295,8 @@ static int task_source_watermark(task *t)
  * finished subtask has no open output), snapshots keyed state and the
  * plugin's own state into <run dir>/chk-<id>/<op>-<index>/, and acks. A
  * state or file-system error declines the checkpoint (the job goes on); a
- * plugin's snapshot error fails the subtask. */
+ * full disk (FS_ENOSPC) declines it and fails the subtask, as does a
+ * plugin's snapshot error. */
 static int task_checkpoint(task *t, uint64_t id, int64_t align_ns)
 {
     coord_ack_info info = {.align_ns = align_ns};
@@ -301,12 +313,12 @@ static int task_checkpoint(task *t, uint64_t id, int64_t align_ns)
         ok = 0;
         goto ack;
     }
-    if (fs_mkdirs(dir, &err) < 0)
+    if ((rc = fs_mkdirs(dir, &err)) < 0)
         goto decline;
     if (t->store) {
         char path[4200];
         snprintf(path, sizeof path, "%s/state", dir);
-        if (keyed_snapshot(t, path) < 0) {
+        if ((rc = keyed_snapshot(t, path)) < 0) {
             err = t->error ? strdup(t->error) : NULL;
             goto decline;
         }
@@ -334,8 +346,8 @@ static int task_checkpoint(task *t, uint64_t id, int64_t align_ns)
             crash_point("sink_precommit");
         char path[4200];
         snprintf(path, sizeof path, "%s/snapshot", dir);
-        if (fs_write_file(path, t->snap_buf ? t->snap_buf : "", t->snap_len,
-                          &err) < 0)
+        if ((rc = fs_write_file(path, t->snap_buf ? t->snap_buf : "",
+                                t->snap_len, &err)) < 0)
             goto decline;
         info.has_snapshot = 1;
     }
@@ -345,12 +357,19 @@ static int task_checkpoint(task *t, uint64_t id, int64_t align_ns)
 decline:
     log_msg(WEIR_LOG_WARN, t->who, "declining checkpoint %llu: %s",
             (unsigned long long)id, err ? err : "snapshot failed");
-    free(err);
     ok = 0;
 ack:
     coord_ack(t, id, ok, &info);
     free(chk);
     free(dir);
+    if (!ok && rc == FS_ENOSPC) {
+        free(t->error);
+        t->error = err;
+        char what[64];
+        snprintf(what, sizeof what, "checkpoint %llu", (unsigned long long)id);
+        return task_fail(t, what, rc);
+    }
+    free(err);
     return 0;
 }
 
@@ -425,9 +444,45 @@ static int task_process_broadcast(task *t, uint32_t input)
     return 0;
 }
 
-static int task_process_data(task *t, uint32_t input)
+/*
+ * Calls process() for one record. WEIR_ERETRY means the plugin took nothing
+ * of the record (no emit, no state write) and may take it later: the same
+ * record is offered again after 1 ms, doubling up to 1 s, until
+ * runtime.retry_timeout has passed since the first refusal; then the
+ * subtask fails with the plugin's message.
+ */
+static int task_call_process(task *t, const weir_record *rec, uint32_t port)
 {
     const weir_operator *op = &t->reg->op;
+    int64_t first = 0, pause_ms = 1;
+    for (;;) {
+        guard_cb g = guard_enter(&t->guard, GUARD_PROCESS);
+        int rc = op->process(&t->ctx, t->self, rec, port);
+        guard_leave(&t->guard, g);
+        if (rc != WEIR_ERETRY)
+            return rc;
+        int64_t now = task_mono_ns();
+        if (!first)
+            first = now;
+        int64_t left = first + t->rt->retry_timeout_ms * 1000000 - now;
+        if (left <= 0 || task_cancelled(t)) {
+            log_msg(WEIR_LOG_ERROR, t->who,
+                    "process() still answered WEIR_ERETRY after %lld ms "
+                    "(runtime.retry_timeout)",
+                    (long long)((now - first) / 1000000));
+            return rc;
+        }
+        int64_t ns = pause_ms * 1000000 < left ? pause_ms * 1000000 : left;
+        struct timespec ts = {(time_t)(ns / 1000000000),
+                              (long)(ns % 1000000000)};
+        nanosleep(&ts, NULL);
+        if (pause_ms < 1000)
+            pause_ms *= 2;
+    }
+}
+
+static int task_process_data(task *t, uint32_t input)
+{
     weir_record rec;
     int more;
     if (bcast_is_input(t, t->in_port[input]))
@@ -442,9 +497,7 @@ static int task_process_data(task *t, uint32_t input)
         TASK_COUNT(t->records_in, 1);
         if (rec.ts < t->wm && rec.ts != WEIR_TS_NONE)
             TASK_COUNT(t->late_records, 1);
-        guard_cb g = guard_enter(&t->guard, GUARD_PROCESS);
-        int rc = op->process(&t->ctx, t->self, &rec, t->in_port[input]);
-        guard_leave(&t->guard, g);
+        int rc = task_call_process(t, &rec, t->in_port[input]);
         t->has_key = 0;
         if (rc < 0)
             return task_fail(t, "process", rc);
@@ -702,6 +755,11 @@ void *task_main(void *arg)
 {
     task *t = arg;
     guard_thread_begin(t);
+    int64_t max_record =
+        topo_param_int(&t->rt->job->runtime, "max_record_size");
+    t->max_record =
+        max_record > 0 ? (size_t)max_record : TASK_MAX_RECORD_DEFAULT;
+    task_owner = t;
     int rc = task_open(t);
     if (rc == 0) {
         t->phase = TASK_PHASE_RUN;
@@ -727,6 +785,7 @@ void *task_main(void *arg)
             (unsigned long long)atomic_load(&t->batches_out),
             (double)atomic_load(&t->blocked_ns) / 1e6);
     guard_thread_end();
+    task_owner = NULL;
     atomic_store(&t->done, 1);
     atomic_fetch_sub(&t->rt->n_running, 1);
     return NULL;

@@ -207,15 +207,19 @@ int worker_main(const topo_job *job, const worker_options *opts)
     rt_options ro = {.run_dir = opts->run_dir,
                      .restore = m,
                      .restore_dir = restore_dir,
-                     .attempt = opts->attempt};
+                     .attempt = opts->attempt,
+                     .allow_non_restored = opts->allow_non_restored};
     int rc = rt_start_with(job, &ro, &rt, &err);
     if (rc < 0) {
         log_msg(WEIR_LOG_ERROR, "worker", "%s", err);
         free(err);
         ckpt_manifest_free(m);
         free(restore_dir);
-        return rc == FS_ELOCKED ? WORKER_EXIT_LOCKED
-                                : WORKER_EXIT_UNRECOVERABLE;
+        if (rc == FS_ELOCKED)
+            return WORKER_EXIT_LOCKED;
+        /* A full disk is not the checkpoint's fault: restart, retry. */
+        return rc == FS_ENOSPC ? WORKER_EXIT_FAILED
+                               : WORKER_EXIT_UNRECOVERABLE;
     }
     metrics_http *http = worker_serve_metrics(job, rt);
     wctl *ctl = wctl_open(job, rt, opts->run_dir, opts->attempt);

@@ -34,6 +34,7 @@ static void test_bombs_refused(void **unused)
     lim.rlim_max = old.rlim_max;
 #if defined(__SANITIZE_ADDRESS__)
     int limited = 0; /* ASan's shadow memory needs the address space */
+    (void)lim;
 #else
     int limited = setrlimit(RLIMIT_AS, &lim) == 0;
 #endif

@@ -306,6 +306,46 @@ static void test_checkpointed_and_restored(void **unused)
     topo_free(job);
 }
 
+/* Restored with parallelism 3 from a checkpoint of parallelism 2 (the
+ * keyed state is redistributed by key group), every subtask still finds
+ * the configuration: subtask 2 gets a copy of subtask 0's. */
+static void test_restored_with_another_parallelism(void **unused)
+{
+    char dir[400], run[450], run2[450], *err = NULL, *chk = NULL;
+    snprintf(dir, sizeof dir, "%s/rescale", tmpdir);
+    snprintf(run, sizeof run, "%s/run1", dir);
+    snprintf(run2, sizeof run2, "%s/run2", dir);
+    assert_int_equal(fs_mkdirs(run, NULL), 0);
+    assert_int_equal(fs_mkdirs(run2, NULL), 0);
+    write_inputs(dir);
+    topo_job *job = load_job(dir, 2, "false", "broadcast", &err);
+    topo_job *job3 = load_job(dir, 3, "false", "broadcast", &err);
+    if (!job || !job3)
+        fail_msg("%s", err);
+    rt_options o = {.run_dir = run};
+    run_job(job, &o);
+    ckpt_manifest *m = newest_checkpoint(run, &chk);
+    rt_options r = {.run_dir = run2, .restore = m, .restore_dir = chk};
+    run_job(job3, &r);
+    finish_rec fin[3];
+    int events;
+    read_output(dir, fin, 3, &events);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(fin[i].seen, 1);
+        assert_int_equal(fin[i].restored, CONF_ENTRIES);
+        assert_int_equal(fin[i].violations, 0);
+    }
+    char *chk2 = NULL;
+    ckpt_manifest *m2 = newest_checkpoint(run2, &chk2);
+    check_copies(m2, chk2, 3);
+    ckpt_manifest_free(m2);
+    free(chk2);
+    ckpt_manifest_free(m);
+    free(chk);
+    topo_free(job);
+    topo_free(job3);
+}
+
 /* Writes that depend on the subtask make the copies differ, and the
  * comparison of a completed checkpoint says so. */
 static void test_nondeterministic_writes_detected(void **unused)
@@ -400,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_every_subtask_gets_every_record),
         cmocka_unit_test(test_broadcast_port_needs_broadcast_partition),
         cmocka_unit_test(test_checkpointed_and_restored),
+        cmocka_unit_test(test_restored_with_another_parallelism),
         cmocka_unit_test(test_nondeterministic_writes_detected),
         cmocka_unit_test(test_no_broadcast_input_no_state),
         cmocka_unit_test(test_decode_refuses_bad_files),

@@ -57,7 +57,7 @@ class Run:
                 argv += ["--dir", extra]
         self.p = subprocess.Popen(argv + list(args), stdout=self.log,
                                   stderr=self.log, env=env(**(extra_env or {})),
-                                  start_new_session=True)
+                                  start_new_session=True, cwd=d)
 
     def text(self):
         with open(self.log_path) as f:
@@ -196,6 +196,31 @@ class FromCheckpoint(ExactlyOnceJob):
         self.assertNotIn("starting with empty state", text)
         self.assertNotIn("fresh start", text)
         self.check_exactly_once(text)
+
+
+class ChangedJob(ExactlyOnceJob):
+    def test_removed_operator_needs_allow_non_restored_state(self):
+        """A checkpoint with state of an operator the new job no longer has
+        is refused, naming it, unless --allow-non-restored-state."""
+        job, (cid, chk) = self.start_and_kill()
+        text = open(job).read()
+        text = text.replace(
+            "  - id: count\n    type: count\n    parallelism: 2\n"
+            "    inputs: [{from: src, partition: key}]\n", "")
+        text = text.replace("inputs: [{from: count, partition: rebalance}]",
+                            "inputs: [{from: src, partition: rebalance}]")
+        self.assertNotIn("type: count", text)
+        changed = self.write("changed.yaml", text)
+        r = self.run_weir("refused", "--from", chk, changed)
+        rc = r.wait(timeout=60)
+        self.assertEqual(rc, 4, r.text()[-3000:])
+        self.assertIn("holds state of operator 'count', which the job no "
+                      "longer has; start with --allow-non-restored-state",
+                      r.text())
+        r = self.run_weir("allowed", "--allow-non-restored-state", "--from",
+                          chk, changed)
+        self.assertEqual(r.wait(timeout=120), SUP_EXIT_OK, r.text()[-3000:])
+        self.assertIn("it is dropped (--allow-non-restored-state)", r.text())
 
 
 class Locks(ExactlyOnceJob):
@@ -346,6 +371,38 @@ operators:
                 self.assertEqual(len(re.findall(
                     r"exited with code %d without reporting it" % code,
                     text)), 2, text)
+
+
+class Retry(Base):
+    JOB = """\
+job: r
+runtime: {retry_timeout: %s}
+restart: {strategy: none}
+operators:
+  - {id: src, type: gen, config: {count: 2000, keys: 10}}
+  - {id: flaky, type: flaky, inputs: [src], config: {every: 100, times: %d}}
+  - {id: sink, type: discard, inputs: [flaky]}
+"""
+
+    def test_retried_records_all_arrive(self):
+        """WEIR_ERETRY from process(): the record is offered again, and
+        every record reaches the sink once. Before, the job failed on the
+        first WEIR_ERETRY."""
+        r = self.run_weir("ok", self.write("ok.yaml", self.JOB % ("10s", 3)))
+        rc = r.wait(timeout=60)
+        text = r.text()
+        self.assertEqual(rc, SUP_EXIT_OK, text[-3000:])
+        self.assertRegex(text, r"sink#0: 2000 records in")
+
+    def test_retry_gives_up_after_retry_timeout(self):
+        r = self.run_weir("no", self.write("no.yaml",
+                                           self.JOB % ("300ms", -1)))
+        rc = r.wait(timeout=60)
+        text = r.text()
+        self.assertEqual(rc, SUP_EXIT_FAILED, text[-3000:])
+        self.assertRegex(text, r"\[flaky#0\] process\(\) still answered "
+                         r"WEIR_ERETRY after \d+ ms \(runtime.retry_timeout\)")
+        self.assertIn("flaky: backend unavailable", text)
 
 
 class Stop(Base):
