@@ -14,7 +14,9 @@
  *          or finish() that did not return WEIR_ESTATE, a declaration
  *          outside open(), twice or with a bad name that was not refused,
  *          a current key, keyed state or a timer in process_broadcast(),
- *          a state call inside an iteration. Its keyed value state "seen"
+ *          a state call inside an iteration, a misuse (NULL with a length,
+ *          a made-up handle, an overlong key, a NULL output or callback)
+ *          that was not refused with WEIR_EINVAL. Its keyed value state "seen"
  *          is written by process().
  *   bcplain an operator without broadcast input: open() fails unless
  *          weir_broadcast_declare() refuses it with WEIR_EINVAL.
@@ -114,10 +116,31 @@ static int bcjoin_open(weir_ctx *ctx, void **self)
     return 0;
 }
 
+/* Misuses the host must refuse with WEIR_EINVAL, writes allowed or not. */
+static void bc_check_misuse(weir_ctx *ctx, bcjoin *b)
+{
+    static char long_key[WEIR_BROADCAST_MAX_KEY + 1];
+    const void *v;
+    size_t n;
+    weir_broadcast_state *made_up = (weir_broadcast_state *)b;
+    if (weir_broadcast_put(ctx, b->conf, NULL, 3, "v", 1) != WEIR_EINVAL ||
+        weir_broadcast_put(ctx, b->conf, "k", 1, NULL, 2) != WEIR_EINVAL ||
+        weir_broadcast_put(ctx, made_up, "k", 1, "v", 1) != WEIR_EINVAL ||
+        weir_broadcast_put(ctx, NULL, "k", 1, "v", 1) != WEIR_EINVAL ||
+        weir_broadcast_put(ctx, b->conf, long_key, sizeof long_key, "v", 1) !=
+            WEIR_EINVAL ||
+        weir_broadcast_get(ctx, b->conf, "k", 1, NULL, &n) != WEIR_EINVAL ||
+        weir_broadcast_get(ctx, made_up, "k", 1, &v, &n) != WEIR_EINVAL ||
+        weir_broadcast_delete(ctx, b->conf, NULL, 1) != WEIR_EINVAL ||
+        weir_broadcast_iter(ctx, b->conf, NULL, NULL) != WEIR_EINVAL)
+        b->violations++;
+}
+
 static int bcjoin_process_broadcast(weir_ctx *ctx, void *self,
                                     const weir_record *rec, uint32_t port)
 {
     bcjoin *b = self;
+    bc_check_misuse(ctx, b);
     const void *key;
     size_t key_len;
     const void *v0;
