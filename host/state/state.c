@@ -2811,14 +2811,16 @@ void state_filter_enable(weir_state *st, int on)
     atomic_store(&st->filter->mode, mode);
 }
 
-int state_cache_restamp(weir_state *st, state_restamp_fn fn, void *arg,
-                        int reindex, uint64_t *changed, char **errptr)
+int state_cache_restamp(weir_state *st, uint32_t *slot, uint32_t n,
+                        state_restamp_fn fn, void *arg, int reindex,
+                        uint64_t *changed, char **errptr)
 {
     state_store *s = st->s;
-    if (!s->cache)
-        return 0;
+    if (!s->cache || *slot >= s->cache->max)
+        return 1;
+    uint32_t end = n < s->cache->max - *slot ? *slot + n : s->cache->max;
     rocksdb_writebatch_clear(s->ibatch);
-    for (uint32_t i = 0; i < s->cache->max; i++) {
+    for (uint32_t i = *slot; i < end; i++) {
         state_cache_ent *ce = &s->cache->ents[i];
         if (!(ce->flags & SC_USED) || (ce->flags & SC_ABSENT) ||
             ce->sid != st->id)
@@ -2846,7 +2848,10 @@ int state_cache_restamp(weir_state *st, state_restamp_fn fn, void *arg,
         rocksdb_write(s->db, s->wo, s->ibatch, &rerr);
     rocksdb_writebatch_clear(s->ibatch);
     state_raw_written(s);
-    return rerr ? rdb_fail(s, st, "index write", rerr, errptr) : 0;
+    if (rerr)
+        return rdb_fail(s, st, "index write", rerr, errptr);
+    *slot = end;
+    return end >= s->cache->max;
 }
 
 int state_cache_restamp_key(weir_state *st, const char *ek, size_t eklen,

@@ -536,15 +536,19 @@ void state_filter_enable(weir_state *st, int on);
 typedef int64_t (*state_restamp_fn)(void *arg, int64_t stamp);
 
 /*
- * Gives every entry of `st` held by the write-back cache (deletions
+ * Gives every entry of `st` in cache slots [*slot, *slot + n) (deletions
  * excepted) the stamp fn(arg, stamp); an entry whose stamp changes becomes
  * dirty and gets an index entry at its new stamp (in the state's current
  * domain) when that is earlier than its lowest one, or always with
- * `reindex`. Adds the number of changed entries to *changed. No-op without
- * a cache. Returns 0 or WEIR_EIO/WEIR_ENOMEM.
+ * `reindex`. Advances *slot and adds the number of changed entries to
+ * *changed. Slots are stable while an entry lives, so a pass in several
+ * calls meets every entry that stayed in the cache meanwhile. Returns 1
+ * when *slot reached the end of the cache (at once without a cache), 0
+ * when slots are left, or WEIR_EIO/WEIR_ENOMEM.
  */
-int state_cache_restamp(weir_state *st, state_restamp_fn fn, void *arg,
-                        int reindex, uint64_t *changed, char **errptr);
+int state_cache_restamp(weir_state *st, uint32_t *slot, uint32_t n,
+                        state_restamp_fn fn, void *arg, int reindex,
+                        uint64_t *changed, char **errptr);
 
 /*
  * state_admin.c is about to give RocksDB's copy of entry `ek` (the encoded

@@ -29,7 +29,9 @@ typedef struct sa_state {
     weir_time_domain domain;
     int64_t set_ms;
     int pending, reset;
-    char *cursor; /* last entry key rewritten; NULL: from the start */
+    int cache_done; /* the pass over the cache is over */
+    uint32_t slot;  /* next cache slot of that pass */
+    char *cursor;   /* last entry key rewritten; NULL: from the start */
     size_t cursor_len;
     uint64_t rewritten;
 } sa_state;
@@ -161,6 +163,7 @@ static int sa_meta_load(sa_state *a, const state_raw *r, char **errptr)
     a->domain = (weir_time_domain)v[9];
     a->set_ms = (int64_t)get_be64(v + 10);
     a->pending = v[18] != 0;
+    a->cache_done = 1; /* a restored store's cache is new */
     free(a->cursor);
     a->cursor = NULL;
     a->cursor_len = len - SA_META_HDR;
@@ -377,6 +380,52 @@ static int sa_batch(sa_state *a, size_t n, uint64_t *rewritten, char **errptr)
     return got > INT32_MAX ? INT32_MAX : (int)got;
 }
 
+/* Stores the override record of `a` on its own. */
+static int sa_meta_write(sa_state *a, const state_raw *r, char **errptr)
+{
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_disable_WAL(wo, 1);
+    char *rerr = NULL;
+    int rc = sa_meta_put(a, r, b);
+    if (rc == 0)
+        rocksdb_write(r->db, wo, b, &rerr);
+    rocksdb_writebatch_destroy(b);
+    rocksdb_writeoptions_destroy(wo);
+    if (rc < 0)
+        return err_set(errptr, WEIR_ENOMEM, "state store %s: out of memory",
+                       r->store_name);
+    return rerr ? sa_rdb_fail(r, a->st, "metadata write", rerr, errptr) : 0;
+}
+
+/* One step of a's rewrite: n cache slots while the pass over the cache
+ * lasts, then a batch of n RocksDB entries. Returns what it went through
+ * (> 0 while a->pending). */
+static int sa_step(sa_state *a, size_t n, uint64_t *rewritten,
+                   uint64_t *scanned, char **errptr)
+{
+    if (!a->cache_done) {
+        state_raw r;
+        state_raw_get(a->st, &r);
+        sa_rule rule = sa_rule_now(a, &r);
+        uint64_t changed = 0;
+        int rc = state_cache_restamp(a->st, &a->slot, (uint32_t)n, sa_restamp,
+                                     &rule, a->reset, &changed, errptr);
+        if (rc < 0)
+            return rc;
+        a->rewritten += changed;
+        if (rewritten)
+            *rewritten += changed;
+        a->cache_done = rc == 1;
+        if (!a->cache_done)
+            return (int)n;
+    }
+    int got = sa_batch(a, n, rewritten, errptr);
+    if (got > 0 && scanned)
+        *scanned += (uint64_t)got;
+    return got;
+}
+
 int state_admin_set_ttl(weir_state *st, int64_t ttl_ms, weir_time_domain domain,
                         int64_t budget_ns, state_admin_result *res,
                         char **errptr)
@@ -409,19 +458,16 @@ int state_admin_set_ttl(weir_state *st, int64_t ttl_ms, weir_time_domain domain,
     a->domain = domain;
     a->set_ms = r.now;
     a->pending = 1;
+    a->cache_done = 0;
+    a->slot = 0;
     free(a->cursor);
     a->cursor = NULL;
     a->cursor_len = 0;
     a->rewritten = 0;
-    sa_rule rule = sa_rule_now(a, &r);
-    int rc = state_cache_restamp(st, sa_restamp, &rule, a->reset,
-                                 &res->rewritten, errptr);
-    a->rewritten = res->rewritten;
-    /* At least one batch, which also stores the override. */
+    int rc = sa_meta_write(a, &r, errptr);
     while (rc >= 0) {
-        rc = sa_batch(a, STATE_ADMIN_BATCH, &res->rewritten, errptr);
-        if (rc > 0)
-            res->scanned += (uint64_t)rc;
+        rc = sa_step(a, STATE_ADMIN_BATCH, &res->rewritten, &res->scanned,
+                     errptr);
         if (!a->pending ||
             (!whole && budget_ns > 0 && sa_mono_ns() - t0 >= budget_ns))
             break;
@@ -452,7 +498,8 @@ int state_admin_step(state_store *s, size_t budget, char **errptr)
         sa_state *a = &st->v[i];
         if (!a->pending)
             continue;
-        int rc = sa_batch(a, budget ? budget : STATE_ADMIN_BATCH, NULL, errptr);
+        int rc =
+            sa_step(a, budget ? budget : STATE_ADMIN_BATCH, NULL, NULL, errptr);
         if (rc >= 0 && !a->pending) {
             state_raw r;
             state_raw_get(a->st, &r);

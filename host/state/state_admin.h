@@ -28,19 +28,23 @@
  * plugin declares and logs that it is in force. A later override replaces
  * an earlier one.
  *
- * Bounded pause. Rewriting the existing entries is a scan of the state.
- * State_admin_set_ttl() does it in batches of STATE_ADMIN_BATCH entries
- * until it is done or `budget_ns` has passed; what is left is rewritten by
- * state_admin_step(), which the subtask calls between records, batch by
- * batch. Each batch writes its entries together with its progress (the
- * last key rewritten) in one RocksDB write batch, so a checkpoint or a
- * restore in the middle continues where the rewrite stood. A rewrite is
- * spread over batches only in the processing-time domain without a change
- * of domain: there, an entry written after the override already has a
- * stamp <= now + ttl_ms, so rewriting it later changes nothing. In the
- * event-time domain (a record's stamp may lie ahead of the watermark) and
- * on a change of domain, the whole rewrite runs within the call, whatever
- * the budget.
+ * Bounded pause. Rewriting the existing entries is a pass over the state's
+ * entries in the write-back cache (by cache slot: slots are stable while an
+ * entry lives), then a scan of its RocksDB entries. State_admin_set_ttl()
+ * stores the override, then works in steps of STATE_ADMIN_BATCH slots or
+ * entries until it is done or `budget_ns` has passed; what is left is done
+ * by state_admin_step(), which the subtask calls between records, step by
+ * step. Each RocksDB step writes its entries together with its progress
+ * (the last key rewritten) in one RocksDB write batch, so that a checkpoint
+ * or a restore in the middle continues where the rewrite stood (a restore
+ * starts with an empty cache, so only the RocksDB scan remains). Entries
+ * met before the pass reaches them keep their old stamps a little longer:
+ * an entry without expiry is alive. A rewrite is spread over steps only in
+ * the processing-time domain without a change of domain: there, an entry
+ * written after the override already has a stamp <= now + ttl_ms, so
+ * rewriting it later changes nothing. In the event-time domain (a record's
+ * stamp may lie ahead of the watermark) and on a change of domain, the
+ * whole rewrite runs within the call, whatever the budget.
  *
  * Purge
  * -----
