@@ -462,7 +462,8 @@ static int ctl_parse_state(int argc, char **argv, int i, ctl_args *a)
             a->as_json = 1;
         } else if (!strcmp(s, "--time") && need == 3 && i + 1 < argc) {
             a->time = argv[++i];
-            if (strcmp(a->time, "event") && strcmp(a->time, "processing")) {
+            if (strcmp(a->time, "event") != 0 &&
+                strcmp(a->time, "processing") != 0) {
                 fprintf(stderr, "weir ctl: --time is event or processing\n");
                 return -1;
             }
@@ -543,7 +544,9 @@ static int ctl_parse(int argc, char **argv, ctl_args *a)
 /* The request of a state command. */
 static json_t *ctl_build_state(const ctl_args *a)
 {
-    json_t *req = json_pack("{s:s, s:s}", "cmd", a->cmd, "action", a->action);
+    json_t *req = a->action ? json_pack("{s:s, s:s}", "cmd", a->cmd, "action",
+                                        a->action)
+                            : NULL;
     if (!req)
         return NULL;
     if (a->op)

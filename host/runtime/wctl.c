@@ -357,7 +357,8 @@ static json_t *wctl_admin_args(keyed_admin *a, json_t *req,
             return ctl_error("state ttl: \"ttl_ms\" must be a positive "
                              "integer");
         a->ttl_ms = (int64_t)json_integer_value(ttl);
-        if (time && strcmp(time, "event") && strcmp(time, "processing"))
+        if (time && strcmp(time, "event") != 0 &&
+            strcmp(time, "processing") != 0)
             return ctl_error("state ttl: \"time\" is event or processing, "
                              "not '%s'",
                              time);
@@ -429,7 +430,7 @@ static json_t *wctl_state_change(wctl *c, json_t *req, const char *action)
     const char *name = json_string_value(json_object_get(req, "state"));
     json_t *err;
     const topo_op *op = wctl_keyed_op(c, opid, &err);
-    rt_state_info info;
+    rt_state_info info = {0};
     if (!op || (err = wctl_find_state(c, op, name, &info)))
         return err;
     if (!coord_enabled(c->rt))
@@ -488,7 +489,7 @@ static json_t *wctl_state_stats(wctl *c, const char *opid)
     for (uint32_t i = 0; subs && i < rt_task_count(c->rt); i++) {
         const task *t = &c->rt->tasks[i];
         if (!(t->op->reg->op.flags & WEIR_OP_KEYED) ||
-            (opid && strcmp(t->op->id, opid)))
+            (opid && strcmp(t->op->id, opid) != 0))
             continue;
         size_t n = rt_task_states(c->rt, i, v, WCTL_MAX_STATES);
         json_t *states = json_array();
