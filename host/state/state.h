@@ -26,7 +26,8 @@
  *   metadata:    in the default column family: "weir.format" -> "1" and
  *                "weir.state.<name>" -> state id (2) | kind (1). State ids
  *                are persistent, so an operator may declare its states in
- *                any order from one run to the next.
+ *                any order from one run to the next; "weir.ttl.<name>"
+ *                -> a TTL override and its progress (state_admin.h).
  * The write-ahead log is off for state data (durability comes from
  * checkpoints); the few metadata writes use the WAL.
  *

@@ -549,20 +549,9 @@ static int sa_matches(const sa_purge *p, const char *k, size_t klen,
     return 0;
 }
 
-/* Copies k into *dst with one spare byte, which is set to 0. */
-static int sa_copy(char **dst, size_t *dlen, const char *k, size_t klen)
-{
-    char *c = realloc(*dst, klen + 1);
-    if (!c)
-        return -1;
-    memcpy(c, k, klen);
-    c[klen] = '\0';
-    *dst = c;
-    *dlen = klen;
-    return 0;
-}
-
-/* Deletes the matching entries of the state, in batches. */
+/* Deletes the matching entries of the state, in batches: point deletions,
+ * also for STATE_PURGE_ALL, because RocksDB's key estimate (the state's
+ * statistics) ignores range deletions until they are compacted. */
 static int sa_purge_scan(weir_state *st, const state_raw *r, const sa_purge *p,
                          state_admin_result *res, char **errptr)
 {
@@ -572,8 +561,7 @@ static int sa_purge_scan(weir_state *st, const state_raw *r, const sa_purge *p,
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
     rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
     rocksdb_writeoptions_disable_WAL(wo, 1);
-    char *rerr = NULL, *first = NULL, *last = NULL;
-    size_t first_len = 0, last_len = 0;
+    char *rerr = NULL;
     int rc = 0;
     for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
          rocksdb_iter_next(it)) {
@@ -587,15 +575,6 @@ static int sa_purge_scan(weir_state *st, const state_raw *r, const sa_purge *p,
         res->purged++;
         if (stamp != SA_STAMP_NONE && stamp <= p->expired_at)
             res->purged_expired++;
-        if (p->mode == STATE_PURGE_ALL) { /* one range deletion at the end */
-            if ((!first && sa_copy(&first, &first_len, k, klen) < 0) ||
-                sa_copy(&last, &last_len, k, klen) < 0) {
-                rc = err_set(errptr, WEIR_ENOMEM,
-                             "state store %s: out of memory", r->store_name);
-                break;
-            }
-            continue;
-        }
         rocksdb_writebatch_delete_cf(b, r->cf, k, klen);
         if (rocksdb_writebatch_count(b) >= STATE_ADMIN_BATCH) {
             rocksdb_write(r->db, wo, b, &rerr);
@@ -604,18 +583,13 @@ static int sa_purge_scan(weir_state *st, const state_raw *r, const sa_purge *p,
                 break;
         }
     }
-    if (!rerr && rc == 0)
+    if (!rerr)
         rocksdb_iter_get_error(it, &rerr);
     rocksdb_iter_destroy(it);
-    if (!rerr && rc == 0 && first) /* [first, last + "\0"): all seen */
-        rocksdb_writebatch_delete_range_cf(b, r->cf, first, first_len, last,
-                                           last_len + 1);
-    if (!rerr && rc == 0 && rocksdb_writebatch_count(b))
+    if (!rerr && rocksdb_writebatch_count(b))
         rocksdb_write(r->db, wo, b, &rerr);
     if (rerr)
         rc = sa_rdb_fail(r, st, "purge", rerr, errptr);
-    free(first);
-    free(last);
     rocksdb_writebatch_destroy(b);
     rocksdb_writeoptions_destroy(wo);
     rocksdb_readoptions_destroy(ro);

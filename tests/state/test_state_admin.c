@@ -290,6 +290,11 @@ static void test_purge(void **state)
     assert_int_equal(records(fx, c), 89);
     assert_int_equal(purge(c, STATE_PURGE_PREFIX, "a1", 0), 0);
     assert_int_equal(purge(c, STATE_PURGE_ALL, NULL, 0), 89);
+    /* The statistics see it (range deletions would not count). */
+    state_stats ss;
+    assert_int_equal(state_stats_sample(fx->s, NULL), 0);
+    state_stats_get(c, &ss);
+    assert_int_equal(ss.est_keys, 0);
     assert_int_equal(records(fx, c), 0);
     assert_int_equal(visible(fx, c, "b%d", 0, 50), 0);
     put_keys(fx, c, "b%d", 0, 5, WEIR_TS_NONE); /* usable afterwards */
