@@ -323,23 +323,22 @@ int ckpt_write_atomic(const char *dir, const char *path, const void *data,
     if (asprintf(&tmp, "%s.tmp", path) < 0)
         return err_set(errptr, WEIR_ENOMEM, "out of memory");
     int rc = 0;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0) {
-        rc = err_set(errptr, WEIR_EIO, "%s: open: %s", tmp, strerror(errno));
+        rc = fs_write_error(errptr, errno, dir, "%s: open", tmp);
         goto out;
     }
-    if (write_all(fd, data, len)) {
-        rc = err_set(errptr, WEIR_EIO, "%s: write: %s", tmp, strerror(errno));
-        close(fd);
-        goto out;
+    const char *step = write_all(fd, data, len) ? "write"
+                       : fsync(fd)              ? "fsync"
+                                                : NULL;
+    int e = errno;
+    if (close(fd) && !step) {
+        step = "close";
+        e = errno;
     }
-    if (fsync(fd)) {
-        rc = err_set(errptr, WEIR_EIO, "%s: fsync: %s", tmp, strerror(errno));
-        close(fd);
-        goto out;
-    }
-    if (close(fd)) {
-        rc = err_set(errptr, WEIR_EIO, "%s: close: %s", tmp, strerror(errno));
+    if (step) {
+        rc = fs_write_error(errptr, e, dir, "%s: %s", tmp, step);
+        unlink(tmp);
         goto out;
     }
     if (crash_written)
@@ -402,8 +401,10 @@ out:
 /* Materialization                                                           */
 /* ------------------------------------------------------------------------ */
 
+/* Copies file `name` of sdfd into ddfd; `dst` (the destination's root) is
+ * named when its file system is full. */
 static int copy_at(int sdfd, int ddfd, const char *name, mode_t mode, void *buf,
-                   const char *rel, char **errptr)
+                   const char *rel, const char *dst, char **errptr)
 {
     int in = openat(sdfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (in < 0)
@@ -412,7 +413,7 @@ static int copy_at(int sdfd, int ddfd, const char *name, mode_t mode, void *buf,
     int out = openat(ddfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
                      mode & 0777);
     if (out < 0) {
-        rc = err_set(errptr, WEIR_EIO, "%s: create: %s", rel, strerror(errno));
+        rc = fs_write_error(errptr, errno, dst, "%s: create", rel);
         goto out;
     }
     for (;;) {
@@ -427,14 +428,13 @@ static int copy_at(int sdfd, int ddfd, const char *name, mode_t mode, void *buf,
         if (r == 0)
             break;
         if (write_all(out, buf, (size_t)r)) {
-            rc = err_set(errptr, WEIR_EIO, "%s: write: %s", rel,
-                         strerror(errno));
+            rc = fs_write_error(errptr, errno, dst, "%s: write", rel);
             goto out;
         }
     }
     if (close(out)) {
         out = -1;
-        rc = err_set(errptr, WEIR_EIO, "%s: close: %s", rel, strerror(errno));
+        rc = fs_write_error(errptr, errno, dst, "%s: close", rel);
         goto out;
     }
     out = -1;
@@ -445,9 +445,10 @@ out:
     return rc;
 }
 
-/* Copies the contents of directory sdfd into the empty directory ddfd. */
+/* Copies the contents of directory sdfd into the empty directory ddfd
+ * (below the destination root `dst`). */
 static int materialize_dir(int sdfd, int ddfd, const char *rel, void *buf,
-                           char **errptr)
+                           const char *dst, char **errptr)
 {
     const char *shown = *rel ? rel : ".";
     int dup_fd = dup(sdfd);
@@ -475,17 +476,16 @@ static int materialize_dir(int sdfd, int ddfd, const char *rel, void *buf,
                          strerror(errno));
         } else if (S_ISDIR(st.st_mode)) {
             int s2 = -1, d2 = -1;
-            if (mkdirat(ddfd, name, 0755) ||
+            if (mkdirat(ddfd, name, 0777) ||
                 (s2 = openat(sdfd, name,
                              O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) <
                     0 ||
                 (d2 = openat(ddfd, name,
                              O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) <
                     0)
-                rc =
-                    err_set(errptr, WEIR_EIO, "%s: %s", child, strerror(errno));
+                rc = fs_write_error(errptr, errno, dst, "%s", child);
             else
-                rc = materialize_dir(s2, d2, child, buf, errptr);
+                rc = materialize_dir(s2, d2, child, buf, dst, errptr);
             if (s2 >= 0)
                 close(s2);
             if (d2 >= 0)
@@ -494,12 +494,13 @@ static int materialize_dir(int sdfd, int ddfd, const char *rel, void *buf,
             rc = err_set(errptr, WEIR_EIO, "%s: not a regular file", child);
         } else if (ckpt_is_sst(name) && linkat(sdfd, name, ddfd, name, 0)) {
             if (errno == EXDEV || errno == EPERM || errno == EMLINK)
-                rc = copy_at(sdfd, ddfd, name, st.st_mode, buf, child, errptr);
+                rc = copy_at(sdfd, ddfd, name, st.st_mode, buf, child, dst,
+                             errptr);
             else
                 rc = err_set(errptr, WEIR_EIO, "%s: link: %s", child,
                              strerror(errno));
         } else if (!ckpt_is_sst(name)) {
-            rc = copy_at(sdfd, ddfd, name, st.st_mode, buf, child, errptr);
+            rc = copy_at(sdfd, ddfd, name, st.st_mode, buf, child, dst, errptr);
         }
         free(child);
         if (rc)
@@ -521,7 +522,7 @@ static int mkdir_parents(const char *path)
         return -1;
     for (char *s = p + 1; (s = strchr(s, '/')) != NULL; s++) {
         *s = 0;
-        if (mkdir(p, 0755) && errno != EEXIST) {
+        if (mkdir(p, 0777) && errno != EEXIST) {
             free(p);
             return -1;
         }
@@ -541,11 +542,11 @@ int ckpt_materialize(const char *src, const char *dst, char **errptr)
                      "source: %s", strerror(errno));
         goto out;
     }
-    if (mkdir_parents(dst) || mkdir(dst, 0755)) {
+    if (mkdir_parents(dst) || mkdir(dst, 0777)) {
         if (errno == EEXIST)
             rc = err_set(errptr, WEIR_EINVAL, "destination already exists");
         else
-            rc = err_set(errptr, WEIR_EIO, "destination: %s", strerror(errno));
+            rc = fs_write_error(errptr, errno, dst, "destination");
         goto out;
     }
     created = 1;
@@ -559,7 +560,7 @@ int ckpt_materialize(const char *src, const char *dst, char **errptr)
         rc = err_set(errptr, WEIR_ENOMEM, "out of memory");
         goto out;
     }
-    rc = materialize_dir(sfd, dfd, "", buf, errptr);
+    rc = materialize_dir(sfd, dfd, "", buf, dst, errptr);
 out:
     if (rc) {
         err_prefix(errptr, "materialize %s into %s", src, dst);

@@ -75,7 +75,9 @@ int ckpt_fsync_dir(const char *path, char **errptr);
 /*
  * Writes `len` bytes to `path` durably and atomically: `path`.tmp is
  * written and fsync'ed, crash_point(`crash_written`) runs (when not NULL),
- * the file is renamed to `path` and the directory `dir` is fsync'ed.
+ * the file is renamed to `path` and the directory `dir` is fsync'ed. On a
+ * failed write `path`.tmp is removed; for want of space the code is
+ * FS_ENOSPC (common/fs.h) and the message names `dir` and its free space.
  */
 int ckpt_write_atomic(const char *dir, const char *path, const void *data,
                       size_t len, const char *crash_written, char **errptr);

@@ -246,6 +246,7 @@ static char *manifest_dump(const ckpt_manifest *m)
           obj_set(root, "triggered_ms", json_integer(m->triggered_ms)) ||
           obj_set(root, "completed_ms", json_integer(m->completed_ms)) ||
           obj_set(root, "final", json_boolean(m->final)) ||
+          (m->savepoint && obj_set(root, "savepoint", json_true())) ||
           obj_set(root, "max_parallelism", json_integer(m->max_parallelism));
     for (size_t i = 0; !bad && i < m->n_tasks; i++)
         bad = json_array_append_new(tasks, task_to_json(&m->tasks[i]));
@@ -427,6 +428,10 @@ static int manifest_from_json(json_t *root, ckpt_manifest *m, char **errptr)
     m->id = (uint64_t)id;
     m->max_parallelism = (uint32_t)maxp;
     m->final = json_is_true(fin);
+    json_t *sp = json_object_get(root, "savepoint");
+    if (sp && !json_is_boolean(sp))
+        return jfail(&c, "savepoint", "not a boolean");
+    m->savepoint = sp && json_is_true(sp);
 
     size_t nt = json_array_size(tasks), nf = json_array_size(files);
     m->tasks = calloc(nt ? nt : 1, sizeof *m->tasks);
@@ -730,11 +735,11 @@ static int log_append(const char *run_dir, uint64_t id, char **errptr)
     fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT) {
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC,
-                  0644);
+                  0666);
         created = 1;
     }
     if (fd < 0) {
-        rc = err_set(errptr, WEIR_EIO, "%s: open: %s", path, strerror(errno));
+        rc = fs_write_error(errptr, errno, run_dir, "%s: open", path);
         goto out;
     }
     struct stat st;
@@ -749,13 +754,13 @@ static int log_append(const char *run_dir, uint64_t id, char **errptr)
     do
         w = write(fd, line, (size_t)ll);
     while (w < 0 && errno == EINTR);
-    if (w != ll) {
-        rc = err_set(errptr, WEIR_EIO, "%s: write: %s", path,
-                     w < 0 ? strerror(errno) : "short write");
-        goto out;
-    }
-    if (fsync(fd)) {
-        rc = err_set(errptr, WEIR_EIO, "%s: fsync: %s", path, strerror(errno));
+    if (w != ll || fsync(fd)) {
+        /* A torn or unsynced line must not list the checkpoint later. */
+        int e = w < 0 || w == ll ? errno : ENOSPC;
+        rc = fs_write_error(errptr, e, run_dir, "%s: %s", path,
+                            w == ll ? "fsync" : "write");
+        if (ftruncate(fd, (off_t)valid) == 0)
+            (void)fsync(fd);
         goto out;
     }
     if (created)
@@ -772,13 +777,14 @@ out:
 /* Completing a checkpoint                                                   */
 /* ------------------------------------------------------------------------ */
 
-static int complete_in(const char *run_dir, const char *chk, ckpt_manifest *m,
-                       ckpt_sum_cache *cache, char **errptr)
+/* Checks m, lists and checksums the files of `chk` into m->files and
+ * writes chk/MANIFEST.json (crash point "manifest_written" before the
+ * rename). */
+static int manifest_write_in(const char *chk, ckpt_manifest *m,
+                             ckpt_sum_cache *cache, char **errptr)
 {
     static const char *const skip[] = {MANIFEST_NAME, MANIFEST_NAME ".tmp",
                                        NULL};
-    uint64_t *ids = NULL;
-    size_t n_ids = 0, valid;
     ckpt_file *files = NULL;
     size_t n_files = 0;
     char *text = NULL, *path = NULL;
@@ -789,16 +795,6 @@ static int complete_in(const char *run_dir, const char *chk, ckpt_manifest *m,
         return err_set(errptr, WEIR_EINVAL, "id too large");
     if ((rc = tasks_check(m, 0, WEIR_EINVAL, errptr)) != 0)
         return rc;
-    if ((rc = log_load(run_dir, 0, &ids, &n_ids, &valid, errptr)) != 0)
-        return rc;
-    if (n_ids && m->id <= ids[n_ids - 1])
-        rc = err_set(errptr, WEIR_EINVAL,
-                     "id %llu is not above %llu, the newest in the log",
-                     (ull)m->id, (ull)ids[n_ids - 1]);
-    free(ids);
-    if (rc)
-        return rc;
-
     rc = ckpt_scan_tree(chk, skip, cache, &files, &n_files, errptr);
     if (rc)
         return rc;
@@ -813,20 +809,38 @@ static int complete_in(const char *run_dir, const char *chk, ckpt_manifest *m,
 
     text = manifest_dump(m);
     path = path_join(chk, MANIFEST_NAME);
-    if (!text || !path) {
+    if (!text || !path)
         rc = err_set(errptr, WEIR_ENOMEM, "out of memory");
-        goto out;
-    }
-    rc = ckpt_write_atomic(chk, path, text, strlen(text), "manifest_written",
-                           errptr);
-    if (rc)
-        goto out;
-    crash_point("manifest_renamed");
-    rc = log_append(run_dir, m->id, errptr);
-out:
+    else
+        rc = ckpt_write_atomic(chk, path, text, strlen(text),
+                               "manifest_written", errptr);
     free(text);
     free(path);
     return rc;
+}
+
+static int complete_in(const char *run_dir, const char *chk, ckpt_manifest *m,
+                       ckpt_sum_cache *cache, char **errptr)
+{
+    uint64_t *ids = NULL;
+    size_t n_ids = 0, valid;
+    int rc;
+    if (m->id > INT64_MAX)
+        return err_set(errptr, WEIR_EINVAL, "id too large");
+    if ((rc = log_load(run_dir, 0, &ids, &n_ids, &valid, errptr)) != 0)
+        return rc;
+    if (n_ids && m->id <= ids[n_ids - 1])
+        rc = err_set(errptr, WEIR_EINVAL,
+                     "id %llu is not above %llu, the newest in the log",
+                     (ull)m->id, (ull)ids[n_ids - 1]);
+    free(ids);
+    if (rc)
+        return rc;
+
+    if ((rc = manifest_write_in(chk, m, cache, errptr)) != 0)
+        return rc;
+    crash_point("manifest_renamed");
+    return log_append(run_dir, m->id, errptr);
 }
 
 int ckpt_complete(const char *run_dir, ckpt_manifest *m, ckpt_sum_cache *cache,
@@ -839,6 +853,14 @@ int ckpt_complete(const char *run_dir, ckpt_manifest *m, ckpt_sum_cache *cache,
     if (rc)
         err_prefix(errptr, "checkpoint %llu (%s)", (ull)m->id, chk);
     free(chk);
+    return rc;
+}
+
+int ckpt_write_manifest(const char *chk_dir, ckpt_manifest *m, char **errptr)
+{
+    int rc = manifest_write_in(chk_dir, m, NULL, errptr);
+    if (rc)
+        err_prefix(errptr, "checkpoint %llu (%s)", (ull)m->id, chk_dir);
     return rc;
 }
 
@@ -947,36 +969,23 @@ out:
     return rc;
 }
 
-int ckpt_retain(const char *run_dir, uint32_t retain, char **errptr)
+/* Removes every chk- directory of run_dir whose id is below `below` and not
+ * in the sorted keep[0..n). */
+static int remove_chk_dirs(const char *run_dir, const uint64_t *keep, size_t n,
+                           uint64_t below, char **errptr)
 {
-    uint64_t *ids = NULL;
-    size_t n = 0;
-    DIR *d = NULL;
-    int rc;
-    if (retain < 1)
-        return err_set(errptr, WEIR_EINVAL,
-                       "retain: at least one checkpoint must be kept");
-    if ((rc = ckpt_log_read(run_dir, &ids, &n, errptr)) != 0)
-        goto out;
-    if (n == 0)
-        goto out; /* nothing complete: every chk- dir may be in progress */
-    uint64_t newest = ids[n - 1];
-    size_t first = n > retain ? n - retain : 0;
-    if (first > 0 &&
-        (rc = log_rewrite(run_dir, ids + first, n - first, errptr)) != 0)
-        goto out;
-    /* From here on, ids[first..n) are the kept ones (sorted). */
-    d = opendir(run_dir);
-    if (!d) {
-        rc = err_set(errptr, WEIR_EIO, "%s: opendir: %s", run_dir,
-                     strerror(errno));
-        goto out;
-    }
+    DIR *d = opendir(run_dir);
+    if (!d && errno == ENOENT)
+        return 0;
+    if (!d)
+        return err_set(errptr, WEIR_EIO, "%s: opendir: %s", run_dir,
+                       strerror(errno));
+    int rc = 0;
     struct dirent *de;
     for (errno = 0; (de = readdir(d)) != NULL; errno = 0) {
         uint64_t id;
-        if (!parse_chk_name(de->d_name, &id) || id >= newest ||
-            bsearch(&id, ids + first, n - first, sizeof *ids, id_cmp))
+        if (!parse_chk_name(de->d_name, &id) || id >= below ||
+            (n && bsearch(&id, keep, n, sizeof *keep, id_cmp)))
             continue;
         char *p = path_join(run_dir, de->d_name);
         struct stat st;
@@ -994,8 +1003,47 @@ int ckpt_retain(const char *run_dir, uint32_t retain, char **errptr)
         rc = err_set(errptr, WEIR_EIO, "%s: readdir: %s", run_dir,
                      strerror(errno));
 out:
-    if (d)
-        closedir(d);
+    closedir(d);
+    return rc;
+}
+
+int ckpt_retain(const char *run_dir, uint32_t retain, char **errptr)
+{
+    uint64_t *ids = NULL;
+    size_t n = 0;
+    int rc;
+    if (retain < 1)
+        return err_set(errptr, WEIR_EINVAL,
+                       "retain: at least one checkpoint must be kept");
+    if ((rc = ckpt_log_read(run_dir, &ids, &n, errptr)) != 0)
+        goto out;
+    if (n == 0)
+        goto out; /* nothing complete: every chk- dir may be in progress */
+    size_t first = n > retain ? n - retain : 0;
+    if (first > 0 &&
+        (rc = log_rewrite(run_dir, ids + first, n - first, errptr)) != 0)
+        goto out;
+    /* From here on, ids[first..n) are the kept ones (sorted). */
+    rc = remove_chk_dirs(run_dir, ids + first, n - first, ids[n - 1], errptr);
+out:
+    free(ids);
+    return rc;
+}
+
+int ckpt_remove_unfinished(const char *run_dir, uint64_t keep, char **errptr)
+{
+    uint64_t *ids = NULL;
+    size_t n = 0;
+    int rc = ckpt_log_read(run_dir, &ids, &n, errptr);
+    uint64_t *k = rc == 0 ? realloc(ids, (n + 1) * sizeof *ids) : NULL;
+    if (rc == 0 && !k)
+        rc = err_set(errptr, WEIR_ENOMEM, "out of memory");
+    if (rc == 0) {
+        ids = k;
+        ids[n++] = keep;
+        qsort(ids, n, sizeof *ids, id_cmp);
+        rc = remove_chk_dirs(run_dir, ids, n, UINT64_MAX, errptr);
+    }
     free(ids);
     return rc;
 }

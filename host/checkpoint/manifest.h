@@ -21,7 +21,12 @@
  *
  * Thread: functions are reentrant; a ckpt_sum_cache belongs to one thread.
  * Errors: 0 or a negative WEIR_E* code with a one-line message in *errptr
- * naming the checkpoint, the file and the problem.
+ * naming the checkpoint, the file and the problem. A write that fails for
+ * want of space (ckpt_complete, ckpt_retain, ckpt_materialize) returns
+ * FS_ENOSPC (common/fs.h) with "no space left on device: <dir> has N bytes
+ * free (of M)" in the message, and leaves no partial file behind: a torn
+ * append to `completed` is truncated away, a MANIFEST.json.tmp removed, a
+ * partly materialized directory removed.
  */
 #ifndef WEIR_HOST_CKPT_MANIFEST_H
 #define WEIR_HOST_CKPT_MANIFEST_H
@@ -56,7 +61,8 @@ typedef struct ckpt_manifest {
     uint64_t id;
     int64_t triggered_ms; /* wall clock */
     int64_t completed_ms;
-    int final; /* taken after every input ended: the job is done */
+    int final;     /* taken after every input ended: the job is done */
+    int savepoint; /* built offline (`weir state bootstrap`), not by a run */
     uint32_t max_parallelism;
     ckpt_task *tasks;
     size_t n_tasks;
@@ -85,6 +91,15 @@ char *ckpt_dir(const char *run_dir, uint64_t id);
  */
 int ckpt_complete(const char *run_dir, ckpt_manifest *m, ckpt_sum_cache *cache,
                   char **errptr);
+
+/*
+ * Writes the manifest of the checkpoint directory `chk_dir` itself (a
+ * savepoint, which no run's `completed` log lists): lists and checksums
+ * every file under it as ckpt_complete() does, then writes MANIFEST.json
+ * atomically (tmp, fsync, rename, fsync of the directory). `m->files` is
+ * replaced by the list written.
+ */
+int ckpt_write_manifest(const char *chk_dir, ckpt_manifest *m, char **errptr);
 
 /* Reads chk-<id>/MANIFEST.json. With `verify`, also checks that every listed
  * file exists with its size and checksum. */
@@ -123,6 +138,15 @@ int ckpt_manifest_load_path(const char *chk_dir, ckpt_manifest **out,
  * than the newest completed one. Never deletes the newest completed one.
  */
 int ckpt_retain(const char *run_dir, uint32_t retain, char **errptr);
+
+/*
+ * Removes every chk- directory of run_dir whose id is neither in the
+ * completed log nor `keep` (0: none): the aborted and unfinished
+ * checkpoints. Only when no checkpoint is in flight, e.g. when an attempt
+ * starts (keep: the checkpoint it restores, which may be given by path):
+ * they may hold the space that a full disk lacks. A missing run_dir is fine.
+ */
+int ckpt_remove_unfinished(const char *run_dir, uint64_t keep, char **errptr);
 
 /*
  * Rebuilds a working RocksDB directory `dst` (which must not exist) from a

@@ -48,13 +48,23 @@ void cli_dirs_free(cli_dirs *dirs);
 /*
  * Creates a registry whose plugins get the host's api_table() and loads
  * plugins into it: from exactly `dirs` when n_dirs > 0, otherwise from the
- * default directories (reg_load_default()). A plugin file that fails to load
- * is printed on stderr as "weir: warning: <file>: <cause>" and skipped.
+ * default directories (reg_load_default(): next to the binary, never the
+ * current directory). Every file is probed in a child process first
+ * (plugin/registry.h); the probe's time-out is 5 s, or the milliseconds in
+ * the environment variable WEIR_PLUGIN_PROBE_TIMEOUT_MS (0 turns probing
+ * off). A plugin file that fails to load, its probe included, is printed on
+ * stderr as "weir: warning: plugin <file>: <cause>; skipped" and skipped.
  * Returns 0 with *out set (the caller reg_free()s it), or a negative WEIR_E*
  * code with *out NULL after printing why on stderr: a --dir that cannot be
- * read, or out of memory.
+ * read, or out of memory. Call it before the process starts any thread.
  */
 int cli_load_plugins(reg_registry **out, const char *const *dirs,
                      size_t n_dirs);
+
+/* After an operator was not found: when plugin files were skipped while
+ * loading `reg`, prints on stderr that the operator may be in one of them,
+ * with each file and its cause ("weir: note: 1 plugin file was skipped and
+ * may provide it: <file>: <cause>"). Prints nothing when none was. */
+void cli_note_rejected(const reg_registry *reg);
 
 #endif

@@ -1,3 +1,5 @@
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,54 @@ static void cli_warn_plugin(void *arg, const char *msg)
     fprintf(stderr, "weir: warning: %s\n", msg);
 }
 
+/* Problems with a default directory's plugins; one that clashes with an
+ * operator a --dir directory provides is overridden, not a problem. */
+static void cli_warn_default(void *arg, const char *msg)
+{
+    if (strstr(msg, "duplicate operator"))
+        return;
+    cli_warn_plugin(arg, msg);
+}
+
+/* Applies WEIR_PLUGIN_PROBE_TIMEOUT_MS when it is set; a bad value is a
+ * warning and leaves the default. */
+static void cli_probe_timeout(reg_registry *reg)
+{
+    const char *v = getenv("WEIR_PLUGIN_PROBE_TIMEOUT_MS");
+    if (!v || !*v)
+        return;
+    char *end = NULL;
+    errno = 0;
+    long ms = strtol(v, &end, 10);
+    if (errno || *end || ms < 0 || ms > INT_MAX) {
+        fprintf(stderr,
+                "weir: warning: WEIR_PLUGIN_PROBE_TIMEOUT_MS='%s' is not a "
+                "number of milliseconds; using 5000\n",
+                v);
+        return;
+    }
+    reg_set_probe_timeout(reg, (int)ms);
+}
+
+void cli_note_rejected(const reg_registry *reg)
+{
+    size_t n = reg_rejected_count(reg);
+    if (n == 1) {
+        fprintf(stderr,
+                "weir: note: 1 plugin file was skipped and may provide it: "
+                "%s\n",
+                reg_rejected(reg, 0));
+        return;
+    }
+    if (n > 1)
+        fprintf(stderr,
+                "weir: note: %zu plugin files were skipped and may provide "
+                "it:\n",
+                n);
+    for (size_t i = 0; n > 1 && i < n; i++)
+        fprintf(stderr, "  %s\n", reg_rejected(reg, i));
+}
+
 int cli_load_plugins(reg_registry **out, const char *const *dirs, size_t n_dirs)
 {
     *out = NULL;
@@ -58,11 +108,7 @@ int cli_load_plugins(reg_registry **out, const char *const *dirs, size_t n_dirs)
         fprintf(stderr, "weir: out of memory\n");
         return WEIR_ENOMEM;
     }
-    if (n_dirs == 0) {
-        reg_load_default(reg, cli_warn_plugin, NULL);
-        *out = reg;
-        return 0;
-    }
+    cli_probe_timeout(reg);
     for (size_t i = 0; i < n_dirs; i++) {
         char *err = NULL;
         int rc = reg_load_dir(reg, dirs[i], cli_warn_plugin, NULL, &err);
@@ -73,6 +119,10 @@ int cli_load_plugins(reg_registry **out, const char *const *dirs, size_t n_dirs)
             return rc;
         }
     }
+    /* The --dir directories come first: an operator they provide overrides
+     * a bundled one of the same name. */
+    if (n_dirs == 0 || !getenv("WEIR_NO_DEFAULT_PLUGINS"))
+        reg_load_default_skip(reg, dirs, n_dirs, cli_warn_default, NULL);
     *out = reg;
     return 0;
 }

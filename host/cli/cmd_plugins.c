@@ -19,9 +19,14 @@ static void plugins_usage(FILE *f)
           "description). With NAME, describes that operator: plugin, flags,\n"
           "ports and parameters. --json prints the same as JSON: an array of\n"
           "operator objects, or one object with NAME.\n"
-          "--dir D loads plugins from D only (repeatable). Default, when\n"
+          "--dir D adds the plugins of D (repeatable; they override bundled\n"
+          "operators of the same name) to the default directories, when\n"
           "they exist: BIN/../plugins and BIN/../lib/weir/plugins (BIN is\n"
-          "the folder of the weir binary), then ./plugins.\n",
+          "the folder of the weir binary); never the current directory.\n"
+          "WEIR_NO_DEFAULT_PLUGINS=1 loads only the --dir directories.\n"
+          "Each file is first loaded in a child process (time-out 5 s, or\n"
+          "WEIR_PLUGIN_PROBE_TIMEOUT_MS); one that crashes or hangs there\n"
+          "is reported and skipped.\n",
           f);
 }
 
@@ -320,6 +325,7 @@ static int plugins_unknown(const reg_registry *reg, const char *name)
                 "weir plugins: no operator named '%s' (%zu loaded; run "
                 "'weir plugins' to list them)\n",
                 name, reg_count(reg));
+    cli_note_rejected(reg);
     return CLI_EXIT_USAGE;
 }
 

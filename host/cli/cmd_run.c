@@ -14,7 +14,8 @@
  *       Runs the worker in this process, without restarts (debugging,
  *       benchmarks). Exits 0, 1 (failed), 2 or SUP_EXIT_NO_CHECKPOINT.
  *
- * SIGINT and SIGTERM stop the job gracefully in every mode.
+ * SIGINT and SIGTERM stop the job gracefully in every mode, and in every
+ * mode the umask is set from runtime.file_access before anything is created.
  */
 #include <errno.h>
 #include <limits.h>
@@ -42,13 +43,17 @@ typedef struct run_args {
     int attempt_set;
 } run_args;
 
-static void run_usage(void)
+static void run_usage(FILE *f)
 {
     fputs("usage: weir run [--dir D]... [--from PATH] [--no-supervisor] "
           "JOB.yaml\n"
-          "       weir run --worker --run-dir DIR [--from PATH] "
-          "[--attempt N] [--dir D]... JOB.yaml\n",
-          stderr);
+          "  --dir D          add a plugin directory (repeatable)\n"
+          "  --from PATH      start from a checkpoint or savepoint directory\n"
+          "  --no-supervisor  run in this process, without restarts\n"
+          "Exit codes: 0 finished or stopped, 1 failed, 2 bad usage or job, 3\n"
+          "restarts exhausted, 4 no valid checkpoint, 5 locked by another "
+          "run.\n",
+          f);
 }
 
 /* Recognises `--NAME V` and `--NAME=V` at argv[*i]. Returns 1 with *value
@@ -97,6 +102,10 @@ static int run_parse_one(int argc, char **argv, int *i, run_args *a)
     int r = cli_parse_dir(argc, argv, i, &a->dirs);
     if (r != 0)
         return r < 0 ? -1 : 0;
+    if (!strcmp(argv[*i], "--help") || !strcmp(argv[*i], "-h")) {
+        run_usage(stdout);
+        exit(CLI_EXIT_OK);
+    }
     if (!strcmp(argv[*i], "--worker")) {
         a->worker = 1;
         return 0;
@@ -118,7 +127,7 @@ static int run_parse_one(int argc, char **argv, int *i, run_args *a)
         return r < 0 ? -1 : run_parse_attempt(v, &a->attempt);
     }
     if (argv[*i][0] == '-' || a->path) {
-        run_usage();
+        run_usage(stderr);
         return -1;
     }
     a->path = argv[*i];
@@ -142,7 +151,7 @@ static int run_parse(int argc, char **argv, run_args *a)
         bad = "--run-dir and --attempt are for --worker only";
     if (bad) {
         fprintf(stderr, "weir run: %s\n", bad);
-        run_usage();
+        run_usage(stderr);
         return -1;
     }
     return 0;
@@ -175,7 +184,8 @@ static int run_in_process(const topo_job *job, const run_args *a)
         sup_unlock_run(&locks);
         return CLI_EXIT_USAGE;
     }
-    worker_options wo = {.run_dir = run_dir, .from = a->from, .attempt = 0};
+    worker_options wo = {
+        .run_dir = run_dir, .from = a->from, .attempt = 0, .in_process = 1};
     rc = worker_main(job, &wo);
     sup_run_dir_finish(job, run_dir);
     free(run_dir);
@@ -221,9 +231,12 @@ int cmd_run(int argc, char **argv)
         goto out;
     if (topo_load_file(a.path, reg, &job, &err) < 0) {
         fprintf(stderr, "%s\n", err);
+        if (strstr(err, "unknown operator type"))
+            cli_note_rejected(reg);
         free(err);
         goto out;
     }
+    fs_apply_access(topo_param_str(&job->runtime, "file_access"));
     if (a.worker) {
         worker_options wo = {
             .run_dir = a.run_dir, .from = a.from, .attempt = a.attempt};

@@ -100,6 +100,8 @@ int cmd_validate(int argc, char **argv)
         goto out;
     if (topo_load_file(path, reg, &job, &err) < 0) {
         fprintf(stderr, "%s\n", err ? err : "cannot load the topology");
+        if (err && strstr(err, "unknown operator type"))
+            cli_note_rejected(reg);
         goto out;
     }
     validate_print(path, job);

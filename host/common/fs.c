@@ -3,12 +3,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -25,8 +27,8 @@ int fs_mkdirs(const char *path, char **errptr)
         char saved = *c;
         *c = '\0';
         if (mkdir(p, 0777) < 0 && errno != EEXIST) {
-            rc = err_set(errptr, WEIR_EIO, "cannot create directory %s: %s", p,
-                         strerror(errno));
+            rc = fs_write_error(errptr, errno, p, "cannot create directory %s",
+                                p);
             break;
         }
         *c = saved;
@@ -163,10 +165,9 @@ int fs_lock_dir(const char *dir, const char *name, const char *what,
         return rc;
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     if (fd < 0)
-        return err_set(errptr, WEIR_EIO, "cannot open %s: %s", path,
-                       strerror(errno));
+        return fs_write_error(errptr, errno, path, "cannot open %s", path);
     int64_t deadline = fs_mono_ms() + (wait_ms > 0 ? wait_ms : 0);
     for (;;) {
         if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
@@ -234,23 +235,146 @@ int fs_read_file(const char *path, char **data, size_t *len, char **errptr)
 
 int fs_write_file(const char *path, const void *data, size_t len, char **errptr)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0)
-        return err_set(errptr, WEIR_EIO, "%s: %s", path, strerror(errno));
+        return fs_write_error(errptr, errno, path, "%s", path);
     const char *p = data;
-    while (len > 0) {
+    int e = 0;
+    while (len > 0 && !e) {
         ssize_t n = write(fd, p, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            int e = errno;
-            close(fd);
-            return err_set(errptr, WEIR_EIO, "%s: %s", path, strerror(e));
+            e = errno;
+            break;
         }
         p += n;
         len -= (size_t)n;
     }
-    if (fsync(fd) < 0 || close(fd) < 0)
-        return err_set(errptr, WEIR_EIO, "%s: %s", path, strerror(errno));
-    return 0;
+    if (!e && fsync(fd) < 0)
+        e = errno;
+    if (close(fd) < 0 && !e)
+        e = errno;
+    if (!e)
+        return 0;
+    unlink(path);
+    return fs_write_error(errptr, e, path, "%s", path);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Free space                                                                */
+/* ------------------------------------------------------------------------ */
+
+int fs_is_nospace(int e)
+{
+    return e == ENOSPC || e == EDQUOT;
+}
+
+/* The directory of `path` that exists: path itself when it is a directory,
+ * else its parent, walking up; "." for a relative path with no such
+ * ancestor. Malloc'ed, or NULL when out of memory. */
+static char *fs_existing_dir(const char *path)
+{
+    char *d = strdup(path && *path ? path : ".");
+    struct stat st;
+    while (d && (stat(d, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        char *slash = strrchr(d, '/');
+        if (!slash) {
+            free(d);
+            return strdup(".");
+        }
+        if (slash == d) {
+            d[1] = '\0';
+            break;
+        }
+        *slash = '\0';
+    }
+    return d;
+}
+
+int fs_space(const char *path, uint64_t *avail, uint64_t *total)
+{
+    char *dir = fs_existing_dir(path);
+    struct statvfs v;
+    int rc = dir && statvfs(dir, &v) == 0 ? 0 : WEIR_EIO;
+    free(dir);
+    if (rc == 0) {
+        *avail = (uint64_t)v.f_bavail * v.f_frsize;
+        *total = (uint64_t)v.f_blocks * v.f_frsize;
+    }
+    return rc;
+}
+
+int fs_nospace(char **errptr, const char *path, uint64_t need)
+{
+    char *dir = fs_existing_dir(path);
+    struct statvfs v;
+    char needs[64] = "";
+    if (need > 0)
+        snprintf(needs, sizeof needs, ", below the %llu bytes needed",
+                 (unsigned long long)need);
+    if (!dir)
+        return err_set(errptr, FS_ENOSPC, "no space left on device: %s", path);
+    if (statvfs(dir, &v) != 0)
+        err_set(errptr, FS_ENOSPC,
+                "no space left on device: %s (free space unknown: %s)", dir,
+                strerror(errno));
+    else
+        err_set(errptr, FS_ENOSPC,
+                "no space left on device: %s has %llu bytes free (of %llu)%s",
+                dir, (unsigned long long)v.f_bavail * v.f_frsize,
+                (unsigned long long)v.f_blocks * v.f_frsize, needs);
+    free(dir);
+    return FS_ENOSPC;
+}
+
+int fs_check_space(const char *path, uint64_t need, char **errptr)
+{
+    uint64_t avail, total;
+    if (fs_space(path, &avail, &total) < 0 || avail >= need)
+        return 0;
+    return fs_nospace(errptr, path, need);
+}
+
+int fs_write_error(char **errptr, int e, const char *path, const char *fmt, ...)
+{
+    char *what = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&what, fmt, ap) < 0)
+        what = NULL;
+    va_end(ap);
+    int rc;
+    if (fs_is_nospace(e)) {
+        rc = fs_nospace(errptr, path, 0);
+        err_prefix(errptr, "%s", what ? what : path);
+    } else {
+        rc = err_set(errptr, WEIR_EIO, "%s: %s", what ? what : path,
+                     strerror(e));
+    }
+    free(what);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* File-creation mask                                                        */
+/* ------------------------------------------------------------------------ */
+
+int fs_access_umask(const char *access)
+{
+    static const struct {
+        const char *name;
+        int mask;
+    } modes[] = {{"private", 077}, {"group", 027}, {"world", 022}};
+    for (size_t i = 0; access && i < sizeof modes / sizeof modes[0]; i++)
+        if (!strcmp(access, modes[i].name))
+            return modes[i].mask;
+    return -1;
+}
+
+void fs_apply_access(const char *access)
+{
+    int mask = fs_access_umask(access);
+    if (mask >= 0)
+        umask((mode_t)mask);
 }

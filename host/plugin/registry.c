@@ -1,10 +1,15 @@
 /*
  * registry.c - loading operator plugins (see registry.h).
  *
- * A plugin is loaded in two steps. reg_stage() dlopen()s the file, calls its
- * entry point and builds host-owned, normalised copies of every descriptor
- * into a staging reg_plugin; any problem rejects the whole file, and the
- * staging copy is freed and the handle closed. reg_commit() then checks the
+ * A plugin is loaded in three steps. First the whole load is tried in a
+ * child process (probe.h; one child for a whole directory):
+ * reg_probe_child() stages the file there and reads every string the host
+ * will read, so that a constructor that crashes, exits or hangs, or a table
+ * with a bad pointer, costs only the child. Then
+ * reg_stage_load() dlopen()s the file in this process, calls its entry point
+ * and builds host-owned, normalised copies of every descriptor into a
+ * staging reg_plugin; any problem rejects the whole file, and the staging
+ * copy is freed and the handle closed. reg_commit() then checks the
  * operator names against those already registered and, when none clashes,
  * moves the operators into the registry's sorted index. A registered
  * plugin's handle is never closed: the host keeps pointers into its static
@@ -24,6 +29,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "plugin/probe.h"
 
 /* Sizes of the v1.0 structs: the end of their last v1.0 field. A plugin
  * that declares less is refused; one that declares more was built against a
@@ -50,15 +56,24 @@ _Static_assert(WEIR_ABI_MINOR > 0 ||
 /* Refuses absurd tables before they exhaust memory. */
 #define REG_MAX_ENTRIES 4096
 
+/* The probe's time-out unless reg_set_probe_timeout() changes it. */
+#define REG_PROBE_TIMEOUT_MS 5000
+
+/* <bin>/../plugins and <bin>/../lib/weir/plugins. */
+#define REG_N_DEFAULT_DIRS 2
+
 static const char *const reg_default_inputs[] = {"in", NULL};
 static const char *const reg_default_outputs[] = {"out", NULL};
 
 struct reg_registry {
     const weir_host_api *host;
+    int probe_timeout_ms; /* 0: no probe */
     reg_plugin **plugins; /* in load order */
     size_t n_plugins;
     reg_operator **ops; /* sorted by name */
     size_t n_ops;
+    char **rejected; /* messages of the files that failed, in order */
+    size_t n_rejected;
 };
 
 /* A plugin being loaded: the host-owned copies before they are committed. */
@@ -108,9 +123,16 @@ static void reg_stage_discard(reg_stage *st)
 reg_registry *reg_new(const weir_host_api *host)
 {
     reg_registry *reg = calloc(1, sizeof *reg);
-    if (reg)
+    if (reg) {
         reg->host = host;
+        reg->probe_timeout_ms = REG_PROBE_TIMEOUT_MS;
+    }
     return reg;
+}
+
+void reg_set_probe_timeout(reg_registry *reg, int timeout_ms)
+{
+    reg->probe_timeout_ms = timeout_ms > 0 ? timeout_ms : 0;
 }
 
 void reg_free(reg_registry *reg)
@@ -123,6 +145,9 @@ void reg_free(reg_registry *reg)
     for (size_t i = 0; i < reg->n_plugins; i++)
         reg_plugin_free(reg->plugins[i]); /* the handle stays open */
     free(reg->plugins);
+    for (size_t i = 0; i < reg->n_rejected; i++)
+        free(reg->rejected[i]);
+    free(reg->rejected);
     free(reg);
 }
 
@@ -442,9 +467,10 @@ static int reg_norm_operator(const char *path, size_t idx,
     return reg_norm_params(path, ro, errptr);
 }
 
-/* Loads the file and normalises everything into `st`. */
-static int reg_stage_load(reg_registry *reg, const char *path, reg_stage *st,
-                          char **errptr)
+/* Loads the file and normalises everything into `st`. In a probe child,
+ * `chan` hears of each step; in the real load it is NULL. */
+static int reg_stage_load(const reg_registry *reg, const char *path,
+                          reg_stage *st, probe_chan *chan, char **errptr)
 {
     st->plugin = calloc(1, sizeof *st->plugin);
     if (!st->plugin || !(st->plugin->path = strdup(path)))
@@ -452,10 +478,12 @@ static int reg_stage_load(reg_registry *reg, const char *path, reg_stage *st,
     int rc = reg_open(path, &st->plugin->handle, errptr);
     if (rc < 0)
         return rc;
+    probe_reached(chan, PROBE_ENTRY);
     const weir_plugin *raw = NULL;
     rc = reg_call_entry(reg, path, st->plugin->handle, &raw, errptr);
     if (rc < 0)
         return rc;
+    probe_reached(chan, PROBE_TABLES);
     rc = reg_check_plugin(path, raw, &st->plugin->desc, errptr);
     if (rc < 0)
         return rc;
@@ -485,6 +513,77 @@ static int reg_stage_load(reg_registry *reg, const char *path, reg_stage *st,
         }
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The probe                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static size_t reg_touch_str(const char *s)
+{
+    return s ? strlen(s) : 0;
+}
+
+/* Reads every string of a staged plugin that the host may read later
+ * (`weir plugins` prints versions, descriptions, defaults and choices), so
+ * that a bad pointer among them faults in the probe. Returns a sum to keep
+ * the reads. */
+static size_t reg_touch(const reg_stage *st)
+{
+    const weir_plugin *d = &st->plugin->desc;
+    size_t sum = reg_touch_str(d->name) + reg_touch_str(d->version) +
+                 reg_touch_str(d->description);
+    for (size_t i = 0; i < st->n_ops; i++) {
+        const reg_operator *ro = st->ops[i];
+        sum += reg_touch_str(ro->op.name) + reg_touch_str(ro->op.version) +
+               reg_touch_str(ro->op.description);
+        for (size_t j = 0; j < ro->n_inputs; j++)
+            sum += reg_touch_str(ro->inputs[j]);
+        for (size_t j = 0; j < ro->n_outputs; j++)
+            sum += reg_touch_str(ro->outputs[j]);
+        for (size_t j = 0; j < ro->n_params; j++) {
+            const weir_param_def *p = ro->params[j];
+            sum += reg_touch_str(p->name) + reg_touch_str(p->default_value) +
+                   reg_touch_str(p->description);
+            for (size_t k = 0; p->type == WEIR_PARAM_ENUM && p->choices[k]; k++)
+                sum += reg_touch_str(p->choices[k]);
+        }
+    }
+    return sum;
+}
+
+typedef struct reg_probe_arg {
+    const reg_registry *reg;
+    const char *const *paths;
+} reg_probe_arg;
+
+/* The probe child's work for file `i` (probe_fn): the load as
+ * reg_stage_load() does it, and every string read. Nothing is freed or
+ * closed: the child _exit()s. */
+static int reg_probe_child(void *arg, size_t i, probe_chan *chan, char **errptr)
+{
+    const reg_probe_arg *pa = arg;
+    reg_stage st = {0};
+    int rc = reg_stage_load(pa->reg, pa->paths[i], &st, chan, errptr);
+    if (rc < 0)
+        return rc;
+    volatile size_t sum = reg_touch(&st);
+    (void)sum;
+    return 0;
+}
+
+/* Probes paths[0..n-1] in a child process (probe.h) into res[]; with
+ * probing off, every file passes. */
+static void reg_probe(const reg_registry *reg, const char *const *paths,
+                      size_t n, probe_result *res)
+{
+    if (reg->probe_timeout_ms <= 0) {
+        for (size_t i = 0; i < n; i++)
+            res[i] = (probe_result){0, NULL};
+        return;
+    }
+    reg_probe_arg pa = {reg, paths};
+    probe_run(paths, n, reg->probe_timeout_ms, reg_probe_child, &pa, res);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -528,17 +627,54 @@ static int reg_commit(reg_registry *reg, reg_stage *st, char **errptr)
     return 0;
 }
 
-int reg_load_file(reg_registry *reg, const char *path, char **errptr)
+/* Keeps a copy of a failed file's message for reg_rejected(). */
+static void reg_remember(reg_registry *reg, const char *msg)
+{
+    char **grown =
+        realloc(reg->rejected, (reg->n_rejected + 1) * sizeof *grown);
+    if (!grown)
+        return;
+    reg->rejected = grown;
+    if ((grown[reg->n_rejected] = strdup(msg)) != NULL)
+        reg->n_rejected++;
+}
+
+/* Loads `path` here after its probe's outcome `pr` (whose message it takes
+ * over), like reg_load_file(). */
+static int reg_load_probed(reg_registry *reg, const char *path,
+                           probe_result *pr, char **errptr)
 {
     reg_stage st = {0};
-    int rc = reg_stage_load(reg, path, &st, errptr);
+    char *msg = pr->msg;
+    int rc = pr->rc;
+    pr->msg = NULL;
     if (rc == 0)
-        rc = reg_commit(reg, &st, errptr);
-    if (rc < 0)
-        reg_stage_discard(&st);
-    else
+        rc = reg_stage_load(reg, path, &st, NULL, &msg);
+    if (rc == 0)
+        rc = reg_commit(reg, &st, &msg);
+    if (rc == 0) {
         log_msg(WEIR_LOG_DEBUG, "plugins", "loaded %s", path);
+        return 0;
+    }
+    reg_stage_discard(&st);
+    if (!msg)
+        err_set(&msg, rc, "%s: cannot load it", path);
+    if (msg)
+        reg_remember(reg, msg);
+    if (errptr) {
+        free(*errptr);
+        *errptr = msg;
+    } else {
+        free(msg);
+    }
     return rc;
+}
+
+int reg_load_file(reg_registry *reg, const char *path, char **errptr)
+{
+    probe_result pr;
+    reg_probe(reg, &path, 1, &pr);
+    return reg_load_probed(reg, path, &pr, errptr);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -556,11 +692,14 @@ static int reg_is_so_name(const char *name)
     return name[0] != '.' && n > 3 && !strcmp(name + n - 3, ".so");
 }
 
-/* The "*.so" names in `dir`, sorted; *names is malloc'ed, as is each name. */
-static int reg_list_dir(const char *dir, char ***names, size_t *n,
+/* The paths of the "*.so" files in `dir` ("DIR/NAME"), sorted by name;
+ * *paths is malloc'ed, as is each path. */
+static int reg_list_dir(const char *dir, char ***paths, size_t *n,
                         char **errptr)
 {
-    *names = NULL;
+    size_t dl = strlen(dir);
+    const char *sep = dl && dir[dl - 1] == '/' ? "" : "/";
+    *paths = NULL;
     *n = 0;
     DIR *d = opendir(dir);
     if (!d)
@@ -575,21 +714,21 @@ static int reg_list_dir(const char *dir, char ***names, size_t *n,
             continue;
         if (*n == cap) {
             cap = cap ? 2 * cap : 16;
-            char **grown = realloc(*names, cap * sizeof *grown);
+            char **grown = realloc(*paths, cap * sizeof *grown);
             if (!grown) {
                 rc = err_set(errptr, WEIR_ENOMEM, "out of memory");
                 goto out;
             }
-            *names = grown;
+            *paths = grown;
         }
-        if (!((*names)[*n] = strdup(e->d_name))) {
+        if (asprintf(&(*paths)[*n], "%s%s%s", dir, sep, e->d_name) < 0) {
             rc = err_set(errptr, WEIR_ENOMEM, "out of memory");
             goto out;
         }
         (*n)++;
     }
     if (*n)
-        qsort(*names, *n, sizeof **names, reg_cmp_str);
+        qsort(*paths, *n, sizeof **paths, reg_cmp_str);
 out:
     closedir(d);
     return rc;
@@ -606,30 +745,35 @@ static void reg_report(reg_error_fn on_error, void *arg, const char *msg)
 int reg_load_dir(reg_registry *reg, const char *dir, reg_error_fn on_error,
                  void *arg, char **errptr)
 {
-    char **names = NULL;
+    char **paths = NULL;
     size_t n = 0;
-    int rc = reg_list_dir(dir, &names, &n, errptr);
-    int loaded = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        char *path = NULL;
+    probe_result *res = NULL;
+    int rc = reg_list_dir(dir, &paths, &n, errptr);
+    if (rc == 0 && n > 0 && !(res = calloc(n, sizeof *res)))
+        rc = err_set(errptr, WEIR_ENOMEM, "out of memory");
+    if (rc < 0)
+        goto out;
+    /* One probe for the whole directory, then the real loads in order. */
+    reg_probe(reg, (const char *const *)paths, n, res);
+    for (size_t i = 0; i < n; i++) {
         char *msg = NULL;
-        size_t dl = strlen(dir);
-        const char *sep = dl && dir[dl - 1] == '/' ? "" : "/";
-        if (asprintf(&path, "%s%s%s", dir, sep, names[i]) < 0) {
-            rc = err_set(errptr, WEIR_ENOMEM, "out of memory");
-            break;
+        if (reg_load_probed(reg, paths[i], &res[i], &msg) == 0) {
+            rc++;
+        } else {
+            char *line = NULL;
+            if (asprintf(&line, "plugin %s; skipped", msg ? msg : paths[i]) < 0)
+                line = NULL;
+            reg_report(on_error, arg, line ? line : paths[i]);
+            free(line);
         }
-        if (reg_load_file(reg, path, &msg) == 0)
-            loaded++;
-        else
-            reg_report(on_error, arg, msg ? msg : path);
         free(msg);
-        free(path);
     }
+out:
     for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-    return rc < 0 ? rc : loaded;
+        free(paths[i]);
+    free(paths);
+    free(res);
+    return rc;
 }
 
 /* The directory of the running binary, malloc'ed, or NULL. */
@@ -649,25 +793,45 @@ static char *reg_exe_dir(void)
 
 int reg_load_default(reg_registry *reg, reg_error_fn on_error, void *arg)
 {
+    return reg_load_default_skip(reg, NULL, 0, on_error, arg);
+}
+
+/* Whether `dir` (a realpath) is one of the skip directories. */
+static int reg_skipped(const char *dir, const char *const *skip, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *r = skip[i] ? realpath(skip[i], NULL) : NULL;
+        int same = r && !strcmp(r, dir);
+        free(r);
+        if (same)
+            return 1;
+    }
+    return 0;
+}
+
+int reg_load_default_skip(reg_registry *reg, const char *const *skip,
+                          size_t n_skip, reg_error_fn on_error, void *arg)
+{
     char *exe_dir = reg_exe_dir();
-    char *cand[3] = {NULL, NULL, NULL};
+    char *cand[REG_N_DEFAULT_DIRS] = {NULL, NULL};
     if (exe_dir) {
         if (asprintf(&cand[0], "%s/../plugins", exe_dir) < 0)
             cand[0] = NULL;
         if (asprintf(&cand[1], "%s/../lib/weir/plugins", exe_dir) < 0)
             cand[1] = NULL;
     }
-    cand[2] = strdup("plugins");
-    char *seen[3] = {NULL, NULL, NULL};
+    char *seen[REG_N_DEFAULT_DIRS] = {NULL, NULL};
     int total = 0;
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < REG_N_DEFAULT_DIRS; i++) {
         /* realpath() gives each directory one spelling, so the same folder
-         * reached twice (./plugins in the build tree) loads once. */
+         * reached twice (a symlinked lib/weir/plugins) loads once. */
         char *dir = cand[i] ? realpath(cand[i], NULL) : NULL;
         struct stat sb;
         int dup = 0;
         for (size_t j = 0; dir && j < i; j++)
             dup |= seen[j] && !strcmp(seen[j], dir);
+        if (dir && reg_skipped(dir, skip, n_skip))
+            dup = 1;
         if (!dir || dup || stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
             free(dir);
             continue;
@@ -681,7 +845,7 @@ int reg_load_default(reg_registry *reg, reg_error_fn on_error, void *arg)
             total += n;
         free(err);
     }
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < REG_N_DEFAULT_DIRS; i++) {
         free(cand[i]);
         free(seen[i]);
     }
@@ -707,6 +871,16 @@ const reg_operator *reg_find(const reg_registry *reg, const char *name)
             lo = mid + 1;
     }
     return NULL;
+}
+
+size_t reg_rejected_count(const reg_registry *reg)
+{
+    return reg->n_rejected;
+}
+
+const char *reg_rejected(const reg_registry *reg, size_t i)
+{
+    return i < reg->n_rejected ? reg->rejected[i] : NULL;
 }
 
 size_t reg_count(const reg_registry *reg)

@@ -74,9 +74,12 @@ static void coord_trigger(rt_job *rt, int final)
 {
     uint64_t id = rt->ck_next_id++;
     char *dir = ckpt_dir(rt->run_dir, id), *err = NULL;
-    if (!dir || fs_mkdirs(dir, &err) < 0) {
+    int rc = dir ? fs_mkdirs(dir, &err) : WEIR_ENOMEM;
+    if (rc < 0) {
         log_msg(WEIR_LOG_WARN, "checkpoint", "checkpoint %llu not started: %s",
                 (unsigned long long)id, err ? err : "out of memory");
+        if (rc == FS_ENOSPC)
+            rt_fail(rt, rc, err);
         free(dir);
         rt->ck_n_failed++;
         rt->ck_last_end_ns = task_mono_ns();
@@ -218,6 +221,8 @@ static void coord_finish(rt_job *rt)
         free(err);
         coord_manifest_release(&m);
         coord_abort(rt, why);
+        if (rc == FS_ENOSPC)
+            rt_fail(rt, rc, why);
         return;
     }
     crash_point("before_notify");
@@ -246,6 +251,11 @@ static int64_t coord_step(rt_job *rt, int *final_failures)
 {
     int64_t now = task_mono_ns();
     if (rt->ck_inflight) {
+        /* Before the count: the last ack may be the one that declines. */
+        if (rt->ck_declined) {
+            coord_abort(rt, "a subtask could not take its snapshot");
+            return 0;
+        }
         if (rt->ck_acks == rt->n_tasks) {
             int final = rt->ck_inflight_final;
             coord_finish(rt);
@@ -254,10 +264,6 @@ static int64_t coord_step(rt_job *rt, int *final_failures)
                 rt_fail(rt, WEIR_EIO,
                         "the final checkpoint failed repeatedly; see the "
                         "log for why");
-            return 0;
-        }
-        if (rt->ck_declined) {
-            coord_abort(rt, "a subtask could not take its snapshot");
             return 0;
         }
         if (now - rt->ck_inflight_ns >= rt->ck_timeout_ms * 1000000) {
@@ -339,7 +345,9 @@ int coord_start(rt_job *rt, char **errptr)
     if (!rt->ck_enabled)
         return 0;
     int rc = fs_mkdirs(rt->run_dir, errptr);
-    if (rc < 0)
+    if (rc < 0 ||
+        (rc = ckpt_remove_unfinished(
+             rt->run_dir, rt->restore ? rt->restore->id : 0, errptr)) < 0)
         return rc;
     rt->ck_next_id = coord_first_id(rt);
     rt->ck_info = calloc(rt->n_tasks + 1, sizeof *rt->ck_info);

@@ -38,8 +38,10 @@ static int keyed_on_expired(void *arg, weir_state *st, const void *key,
     t->cur_key = key;
     t->cur_key_len = key_len;
     t->has_key = 1;
+    guard_cb g = guard_enter(&t->guard, GUARD_ON_STATE_EXPIRED);
     int rc = t->reg->op.on_state_expired(&t->ctx, t->self, st, key, key_len,
                                          ukey, ukey_len, value, value_len);
+    guard_leave(&t->guard, g);
     t->cur_key = saved_key;
     t->cur_key_len = saved_len;
     t->has_key = saved_has;
@@ -69,7 +71,9 @@ static int keyed_on_timer(void *arg, weir_time_domain d, int64_t ts,
     t->cur_key = key;
     t->cur_key_len = key_len;
     t->has_key = 1;
+    guard_cb g = guard_enter(&t->guard, GUARD_ON_TIMER);
     int rc = t->reg->op.on_timer(&t->ctx, t->self, key, key_len, d, ts);
+    guard_leave(&t->guard, g);
     t->cur_key = saved_key;
     t->cur_key_len = saved_len;
     t->has_key = saved_has;
@@ -108,14 +112,16 @@ int keyed_fire_timers(task *t, weir_time_domain domain, int64_t limit)
 }
 
 /* The delta of this subtask's state in the checkpoint being restored
- * ("<state_dir>.delta" next to its RocksDB checkpoint), if there is one. */
+ * ("<state_dir>.delta" next to its RocksDB checkpoint), if there is one.
+ * A checkpoint of another parallelism was rescaled with the deltas folded
+ * in (statetool/rescale.h): none applies then. */
 static int keyed_restore_delta(task *t, char *out, size_t cap)
 {
     const ckpt_manifest *m = t->rt->restore;
     for (size_t i = 0; m && i < m->n_tasks; i++) {
         const ckpt_task *e = &m->tasks[i];
         if (strcmp(e->op_id, t->op->id) != 0 || e->index != t->ps->index ||
-            !e->state_dir)
+            e->parallelism != t->ps->parallelism || !e->state_dir)
             continue;
         snprintf(out, cap, "%s/%s.delta", t->rt->restore_dir, e->state_dir);
         return access(out, F_OK) == 0;
@@ -149,6 +155,7 @@ int keyed_open(task *t)
     cfg.cache_max_value_bytes = (size_t)topo_param_int(sp, "cache_max_value");
     cfg.leak_samples = (uint32_t)topo_param_int(sp, "leak_samples");
     cfg.compact_interval_ms = topo_param_int(sp, "compact_interval");
+    cfg.min_free_bytes = (uint64_t)topo_param_int(sp, "min_free_space");
     t->sample_every_ns = topo_param_int(sp, "stats_interval") * 1000000;
     if (t->reg->op.on_state_expired) {
         cfg.on_expired = keyed_on_expired;

@@ -17,9 +17,8 @@ uint32_t plan_kg_to_index(uint32_t key_group, uint32_t parallelism,
     return (uint32_t)((uint64_t)key_group * parallelism / max_parallelism);
 }
 
-/* The key groups of subtask `index`: the inverse of plan_kg_to_index. */
-static void plan_kg_range(uint32_t index, uint32_t parallelism,
-                          uint32_t max_par, uint32_t *first, uint32_t *last)
+void plan_kg_range(uint32_t index, uint32_t parallelism, uint32_t max_par,
+                   uint32_t *first, uint32_t *last)
 {
     *first =
         (uint32_t)(((uint64_t)index * max_par + parallelism - 1) / parallelism);

@@ -79,5 +79,10 @@ uint32_t plan_key_group(const void *key, size_t len, uint32_t max_parallelism);
 /* The subtask index (0-based, within the operator) owning a key group. */
 uint32_t plan_kg_to_index(uint32_t key_group, uint32_t parallelism,
                           uint32_t max_parallelism);
+/* The key groups [*first, *last] of subtask `index`: the inverse of
+ * plan_kg_to_index(). The range is empty (*first > *last) when the
+ * parallelism exceeds max_parallelism and the subtask owns no key group. */
+void plan_kg_range(uint32_t index, uint32_t parallelism,
+                   uint32_t max_parallelism, uint32_t *first, uint32_t *last);
 
 #endif

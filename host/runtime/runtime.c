@@ -16,6 +16,7 @@
 #include "runtime/coord.h"
 #include "runtime/task.h"
 #include "state/state.h"
+#include "statetool/rescale.h"
 
 void rt_fail(rt_job *rt, int code, const char *msg)
 {
@@ -36,6 +37,7 @@ static void rt_ckpt_settings(rt_job *rt, const rt_options *opts)
     rt->restore = opts ? opts->restore : NULL;
     rt->restore_dir = opts ? opts->restore_dir : NULL;
     rt->attempt = opts ? opts->attempt : 0;
+    rt->retry_timeout_ms = topo_param_int(&rt->job->runtime, "retry_timeout");
     rt->ck_interval_ms = topo_param_int(c, "interval");
     rt->ck_enabled = rt->run_dir && rt->ck_interval_ms > 0;
     const char *mode = topo_param_str(c, "mode");
@@ -207,12 +209,39 @@ static int rt_start_threads(rt_job *rt, char **errptr)
     return 0;
 }
 
+/* The parallelism operator `op_id` had in checkpoint m; 0 when m holds
+ * none of its subtasks. */
+static uint32_t rt_restored_parallelism(const ckpt_manifest *m,
+                                        const char *op_id)
+{
+    for (size_t i = 0; m && i < m->n_tasks; i++)
+        if (strcmp(m->tasks[i].op_id, op_id) == 0)
+            return m->tasks[i].parallelism;
+    return 0;
+}
+
 /* Rebuilds the working state directories of keyed operator `op` under
- * `dir` from the checkpoint being restored. */
+ * `dir` from the checkpoint being restored: a copy of each subtask's
+ * state when the parallelism is unchanged, else the key groups
+ * redistributed over the new subtasks (statetool/rescale.h). */
 static int rt_materialize(rt_job *rt, const topo_op *op, const char *dir,
                           char **errptr)
 {
     const ckpt_manifest *m = rt->restore;
+    uint32_t was = rt_restored_parallelism(m, op->id);
+    if (was && was != op->parallelism) {
+        rsc_stats st;
+        int rc = rsc_redistribute(m, rt->restore_dir, op->id, op->parallelism,
+                                  dir, &st, errptr);
+        if (rc == 0)
+            log_msg(
+                WEIR_LOG_INFO, "runtime",
+                "operator '%s': state rescaled from parallelism %u to %u "
+                "(%llu entries, %llu timers, %llu expiry index entries)",
+                op->id, was, op->parallelism, (unsigned long long)st.entries,
+                (unsigned long long)st.timers, (unsigned long long)st.index);
+        return rc;
+    }
     for (size_t i = 0; m && i < m->n_tasks; i++) {
         const ckpt_task *e = &m->tasks[i];
         if (strcmp(e->op_id, op->id) != 0 || !e->state_dir)
@@ -227,14 +256,54 @@ static int rt_materialize(rt_job *rt, const topo_op *op, const char *dir,
     return 0;
 }
 
-/* Checks that the checkpoint being restored fits the job: every operator
- * it holds has the job's parallelism (rescaling is not supported yet), and
- * its key groups are the job's. */
+/* Checks that the subtasks of `op` in checkpoint m can be restored into
+ * the job: with the job's parallelism, or with another one when none of
+ * them has a plugin snapshot (keyed state is redistributed by key group;
+ * snapshot bytes cannot be split or merged). */
+static int rt_check_op_restore(const ckpt_manifest *m, const topo_op *op,
+                               char **errptr)
+{
+    uint32_t was = rt_restored_parallelism(m, op->id);
+    const char *snap = NULL;
+    for (size_t i = 0; i < m->n_tasks; i++) {
+        const ckpt_task *e = &m->tasks[i];
+        if (strcmp(e->op_id, op->id) != 0)
+            continue;
+        if (e->parallelism != was)
+            return err_set(errptr, WEIR_EINVAL,
+                           "checkpoint %llu lists subtasks of operator '%s' "
+                           "with parallelism %u and %u",
+                           (unsigned long long)m->id, op->id, was,
+                           e->parallelism);
+        if (e->snapshot && !snap)
+            snap = e->snapshot;
+    }
+    if (was == op->parallelism || !snap)
+        return 0;
+    return err_set(errptr, WEIR_EINVAL,
+                   "checkpoint %llu has operator '%s' (%s) with parallelism "
+                   "%u, the job has %u: its subtasks' plugin snapshots (%s, "
+                   "...) cannot be split or merged, so it can only be "
+                   "restored with parallelism %u; operators without plugin "
+                   "snapshot (keyed operators) can be rescaled",
+                   (unsigned long long)m->id, op->id, op->type, was,
+                   op->parallelism, snap, was);
+}
+
+/* Checks that the checkpoint being restored fits the job: it is of this
+ * job, has the job's key groups, and every operator it holds can take its
+ * subtasks (rt_check_op_restore). */
 static int rt_check_restore(const rt_job *rt, char **errptr)
 {
     const ckpt_manifest *m = rt->restore;
     if (!m)
         return 0;
+    if (strcmp(m->job, rt->job->name) != 0)
+        return err_set(errptr, WEIR_EINVAL,
+                       "checkpoint %llu (%s) is of job '%s', not of job '%s'",
+                       (unsigned long long)m->id,
+                       rt->restore_dir ? rt->restore_dir : "?", m->job,
+                       rt->job->name);
     if (m->max_parallelism != rt->job->max_parallelism)
         return err_set(errptr, WEIR_EINVAL,
                        "checkpoint %llu has max_parallelism %u, the job %u",
@@ -250,13 +319,9 @@ static int rt_check_restore(const rt_job *rt, char **errptr)
                     (unsigned long long)m->id, e->op_id);
             continue;
         }
-        if (rt->job->ops[k].parallelism != e->parallelism)
-            return err_set(errptr, WEIR_EINVAL,
-                           "checkpoint %llu has operator '%s' with parallelism "
-                           "%u, the job has %u; rescaling a checkpoint is not "
-                           "supported yet",
-                           (unsigned long long)m->id, e->op_id, e->parallelism,
-                           rt->job->ops[k].parallelism);
+        int rc = rt_check_op_restore(m, &rt->job->ops[k], errptr);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }

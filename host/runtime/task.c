@@ -20,6 +20,11 @@
 /* Messages drained from one input before looking at the others. */
 #define TASK_DRAIN_MAX 16
 
+/* runtime.max_record_size of a job that does not set it. */
+#define TASK_MAX_RECORD_DEFAULT ((size_t)16 << 20)
+
+_Thread_local task *task_owner;
+
 int64_t task_wall_ms(void)
 {
     struct timespec ts;
@@ -69,6 +74,7 @@ static int task_send(task *t, void *sock, const void *data, size_t len)
     for (;;) {
         if (task_cancelled(t))
             return WEIR_ESTATE;
+        guard_touch(&t->guard); /* waiting on the consumer, not the plugin */
         zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLOUT};
         if (zmq_poll(&it, 1, TASK_POLL_MS) < 0 && errno != EINTR)
             goto fail;
@@ -145,10 +151,16 @@ static int task_add(task *t, task_out *o, const void *key, size_t key_len,
 int task_emit(task *t, uint32_t port, const void *key, size_t key_len,
               int64_t ts, const void *value, size_t value_len)
 {
-    if (t->phase != TASK_PHASE_RUN)
+    if (t->phase != TASK_PHASE_RUN) {
+        free(t->error);
+        t->error = strdup("weir_emit: not allowed in open() and close()");
         return WEIR_ESTATE;
-    if (port >= t->n_ports)
-        return WEIR_ENOTFOUND;
+    }
+    /* The wire copies with memcpy, which must not see NULL even for 0. */
+    if (!key)
+        key = "";
+    if (!value)
+        value = "";
     task_port *p = &t->ports[port];
     int rc = 0;
     for (uint32_t r = 0; r < p->n_routes && rc == 0; r++) {
@@ -209,9 +221,13 @@ static int task_set_watermark(task *t, int64_t wm)
     if (rc < 0)
         return rc;
     keyed_set_watermark(t, wm);
-    if (t->reg->op.on_watermark &&
-        (rc = t->reg->op.on_watermark(&t->ctx, t->self, wm)) < 0)
-        return task_fail(t, "on_watermark", rc);
+    if (t->reg->op.on_watermark) {
+        guard_cb g = guard_enter(&t->guard, GUARD_ON_WATERMARK);
+        rc = t->reg->op.on_watermark(&t->ctx, t->self, wm);
+        guard_leave(&t->guard, g);
+        if (rc < 0)
+            return task_fail(t, "on_watermark", rc);
+    }
     if (wm == WEIR_WATERMARK_MAX)
         return 0;
     t->out_idle = 0;
@@ -278,7 +294,8 @@ static int task_source_watermark(task *t)
  * finished subtask has no open output), snapshots keyed state and the
  * plugin's own state into <run dir>/chk-<id>/<op>-<index>/, and acks. A
  * state or file-system error declines the checkpoint (the job goes on); a
- * plugin's snapshot error fails the subtask. */
+ * full disk (FS_ENOSPC) declines it and fails the subtask, as does a
+ * plugin's snapshot error. */
 static int task_checkpoint(task *t, uint64_t id, int64_t align_ns)
 {
     coord_ack_info info = {.align_ns = align_ns};
@@ -296,12 +313,12 @@ static int task_checkpoint(task *t, uint64_t id, int64_t align_ns)
         ok = 0;
         goto ack;
     }
-    if (fs_mkdirs(dir, &err) < 0)
+    if ((rc = fs_mkdirs(dir, &err)) < 0)
         goto decline;
     if (t->store) {
         char path[4200];
         snprintf(path, sizeof path, "%s/state", dir);
-        if (keyed_snapshot(t, path) < 0) {
+        if ((rc = keyed_snapshot(t, path)) < 0) {
             err = t->error ? strdup(t->error) : NULL;
             goto decline;
         }
@@ -310,7 +327,9 @@ static int task_checkpoint(task *t, uint64_t id, int64_t align_ns)
     if (t->reg->op.snapshot) {
         t->snap_len = 0;
         t->in_snapshot = 1;
+        guard_cb g = guard_enter(&t->guard, GUARD_SNAPSHOT);
         rc = t->reg->op.snapshot(&t->ctx, t->self, id);
+        guard_leave(&t->guard, g);
         t->in_snapshot = 0;
         if (rc < 0) {
             free(chk);
@@ -321,8 +340,8 @@ static int task_checkpoint(task *t, uint64_t id, int64_t align_ns)
             crash_point("sink_precommit");
         char path[4200];
         snprintf(path, sizeof path, "%s/snapshot", dir);
-        if (fs_write_file(path, t->snap_buf ? t->snap_buf : "", t->snap_len,
-                          &err) < 0)
+        if ((rc = fs_write_file(path, t->snap_buf ? t->snap_buf : "",
+                                t->snap_len, &err)) < 0)
             goto decline;
         info.has_snapshot = 1;
     }
@@ -332,12 +351,19 @@ static int task_checkpoint(task *t, uint64_t id, int64_t align_ns)
 decline:
     log_msg(WEIR_LOG_WARN, t->who, "declining checkpoint %llu: %s",
             (unsigned long long)id, err ? err : "snapshot failed");
-    free(err);
     ok = 0;
 ack:
     coord_ack(t, id, ok, &info);
     free(chk);
     free(dir);
+    if (!ok && rc == FS_ENOSPC) {
+        free(t->error);
+        t->error = err;
+        char what[64];
+        snprintf(what, sizeof what, "checkpoint %llu", (unsigned long long)id);
+        return task_fail(t, what, rc);
+    }
+    free(err);
     return 0;
 }
 
@@ -350,7 +376,9 @@ static int task_notify(task *t)
     t->ck_notified = c;
     if (!t->reg->op.notify_checkpoint_complete)
         return 0;
+    guard_cb g = guard_enter(&t->guard, GUARD_NOTIFY_CHECKPOINT_COMPLETE);
     int rc = t->reg->op.notify_checkpoint_complete(&t->ctx, t->self, c);
+    guard_leave(&t->guard, g);
     if (rc < 0)
         return task_fail(t, "notify_checkpoint_complete", rc);
     if (t->reg->n_outputs == 0)
@@ -391,9 +419,45 @@ static int task_on_barrier(task *t, uint32_t input, uint64_t id)
     return task_check_aligned(t);
 }
 
-static int task_process_data(task *t, uint32_t input)
+/*
+ * Calls process() for one record. WEIR_ERETRY means the plugin took nothing
+ * of the record (no emit, no state write) and may take it later: the same
+ * record is offered again after 1 ms, doubling up to 1 s, until
+ * runtime.retry_timeout has passed since the first refusal; then the
+ * subtask fails with the plugin's message.
+ */
+static int task_call_process(task *t, const weir_record *rec, uint32_t port)
 {
     const weir_operator *op = &t->reg->op;
+    int64_t first = 0, pause_ms = 1;
+    for (;;) {
+        guard_cb g = guard_enter(&t->guard, GUARD_PROCESS);
+        int rc = op->process(&t->ctx, t->self, rec, port);
+        guard_leave(&t->guard, g);
+        if (rc != WEIR_ERETRY)
+            return rc;
+        int64_t now = task_mono_ns();
+        if (!first)
+            first = now;
+        int64_t left = first + t->rt->retry_timeout_ms * 1000000 - now;
+        if (left <= 0 || task_cancelled(t)) {
+            log_msg(WEIR_LOG_ERROR, t->who,
+                    "process() still answered WEIR_ERETRY after %lld ms "
+                    "(runtime.retry_timeout)",
+                    (long long)((now - first) / 1000000));
+            return rc;
+        }
+        int64_t ns = pause_ms * 1000000 < left ? pause_ms * 1000000 : left;
+        struct timespec ts = {(time_t)(ns / 1000000000),
+                              (long)(ns % 1000000000)};
+        nanosleep(&ts, NULL);
+        if (pause_ms < 1000)
+            pause_ms *= 2;
+    }
+}
+
+static int task_process_data(task *t, uint32_t input)
+{
     weir_record rec;
     int more;
     while ((more = wire_next(&t->reader, &rec)) > 0 && !task_cancelled(t)) {
@@ -406,7 +470,7 @@ static int task_process_data(task *t, uint32_t input)
         TASK_COUNT(t->records_in, 1);
         if (rec.ts < t->wm && rec.ts != WEIR_TS_NONE)
             TASK_COUNT(t->late_records, 1);
-        int rc = op->process(&t->ctx, t->self, &rec, t->in_port[input]);
+        int rc = task_call_process(t, &rec, t->in_port[input]);
         t->has_key = 0;
         if (rc < 0)
             return task_fail(t, "process", rc);
@@ -527,7 +591,9 @@ static int task_run_source(task *t)
         int rc = id ? task_checkpoint(t, id, 0) : 0;
         if (rc < 0 || (rc = task_notify(t)) < 0)
             return rc;
+        guard_cb g = guard_enter(&t->guard, GUARD_POLL);
         rc = op->poll(&t->ctx, t->self);
+        guard_leave(&t->guard, g);
         if (rc == WEIR_EOF)
             break;
         if (rc == WEIR_EAGAIN) {
@@ -565,8 +631,10 @@ static int task_restore(task *t)
             return task_fail(t, "reading its snapshot", rc);
         }
         t->phase = TASK_PHASE_RUN;
+        guard_cb g = guard_enter(&t->guard, GUARD_RESTORE);
         rc = t->reg->op.restore(&t->ctx, t->self, m->id, e->snapshot_version,
                                 data, len);
+        guard_leave(&t->guard, g);
         t->phase = TASK_PHASE_NONE;
         free(data);
         return rc < 0 ? task_fail(t, "restore", rc) : 0;
@@ -584,7 +652,9 @@ static int task_open(task *t)
             return task_fail(t, "opening keyed state", rc);
     }
     t->phase = TASK_PHASE_OPEN;
+    guard_cb g = guard_enter(&t->guard, GUARD_OPEN);
     int rc = t->reg->op.open(&t->ctx, &t->self);
+    guard_leave(&t->guard, g);
     t->phase = TASK_PHASE_NONE;
     if (rc < 0)
         return task_fail(t, "open", rc);
@@ -625,8 +695,13 @@ static int task_finish(task *t)
     int rc = keyed_sweep(t, 1);
     if (rc < 0)
         return rc;
-    if (t->reg->op.finish && (rc = t->reg->op.finish(&t->ctx, t->self)) < 0)
-        return task_fail(t, "finish", rc);
+    if (t->reg->op.finish) {
+        guard_cb g = guard_enter(&t->guard, GUARD_FINISH);
+        rc = t->reg->op.finish(&t->ctx, t->self);
+        guard_leave(&t->guard, g);
+        if (rc < 0)
+            return task_fail(t, "finish", rc);
+    }
     rc = task_send_control(t, WIRE_EOS, 0, 0);
     if (rc < 0 && rc != WEIR_ESTATE)
         return task_fail(t, "sending end of stream", rc);
@@ -638,7 +713,9 @@ static void task_close(task *t)
     if (!t->opened)
         return;
     t->phase = TASK_PHASE_CLOSE;
+    guard_cb g = guard_enter(&t->guard, GUARD_CLOSE);
     t->reg->op.close(&t->ctx, t->self);
+    guard_leave(&t->guard, g);
     t->phase = TASK_PHASE_NONE;
     t->opened = 0;
 }
@@ -646,6 +723,12 @@ static void task_close(task *t)
 void *task_main(void *arg)
 {
     task *t = arg;
+    guard_thread_begin(t);
+    int64_t max_record =
+        topo_param_int(&t->rt->job->runtime, "max_record_size");
+    t->max_record =
+        max_record > 0 ? (size_t)max_record : TASK_MAX_RECORD_DEFAULT;
+    task_owner = t;
     int rc = task_open(t);
     if (rc == 0) {
         t->phase = TASK_PHASE_RUN;
@@ -669,6 +752,8 @@ void *task_main(void *arg)
             (unsigned long long)atomic_load(&t->records_out),
             (unsigned long long)atomic_load(&t->batches_out),
             (double)atomic_load(&t->blocked_ns) / 1e6);
+    guard_thread_end();
+    task_owner = NULL;
     atomic_store(&t->done, 1);
     atomic_fetch_sub(&t->rt->n_running, 1);
     return NULL;

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "runtime/guard.h"
 #include "runtime/plan.h"
 #include "runtime/wire.h"
 #include "topology/topology.h"
@@ -60,6 +61,7 @@ typedef struct rt_job {
     double ck_last_ms, ck_last_sync_ms, ck_last_align_ms; /* of the newest */
     uint64_t ck_last_bytes;                               /* of the newest */
     int attempt; /* the worker's attempt number */
+    int64_t retry_timeout_ms; /* runtime.retry_timeout */
     /* restore: the checkpoint this run starts from, or NULL */
     const struct ckpt_manifest *restore;
     const char *restore_dir;
@@ -122,6 +124,7 @@ typedef struct task {
     void *self;   /* the plugin instance */
     int opened;
     enum task_phase phase;
+    guard_mark guard; /* the plugin callback running (runtime/guard.h) */
     pthread_t thread;
     int thread_started;
     atomic_int done;
@@ -185,6 +188,10 @@ typedef struct task {
     char *error;   /* last weir_set_error message of the plugin */
     int exit_code; /* 0, or the failing code */
 
+    /* host API checks (runtime/api.c), set when the thread starts */
+    size_t max_record;      /* runtime.max_record_size, bytes */
+    atomic_int api_misused; /* a misuse of the host API was logged */
+
     /* totals: written by the task's thread only, readable from any */
     _Atomic uint64_t records_in, records_out, batches_out, blocked_ns;
     _Atomic uint64_t late_records; /* event time below the watermark */
@@ -197,10 +204,26 @@ typedef struct task {
         &(c), atomic_load_explicit(&(c), memory_order_relaxed) + (n),          \
         memory_order_relaxed)
 
-/* The thread body: runs the task until it finishes, fails or is cancelled. */
+/* The thread body: runs the task until it finishes, fails or is cancelled.
+ * The thread is the task's owner: task_self() returns the task on it. */
 void *task_main(void *arg);
 
-/* Appends a record to output port `port` (called by weir_emit). */
+/* The task whose thread calls, or NULL on any thread that is not running
+ * task_main() (a thread a plugin started, the main thread). The host
+ * services check with it that a ctx is used on its own subtask's thread.
+ * Inline, as it is on the way into every service: the thread-local
+ * variable is written by task_main() only. */
+extern _Thread_local task *task_owner;
+static inline task *task_self(void)
+{
+    return task_owner;
+}
+
+/* Appends a record to output port `port`, on the task's thread. The caller
+ * (weir_emit, runtime/api.c) has checked the arguments: port < n_ports, no
+ * NULL with a non-zero length (NULL with 0 is fine), key_len + value_len at
+ * most max_record. Returns 0; WEIR_ESTATE outside the run phase (open and
+ * close), with a message in t->error; or the channel's error. */
 int task_emit(task *t, uint32_t port, const void *key, size_t key_len,
               int64_t ts, const void *value, size_t value_len);
 

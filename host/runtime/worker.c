@@ -12,9 +12,17 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "metrics/http.h"
+#include "runtime/guard.h"
 #include "runtime/runtime.h"
 #include "runtime/task.h"
 #include "runtime/wctl.h"
+
+static int worker_exit_failed = WORKER_EXIT_FAILED;
+
+int worker_failed_exit_code(void)
+{
+    return worker_exit_failed;
+}
 
 static int64_t worker_mono_ms(void)
 {
@@ -31,7 +39,7 @@ static void worker_stop_overdue(const topo_job *job, int64_t timeout_ms)
             "job '%s' did not stop within runtime.stop_timeout (%lld ms); "
             "ending the worker",
             job->name, (long long)timeout_ms);
-    _exit(WORKER_EXIT_FAILED);
+    _exit(worker_failed_exit_code());
 }
 
 /* Waits for the job, turning SIGINT/SIGTERM (blocked in every thread) into
@@ -184,6 +192,9 @@ int worker_main(const topo_job *job, const worker_options *opts)
     rt_job *rt = NULL;
     ckpt_manifest *m = NULL;
     crash_set_attempt(opts->attempt);
+    if (opts->in_process)
+        worker_exit_failed = 1; /* CLI_EXIT_FAILED */
+    guard_install();
     int code = worker_pick(job, opts, &m, &restore_dir);
     if (code != 0)
         return code;
@@ -203,13 +214,18 @@ int worker_main(const topo_job *job, const worker_options *opts)
         free(err);
         ckpt_manifest_free(m);
         free(restore_dir);
-        return rc == FS_ELOCKED ? WORKER_EXIT_LOCKED
-                                : WORKER_EXIT_UNRECOVERABLE;
+        if (rc == FS_ELOCKED)
+            return WORKER_EXIT_LOCKED;
+        /* A full disk is not the checkpoint's fault: restart, retry. */
+        return rc == FS_ENOSPC ? WORKER_EXIT_FAILED
+                               : WORKER_EXIT_UNRECOVERABLE;
     }
     metrics_http *http = worker_serve_metrics(job, rt);
     wctl *ctl = wctl_open(job, rt, opts->run_dir, opts->attempt);
+    guard_watch *watch = guard_watch_start(rt);
     worker_wait_signals(job, rt, ctl);
     rc = rt_wait(rt, &err);
+    guard_watch_stop(watch);
     wctl_job_ended(ctl, rc < 0 ? err : NULL);
     wctl_close(ctl);
     metrics_http_stop(http);

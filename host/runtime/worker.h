@@ -34,9 +34,15 @@ typedef struct worker_options {
     const char *run_dir; /* this run's checkpoints; NULL: no checkpoints */
     const char *from;    /* restore from this chk- dir when the run has none */
     int attempt;         /* 0 for the first start, then 1, 2, ... */
+    int in_process;      /* weir run --no-supervisor: exit codes are the CLI's */
 } worker_options;
 
 int worker_main(const topo_job *job, const worker_options *opts);
+
+/* The code a process ends with when it must end at once after a failure
+ * (a stuck callback, a stop past runtime.stop_timeout): WORKER_EXIT_FAILED
+ * for a supervised worker, 1 for `weir run --no-supervisor`. */
+int worker_failed_exit_code(void);
 
 /*
  * Reports `code`, the worker's exit code, as the line "exit <code>\n" on

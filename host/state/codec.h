@@ -1,14 +1,28 @@
 /*
  * codec.h - the byte encodings of the state store's RocksDB keys and values
- * (big-endian integers, expiry stamps, order-preserving stamps, varints).
- * Internal to host/state: state.c and timers.c share them. All functions
- * are pure; buffers are the caller's.
+ * (big-endian integers, expiry stamps, order-preserving stamps, varints) and
+ * the names of its column families and metadata keys (the layout is in
+ * state.h). Shared by state.c and timers.c, and by host/statetool/, which
+ * reads and writes state directories offline and so must follow the same
+ * layout. All functions are pure; buffers are the caller's.
  */
 #ifndef WEIR_HOST_STATE_CODEC_H
 #define WEIR_HOST_STATE_CODEC_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#define STAMP_NONE INT64_MAX /* expiry stamp of an entry that never expires */
+#define STAMP_LEN  8
+#define KEY_MAX    65000 /* record key bytes; keeps prefixes in uint16_t */
+#define IDX_HDR    (1 + 8 + 2) /* index key: domain, stamp, state id */
+
+#define META_FORMAT_KEY   "weir.format"
+#define META_FORMAT       "1"
+#define META_STATE_PREFIX "weir.state."
+#define INDEX_CF          "__expiry"
+#define STATE_CF_PREFIX   "s."
+#define DELTA_MAGIC       "WSD1" /* state_checkpoint_delta() files */
 
 static inline void put_be16(char *p, uint16_t v)
 {

@@ -22,19 +22,21 @@
 #include "state/state_cache.h"
 #include "state/timers.h"
 
-#define STAMP_NONE   INT64_MAX
-#define STAMP_LEN    8
-#define KEY_MAX      65000 /* record key bytes; keeps prefixes in uint16_t */
 #define NAME_MAX_LEN 64
 #define ID_MAX       65534
 #define FLUSH_CHUNK  4096
-#define IDX_HDR      (1 + 8 + 2) /* domain, stamp, state id */
 
-#define META_FORMAT_KEY   "weir.format"
-#define META_FORMAT       "1"
-#define META_STATE_PREFIX "weir.state."
-#define INDEX_CF          "__expiry"
-#define STATE_CF_PREFIX   "s."
+/* Full disks (state.h). The MANIFEST is preallocated in steps of
+ * STATE_MANIFEST_PREALLOC (4 MiB by default). STATE_OPEN_BYTES covers what
+ * an open writes besides the WAL's preallocation (open_bytes()): MANIFEST,
+ * OPTIONS, the LOG's header; STATE_CKPT_META_BYTES what a RocksDB checkpoint
+ * writes besides the SSTs. The free space is checked at most every
+ * STATE_SPACE_CHECK_MS of processing time between records. */
+#define STATE_MANIFEST_PREALLOC (64u << 10)
+#define STATE_OPEN_BYTES        (2u << 20)
+#define STATE_CKPT_META_BYTES   (1u << 20)
+#define STATE_SPACE_CHECK_MS    500
+#define STATE_LOG_HEADER_ONLY   5 /* rocksdb::InfoLogLevel::HEADER_LEVEL */
 
 /* Compaction filter modes. */
 enum { FILTER_KEEP = 0, FILTER_PROC = 1, FILTER_EVENT = 2 };
@@ -211,8 +213,11 @@ struct state_store {
     size_t n_meta;
     uint32_t next_id;
 
-    weir_state **states; /* declared, in order */
+    weir_state **states; /* declared, in order; changed under owners_lock */
     size_t n_states;
+
+    state_store *owners_next; /* the list of open stores (owners_lock) */
+
     weir_state **by_id; /* indexed by state id, n_by_id long */
     size_t n_by_id;
 
@@ -241,6 +246,7 @@ struct state_store {
     sbuf cursor[2];
     int64_t cursor_stamp[2];
     int64_t last_compact;
+    int64_t last_space_check;
     _Atomic uint64_t compactions_done; /* by the env's thread */
 
     state_store_stats stats;
@@ -358,15 +364,106 @@ static void filter_noop(void *arg)
 /* Errors                                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* Turns a RocksDB error into WEIR_EIO; frees `rerr`. */
+/* Whether a RocksDB error reports a full disk: its IOError text carries
+ * strerror(ENOSPC) or strerror(EDQUOT). */
+static int rdb_nospace(const char *rerr)
+{
+    return rerr && (strstr(rerr, "No space left on device") ||
+                    strstr(rerr, "Disk quota exceeded"));
+}
+
+/* Turns a RocksDB error into a message and a code; frees `rerr`. A full
+ * disk is reported first, naming `dir` (where RocksDB was writing) and its
+ * free space, with code `nospace`; any other error is WEIR_EIO. */
+static int rdb_error(state_store *s, const weir_state *st, const char *what,
+                     char *rerr, const char *dir, int nospace, char **errptr)
+{
+    char *full = NULL;
+    int code = WEIR_EIO;
+    if (rdb_nospace(rerr)) {
+        code = nospace;
+        fs_nospace(&full, dir, 0);
+    }
+    err_set(errptr, code, "state store %s%s%s: rocksdb %s: %s%s%s%s", s->name,
+            st ? ", state " : "", st ? st->name : "", what, full ? full : "",
+            full ? " (" : "", rerr ? rerr : "failed", full ? ")" : "");
+    free(full);
+    free(rerr);
+    return code;
+}
+
+/* A RocksDB error of an access function: WEIR_EIO, the code a plugin may
+ * see, also for a full disk. */
 static int rdb_fail(state_store *s, const weir_state *st, const char *what,
                     char *rerr, char **errptr)
 {
-    err_set(errptr, WEIR_EIO, "state store %s%s%s: rocksdb %s: %s", s->name,
-            st ? ", state " : "", st ? st->name : "", what,
-            rerr ? rerr : "failed");
-    free(rerr);
-    return WEIR_EIO;
+    return rdb_error(s, st, what, rerr, s->path, WEIR_EIO, errptr);
+}
+
+/* A RocksDB error of the host's own calls (open, flush, checkpoint): a full
+ * disk under `dir` is FS_ENOSPC. */
+static int rdb_fail_host(state_store *s, const char *what, char *rerr,
+                         const char *dir, char **errptr)
+{
+    return rdb_error(s, NULL, what, rerr, dir, FS_ENOSPC, errptr);
+}
+
+/*
+ * Fails with FS_ENOSPC, before RocksDB is asked to write about `need` bytes
+ * under `path`, when its file system has less than that plus
+ * min_free_bytes available. RocksDB 7.8 does not survive every write that
+ * fails for want of space (a failed LOG line makes the next one abort the
+ * process), so the store stops short of a full disk rather than on it.
+ */
+static int space_check(state_store *s, const char *path, uint64_t need,
+                       const char *what, char **errptr)
+{
+    uint64_t avail, total, want = need + s->cfg.min_free_bytes;
+    if (fs_space(path, &avail, &total) < 0 || avail >= want)
+        return 0;
+    char *full = NULL;
+    fs_nospace(&full, path, 0);
+    err_set(errptr, FS_ENOSPC,
+            "state store %s: %s: %s; that needs about %llu bytes plus "
+            "state.min_free_space (%llu)",
+            s->name, what, full ? full : "no space left on device",
+            (unsigned long long)need,
+            (unsigned long long)s->cfg.min_free_bytes);
+    free(full);
+    return FS_ENOSPC;
+}
+
+static uint64_t prop(state_store *s, rocksdb_column_family_handle_t *cf,
+                     const char *name);
+
+/* The sum of a size property over the store's column families. */
+static uint64_t prop_sum(state_store *s, const char *name)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < s->n_cfs; i++)
+        sum += prop(s, s->cfs[i].h, name);
+    return sum;
+}
+
+/*
+ * Bytes an open may claim: RocksDB preallocates its WAL (fallocate) by 1.1
+ * times the column families' write buffer, capped by the store's share, and
+ * the stores of a job open together. While a preallocation runs it holds
+ * the space, so a disk with less room than all of them together could fail
+ * another store's LOG line, which RocksDB 7.8 does not survive.
+ */
+static uint64_t open_bytes(state_store *s)
+{
+    uint64_t share = env_share(s->env), wal = share / 2 + share / 20;
+    if (wal > share)
+        wal = share;
+    return (uint64_t)s->env->cfg.expected_stores * wal + STATE_OPEN_BYTES;
+}
+
+/* Bytes the next flush of every memtable writes, at most. */
+static uint64_t memtable_bytes(state_store *s)
+{
+    return prop_sum(s, "rocksdb.cur-size-all-mem-tables");
 }
 
 static int oom(state_store *s, char **errptr)
@@ -1727,6 +1824,13 @@ static void maybe_compact(state_store *s)
         s->now - s->last_compact < s->cfg.compact_interval_ms)
         return;
     s->last_compact = s->now;
+    char *err = NULL;
+    if (space_check(s, s->path, prop_sum(s, "rocksdb.live-sst-files-size"),
+                    "periodic compaction", &err) < 0) {
+        log_msg(WEIR_LOG_WARN, s->name, "%s; skipped", err);
+        free(err);
+        return;
+    }
     if (compact_request(s) < 0) {
         log_msg(WEIR_LOG_WARN, s->name,
                 "state: periodic compaction not scheduled (out of memory or "
@@ -1757,6 +1861,11 @@ int state_sweep(state_store *s, size_t budget, size_t *n_expired, char **errptr)
     state_clear_key(s);
     if (rc == 0)
         maybe_compact(s);
+    if (rc == 0 && s->now - s->last_space_check >= STATE_SPACE_CHECK_MS) {
+        s->last_space_check = s->now;
+        rc = space_check(s, s->path, memtable_bytes(s),
+                         "room for the next memtable flush", errptr);
+    }
     if (n_expired)
         *n_expired = exp;
     if (rc < 0)
@@ -1771,13 +1880,15 @@ int state_sweep(state_store *s, size_t budget, size_t *n_expired, char **errptr)
 /* Flushes every column family's memtable, waiting for it. */
 static int memtables_flush(state_store *s, char **errptr)
 {
-    for (size_t i = 0; i < s->n_cfs; i++) {
+    int rc = space_check(s, s->path, memtable_bytes(s),
+                         "flushing the memtables", errptr);
+    for (size_t i = 0; i < s->n_cfs && rc == 0; i++) {
         char *rerr = NULL;
         rocksdb_flush_cf(s->db, s->fo, s->cfs[i].h, &rerr);
         if (rerr)
-            return rdb_fail(s, NULL, "flush", rerr, errptr);
+            rc = rdb_fail_host(s, "flush", rerr, s->path, errptr);
     }
-    return 0;
+    return rc;
 }
 
 int state_flush(state_store *s, char **errptr)
@@ -1790,19 +1901,46 @@ int state_flush(state_store *s, char **errptr)
     return rc < 0 ? rc : memtables_flush(s, errptr);
 }
 
+/* Whether `dir` (or its nearest existing ancestor) is on the file system
+ * of the store, so that a checkpoint hard-links the SSTs there. */
+static int same_fs(const state_store *s, const char *dir)
+{
+    char *d = strdup(dir);
+    struct stat a, b;
+    int same = 0;
+    while (d && stat(d, &a) != 0) {
+        char *slash = strrchr(d, '/');
+        if (!slash || slash == d)
+            break;
+        *slash = '\0';
+    }
+    if (d && stat(d, &a) == 0 && stat(s->path, &b) == 0)
+        same = a.st_dev == b.st_dev;
+    free(d);
+    return same;
+}
+
 /* rocksdb_checkpoint_create() of the store into `dir` (after a flush). */
 static int rdb_checkpoint(state_store *s, const char *dir, char **errptr)
 {
     char *rerr = NULL;
+    uint64_t need = STATE_CKPT_META_BYTES;
+    if (!same_fs(s, dir))
+        need += prop_sum(s, "rocksdb.live-sst-files-size");
+    int rc = space_check(s, dir, need, "checkpoint", errptr);
+    if (rc < 0) {
+        err_prefix(errptr, "checkpoint to %s", dir);
+        return rc;
+    }
     rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &rerr);
     if (rerr)
         return rdb_fail(s, NULL, "checkpoint", rerr, errptr);
     rocksdb_checkpoint_create(cp, dir, 0, &rerr);
     rocksdb_checkpoint_object_destroy(cp);
     if (rerr) {
-        rdb_fail(s, NULL, "checkpoint", rerr, errptr);
+        rc = rdb_fail_host(s, "checkpoint", rerr, dir, errptr);
         err_prefix(errptr, "checkpoint to %s", dir);
-        return WEIR_EIO;
+        return rc;
     }
     return 0;
 }
@@ -1813,21 +1951,20 @@ int state_checkpoint(state_store *s, const char *dir, char **errptr)
     return rc < 0 ? rc : rdb_checkpoint(s, dir, errptr);
 }
 
-#define DELTA_MAGIC "WSD1"
-
 static int delta_put(FILE *f, const void *p, size_t n)
 {
     return fwrite(p, 1, n, f) == n ? 0 : -1;
 }
 
 /* Writes the cache's dirty entries to `path`; returns how many (0: no file
- * was written) or a negative code. */
+ * was written) or a negative code (FS_ENOSPC for want of space), after
+ * which no file is left. */
 static int delta_write(state_store *s, const char *path, char **errptr)
 {
     if (!s->cache)
         return 0;
     FILE *f = NULL;
-    int n = 0, bad = 0;
+    int n = 0, bad = 0, e = 0;
     for (uint32_t i = 0; i < s->cache->max && !bad; i++) {
         state_cache_ent *ce = &s->cache->ents[i];
         if ((ce->flags & (SC_USED | SC_DIRTY)) != (SC_USED | SC_DIRTY))
@@ -1852,13 +1989,18 @@ static int delta_write(state_store *s, const char *path, char **errptr)
     }
     if (f && !bad)
         bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
-    int e = errno;
-    if (f && fclose(f) != 0)
-        bad = 1;
     if (bad)
-        return err_set(errptr, WEIR_EIO, "state store %s: delta %s: %s",
-                       s->name, path, strerror(e));
-    return n;
+        e = errno;
+    if (f && fclose(f) != 0 && !bad) {
+        bad = 1;
+        e = errno;
+    }
+    if (!bad)
+        return n;
+    if (f)
+        unlink(path);
+    return fs_write_error(errptr, e ? e : EIO, path, "state store %s: delta %s",
+                          s->name, path);
 }
 
 int state_checkpoint_delta(state_store *s, const char *dir, const char *delta,
@@ -1946,7 +2088,8 @@ static int delta_apply(state_store *s, const char *path, char **errptr)
     char *rerr = NULL;
     rocksdb_write(s->db, s->wo, s->batch, &rerr);
     rocksdb_writebatch_clear(s->batch);
-    return rerr ? rdb_fail(s, NULL, "applying the delta", rerr, errptr) : 0;
+    return rerr ? rdb_fail_host(s, "applying the delta", rerr, s->path, errptr)
+                : 0;
 }
 
 int state_compact(state_store *s, char **errptr)
@@ -2114,6 +2257,53 @@ weir_state_kind state_kind(const weir_state *st)
 state_store *state_store_of(const weir_state *st)
 {
     return st->s;
+}
+
+/* Every open store, so that a state handle can be traced to the store that
+ * declared it without dereferencing the handle (state_owner_name). The lock
+ * also guards every change of a store's `states` array, which its own
+ * thread reads without it. */
+static pthread_mutex_t owners_lock = PTHREAD_MUTEX_INITIALIZER;
+static state_store *owners_head;
+
+static void owners_link(state_store *s)
+{
+    pthread_mutex_lock(&owners_lock);
+    s->owners_next = owners_head;
+    owners_head = s;
+    pthread_mutex_unlock(&owners_lock);
+}
+
+static void owners_unlink(state_store *s)
+{
+    pthread_mutex_lock(&owners_lock);
+    for (state_store **p = &owners_head; *p; p = &(*p)->owners_next)
+        if (*p == s) {
+            *p = s->owners_next;
+            break;
+        }
+    pthread_mutex_unlock(&owners_lock);
+}
+
+int state_owned(const state_store *s, const weir_state *st)
+{
+    for (size_t i = 0; s && i < s->n_states; i++)
+        if (s->states[i] == st)
+            return 1;
+    return 0;
+}
+
+int state_owner_name(const weir_state *st, char *buf, size_t cap)
+{
+    int rc = WEIR_ENOTFOUND;
+    pthread_mutex_lock(&owners_lock);
+    for (state_store *s = owners_head; s && rc; s = s->owners_next)
+        if (state_owned(s, st)) {
+            snprintf(buf, cap, "%s", s->name);
+            rc = 0;
+        }
+    pthread_mutex_unlock(&owners_lock);
+    return rc;
 }
 
 static int valid_name(const char *name)
@@ -2302,11 +2492,14 @@ int state_declare(state_store *s, const weir_state_desc *desc, int hook_wanted,
     if (rc < 0)
         return rc;
 
+    pthread_mutex_lock(&owners_lock);
     weir_state **states =
         realloc(s->states, (s->n_states + 1) * sizeof *states);
+    if (states)
+        s->states = states;
+    pthread_mutex_unlock(&owners_lock);
     if (!states)
         return oom(s, errptr);
-    s->states = states;
     weir_state *st = calloc(1, sizeof *st);
     if (!st || !(st->name = strdup(d.name))) {
         free(st);
@@ -2339,7 +2532,9 @@ int state_declare(state_store *s, const weir_state_desc *desc, int hook_wanted,
         s->by_id = by_id;
         s->n_by_id = n;
     }
+    pthread_mutex_lock(&owners_lock);
     s->states[s->n_states++] = st;
+    pthread_mutex_unlock(&owners_lock);
     s->by_id[st->id] = st;
     if ((rc = state_admin_declared(st, errptr)) < 0) /* TTL overrides */
         return rc;
@@ -2363,6 +2558,7 @@ void state_store_config_init(state_store_config *cfg)
     cfg->cache_max_value_bytes = 64 * 1024;
     cfg->leak_samples = 5;
     cfg->compact_interval_ms = INT64_C(24) * 3600 * 1000;
+    cfg->min_free_bytes = UINT64_C(64) << 20;
 }
 
 static int bad_component(const char *c)
@@ -2417,9 +2613,13 @@ static rocksdb_options_t *db_options(state_store *s)
     rocksdb_options_set_db_write_buffer_size(o, (size_t)env_share(s->env));
     rocksdb_options_set_max_background_jobs(o,
                                             s->env->cfg.background_threads + 1);
-    rocksdb_options_set_info_log_level(o, 2 /* warn */);
+    /* The LOG keeps its header only: a LOG line that RocksDB 7.8 fails to
+     * write on a full disk makes the next one abort the process, and the
+     * errors it would log reach the caller as statuses anyway. */
+    rocksdb_options_set_info_log_level(o, STATE_LOG_HEADER_ONLY);
     rocksdb_options_set_keep_log_file_num(o, 2);
     rocksdb_options_set_max_log_file_size(o, 1 << 20);
+    rocksdb_options_set_manifest_preallocation_size(o, STATE_MANIFEST_PREALLOC);
     return o;
 }
 
@@ -2491,7 +2691,9 @@ static int open_db(state_store *s, char **errptr)
         s->cfs[i].h = s->db ? hs[i] : NULL;
     }
     free(names), free(opts), free(hs);
-    if (rc == 0 && rerr) {
+    if (rc == 0 && rerr && rdb_nospace(rerr)) {
+        rc = rdb_fail_host(s, "open", rerr, s->path, errptr);
+    } else if (rc == 0 && rerr) {
         if (is_lock_error(rerr))
             rc = err_set(errptr, WEIR_EIO,
                          "state directory %s is in use: its lock file "
@@ -2585,6 +2787,7 @@ static int load_meta(state_store *s, char **errptr)
 
 static void store_free(state_store *s)
 {
+    owners_unlink(s);
     state_admin_free(s);
     pin_release(s);
     state_timer_detach(s->timers);
@@ -2688,7 +2891,8 @@ int state_store_open(state_env *env, const state_store_config *cfg,
         rc = err_set(errptr, WEIR_ENOMEM, "state store: out of memory");
         goto fail;
     }
-    if ((rc = fs_mkdirs(s->path, errptr)) < 0)
+    if ((rc = fs_mkdirs(s->path, errptr)) < 0 ||
+        (rc = space_check(s, s->path, open_bytes(s), "opening", errptr)) < 0)
         goto fail;
     s->wo = rocksdb_writeoptions_create();
     rocksdb_writeoptions_disable_WAL(s->wo, 1);
@@ -2724,7 +2928,8 @@ int state_store_open(state_env *env, const state_store_config *cfg,
     if (rc < 0)
         goto fail;
     publish_now(s);
-    s->last_compact = s->now;
+    s->last_compact = s->last_space_check = s->now;
+    owners_link(s);
     *out = s;
     return 0;
 fail:

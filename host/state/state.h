@@ -147,11 +147,28 @@
  * state_stats_sample() flags a state without TTL whose estimated key count
  * grew at each of leak_samples consecutive samples.
  *
+ * Full disks. RocksDB 7.8 does not survive every write that fails for want
+ * of space (a LOG line it fails to write makes the next one abort the
+ * process), so the store keeps RocksDB off a full disk: before RocksDB
+ * writes much, the free space of the file system is checked (statvfs)
+ * against an estimate plus cfg.min_free_bytes, and the call fails with
+ * FS_ENOSPC (common/fs.h) and "no space left on device: <dir> has N bytes
+ * free (of M)" instead. Checked: state_store_open() (what an open writes),
+ * every memtable flush (the memtables' size), a checkpoint (the SSTs when
+ * they are copied rather than linked), a periodic compaction (the SSTs;
+ * skipped with a warning when short), and state_sweep() at most every
+ * 500 ms of processing time (the memtables, which RocksDB may flush in the
+ * background at any time); an open needs room for the WAL preallocations
+ * of all the env's expected stores. RocksDB's LOG keeps its header only and
+ * the MANIFEST preallocates little. A RocksDB error that still reports a
+ * full disk gets the same message; the host's own calls (open, flush,
+ * checkpoint, delta) return FS_ENOSPC for it, the access functions WEIR_EIO.
+ *
  * Threading: a store and its states are used by one thread at a time (the
  * subtask thread), except that RocksDB's background threads run the
  * compaction filter and the env's thread runs periodic compactions.
  * Different stores may be used from different threads. The env is
- * thread-safe.
+ * thread-safe, and so is state_owner_name().
  *
  * Errors: functions return 0 (or a count) or a negative WEIR_E* code and, when
  * errptr is not NULL, a malloc'ed one-line message in *errptr (err.h).
@@ -225,6 +242,7 @@ typedef struct state_store_config {
     /* A delta written by state_checkpoint_delta() to apply at open, on top
      * of the checkpoint directory being opened; NULL for none. */
     const char *restore_delta;
+    uint64_t min_free_bytes; /* see "Full disks"; 64 MiB */
 } state_store_config;
 
 /* Fills `cfg` with the defaults above and NULL path/name/callbacks. */
@@ -278,6 +296,23 @@ int state_declare(state_store *s, const weir_state_desc *desc, int hook_wanted,
 const char *state_name(const weir_state *st);
 weir_state_kind state_kind(const weir_state *st);
 state_store *state_store_of(const weir_state *st);
+
+/*
+ * Ownership of a handle a plugin passed in, which may be any pointer: a
+ * handle of another store, of a closed store, or garbage. Neither function
+ * dereferences `st`; they compare it with the handles the stores declared.
+ *
+ * state_owned() returns 1 when `st` is a state declared in `s` (0 for
+ * anything else, NULL included). O(states of s); thread: s's thread.
+ *
+ * state_owner_name() copies the name of the open store of this process that
+ * declared `st` (state_store_config.name, e.g. "count#1") into `buf` (`cap`
+ * bytes, truncated) and returns 0, or returns WEIR_ENOTFOUND when no open
+ * store did. Thread-safe: it takes a process-wide lock and visits every
+ * state of every open store, so it is meant for error paths.
+ */
+int state_owned(const state_store *s, const weir_state *st);
+int state_owner_name(const weir_state *st, char *buf, size_t cap);
 
 /* ------------------------------------------------------------------------ */
 /* Current key and time                                                      */
@@ -398,7 +433,8 @@ int state_checkpoint(state_store *s, const char *dir, char **errptr);
  * checkpoint with the delta applied on top is the store's content at the
  * time of the call: open it with state_store_config.restore_delta. Without a
  * cache, or with no dirty entry, no delta file is written and *wrote_delta
- * is 0.
+ * is 0. A full disk (under the store or under `dir`, see "Full disks")
+ * fails with FS_ENOSPC; a delta file that could not be written is removed.
  *
  * Delta format (integers big-endian): "WSD1", then per entry: state id (2),
  * flags (1: 1 = deletion), key length (4), key, and for a value: expiry

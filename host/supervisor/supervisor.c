@@ -220,11 +220,9 @@ int sup_run_dir_create(const topo_job *job, char **out, char **errptr)
     char *path = NULL;
     if (asprintf(&path, "%s/%s/%s-%ld", base, name, stamp, (long)getpid()) < 0)
         return err_set(errptr, WEIR_ENOMEM, "out of memory");
-    /* The run directory holds the control endpoints (and the checkpoints);
-     * it is private to the user who runs the job. */
+    /* The run directory holds the control endpoints (always 0600) and the
+     * checkpoints; its mode follows runtime.file_access (0700 by default). */
     int rc = fs_mkdirs(path, errptr);
-    if (rc == 0 && chmod(path, 0700) < 0)
-        rc = err_set(errptr, WEIR_EIO, "chmod %s: %s", path, strerror(errno));
     if (rc < 0) {
         free(path);
         return rc;
@@ -241,7 +239,19 @@ void sup_run_dir_finish(const topo_job *job, const char *run_dir)
     if (fs_rmtree(run_dir, &err) < 0) {
         log_msg(WEIR_LOG_WARN, SUP_WHO, "%s", err);
         free(err);
+        return;
     }
+    /* The job's and the base directory too, when nothing else is there. */
+    char *dir = strdup(run_dir);
+    for (int up = 0; dir && up < 2; up++) {
+        char *slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+            break;
+        *slash = 0;
+        if (rmdir(dir) < 0)
+            break;
+    }
+    free(dir);
 }
 
 static int sup_has_keyed(const topo_job *job)

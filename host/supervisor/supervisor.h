@@ -92,7 +92,7 @@ typedef struct sup_options {
 
 /*
  * Chooses a run id ("<UTC yyyymmddThhmmssZ>-<pid>") and creates the run
- * directory <checkpoint.dir>/<job>/<run id> (mode 0700) with its parents (a
+ * directory <checkpoint.dir>/<job>/<run id> with its parents (a
  * relative checkpoint.dir is relative to the working directory). Returns 0 and the
  * malloc'ed path in *out (the caller frees it), or a negative WEIR_E* code
  * with the reason in *errptr.

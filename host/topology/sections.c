@@ -41,9 +41,39 @@ static const weir_param_def rt_stop_timeout =
     P("stop_timeout", WEIR_PARAM_DURATION, "30s", MINMAX, 100, 86400000,
       "After SIGINT or SIGTERM, how long the job may take to stop "
       "gracefully before the worker is ended by force (exit code 1).");
+
+static const weir_param_def rt_callback_timeout =
+    P("callback_timeout", WEIR_PARAM_DURATION, "60s", MIN, 0, 0,
+      "A subtask inside one plugin callback for longer than this is "
+      "reported (operator, subtask, callback, plugin) and the worker ends, "
+      "to be restarted by the restart strategy; 0 disables the watchdog.");
+static const weir_param_def rt_retry_timeout =
+    P("retry_timeout", WEIR_PARAM_DURATION, "10s", MINMAX, 0, 86400000,
+      "How long a record that process() answers with WEIR_ERETRY is "
+      "offered again (after 1 ms, doubling up to 1 s) before the subtask "
+      "fails.");
+static const char *const rt_file_accesses[] = {"private", "group", "world",
+                                               "inherit", NULL};
+static const weir_param_def rt_file_access = {
+    .size = sizeof(weir_param_def),
+    .name = "file_access",
+    .type = WEIR_PARAM_ENUM,
+    .default_value = "private",
+    .choices = rt_file_accesses,
+    .description = "Who may read what weir creates (state, checkpoints, "
+                   "run directories, sink output; RocksDB's files too): "
+                   "private (umask 077: directories 0700, files 0600), group "
+                   "(umask 027: 0750, 0640), world (umask 022: 0755, 0644), "
+                   "or inherit (the umask weir was started with)."};
+static const weir_param_def rt_max_record_size =
+    P("max_record_size", WEIR_PARAM_SIZE, "16MiB", MINMAX, 1, 1073741824,
+      "Largest record an operator may emit (key plus value bytes) and "
+      "largest value it may put into keyed state; larger ones are refused "
+      "with WEIR_EINVAL. At most 1GiB.");
 static const weir_param_def *const topo_runtime_defs[] = {
-    &rt_batch_size,  &rt_buffer_timeout, &rt_channel_capacity,
-    &rt_lock_wait,   &rt_stop_timeout,   NULL};
+    &rt_batch_size, &rt_buffer_timeout, &rt_channel_capacity,
+    &rt_lock_wait,  &rt_stop_timeout,   &rt_callback_timeout,
+    &rt_retry_timeout, &rt_file_access, &rt_max_record_size, NULL};
 
 /* --- state --- */
 static const weir_param_def st_dir =
@@ -79,10 +109,20 @@ static const weir_param_def st_compact_interval =
       "How often every state is compacted in the background, so that "
       "expired entries in files RocksDB never compacts are dropped too; "
       "0 = never.");
+static const weir_param_def st_min_free =
+    P("min_free_space", WEIR_PARAM_SIZE, "64MiB", MIN, 0, 0,
+      "Free space kept on the file systems of dir and of checkpoint.dir "
+      "beyond what RocksDB is estimated to write next (an open, a flush, a "
+      "compaction, a checkpoint); a subtask that would go below it fails "
+      "with \"no space left on device\" (and is restarted under the "
+      "restart strategy) before RocksDB meets a full disk.");
 static const weir_param_def *const topo_state_defs[] = {
-    &st_dir,           &st_block_cache,     &st_write_buffer,
-    &st_cache_entries, &st_sweep_batch,     &st_cache_max_value,
-    &st_leak_samples,  &st_stats_interval,  &st_compact_interval, NULL};
+    &st_dir,          &st_block_cache,
+    &st_write_buffer, &st_cache_entries,
+    &st_sweep_batch,  &st_cache_max_value,
+    &st_leak_samples, &st_stats_interval,
+    &st_compact_interval, &st_min_free,
+    NULL};
 
 /* --- checkpoint --- */
 static const char *const cp_modes[] = {"exactly_once", "at_least_once", NULL};

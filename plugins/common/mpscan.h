@@ -22,121 +22,30 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "weir/msgpack.h"
+
+/* The walkers live in weir/msgpack.h (weir_mp_plausible and its helpers);
+ * these names are the bundled plugins' own. */
 static inline uint64_t mpscan_be(const unsigned char *p, int n)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
+    return weir_mp__be(p, n);
 }
 
-/* Decodes the header of the item at p (n > 0 bytes available): the header
- * length, the payload bytes after the header (str/bin/ext data, number
- * bytes), and the nested items after the payload (array: n, map: 2n).
- * Returns -1 for a truncated header or the unused code 0xc1. The caller
- * checks *hdr and *body against the bytes it has. */
 static inline int mpscan_head(const unsigned char *p, size_t n, size_t *hdr,
                               uint64_t *body, uint64_t *items)
 {
-    static const unsigned char fixext[] = {1, 2, 4, 8, 16}; /* 0xd4.. */
-    unsigned c = p[0];
-    int lb;
-    *hdr = 1;
-    *body = 0;
-    *items = 0;
-    if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
-        return 0;
-    if (c <= 0x8f) {
-        *items = 2u * (c & 15u);
-        return 0;
-    }
-    if (c <= 0x9f) {
-        *items = c & 15u;
-        return 0;
-    }
-    if (c <= 0xbf) {
-        *body = c & 31u;
-        return 0;
-    }
-    switch (c) {
-    case 0xc4:
-    case 0xd9: lb = 1; break;
-    case 0xc5:
-    case 0xda: lb = 2; break;
-    case 0xc6:
-    case 0xdb: lb = 4; break;
-    case 0xc7:
-    case 0xc8:
-    case 0xc9:
-        lb = c == 0xc7 ? 1 : c == 0xc8 ? 2 : 4;
-        if (n < (size_t)lb + 2)
-            return -1;
-        *hdr = (size_t)lb + 2; /* code, length, type */
-        *body = mpscan_be(p + 1, lb);
-        return 0;
-    case 0xca: *body = 4; return 0;
-    case 0xcb: *body = 8; return 0;
-    case 0xcc:
-    case 0xd0: *body = 1; return 0;
-    case 0xcd:
-    case 0xd1: *body = 2; return 0;
-    case 0xce:
-    case 0xd2: *body = 4; return 0;
-    case 0xcf:
-    case 0xd3: *body = 8; return 0;
-    case 0xd4:
-    case 0xd5:
-    case 0xd6:
-    case 0xd7:
-    case 0xd8:
-        *hdr = 2; /* code, type */
-        *body = fixext[c - 0xd4];
-        return 0;
-    case 0xdc:
-    case 0xdd:
-    case 0xde:
-    case 0xdf:
-        lb = c == 0xdc || c == 0xde ? 2 : 4;
-        if (n < (size_t)lb + 1)
-            return -1;
-        *hdr = (size_t)lb + 1;
-        *items = mpscan_be(p + 1, lb) * (c >= 0xde ? 2u : 1u);
-        return 0;
-    default: return -1; /* 0xc1 */
-    }
-    if (n < (size_t)lb + 1)
-        return -1;
-    *hdr = (size_t)lb + 1;
-    *body = mpscan_be(p + 1, lb);
-    return 0;
+    return weir_mp__head(p, n, hdr, body, items);
 }
 
-/* Skips `count` complete items from p[*pos]. Returns -1 when the bytes end
- * first or an item is invalid, or when a container declares more elements
- * than bytes remain (every element takes at least one byte). */
 static inline int mpscan_skip(const unsigned char *p, size_t n, size_t *pos,
                               uint64_t count)
 {
-    while (count) {
-        size_t hdr;
-        uint64_t body, items;
-        if (*pos >= n ||
-            mpscan_head(p + *pos, n - *pos, &hdr, &body, &items) < 0 ||
-            hdr > n - *pos || body > n - *pos - hdr)
-            return -1;
-        *pos += hdr + (size_t)body;
-        if (items > n - *pos)
-            return -1;
-        count += items - 1;
-    }
-    return 0;
+    return weir_mp__skip(p, n, pos, count);
 }
 
-/* Whether data[0..n) is exactly one plausible msgpack object (see above). */
 static inline int mpscan_plausible(const void *data, size_t n)
 {
-    size_t pos = 0;
-    return n > 0 && mpscan_skip(data, n, &pos, 1) == 0 && pos == n;
+    return weir_mp_plausible(data, n);
 }
 
 /* Reads an integer item that fits int64 at p. */

@@ -451,7 +451,7 @@ static int fsink_file_open(weir_ctx *ctx, fsink_file *f, int append)
         weir_set_error(ctx,
                        "file_sink: path: cannot create the directories "
                        "of '%s': %s",
-                       f->path, strerror(errno));
+                       f->path, fparts_strerror(errno, f->path));
         return WEIR_EIO;
     }
     int flags = O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC);
@@ -460,7 +460,7 @@ static int fsink_file_open(weir_ctx *ctx, fsink_file *f, int append)
         weir_set_error(ctx,
                        "file_sink: path: cannot open '%s' for writing: "
                        "%s",
-                       f->path, strerror(errno));
+                       f->path, fparts_strerror(errno, f->path));
         return WEIR_EIO;
     }
     return WEIR_OK;
@@ -477,7 +477,8 @@ static int fsink_file_write(weir_ctx *ctx, fsink_file *f, const char *p,
             continue;
         if (w <= 0) {
             weir_set_error(ctx, "file_sink: %s: write failed: %s", f->path,
-                           w < 0 ? strerror(errno) : "no progress");
+                           w < 0 ? fparts_strerror(errno, f->path)
+                                 : "no progress");
             return WEIR_EIO;
         }
         p += w;
@@ -490,7 +491,7 @@ static int fsink_file_sync(weir_ctx *ctx, fsink_file *f)
 {
     if (fsync(f->fd) < 0) {
         weir_set_error(ctx, "file_sink: %s: fsync failed: %s", f->path,
-                       strerror(errno));
+                       fparts_strerror(errno, f->path));
         return WEIR_EIO;
     }
     return WEIR_OK;

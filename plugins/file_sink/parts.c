@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -25,6 +26,33 @@ static int fparts_oom(weir_ctx *ctx)
 {
     weir_set_error(ctx, "file_sink: out of memory");
     return WEIR_ENOMEM;
+}
+
+const char *fparts_strerror(int e, const char *path)
+{
+    static _Thread_local char buf[4200];
+    if (e != ENOSPC && e != EDQUOT)
+        return strerror(e);
+    char dir[4096];
+    struct stat st;
+    struct statvfs v;
+    snprintf(dir, sizeof dir, "%s", path);
+    while (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        char *slash = strrchr(dir, '/');
+        if (!slash) {
+            snprintf(dir, sizeof dir, ".");
+            break;
+        }
+        slash[slash == dir] = '\0';
+    }
+    if (statvfs(dir, &v) != 0)
+        snprintf(buf, sizeof buf, "no space left on device: %s", dir);
+    else
+        snprintf(buf, sizeof buf,
+                 "no space left on device: %s has %llu bytes free (of %llu)",
+                 dir, (unsigned long long)v.f_bavail * v.f_frsize,
+                 (unsigned long long)v.f_blocks * v.f_frsize);
+    return buf;
 }
 
 /* A malloc'ed formatted string, or NULL when memory runs out. */
@@ -131,7 +159,7 @@ static int fparts_mkdir_p(weir_ctx *ctx, const char *path)
             weir_set_error(ctx,
                            "file_sink: path: cannot create the directory "
                            "'%s': %s",
-                           tmp, strerror(errno));
+                           tmp, fparts_strerror(errno, tmp));
             rc = WEIR_EIO;
             goto out;
         }
@@ -338,7 +366,7 @@ int fparts_write(weir_ctx *ctx, fparts *p, const void *data, size_t len)
         p->fd = open(p->cur, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
         if (p->fd < 0) {
             weir_set_error(ctx, "file_sink: cannot create '%s': %s", p->cur,
-                           strerror(errno));
+                           fparts_strerror(errno, p->cur));
             return WEIR_EIO;
         }
         p->seq++;
@@ -350,7 +378,8 @@ int fparts_write(weir_ctx *ctx, fparts *p, const void *data, size_t len)
             continue;
         if (w <= 0) {
             weir_set_error(ctx, "file_sink: %s: write failed: %s", p->cur,
-                           w < 0 ? strerror(errno) : "no progress");
+                           w < 0 ? fparts_strerror(errno, p->cur)
+                                 : "no progress");
             return WEIR_EIO;
         }
         b += w;
@@ -363,7 +392,7 @@ int fparts_sync(weir_ctx *ctx, fparts *p)
 {
     if (p->fd >= 0 && fsync(p->fd) < 0) {
         weir_set_error(ctx, "file_sink: %s: fsync failed: %s", p->cur,
-                       strerror(errno));
+                       fparts_strerror(errno, p->cur));
         return WEIR_EIO;
     }
     return WEIR_OK;
@@ -401,7 +430,7 @@ int fparts_precommit(weir_ctx *ctx, fparts *p, uint64_t id)
     p->fd = -1;
     if (close(fd) < 0) {
         weir_set_error(ctx, "file_sink: %s: close failed: %s", p->cur,
-                       strerror(errno));
+                       fparts_strerror(errno, p->cur));
         return WEIR_EIO;
     }
     char *dst = fparts_name(p->pending, p->sub, id);
@@ -409,7 +438,7 @@ int fparts_precommit(weir_ctx *ctx, fparts *p, uint64_t id)
         return fparts_oom(ctx);
     if (rename(p->cur, dst) < 0) {
         weir_set_error(ctx, "file_sink: cannot rename '%s' to '%s': %s", p->cur,
-                       dst, strerror(errno));
+                       dst, fparts_strerror(errno, dst));
         rc = WEIR_EIO;
     }
     free(dst);
@@ -495,7 +524,7 @@ static int fparts_commit_one(weir_ctx *ctx, const fparts *p, uint32_t sub,
         rc = WEIR_EIO;
     } else if (rename(src, dst) < 0) {
         weir_set_error(ctx, "file_sink: cannot rename '%s' to '%s': %s", src,
-                       dst, strerror(errno));
+                       dst, fparts_strerror(errno, dst));
         rc = WEIR_EIO;
     }
     free(src);

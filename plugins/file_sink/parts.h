@@ -32,7 +32,8 @@
  *               checkpoint id at offset 8
  *
  * Errors: functions return 0 or a negative WEIR_E* code after calling
- * weir_set_error() with the file name and the errno text. Thread: an
+ * weir_set_error() with the file name and the errno text (for a full disk,
+ * the directory and its free space: fparts_strerror()). Thread: an
  * fparts belongs to one instance and is used from its callbacks only.
  */
 #ifndef WEIR_PLUGINS_FILE_SINK_PARTS_H
@@ -116,5 +117,14 @@ int fparts_uncommitted(const fparts *p);
 
 /* Closes the in-progress file and frees `p`. Leaves every file as it is. */
 void fparts_close(fparts *p);
+
+/*
+ * The reason of a failed write under `path` for errno value `e`:
+ * strerror(e), or for ENOSPC and EDQUOT "no space left on device: <dir> has
+ * N bytes free (of M)", <dir> being `path` when it is a directory, else the
+ * one that holds it (statvfs() now). The text is valid until the calling
+ * thread's next call. Shared by parts.c and file_sink.c.
+ */
+const char *fparts_strerror(int e, const char *path);
 
 #endif

@@ -6,7 +6,10 @@
 # links msgpack-c for weir/msgpack.h. Extra libraries go after LIBS.
 #
 # In the Weir tree the result lands in the build's plugins/ folder; outside,
-# in the caller's binary dir (set WEIR_PLUGIN_OUTPUT_DIR to change it).
+# in the caller's binary dir (set WEIR_PLUGIN_OUTPUT_DIR to change it). With
+# WEIR_PLUGIN_INSTALL_DESTINATION set, `cmake --install` puts it there (the
+# Weir tree sets it to <prefix>/lib/weir/plugins for its bundled plugins; an
+# outside project may set it to ${WEIR_PLUGIN_DIR}).
 include_guard(GLOBAL)
 find_package(PkgConfig REQUIRED)
 if(NOT TARGET weir_plugin_msgpack)
@@ -27,6 +30,9 @@ function(weir_add_plugin name)
       LIBRARY_OUTPUT_DIRECTORY ${WEIR_PLUGIN_OUTPUT_DIR})
   endif()
   target_include_directories(${name} PRIVATE ${WEIR_SDK_INCLUDE_DIR})
+  if(WEIR_PLUGIN_INSTALL_DESTINATION)
+    install(TARGETS ${name} LIBRARY DESTINATION ${WEIR_PLUGIN_INSTALL_DESTINATION})
+  endif()
   target_link_libraries(${name} PRIVATE weir_plugin_msgpack ${ARG_LIBS})
   # An unresolved symbol is a link error, not a surprise at dlopen time.
   # (Not with clang's sanitizers: their runtime is not linked into modules.)

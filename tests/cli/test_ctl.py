@@ -141,7 +141,7 @@ class Commands(Base):
         """checkpoint and savepoint while running; stop --savepoint; a new
         run from that savepoint; the committed output of both runs together
         is exactly-once."""
-        self.make_job()
+        self.make_job(n=120000)  # ~15 s: the commands land before the end
         p = self.run_job()
         self.wait_endpoint(p)
         r = self.ctl(self.job_dir(), "checkpoint")

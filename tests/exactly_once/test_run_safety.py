@@ -57,7 +57,7 @@ class Run:
                 argv += ["--dir", extra]
         self.p = subprocess.Popen(argv + list(args), stdout=self.log,
                                   stderr=self.log, env=env(**(extra_env or {})),
-                                  start_new_session=True)
+                                  start_new_session=True, cwd=d)
 
     def text(self):
         with open(self.log_path) as f:
@@ -346,6 +346,38 @@ operators:
                 self.assertEqual(len(re.findall(
                     r"exited with code %d without reporting it" % code,
                     text)), 2, text)
+
+
+class Retry(Base):
+    JOB = """\
+job: r
+runtime: {retry_timeout: %s}
+restart: {strategy: none}
+operators:
+  - {id: src, type: gen, config: {count: 2000, keys: 10}}
+  - {id: flaky, type: flaky, inputs: [src], config: {every: 100, times: %d}}
+  - {id: sink, type: discard, inputs: [flaky]}
+"""
+
+    def test_retried_records_all_arrive(self):
+        """WEIR_ERETRY from process(): the record is offered again, and
+        every record reaches the sink once. Before, the job failed on the
+        first WEIR_ERETRY."""
+        r = self.run_weir("ok", self.write("ok.yaml", self.JOB % ("10s", 3)))
+        rc = r.wait(timeout=60)
+        text = r.text()
+        self.assertEqual(rc, SUP_EXIT_OK, text[-3000:])
+        self.assertRegex(text, r"sink#0: 2000 records in")
+
+    def test_retry_gives_up_after_retry_timeout(self):
+        r = self.run_weir("no", self.write("no.yaml",
+                                           self.JOB % ("300ms", -1)))
+        rc = r.wait(timeout=60)
+        text = r.text()
+        self.assertEqual(rc, SUP_EXIT_FAILED, text[-3000:])
+        self.assertRegex(text, r"\[flaky#0\] process\(\) still answered "
+                         r"WEIR_ERETRY after \d+ ms \(runtime.retry_timeout\)")
+        self.assertIn("flaky: backend unavailable", text)
 
 
 class Stop(Base):

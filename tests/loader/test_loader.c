@@ -1,13 +1,16 @@
 /*
  * test_loader.c - the plugin registry against real dlopen()ed test plugins:
  * normalisation of good plugins (exact and larger struct sizes, default
- * ports, sorting), one test per rejection cause, and directory loading with
- * good files next to bad ones.
+ * ports, sorting), one test per rejection cause, plugins that crash, exit
+ * or hang while they load (caught by the probe in a child process, while
+ * this process goes on), and directory loading with good files next to bad
+ * ones.
  */
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -358,6 +361,108 @@ BROKEN_TEST(no_inputs, "operator 'port_op' is not a source but declares no "
 BROKEN_TEST(no_operators, "declares no operators")
 BROKEN_TEST(too_many_ops, "more than 4096 operators")
 
+/* Plugins that would take the host down: the probe child dies, exits or
+ * hangs instead, and the message says how and at which step. */
+#define CTOR_STEP  "(in its constructor, while dlopen() ran it)"
+#define ENTRY_STEP "(in weir_plugin_entry)"
+#define TABLE_STEP "(reading the tables weir_plugin_entry returned"
+BROKEN_TEST(ctor_segv, "probing it crashed with SIGSEGV " CTOR_STEP)
+BROKEN_TEST(ctor_abort, "probing it crashed with SIGABRT " CTOR_STEP)
+BROKEN_TEST(ctor_exit,
+            "probing it exited with status 3 before it finished " CTOR_STEP)
+BROKEN_TEST(entry_segv, "probing it crashed with SIGSEGV " ENTRY_STEP)
+/* SIGSEGV, or exit status 1 where UBSan stops the misaligned read. */
+BROKEN_TEST(entry_garbage, "probing it ", TABLE_STEP)
+BROKEN_TEST(op_garbage, "probing it crashed with SIGSEGV " TABLE_STEP)
+BROKEN_TEST(param_garbage, "probing it crashed with SIGSEGV " TABLE_STEP)
+BROKEN_TEST(desc_garbage, "probing it crashed with SIGSEGV " TABLE_STEP)
+
+/* A constructor that never returns: the probe is killed after its time-out
+ * and the file refused; a good file loads after it. */
+static void test_broken_ctor_loop(void **state)
+{
+    reg_registry *reg = reg_new(api_table());
+    reg_set_probe_timeout(reg, 300);
+    char *path = broken_path("ctor_loop");
+    char *err = NULL;
+    assert_true(reg_load_file(reg, path, &err) < 0);
+    assert_contains(err, path);
+    assert_contains(err, "probing it did not finish within 0.3 s " CTOR_STEP
+                         "; killed it");
+    assert_false(is_loaded(path));
+    char *alpha = good_path("alpha");
+    assert_int_equal(reg_load_file(reg, alpha, &err), 0);
+    assert_int_equal(reg_count(reg), 2);
+    free(err);
+    free(alpha);
+    free(path);
+    reg_free(reg);
+}
+
+/* The files that failed to load are remembered, so that a command can tell
+ * why an operator is missing. */
+static void test_rejected_list(void **state)
+{
+    reg_registry *reg = reg_new(api_table());
+    char *segv = broken_path("ctor_segv"), *alpha = good_path("alpha");
+    char *no_open = broken_path("no_open");
+    assert_int_equal(reg_rejected_count(reg), 0);
+    assert_null(reg_rejected(reg, 0));
+    assert_true(reg_load_file(reg, segv, NULL) < 0);
+    assert_int_equal(reg_load_file(reg, alpha, NULL), 0);
+    assert_true(reg_load_file(reg, no_open, NULL) < 0);
+    assert_int_equal(reg_rejected_count(reg), 2);
+    assert_contains(reg_rejected(reg, 0), segv);
+    assert_contains(reg_rejected(reg, 0), "crashed with SIGSEGV");
+    assert_contains(reg_rejected(reg, 1), no_open);
+    assert_contains(reg_rejected(reg, 1), "required callback open is NULL");
+    assert_null(reg_rejected(reg, 2));
+    reg_free(reg);
+    free(segv);
+    free(alpha);
+    free(no_open);
+}
+
+/* With SIGCHLD ignored the kernel reaps the probe child and its status is
+ * lost: a good file still loads on its report, a crashing one is refused. */
+static void test_probe_sigchld_ignored(void **state)
+{
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+    assert_int_equal(sigaction(SIGCHLD, &ign, &old), 0);
+    reg_registry *reg = reg_new(api_table());
+    char *alpha = good_path("alpha"), *segv = broken_path("ctor_segv");
+    char *err = NULL;
+    assert_int_equal(reg_load_file(reg, alpha, &err), 0);
+    assert_true(reg_load_file(reg, segv, &err) < 0);
+    assert_contains(err, segv);
+    assert_contains(err, "probing it ended without a report " CTOR_STEP);
+    assert_int_equal(reg_count(reg), 2);
+    assert_int_equal(sigaction(SIGCHLD, &old, NULL), 0);
+    free(err);
+    free(alpha);
+    free(segv);
+    reg_free(reg);
+}
+
+/* With probing off (time-out 0) files are dlopen()ed directly; the table
+ * checks are the same. */
+static void test_probe_off(void **state)
+{
+    reg_registry *reg = reg_new(api_table());
+    reg_set_probe_timeout(reg, 0);
+    char *alpha = good_path("alpha"), *no_open = broken_path("no_open");
+    char *err = NULL;
+    assert_int_equal(reg_load_file(reg, alpha, &err), 0);
+    assert_true(reg_load_file(reg, no_open, &err) < 0);
+    assert_contains(err, "required callback open is NULL");
+    assert_false(is_loaded(no_open));
+    assert_int_equal(reg_count(reg), 2);
+    free(err);
+    free(alpha);
+    free(no_open);
+    reg_free(reg);
+}
+
 static void test_broken_abi_major(void **state)
 {
     /* The plugin says 2.4 (WEIR_ABI_MAJOR + 1); the host wants 1. */
@@ -517,6 +622,68 @@ static void test_dir_good_next_to_bad(void **state)
     rm_rf(dir);
 }
 
+/* Crashing plugins between good ones: every good one loads. */
+static void test_dir_crashers_next_to_good(void **state)
+{
+    char *dir = make_tmpdir();
+    char *alpha = good_path("alpha"), *beta = good_path("beta");
+    char *segv = broken_path("ctor_segv"), *garbage = broken_path("op_garbage");
+    link_into(dir, "a_segv.so", segv);
+    link_into(dir, "b_alpha.so", alpha);
+    link_into(dir, "c_garbage.so", garbage);
+    link_into(dir, "d_beta.so", beta);
+
+    reg_registry *reg = reg_new(api_table());
+    errors e = {0};
+    char *err = NULL;
+    assert_int_equal(reg_load_dir(reg, dir, collect, &e, &err), 2);
+    assert_null(err);
+    assert_int_equal(e.n, 2);
+    assert_contains(e.msg[0], "plugin ");
+    assert_contains(e.msg[0], "/a_segv.so: probing it crashed with SIGSEGV");
+    assert_contains(e.msg[0], "; skipped");
+    assert_contains(e.msg[1], "/c_garbage.so: probing it crashed with SIGSEGV");
+    assert_int_equal(reg_count(reg), 3);
+    assert_non_null(reg_find(reg, "alpha_map"));
+    assert_non_null(reg_find(reg, "beta_sink"));
+    assert_null(reg_find(reg, "op_garbage_first"));
+    errors_free(&e);
+    reg_free(reg);
+    free(alpha);
+    free(beta);
+    free(segv);
+    free(garbage);
+    rm_rf(dir);
+}
+
+/* One probe child serves a directory: a file that hangs is killed and
+ * refused, and the files before and after it load. */
+static void test_dir_hang_next_to_good(void **state)
+{
+    char *dir = make_tmpdir();
+    char *alpha = good_path("alpha"), *beta = good_path("beta");
+    char *loop = broken_path("ctor_loop");
+    link_into(dir, "a_alpha.so", alpha);
+    link_into(dir, "b_loop.so", loop);
+    link_into(dir, "c_beta.so", beta);
+
+    reg_registry *reg = reg_new(api_table());
+    reg_set_probe_timeout(reg, 300);
+    errors e = {0};
+    assert_int_equal(reg_load_dir(reg, dir, collect, &e, NULL), 2);
+    assert_int_equal(e.n, 1);
+    assert_contains(e.msg[0], "/b_loop.so: probing it did not finish within "
+                              "0.3 s " CTOR_STEP "; killed it; skipped");
+    assert_non_null(reg_find(reg, "alpha_map"));
+    assert_non_null(reg_find(reg, "beta_sink"));
+    errors_free(&e);
+    reg_free(reg);
+    free(alpha);
+    free(beta);
+    free(loop);
+    rm_rf(dir);
+}
+
 static void test_dir_empty_and_missing(void **state)
 {
     char *dir = make_tmpdir();
@@ -567,6 +734,18 @@ int main(void)
         cmocka_unit_test(test_host_pointer),
         cmocka_unit_test(test_broken_no_entry),
         cmocka_unit_test(test_broken_entry_null),
+        cmocka_unit_test(test_broken_ctor_segv),
+        cmocka_unit_test(test_broken_ctor_abort),
+        cmocka_unit_test(test_broken_ctor_exit),
+        cmocka_unit_test(test_broken_ctor_loop),
+        cmocka_unit_test(test_broken_entry_segv),
+        cmocka_unit_test(test_broken_entry_garbage),
+        cmocka_unit_test(test_broken_op_garbage),
+        cmocka_unit_test(test_broken_param_garbage),
+        cmocka_unit_test(test_broken_desc_garbage),
+        cmocka_unit_test(test_rejected_list),
+        cmocka_unit_test(test_probe_sigchld_ignored),
+        cmocka_unit_test(test_probe_off),
         cmocka_unit_test(test_broken_abi_major),
         cmocka_unit_test(test_broken_plugin_size),
         cmocka_unit_test(test_broken_op_size),
@@ -595,6 +774,8 @@ int main(void)
         cmocka_unit_test(test_directory_named_so),
         cmocka_unit_test(test_duplicate_across_files),
         cmocka_unit_test(test_dir_good_next_to_bad),
+        cmocka_unit_test(test_dir_crashers_next_to_good),
+        cmocka_unit_test(test_dir_hang_next_to_good),
         cmocka_unit_test(test_dir_empty_and_missing),
         cmocka_unit_test(test_suggest),
     };

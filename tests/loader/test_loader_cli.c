@@ -3,12 +3,18 @@
  * bin/weir) against directories of test plugins: the list, one operator's
  * detail, --json parsed with jansson, error exits, and the default plugin
  * directories found relative to a copy of the binary.
+ *
+ * Run with the argument "probe", it runs the second group instead: plugins
+ * that crash, exit or hang while they load, next to good ones, under
+ * `weir plugins`, `weir validate` and `weir run --no-supervisor` (each must
+ * name the file and go on), and a ./plugins folder in the current directory
+ * that must not be loaded by default.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <jansson.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,6 +24,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 /* cmocka.h needs the headers above. */
 #include <cmocka.h>
@@ -92,11 +100,25 @@ static run run_in(const char *exe, const char *cwd, const char *const *args)
             (cwd && chdir(cwd) != 0))
             _exit(126);
         unsetenv("WEIR_LOG");
+        /* --dir adds to the default directories; these tests list exactly
+         * the directories they give, unless a test asks otherwise. */
+        if (!getenv("LOADER_WITH_DEFAULTS"))
+            setenv("WEIR_NO_DEFAULT_PLUGINS", "1", 1);
         execv(exe, (char *const *)argv);
         _exit(127);
     }
+    /* A guard against a hung binary (a plugin that never returns), far
+     * above any normal run: the test then fails instead of hanging. */
     int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
+    pid_t got = 0;
+    for (int ms = 0; (got = waitpid(pid, &st, WNOHANG)) == 0; ms += 10) {
+        if (ms == 60000) {
+            kill(pid, SIGKILL);
+            fprintf(stderr, "killed %s after 60 s\n", exe);
+        }
+        usleep(10000);
+    }
+    assert_int_equal(got, pid);
     run r = {WIFEXITED(st) ? WEXITSTATUS(st) : -1, read_all(out_path),
              read_all(err_path)};
     free(out_path);
@@ -501,7 +523,8 @@ static void test_default_dirs(void **state)
     assert_string_equal(r.err, "");
     run_free(&r);
 
-    /* <bin>/../lib/weir/plugins and ./plugins add to it. */
+    /* <bin>/../lib/weir/plugins adds to it; ./plugins of the current
+     * directory is never a default. */
     char *lib = mkdir_in(root, "lib");
     char *libweir = mkdir_in(lib, "weir");
     char *libplugins = mkdir_in(libweir, "plugins");
@@ -513,17 +536,27 @@ static void test_default_dirs(void **state)
     assert_int_equal(r.status, 0);
     assert_contains(r.out, "alpha_map");
     assert_contains(r.out, "beta_sink");
-    assert_contains(r.out, "hostcheck_op");
+    assert_not_contains(r.out, "hostcheck_op");
     assert_string_equal(r.err, "");
     run_free(&r);
 
-    /* With --dir, the defaults are not loaded. */
+    /* --dir adds to the defaults; WEIR_NO_DEFAULT_PLUGINS leaves them out
+     * (the child sets it unless LOADER_WITH_DEFAULTS is set). */
     const char *only[] = {"plugins", "--dir", beta_dir, NULL};
     r = run_in(exe, cwd, only);
     assert_int_equal(r.status, 0);
     assert_contains(r.out, "beta_sink");
     assert_not_contains(r.out, "alpha_map");
     assert_not_contains(r.out, "hostcheck_op");
+    run_free(&r);
+    assert_int_equal(setenv("LOADER_WITH_DEFAULTS", "1", 1), 0);
+    r = run_in(exe, cwd, only);
+    assert_int_equal(unsetenv("LOADER_WITH_DEFAULTS"), 0);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "beta_sink");
+    assert_contains(r.out, "alpha_map");
+    assert_not_contains(r.out, "hostcheck_op");
+    assert_not_contains(r.err, "duplicate");
     run_free(&r);
 
     free(cwd_plugins);
@@ -538,8 +571,254 @@ static void test_default_dirs(void **state)
     free(root);
 }
 
-int main(void)
+/* ------------------------------------------------------------------------ */
+/* Plugins that crash or hang while loading ("probe" group)                 */
+/* ------------------------------------------------------------------------ */
+
+/* Uses only bundled operators. */
+static const char tiny_job[] =
+    "job: tiny\n"
+    "operators:\n"
+    "  - {id: src, type: gen, config: {count: 100}}\n"
+    "  - {id: sink, type: discard, inputs: [src]}\n";
+
+static char *write_in(const char *dir, const char *name, const char *text)
 {
+    char *p = path_join(dir, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+    return p;
+}
+
+static int exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+#define CTOR_STEP  "(in its constructor, while dlopen() ran it)"
+#define ENTRY_STEP "(in weir_plugin_entry)"
+#define TABLE_STEP "(reading the tables weir_plugin_entry returned"
+
+/* A broken plugin and the cause `weir` must give for it: the message
+ * starts with `cause` and holds `step` (when not NULL). */
+typedef struct bad_plugin {
+    const char *stem;
+    const char *cause;
+    const char *step;
+} bad_plugin;
+
+static const bad_plugin bad_plugins[] = {
+    {"ctor_segv", "probing it crashed with SIGSEGV " CTOR_STEP, NULL},
+    {"ctor_abort", "probing it crashed with SIGABRT " CTOR_STEP, NULL},
+    {"ctor_exit",
+     "probing it exited with status 3 before it finished " CTOR_STEP, NULL},
+    {"ctor_loop", "probing it did not finish within 2 s " CTOR_STEP, NULL},
+    {"entry_segv", "probing it crashed with SIGSEGV " ENTRY_STEP, NULL},
+    /* SIGSEGV, or exit status 1 where UBSan stops the misaligned read. */
+    {"entry_garbage", "probing it ", TABLE_STEP},
+    {"op_garbage", "probing it crashed with SIGSEGV " TABLE_STEP, NULL},
+    {"param_garbage", "probing it crashed with SIGSEGV " TABLE_STEP, NULL},
+    {"desc_garbage", "probing it crashed with SIGSEGV " TABLE_STEP, NULL},
+};
+
+/* Asserts that `err` holds the warning for `file`: "weir: warning: plugin
+ * FILE: CAUSE...; skipped", with `step` in it unless NULL. */
+static void assert_skipped(const char *err, const char *file, const char *cause,
+                           const char *step)
+{
+    char *want = NULL;
+    assert_true(asprintf(&want, "weir: warning: plugin %s: %s", file, cause) >
+                0);
+    assert_contains(err, want);
+    const char *line = strstr(err, want);
+    const char *eol = strchr(line, '\n');
+    assert_non_null(eol);
+    assert_true(eol - line > 9 && !strncmp(eol - 9, "; skipped", 9));
+    char *text = strndup(line, (size_t)(eol - line));
+    assert_non_null(text);
+    if (step)
+        assert_contains(text, step);
+    free(text);
+    free(want);
+}
+
+/* The bad plugin next to alpha in its own folder: `weir plugins`, `weir
+ * validate` and `weir run` of a job that does not use it all succeed and
+ * name the file with the cause. */
+static void check_bad_plugin(const bad_plugin *bp)
+{
+    char *dir = mkdir_in(tmp_root, bp->stem);
+    char *so = NULL;
+    assert_true(asprintf(&so, "%s.so", bp->stem) > 0);
+    link_plugin(dir, "alpha.so", LOADER_GOOD_DIR, "alpha");
+    link_plugin(dir, so, LOADER_BROKEN_DIR, bp->stem);
+    char *file = path_join(dir, so);
+    char *job = write_in(dir, "job.yaml", tiny_job);
+
+    const char *list[] = {"plugins", "--dir", dir, NULL};
+    run r = weir(list);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "alpha_map");
+    assert_contains(r.out, "alpha_source");
+    assert_skipped(r.err, file, bp->cause, bp->step);
+    run_free(&r);
+
+    const char *validate[] = {
+        "validate", "--dir", WEIR_PLUGIN_DIR, "--dir", dir, job, NULL};
+    r = weir(validate);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, ": ok (2 operators");
+    assert_skipped(r.err, file, bp->cause, bp->step);
+    run_free(&r);
+
+    const char *exec[] = {
+        "run", "--no-supervisor", "--dir", WEIR_PLUGIN_DIR, "--dir", dir, job,
+        NULL};
+    r = run_in(WEIR_BIN, dir, exec);
+    assert_int_equal(r.status, 0);
+    assert_skipped(r.err, file, bp->cause, bp->step);
+    run_free(&r);
+
+    free(job);
+    free(file);
+    free(so);
+    free(dir);
+}
+
+#define BAD_PLUGIN_TEST(i, nm)                                                 \
+    static void test_probe_##nm(void **state)                                  \
+    {                                                                          \
+        assert_string_equal(bad_plugins[i].stem, #nm);                         \
+        check_bad_plugin(&bad_plugins[i]);                                     \
+    }
+
+BAD_PLUGIN_TEST(0, ctor_segv)
+BAD_PLUGIN_TEST(1, ctor_abort)
+BAD_PLUGIN_TEST(2, ctor_exit)
+BAD_PLUGIN_TEST(4, entry_segv)
+BAD_PLUGIN_TEST(5, entry_garbage)
+BAD_PLUGIN_TEST(6, op_garbage)
+BAD_PLUGIN_TEST(7, param_garbage)
+BAD_PLUGIN_TEST(8, desc_garbage)
+
+/* The hung constructor, with a 2 s probe time-out instead of 5 s. */
+static void test_probe_ctor_loop(void **state)
+{
+    assert_int_equal(setenv("WEIR_PLUGIN_PROBE_TIMEOUT_MS", "2000", 1), 0);
+    check_bad_plugin(&bad_plugins[3]);
+    assert_int_equal(unsetenv("WEIR_PLUGIN_PROBE_TIMEOUT_MS"), 0);
+}
+
+/* A job that needs the operator of a skipped plugin fails with exit 2, and
+ * the message names the file and why it was skipped. */
+static void test_probe_needed_operator(void **state)
+{
+    char *dir = mkdir_in(tmp_root, "needed");
+    link_plugin(dir, "ctor_segv.so", LOADER_BROKEN_DIR, "ctor_segv");
+    char *file = path_join(dir, "ctor_segv.so");
+    char *job = write_in(dir, "job.yaml",
+                         "operators:\n"
+                         "  - {id: src, type: gen}\n"
+                         "  - {id: bad, type: ctor_segv_op, inputs: [src]}\n");
+    const char *cause = bad_plugins[0].cause;
+    char *note = NULL;
+    assert_true(asprintf(&note,
+                         "weir: note: 1 plugin file was skipped and may "
+                         "provide it: %s: %s",
+                         file, cause) > 0);
+
+    const char *validate[] = {
+        "validate", "--dir", WEIR_PLUGIN_DIR, "--dir", dir, job, NULL};
+    run r = weir(validate);
+    assert_int_equal(r.status, 2);
+    assert_contains(r.err, "unknown operator type 'ctor_segv_op'");
+    assert_skipped(r.err, file, cause, NULL);
+    assert_contains(r.err, note);
+    run_free(&r);
+
+    const char *exec[] = {
+        "run", "--no-supervisor", "--dir", WEIR_PLUGIN_DIR, "--dir", dir, job,
+        NULL};
+    r = run_in(WEIR_BIN, dir, exec);
+    assert_int_equal(r.status, 2);
+    assert_contains(r.err, "unknown operator type 'ctor_segv_op'");
+    assert_skipped(r.err, file, cause, NULL);
+    run_free(&r);
+
+    const char *detail[] = {"plugins", "--dir", dir, "ctor_segv_op", NULL};
+    r = weir(detail);
+    assert_int_equal(r.status, 2);
+    assert_contains(r.err, "no operator named 'ctor_segv_op'");
+    assert_contains(r.err, note);
+    run_free(&r);
+
+    free(note);
+    free(job);
+    free(file);
+    free(dir);
+}
+
+/* `weir validate` and `weir plugins` in a directory whose ./plugins holds a
+ * plugin do not run its code: its constructor would create a marker file.
+ * Named with --dir, the same plugin does run (so the marker is a real
+ * witness). */
+static void test_probe_cwd_not_loaded(void **state)
+{
+    char *cwd = mkdir_in(tmp_root, "checkout");
+    char *cwd_plugins = mkdir_in(cwd, "plugins");
+    link_plugin(cwd_plugins, "evil.so", LOADER_BROKEN_DIR, "cwd_marker");
+    char *marker = path_join(cwd, "marker");
+    char *job = write_in(cwd, "job.yaml", tiny_job);
+    assert_int_equal(setenv("WEIR_TEST_MARKER", marker, 1), 0);
+
+    const char *validate[] = {"validate", job, NULL};
+    run r = run_in(WEIR_BIN, cwd, validate);
+    assert_int_equal(r.status, 0);
+    assert_false(exists(marker));
+    run_free(&r);
+
+    const char *list[] = {"plugins", NULL};
+    r = run_in(WEIR_BIN, cwd, list);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "gen");
+    assert_not_contains(r.out, "cwd_marker_op");
+    assert_false(exists(marker));
+    run_free(&r);
+
+    const char *named[] = {"plugins", "--dir", "plugins", NULL};
+    r = run_in(WEIR_BIN, cwd, named);
+    assert_int_equal(r.status, 0);
+    assert_contains(r.out, "cwd_marker_op");
+    assert_true(exists(marker));
+    run_free(&r);
+
+    assert_int_equal(unsetenv("WEIR_TEST_MARKER"), 0);
+    free(job);
+    free(marker);
+    free(cwd_plugins);
+    free(cwd);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest probe_tests[] = {
+        cmocka_unit_test(test_probe_ctor_segv),
+        cmocka_unit_test(test_probe_ctor_abort),
+        cmocka_unit_test(test_probe_ctor_exit),
+        cmocka_unit_test(test_probe_ctor_loop),
+        cmocka_unit_test(test_probe_entry_segv),
+        cmocka_unit_test(test_probe_entry_garbage),
+        cmocka_unit_test(test_probe_op_garbage),
+        cmocka_unit_test(test_probe_param_garbage),
+        cmocka_unit_test(test_probe_desc_garbage),
+        cmocka_unit_test(test_probe_needed_operator),
+        cmocka_unit_test(test_probe_cwd_not_loaded),
+    };
+    if (argc > 1 && !strcmp(argv[1], "probe"))
+        return cmocka_run_group_tests(probe_tests, setup, teardown);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_list),
         cmocka_unit_test(test_detail),

@@ -203,7 +203,7 @@ static void test_restore_exact_totals(void **unused)
 }
 
 /* A processing-time timer that came due while the job was down fires right
- * after the restore: the first run registers a timer 800 ms ahead, is
+ * after the restore: the first run registers a timer 2 s ahead, is
  * checkpointed with it, and is cancelled before it is due; the restored run
  * starts after the due time, and the timer fires while its source still
  * runs (pending processing-time timers do not fire at the end of input, so
@@ -222,7 +222,7 @@ static void test_processing_timer_due_while_down(void **unused)
              "     config: {ts: [1], keys: a, pause_ms: 0, linger_ms: 1500}}\n"
              "  - {id: timer, type: ptimer, inputs: [{from: src, partition: "
              "key}],\n"
-             "     config: {delay_ms: 800}}\n"
+             "     config: {delay_ms: 2000}}\n"
              "  - {id: sink, type: file_sink, inputs: [timer],\n"
              "     config: {path: '%s'}}\n",
              tmpdir, out);
@@ -245,7 +245,7 @@ static void test_processing_timer_due_while_down(void **unused)
     if (fs_read_file(out, &data, &len, NULL) == 0)
         assert_null(strstr(data, "fired")); /* not yet */
     free(data);
-    struct timespec wait = {1, 0};
+    struct timespec wait = {2, 200000000};
     nanosleep(&wait, NULL); /* the timer comes due while the job is down */
 
     ckpt_manifest *m = NULL;

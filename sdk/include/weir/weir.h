@@ -23,7 +23,12 @@
  *     C strings.
  *   - Functions return int: 0 (WEIR_OK) on success, a negative WEIR_E* code
  *     on failure. WEIR_ERETRY means "transient, the same call may succeed
- *     later". A plugin explains a failure with weir_set_error().
+ *     later". A plugin explains a failure with weir_set_error(). Returned
+ *     from process() it means the plugin took nothing of the record (no
+ *     emit, no state write): the host offers the same record again after a
+ *     backoff (1 ms doubling to 1 s) for up to the topology's
+ *     runtime.retry_timeout, then fails the subtask. From any other
+ *     callback it is a failure like any other code.
  *   - Times are int64_t milliseconds. Event time is the record's timestamp;
  *     processing time is the host's clock (which tests may fake).
  *   - Threading: the host creates one instance of an operator per subtask and
@@ -36,6 +41,23 @@
  *     their inputs. Bytes returned by a state get function stay valid until
  *     the next state call on the same ctx or the end of the callback,
  *     whichever comes first.
+ *   - Checked arguments: the host trusts nothing a plugin passes. A host
+ *     service that returns int refuses with WEIR_EINVAL, and changes
+ *     nothing, when it is called
+ *       - with a ctx on a thread that is not its own instance's (another
+ *         instance's ctx, a thread the plugin started),
+ *       - with a weir_state that the calling instance did not declare
+ *         (another subtask's, a stale or a NULL one),
+ *       - with a NULL pointer and a non-zero length (NULL with length 0 is
+ *         fine), or a NULL name, output pointer or callback,
+ *       - beyond the limits the calls below state (the job's
+ *         runtime.max_record_size, 16 MiB by default, among them).
+ *     Its message ("weir_value_put: state handle belongs to another subtask
+ *     (count#1)") is kept as the callback's error, as weir_set_error() would
+ *     keep it: a plugin that returns the code fails with the host's
+ *     explanation, named after the operator, subtask and callback. A later
+ *     weir_set_error() replaces it. (A call from a thread that is no
+ *     instance's can only be logged.)
  */
 #ifndef WEIR_WEIR_H
 #define WEIR_WEIR_H
@@ -445,7 +467,8 @@ struct weir_host_api {
                 va_list ap);
     /* Records the message that explains the negative code a callback is about
      * to return. Returns WEIR_EFAIL so that `return weir_set_error(...)`
-     * works. Later calls replace earlier ones. */
+     * works. Later calls replace earlier ones. On a thread that is not the
+     * instance's own, the message is dropped. */
     int (*set_error)(weir_ctx *ctx, const char *fmt, va_list ap);
 
     /* --- identity --- */
@@ -455,7 +478,8 @@ struct weir_host_api {
 
     /* --- parameters (valid from open() on; strings live as long as ctx) ---
      * Each returns WEIR_ENOTFOUND when the parameter is unset and has no
-     * default, WEIR_EINVAL when it is declared with another type. */
+     * default, WEIR_EINVAL when it is declared with another type, and
+     * WEIR_EINVAL (with a message) for a NULL name or output pointer. */
     int (*param_bool)(weir_ctx *ctx, const char *name, int *out);
     int (*param_int)(weir_ctx *ctx, const char *name, int64_t *out);
     int (*param_double)(weir_ctx *ctx, const char *name, double *out);
@@ -468,20 +492,31 @@ struct weir_host_api {
     /* --- records --- */
     /* Sends a record to every consumer of output port `port`. Copies its
      * inputs. May block while downstream is back-pressured. Not allowed in
-     * open() and close() (WEIR_ESTATE). */
+     * open() and close() (WEIR_ESTATE). Refused with WEIR_EINVAL, and
+     * nothing sent: a port the operator does not declare, a NULL key or
+     * value with a non-zero length, and key_len + value_len above the job's
+     * runtime.max_record_size. */
     int (*emit)(weir_ctx *ctx, uint32_t port, const void *key, size_t key_len,
                 int64_t ts, const void *value, size_t value_len);
-    /* Index of an output port by name, or WEIR_ENOTFOUND. */
+    /* Index of an output port by name, or WEIR_ENOTFOUND; WEIR_EINVAL for a
+     * NULL name. */
     int (*output_port)(weir_ctx *ctx, const char *name);
 
     /* --- time --- */
     int64_t (*now)(weir_ctx *ctx);       /* processing time, ms */
     int64_t (*watermark)(weir_ctx *ctx); /* current input watermark */
     /* The key that keyed state and timers use in this callback. Returns
-     * WEIR_ESTATE outside process()/on_timer()/on_state_expired(). */
+     * WEIR_ESTATE outside process()/on_timer()/on_state_expired(), and
+     * WEIR_EINVAL for a NULL key or key_len pointer. */
     int (*current_key)(weir_ctx *ctx, const void **key, size_t *key_len);
 
-    /* --- keyed state (declare in open(); use with a current key) --- */
+    /* --- keyed state (declare in open(); use with a current key) ---
+     * A weir_state may be used only with the ctx of the instance that
+     * declared it; any other handle is refused with WEIR_EINVAL and never
+     * touched. A get with a NULL value or len pointer, an iter with a NULL
+     * fn, and a put or add whose value is longer than the job's
+     * runtime.max_record_size are refused with WEIR_EINVAL too. Map user
+     * keys are at most 65000 bytes. */
     int (*state_declare)(weir_ctx *ctx, const weir_state_desc *desc,
                          weir_state **out);
     /* Value state. get returns WEIR_ENOTFOUND when absent or expired. */
@@ -521,17 +556,23 @@ struct weir_host_api {
      * all pending event-time timers fire, then on_watermark(), then
      * finish(). Pending processing-time timers are not fired at the end of a
      * bounded job. */
+    /* Both return WEIR_EINVAL for an unknown domain. */
     int (*timer_register)(weir_ctx *ctx, weir_time_domain domain, int64_t ts);
     int (*timer_delete)(weir_ctx *ctx, weir_time_domain domain, int64_t ts);
 
     /* --- non-keyed snapshot (only inside snapshot()) --- */
-    /* Appends bytes to this instance's snapshot for the checkpoint. */
+    /* Appends bytes to this instance's snapshot for the checkpoint.
+     * WEIR_ESTATE outside snapshot(); WEIR_EINVAL for NULL data with a
+     * non-zero len. */
     int (*snapshot_write)(weir_ctx *ctx, const void *data, size_t len);
 
     /* --- metrics (register in open(); update from any callback) ---
      * `label_name`/`label_value` add one label (both NULL for none), so a
      * plugin can keep e.g. one counter per rule. Registering the same name and
-     * label twice returns the same metric. */
+     * label twice returns the same metric. WEIR_EINVAL for a bad name or
+     * label, or a NULL `out`. The updates below take no ctx, so the host
+     * cannot check them: give them only metrics the calling instance
+     * registered (a NULL metric is ignored). */
     int (*metric_register)(weir_ctx *ctx, weir_metric_kind kind,
                            const char *name, const char *help,
                            const char *label_name, const char *label_value,
@@ -636,7 +677,8 @@ static inline int weir_current_key(weir_ctx *ctx, const void **key,
 }
 
 /* Declares a keyed state. Only in open(). Fails with WEIR_EINVAL (and a
- * logged reason) for a bad name, a duplicate name, or ttl_ms == 0. */
+ * logged reason) for a bad name, a duplicate name, ttl_ms == 0, or a NULL
+ * descriptor or `out`. */
 static inline int weir_state_declare(weir_ctx *ctx, const weir_state_desc *d,
                                      weir_state **out)
 {

@@ -3,7 +3,13 @@
  * outside plugin (SDK headers only):
  *   fail   forwards records and fails on record number `at` (1-based) with
  *          `message`, or in open() when `in_open` is set; or crashes
- *          (SIGSEGV) instead when `crash` is set.
+ *          instead when `crash` is set, by the signal `signal` names:
+ *          SIGSEGV, SIGFPE (raised), SIGABRT (abort()) or a real stack
+ *          overflow (`stack`).
+ *   hang   (keyed) forwards records; on record number `after` it never
+ *          returns from process() (`in: process`), or registers a
+ *          processing-time timer whose on_timer never returns
+ *          (`in: on_timer`); `busy` spins instead of sleeping.
  *   slow   a sink that sleeps `delay_us` per record and counts them.
  *   relay  forwards every record unchanged.
  *   seqsrc a source emitting one record per `pause_ms` with the event times
@@ -35,6 +41,7 @@
 typedef struct fail_op {
     int64_t at, seen;
     int crash;
+    const char *signal;
     const char *message;
     size_t message_len;
 } fail_op;
@@ -65,8 +72,41 @@ static const weir_param_def fail_crash = {.size = sizeof(weir_param_def),
                                           .default_value = "false",
                                           .description =
                                               "segfault instead of failing"};
+static const char *const fail_signals[] = {"SIGSEGV", "SIGFPE", "SIGABRT",
+                                           "stack", NULL};
+static const weir_param_def fail_signal = {
+    .size = sizeof(weir_param_def),
+    .name = "signal",
+    .type = WEIR_PARAM_ENUM,
+    .default_value = "SIGSEGV",
+    .choices = fail_signals,
+    .description = "how `crash` crashes: a raised SIGSEGV or SIGFPE, "
+                   "abort(), or a stack overflow"};
 static const weir_param_def *const fail_params[] = {
-    &fail_at, &fail_message, &fail_in_open, &fail_crash, NULL};
+    &fail_at, &fail_message, &fail_in_open, &fail_crash, &fail_signal, NULL};
+
+/* Recurses until the stack overflows (a real SIGSEGV on the guard page). */
+__attribute__((noinline)) static int fail_recurse(volatile char *up,
+                                                  int64_t depth)
+{
+    volatile char frame[4096];
+    frame[0] = (char)depth;
+    frame[sizeof frame - 1] = up ? up[0] : 0;
+    if (depth != INT64_MAX)
+        depth = fail_recurse(frame, depth + 1);
+    return frame[0] + (int)depth;
+}
+
+static void fail_crash_now(const char *how)
+{
+    if (!strcmp(how, "SIGFPE"))
+        raise(SIGFPE);
+    else if (!strcmp(how, "SIGABRT"))
+        abort();
+    else if (!strcmp(how, "stack"))
+        fail_recurse(NULL, 0);
+    raise(SIGSEGV); /* a real crash, also under sanitizers */
+}
 
 static int fail_open(weir_ctx *ctx, void **self)
 {
@@ -78,6 +118,9 @@ static int fail_open(weir_ctx *ctx, void **self)
     weir_param_bool(ctx, "in_open", &in_open);
     weir_param_bool(ctx, "crash", &f->crash);
     weir_param_string(ctx, "message", &f->message, &f->message_len);
+    size_t len;
+    f->signal = "SIGSEGV";
+    weir_param_string(ctx, "signal", &f->signal, &len);
     if (in_open) {
         int rc = weir_set_error(ctx, "%.*s", (int)f->message_len, f->message);
         free(f);
@@ -93,7 +136,7 @@ static int fail_process(weir_ctx *ctx, void *self, const weir_record *rec,
     fail_op *f = self;
     if (++f->seen == f->at) {
         if (f->crash)
-            raise(SIGSEGV); /* a real crash, also under sanitizers */
+            fail_crash_now(f->signal);
         return weir_set_error(ctx, "%.*s", (int)f->message_len, f->message);
     }
     return weir_emit(ctx, 0, rec->key, rec->key_len, rec->ts, rec->value,
@@ -584,10 +627,107 @@ static const weir_operator ptimer_operator = {
     .close = generic_close,
 };
 
+typedef struct hang_op {
+    int64_t after, seen;
+    int in_timer, busy;
+} hang_op;
+
+static const weir_param_def hang_after = {.size = sizeof(weir_param_def),
+                                          .name = "after",
+                                          .type = WEIR_PARAM_INT,
+                                          .default_value = "1",
+                                          .flags = WEIR_PARAM_HAS_MIN,
+                                          .min = 1,
+                                          .description =
+                                              "record number (1-based) that "
+                                              "hangs"};
+static const char *const hang_in_choices[] = {"process", "on_timer", NULL};
+static const weir_param_def hang_in = {.size = sizeof(weir_param_def),
+                                       .name = "in",
+                                       .type = WEIR_PARAM_ENUM,
+                                       .default_value = "process",
+                                       .choices = hang_in_choices,
+                                       .description =
+                                           "the callback that never returns"};
+static const weir_param_def hang_busy = {.size = sizeof(weir_param_def),
+                                         .name = "busy",
+                                         .type = WEIR_PARAM_BOOL,
+                                         .default_value = "false",
+                                         .description =
+                                             "spin instead of sleeping"};
+static const weir_param_def *const hang_params[] = {&hang_after, &hang_in,
+                                                    &hang_busy, NULL};
+
+static int hang_open(weir_ctx *ctx, void **self)
+{
+    hang_op *h = calloc(1, sizeof *h);
+    const char *in = "process";
+    size_t len;
+    if (!h)
+        return WEIR_ENOMEM;
+    weir_param_int(ctx, "after", &h->after);
+    weir_param_bool(ctx, "busy", &h->busy);
+    weir_param_string(ctx, "in", &in, &len);
+    h->in_timer = !strcmp(in, "on_timer");
+    *self = h;
+    return WEIR_OK;
+}
+
+/* Never returns. */
+static void hang_forever(const hang_op *h)
+{
+    volatile uint64_t spins = 0;
+    for (;;) {
+        if (h->busy) {
+            spins++;
+        } else {
+            struct timespec ts = {0, 10L * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+static int hang_process(weir_ctx *ctx, void *self, const weir_record *rec,
+                        uint32_t port)
+{
+    hang_op *h = self;
+    if (++h->seen == h->after) {
+        if (!h->in_timer)
+            hang_forever(h);
+        int rc = weir_timer_register(ctx, WEIR_TIME_PROCESSING, weir_now(ctx));
+        if (rc < 0)
+            return rc;
+    }
+    return weir_emit(ctx, 0, rec->key, rec->key_len, rec->ts, rec->value,
+                     rec->value_len);
+}
+
+static int hang_on_timer(weir_ctx *ctx, void *self, const void *key,
+                         size_t key_len, weir_time_domain domain, int64_t ts)
+{
+    hang_forever(self);
+    return WEIR_OK;
+}
+
+static const weir_operator hang_operator = {
+    .size = sizeof(weir_operator),
+    .flags = WEIR_OP_KEYED,
+    .name = "hang",
+    .version = "1.0",
+    .description = "a callback that never returns (tests)",
+    .params = hang_params,
+    .open = hang_open,
+    .process = hang_process,
+    .on_timer = hang_on_timer,
+    .close = generic_close,
+};
+
 static const weir_operator *const testops_operators[] = {
-    &ptimer_operator, &ctr_operator,     &cut_operator,
-    &seqsrc_operator, &fail_operator,    &slow_operator,
-    &relay_operator,  &wmcheck_operator, NULL};
+    &ptimer_operator, &ctr_operator,
+    &cut_operator,    &seqsrc_operator,
+    &fail_operator,   &slow_operator,
+    &relay_operator,  &wmcheck_operator,
+    &hang_operator,   NULL};
 
 static const weir_plugin testops_plugin = {
     WEIR_PLUGIN_INIT,

@@ -1,0 +1,541 @@
+/*
+ * cmd_new_plugin.c - `weir new-plugin NAME [--keyed | --source] [--out DIR]`:
+ * writes a buildable out-of-tree plugin project into DIR (default ./NAME):
+ *
+ *   CMakeLists.txt   find_package(Weir), weir_add_plugin(), two tests
+ *   NAME.c           the operator: parameters, callbacks, snapshot
+ *   test_NAME.c      loads the built .so and checks its tables
+ *   example.yaml     a job that runs the operator between gen and file_sink
+ *   README.md        how to build, test and run it
+ *
+ * The flavours: a stateless operator that forwards every n-th record
+ * (default), a keyed operator counting per key in value state with a TTL
+ * and an expiry hook (--keyed), and a replayable source (--source).
+ * Exit codes: 0 written, 1 a file could not be written, 2 bad usage or the
+ * directory exists.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+
+typedef enum np_kind { NP_MAP, NP_KEYED, NP_SOURCE } np_kind;
+
+static const char np_cmake[] =
+    "cmake_minimum_required(VERSION 3.25)\n"
+    "project(@NAME@ LANGUAGES C)\n"
+    "\n"
+    "# The Weir SDK: an installed Weir (CMAKE_PREFIX_PATH=<prefix>) or a\n"
+    "# build tree (-DWeir_DIR=<weir build dir>).\n"
+    "find_package(Weir 1.1 REQUIRED)\n"
+    "\n"
+    "weir_add_plugin(@NAME@ @NAME@.c)\n"
+    "\n"
+    "enable_testing()\n"
+    "add_executable(test_@NAME@ test_@NAME@.c)\n"
+    "target_link_libraries(test_@NAME@ PRIVATE Weir::sdk ${CMAKE_DL_LIBS})\n"
+    "add_test(NAME tables COMMAND test_@NAME@ $<TARGET_FILE:@NAME@>)\n"
+    "\n"
+    "# The example job through the real weir, when one is found.\n"
+    "find_program(WEIR_BIN weir HINTS ${WEIR_PLUGIN_DIR}/../../../bin\n"
+    "  ${WEIR_PLUGIN_DIR}/../bin)\n"
+    "if(WEIR_BIN)\n"
+    "  add_test(NAME example_job COMMAND ${WEIR_BIN} run --no-supervisor\n"
+    "    --dir ${WEIR_PLUGIN_DIR} --dir $<TARGET_FILE_DIR:@NAME@>\n"
+    "    ${CMAKE_CURRENT_SOURCE_DIR}/example.yaml)\n"
+    "  set_tests_properties(example_job PROPERTIES\n"
+    "    WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})\n"
+    "endif()\n";
+
+static const char np_test[] =
+    "/* test_@NAME@.c - loads the built plugin as the host does and checks\n"
+    " * its tables: the ABI, the operator, its parameters. */\n"
+    "#include <dlfcn.h>\n"
+    "#include <stdio.h>\n"
+    "#include <string.h>\n"
+    "\n"
+    "#include \"weir/weir.h\"\n"
+    "\n"
+    "#define CHECK(c)                                                      "
+    "  \\\n"
+    "    do {                                                             "
+    "  \\\n"
+    "        if (!(c)) {                                                  "
+    "  \\\n"
+    "            fprintf(stderr, \"%s:%d: %s\\n\", __FILE__, __LINE__, #c); "
+    "  \\\n"
+    "            return 1;                                                "
+    "  \\\n"
+    "        }                                                            "
+    "  \\\n"
+    "    } while (0)\n"
+    "\n"
+    "int main(int argc, char **argv)\n"
+    "{\n"
+    "    CHECK(argc == 2);\n"
+    "    void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);\n"
+    "    CHECK(h != NULL);\n"
+    "    weir_plugin_entry_fn entry =\n"
+    "        (weir_plugin_entry_fn)dlsym(h, \"weir_plugin_entry\");\n"
+    "    CHECK(entry != NULL);\n"
+    "    const weir_plugin *p = entry(NULL);\n"
+    "    CHECK(p != NULL);\n"
+    "    CHECK(p->abi_major == WEIR_ABI_MAJOR);\n"
+    "    CHECK(p->operators && p->operators[0]);\n"
+    "    const weir_operator *op = p->operators[0];\n"
+    "    CHECK(strcmp(op->name, \"@NAME@\") == 0);\n"
+    "    CHECK(op->open && op->close);\n"
+    "    for (size_t i = 0; op->params && op->params[i]; i++)\n"
+    "        CHECK(op->params[i]->size == sizeof(weir_param_def));\n"
+    "    printf(\"@NAME@: ok\\n\");\n"
+    "    return 0;\n"
+    "}\n";
+
+static const char np_yaml_map[] =
+    "job: @NAME@-example\n"
+    "operators:\n"
+    "  - {id: src, type: gen, config: {count: 1000, keys: 10}}\n"
+    "  - {id: op, type: @NAME@, inputs: [src], config: {every: 10}}\n"
+    "  - {id: out, type: file_sink, inputs: [op], config: {path: "
+    "out.jsonl}}\n";
+
+static const char np_yaml_keyed[] =
+    "job: @NAME@-example\n"
+    "state: {dir: ./state}\n"
+    "operators:\n"
+    "  - {id: src, type: gen, config: {count: 1000, keys: 10}}\n"
+    "  - id: op\n"
+    "    type: @NAME@\n"
+    "    inputs: [{from: src, partition: key}]\n"
+    "    config: {ttl: 1h}\n"
+    "  - {id: out, type: file_sink, inputs: [op], config: {path: "
+    "out.jsonl}}\n";
+
+static const char np_yaml_source[] =
+    "job: @NAME@-example\n"
+    "operators:\n"
+    "  - {id: src, type: @NAME@, config: {count: 1000}}\n"
+    "  - {id: out, type: file_sink, inputs: [src], config: {path: "
+    "out.jsonl}}\n";
+
+static const char np_head[] =
+    "/*\n"
+    " * @NAME@.c - a Weir operator plugin. Built with weir_add_plugin() (see\n"
+    " * CMakeLists.txt); the host loads it from a --dir plugin directory.\n"
+    " * Everything it may use of the host is in weir/weir.h.\n"
+    " */\n"
+    "#include <stdint.h>\n"
+    "#include <stdlib.h>\n"
+    "#include <string.h>\n"
+    "\n"
+    "#include \"weir/msgpack.h\"\n"
+    "#include \"weir/weir.h\"\n"
+    "\n";
+
+static const char np_body_map[] =
+    "static const weir_param_def p_every = {\n"
+    "    .size = sizeof(weir_param_def),\n"
+    "    .name = \"every\",\n"
+    "    .type = WEIR_PARAM_INT,\n"
+    "    .flags = WEIR_PARAM_HAS_MIN,\n"
+    "    .min = 1,\n"
+    "    .default_value = \"1\",\n"
+    "    .description = \"forward every n-th record\"};\n"
+    "static const weir_param_def *const params[] = {&p_every, NULL};\n"
+    "\n"
+    "typedef struct op {\n"
+    "    int64_t every, seen;\n"
+    "} op;\n"
+    "\n"
+    "static int op_open(weir_ctx *ctx, void **self)\n"
+    "{\n"
+    "    op *o = calloc(1, sizeof *o);\n"
+    "    if (!o)\n"
+    "        return WEIR_ENOMEM;\n"
+    "    weir_param_int(ctx, \"every\", &o->every);\n"
+    "    *self = o;\n"
+    "    return WEIR_OK;\n"
+    "}\n"
+    "\n"
+    "/* The input record is borrowed; weir_emit copies. */\n"
+    "static int op_process(weir_ctx *ctx, void *self, const weir_record "
+    "*rec,\n"
+    "                      uint32_t port)\n"
+    "{\n"
+    "    op *o = self;\n"
+    "    (void)port;\n"
+    "    if (++o->seen % o->every != 0)\n"
+    "        return WEIR_OK;\n"
+    "    return weir_emit(ctx, 0, rec->key, rec->key_len, rec->ts, "
+    "rec->value,\n"
+    "                     rec->value_len);\n"
+    "}\n"
+    "\n"
+    "static void op_close(weir_ctx *ctx, void *self)\n"
+    "{\n"
+    "    (void)ctx;\n"
+    "    free(self);\n"
+    "}\n"
+    "\n"
+    "static const weir_operator op_desc = {\n"
+    "    .size = sizeof(weir_operator),\n"
+    "    .name = \"@NAME@\",\n"
+    "    .version = \"0.1.0\",\n"
+    "    .description = \"forwards every n-th record\",\n"
+    "    .params = params,\n"
+    "    .open = op_open,\n"
+    "    .process = op_process,\n"
+    "    .close = op_close,\n"
+    "};\n";
+
+static const char np_body_keyed[] =
+    "static const weir_param_def p_ttl = {\n"
+    "    .size = sizeof(weir_param_def),\n"
+    "    .name = \"ttl\",\n"
+    "    .type = WEIR_PARAM_DURATION,\n"
+    "    .flags = WEIR_PARAM_HAS_MIN,\n"
+    "    .min = 1,\n"
+    "    .default_value = \"1h\",\n"
+    "    .description = \"a key not seen for this long is forgotten\"};\n"
+    "static const weir_param_def *const params[] = {&p_ttl, NULL};\n"
+    "\n"
+    "typedef struct op {\n"
+    "    weir_state *count; /* value state: 8 bytes, big-endian */\n"
+    "    weir_mp_writer w;\n"
+    "    uint64_t expired;\n"
+    "} op;\n"
+    "\n"
+    "static int op_open(weir_ctx *ctx, void **self)\n"
+    "{\n"
+    "    op *o = calloc(1, sizeof *o);\n"
+    "    int64_t ttl = 0;\n"
+    "    if (!o)\n"
+    "        return WEIR_ENOMEM;\n"
+    "    weir_mp_writer_init(&o->w);\n"
+    "    weir_param_int(ctx, \"ttl\", &ttl);\n"
+    "    /* Every state states its TTL: state without one grows for ever. */\n"
+    "    weir_state_desc d = {.size = sizeof d,\n"
+    "                         .kind = WEIR_STATE_VALUE,\n"
+    "                         .name = \"count\",\n"
+    "                         .ttl_ms = ttl,\n"
+    "                         .ttl_update = WEIR_TTL_ON_CREATE_AND_WRITE,\n"
+    "                         .ttl_domain = WEIR_TIME_PROCESSING};\n"
+    "    int rc = weir_state_declare(ctx, &d, &o->count);\n"
+    "    if (rc < 0) {\n"
+    "        weir_mp_writer_destroy(&o->w);\n"
+    "        free(o);\n"
+    "        return rc;\n"
+    "    }\n"
+    "    *self = o;\n"
+    "    return WEIR_OK;\n"
+    "}\n"
+    "\n"
+    "/* Runs for the current record's key: state calls see that key. */\n"
+    "static int op_process(weir_ctx *ctx, void *self, const weir_record "
+    "*rec,\n"
+    "                      uint32_t port)\n"
+    "{\n"
+    "    op *o = self;\n"
+    "    const void *v;\n"
+    "    size_t len;\n"
+    "    uint64_t n = 0;\n"
+    "    (void)port;\n"
+    "    int rc = weir_value_get(ctx, o->count, &v, &len);\n"
+    "    if (rc == WEIR_OK && len == 8)\n"
+    "        for (int i = 0; i < 8; i++)\n"
+    "            n = n << 8 | ((const unsigned char *)v)[i];\n"
+    "    else if (rc < 0 && rc != WEIR_ENOTFOUND)\n"
+    "        return rc;\n"
+    "    n++;\n"
+    "    unsigned char buf[8];\n"
+    "    for (int i = 7; i >= 0; i--)\n"
+    "        buf[i] = (unsigned char)(n >> (8 * (7 - i)));\n"
+    "    if ((rc = weir_value_put(ctx, o->count, buf, sizeof buf)) < 0)\n"
+    "        return rc;\n"
+    "    msgpack_packer *pk = &o->w.pk;\n"
+    "    weir_mp_writer_reset(&o->w);\n"
+    "    if (msgpack_pack_map(pk, 2) || weir_mp_pack_str(pk, \"key\") ||\n"
+    "        weir_mp_pack_strn(pk, rec->key, rec->key_len) ||\n"
+    "        weir_mp_pack_str(pk, \"count\") ||\n"
+    "        msgpack_pack_uint64(pk, n))\n"
+    "        return WEIR_ENOMEM;\n"
+    "    return weir_emit(ctx, 0, rec->key, rec->key_len, rec->ts,\n"
+    "                     o->w.buf.data, o->w.buf.size);\n"
+    "}\n"
+    "\n"
+    "/* The TTL hook: the entry is still readable here, then it goes. */\n"
+    "static int op_expired(weir_ctx *ctx, void *self, weir_state *state,\n"
+    "                      const void *key, size_t key_len, const void "
+    "*ukey,\n"
+    "                      size_t ukey_len, const void *value, size_t "
+    "value_len)\n"
+    "{\n"
+    "    op *o = self;\n"
+    "    (void)ctx, (void)state, (void)key, (void)key_len, (void)ukey;\n"
+    "    (void)ukey_len, (void)value, (void)value_len;\n"
+    "    o->expired++;\n"
+    "    return WEIR_OK;\n"
+    "}\n"
+    "\n"
+    "static void op_close(weir_ctx *ctx, void *self)\n"
+    "{\n"
+    "    op *o = self;\n"
+    "    (void)ctx;\n"
+    "    if (!o)\n"
+    "        return;\n"
+    "    weir_mp_writer_destroy(&o->w);\n"
+    "    free(o);\n"
+    "}\n"
+    "\n"
+    "static const weir_operator op_desc = {\n"
+    "    .size = sizeof(weir_operator),\n"
+    "    .flags = WEIR_OP_KEYED,\n"
+    "    .name = \"@NAME@\",\n"
+    "    .version = \"0.1.0\",\n"
+    "    .description = \"counts records per key, forgetting idle keys\",\n"
+    "    .params = params,\n"
+    "    .open = op_open,\n"
+    "    .process = op_process,\n"
+    "    .on_state_expired = op_expired,\n"
+    "    .close = op_close,\n"
+    "};\n";
+
+static const char np_body_source[] =
+    "static const weir_param_def p_count = {\n"
+    "    .size = sizeof(weir_param_def),\n"
+    "    .name = \"count\",\n"
+    "    .type = WEIR_PARAM_INT,\n"
+    "    .flags = WEIR_PARAM_HAS_MIN,\n"
+    "    .min = 0,\n"
+    "    .default_value = \"100\",\n"
+    "    .description = \"records to emit\"};\n"
+    "static const weir_param_def *const params[] = {&p_count, NULL};\n"
+    "\n"
+    "typedef struct op {\n"
+    "    uint64_t count, next; /* next is the position, in the snapshot */\n"
+    "    weir_mp_writer w;\n"
+    "} op;\n"
+    "\n"
+    "static int op_open(weir_ctx *ctx, void **self)\n"
+    "{\n"
+    "    op *o = calloc(1, sizeof *o);\n"
+    "    int64_t n = 0;\n"
+    "    if (!o)\n"
+    "        return WEIR_ENOMEM;\n"
+    "    weir_param_int(ctx, \"count\", &n);\n"
+    "    o->count = (uint64_t)n;\n"
+    "    weir_mp_writer_init(&o->w);\n"
+    "    *self = o;\n"
+    "    return WEIR_OK;\n"
+    "}\n"
+    "\n"
+    "/* Emits a few records and returns at once; WEIR_EOF at the end. */\n"
+    "static int op_poll(weir_ctx *ctx, void *self)\n"
+    "{\n"
+    "    op *o = self;\n"
+    "    for (int i = 0; i < 64 && o->next < o->count; i++, o->next++) {\n"
+    "        char key[32];\n"
+    "        int klen = snprintf(key, sizeof key, \"k%llu\",\n"
+    "                            (unsigned long long)(o->next % 10));\n"
+    "        msgpack_packer *pk = &o->w.pk;\n"
+    "        weir_mp_writer_reset(&o->w);\n"
+    "        if (msgpack_pack_map(pk, 1) || weir_mp_pack_str(pk, \"n\") ||\n"
+    "            msgpack_pack_uint64(pk, o->next))\n"
+    "            return WEIR_ENOMEM;\n"
+    "        int rc = weir_emit(ctx, 0, key, (size_t)klen, (int64_t)o->next,\n"
+    "                           o->w.buf.data, o->w.buf.size);\n"
+    "        if (rc < 0)\n"
+    "            return rc;\n"
+    "    }\n"
+    "    return o->next < o->count ? WEIR_OK : WEIR_EOF;\n"
+    "}\n"
+    "\n"
+    "/* The position goes into checkpoints, so that a restart replays from\n"
+    " * it: exactly once with a two-phase-commit sink. */\n"
+    "static int op_snapshot(weir_ctx *ctx, void *self, uint64_t id)\n"
+    "{\n"
+    "    op *o = self;\n"
+    "    (void)id;\n"
+    "    return weir_snapshot_write(ctx, &o->next, sizeof o->next);\n"
+    "}\n"
+    "\n"
+    "static int op_restore(weir_ctx *ctx, void *self, uint64_t id,\n"
+    "                      uint32_t version, const void *data, size_t len)\n"
+    "{\n"
+    "    op *o = self;\n"
+    "    (void)id;\n"
+    "    if (version != 1 || len != sizeof o->next)\n"
+    "        return weir_set_error(ctx, \"@NAME@: snapshot version %u, %zu "
+    "bytes\",\n"
+    "                              version, len);\n"
+    "    memcpy(&o->next, data, len);\n"
+    "    return WEIR_OK;\n"
+    "}\n"
+    "\n"
+    "static void op_close(weir_ctx *ctx, void *self)\n"
+    "{\n"
+    "    op *o = self;\n"
+    "    (void)ctx;\n"
+    "    if (!o)\n"
+    "        return;\n"
+    "    weir_mp_writer_destroy(&o->w);\n"
+    "    free(o);\n"
+    "}\n"
+    "\n"
+    "static const weir_operator op_desc = {\n"
+    "    .size = sizeof(weir_operator),\n"
+    "    .flags = WEIR_OP_SOURCE,\n"
+    "    .name = \"@NAME@\",\n"
+    "    .version = \"0.1.0\",\n"
+    "    .description = \"emits count records (replayable)\",\n"
+    "    .params = params,\n"
+    "    .snapshot_version = 1,\n"
+    "    .open = op_open,\n"
+    "    .poll = op_poll,\n"
+    "    .snapshot = op_snapshot,\n"
+    "    .restore = op_restore,\n"
+    "    .close = op_close,\n"
+    "};\n";
+
+static const char np_tail[] =
+    "\n"
+    "static const weir_operator *const operators[] = {&op_desc, NULL};\n"
+    "\n"
+    "static const weir_plugin plugin = {\n"
+    "    WEIR_PLUGIN_INIT,\n"
+    "    .name = \"@NAME@\",\n"
+    "    .version = \"0.1.0\",\n"
+    "    .description = \"@NAME@ operator\",\n"
+    "    .operators = operators,\n"
+    "};\n"
+    "\n"
+    "/* The one exported symbol. A host of another ABI major gets NULL. */\n"
+    "WEIR_EXPORT const weir_plugin *weir_plugin_entry(const weir_host_api "
+    "*host)\n"
+    "{\n"
+    "    if (host && host->abi_major != WEIR_ABI_MAJOR)\n"
+    "        return NULL;\n"
+    "    return &plugin;\n"
+    "}\n";
+
+static const char np_readme[] =
+    "# @NAME@\n"
+    "\n"
+    "A Weir operator plugin.\n"
+    "\n"
+    "```sh\n"
+    "cmake -S . -B build -DCMAKE_PREFIX_PATH=/usr/local   # or "
+    "-DWeir_DIR=<weir build dir>\n"
+    "cmake --build build\n"
+    "ctest --test-dir build          # the tables, and example.yaml through "
+    "weir\n"
+    "weir plugins --dir build @NAME@  # its parameters\n"
+    "weir run --dir build example.yaml\n"
+    "```\n";
+
+/* Writes `tmpl` to dir/name with every @NAME@ replaced. */
+static int np_write(const char *dir, const char *name, const char *tmpl,
+                    const char *op)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wx");
+    if (!f) {
+        fprintf(stderr, "weir new-plugin: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    for (const char *p = tmpl; *p;) {
+        const char *at = strstr(p, "@NAME@");
+        size_t n = at ? (size_t)(at - p) : strlen(p);
+        fwrite(p, 1, n, f);
+        if (!at)
+            break;
+        fputs(op, f);
+        p = at + 6;
+    }
+    if (fclose(f) != 0) {
+        fprintf(stderr, "weir new-plugin: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int np_valid_name(const char *s)
+{
+    if (!*s || strlen(s) > 64 || !(*s >= 'a' && *s <= 'z'))
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              *s == '_'))
+            return 0;
+    return 1;
+}
+
+static int np_usage(void)
+{
+    fputs("usage: weir new-plugin NAME [--keyed | --source] [--out DIR]\n"
+          "  NAME: [a-z][a-z0-9_]*; writes DIR (default ./NAME) with a\n"
+          "  CMake project, the operator, a test and an example job\n",
+          stderr);
+    return CLI_EXIT_USAGE;
+}
+
+int cmd_new_plugin(int argc, char **argv)
+{
+    const char *name = NULL, *out = NULL;
+    np_kind kind = NP_MAP;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--keyed"))
+            kind = NP_KEYED;
+        else if (!strcmp(argv[i], "--source"))
+            kind = NP_SOURCE;
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+            out = argv[++i];
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            np_usage();
+            return CLI_EXIT_OK;
+        }
+        else if (argv[i][0] != '-' && !name)
+            name = argv[i];
+        else
+            return np_usage();
+    }
+    if (!name)
+        return np_usage();
+    if (!np_valid_name(name)) {
+        fprintf(stderr,
+                "weir new-plugin: '%s' is not a valid operator name "
+                "([a-z][a-z0-9_]*, at most 64 characters)\n",
+                name);
+        return CLI_EXIT_USAGE;
+    }
+    if (!out)
+        out = name;
+    if (mkdir(out, 0777) < 0) {
+        fprintf(stderr, "weir new-plugin: %s: %s\n", out, strerror(errno));
+        return CLI_EXIT_USAGE;
+    }
+    static const char *const bodies[] = {np_body_map, np_body_keyed,
+                                         np_body_source};
+    static const char *const yamls[] = {np_yaml_map, np_yaml_keyed,
+                                        np_yaml_source};
+    char src_name[128], test_name[128], *src = NULL;
+    snprintf(src_name, sizeof src_name, "%s.c", name);
+    snprintf(test_name, sizeof test_name, "test_%s.c", name);
+    if (asprintf(&src, "%s%s%s", np_head, bodies[kind], np_tail) < 0)
+        return CLI_EXIT_FAILED;
+    int rc = np_write(out, "CMakeLists.txt", np_cmake, name) ||
+             np_write(out, src_name, src, name) ||
+             np_write(out, test_name, np_test, name) ||
+             np_write(out, "example.yaml", yamls[kind], name) ||
+             np_write(out, "README.md", np_readme, name);
+    free(src);
+    if (rc)
+        return CLI_EXIT_FAILED;
+    printf("wrote %s/: CMakeLists.txt %s %s example.yaml README.md\n", out,
+           src_name, test_name);
+    return CLI_EXIT_OK;
+}
