@@ -3104,6 +3104,12 @@ int state_cache_detach(weir_state *st, char **errptr)
     return 0;
 }
 
+int state_space_check(state_store *s, uint64_t need, const char *what,
+                      char **errptr)
+{
+    return space_check(s, s->path, need, what, errptr);
+}
+
 void **state_admin_slot(state_store *s)
 {
     return &s->admin;

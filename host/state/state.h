@@ -601,6 +601,12 @@ int state_cache_restamp_key(weir_state *st, const char *ek, size_t eklen,
  * entry of `st`, so that RocksDB alone holds its entries. */
 int state_cache_detach(weir_state *st, char **errptr);
 
+/* Fails with FS_ENOSPC (message in *errptr) when the store's file system
+ * has less than `need` bytes plus state.min_free_space available, before
+ * state_admin.c writes about that much (as the store's own writes do). */
+int state_space_check(state_store *s, uint64_t need, const char *what,
+                      char **errptr);
+
 /* A pointer owned by state_admin.c, NULL at open; state_store_close()
  * frees it with state_admin_free() (state_admin.h). */
 void **state_admin_slot(state_store *s);

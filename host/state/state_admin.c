@@ -380,6 +380,15 @@ static int sa_batch(sa_state *a, size_t n, uint64_t *rewritten, char **errptr)
     return got > INT32_MAX ? INT32_MAX : (int)got;
 }
 
+/* A rewrite writes about the state's size again (entries and index
+ * entries), a purge less; the store's space check with that. */
+static int sa_space(weir_state *st, const char *what, char **errptr)
+{
+    state_stats ss;
+    state_stats_get(st, &ss);
+    return state_space_check(state_store_of(st), ss.live_bytes, what, errptr);
+}
+
 /* Stores the override record of `a` on its own. */
 static int sa_meta_write(sa_state *a, const state_raw *r, char **errptr)
 {
@@ -448,6 +457,9 @@ int state_admin_set_ttl(weir_state *st, int64_t ttl_ms, weir_time_domain domain,
     if (!a)
         return err_set(errptr, WEIR_ESTATE, "state %s is not declared",
                        state_name(st));
+    int rc = sa_space(st, "a TTL change", errptr);
+    if (rc < 0)
+        return rc;
     a->reset = r.has_ttl && r.domain != domain;
     int whole = a->reset || domain == WEIR_TIME_EVENT;
     if (a->reset)
@@ -464,7 +476,7 @@ int state_admin_set_ttl(weir_state *st, int64_t ttl_ms, weir_time_domain domain,
     a->cursor = NULL;
     a->cursor_len = 0;
     a->rewritten = 0;
-    int rc = sa_meta_write(a, &r, errptr);
+    rc = sa_meta_write(a, &r, errptr);
     while (rc >= 0) {
         rc = sa_step(a, STATE_ADMIN_BATCH, &res->rewritten, &res->scanned,
                      errptr);
@@ -627,7 +639,9 @@ int state_admin_purge(weir_state *st, state_purge_mode mode, const void *prefix,
                   .expired_at = r.has_ttl ? base : INT64_MIN};
     if (mode == STATE_PURGE_OLDER) /* stamp - ttl < base - older */
         p.older_bound = sa_sat_add(base - older_ms, r.ttl_ms);
-    int rc = state_cache_detach(st, errptr);
+    int rc = sa_space(st, "a purge", errptr);
+    if (rc == 0)
+        rc = state_cache_detach(st, errptr);
     if (rc == 0)
         rc = sa_purge_scan(st, &r, &p, res, errptr);
     state_raw_written(state_store_of(st));

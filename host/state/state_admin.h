@@ -66,7 +66,9 @@
  * Threading: every function runs on the thread that uses the store (the
  * subtask thread), between records, never from an expiry hook (WEIR_ESTATE
  * then). Errors: 0 or a negative WEIR_E* code with a message in *errptr
- * (WEIR_EINVAL for bad arguments, WEIR_EIO when RocksDB fails).
+ * (WEIR_EINVAL for bad arguments, WEIR_EIO when RocksDB fails, FS_ENOSPC,
+ * before anything is written, when the disk has less room than about the
+ * state's size plus state.min_free_space).
  */
 #ifndef WEIR_HOST_STATE_ADMIN_H
 #define WEIR_HOST_STATE_ADMIN_H
