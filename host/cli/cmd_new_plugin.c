@@ -136,14 +136,10 @@ static const char np_head[] =
     "\n";
 
 static const char np_body_map[] =
-    "static const weir_param_def p_every = {\n"
-    "    .size = sizeof(weir_param_def),\n"
-    "    .name = \"every\",\n"
-    "    .type = WEIR_PARAM_INT,\n"
-    "    .flags = WEIR_PARAM_HAS_MIN,\n"
-    "    .min = 1,\n"
-    "    .default_value = \"1\",\n"
-    "    .description = \"forward every n-th record\"};\n"
+    "static const weir_param_def p_every =\n"
+    "    WEIR_PARAM(\"every\", WEIR_PARAM_INT, \"1\", \"forward every n-th "
+    "record\",\n"
+    "               .flags = WEIR_PARAM_HAS_MIN, .min = 1);\n"
     "static const weir_param_def *const params[] = {&p_every, NULL};\n"
     "\n"
     "typedef struct op {\n"
@@ -412,14 +408,9 @@ static const char np_tail[] =
     "    .operators = operators,\n"
     "};\n"
     "\n"
-    "/* The one exported symbol. A host of another ABI major gets NULL. */\n"
-    "WEIR_EXPORT const weir_plugin *weir_plugin_entry(const weir_host_api "
-    "*host)\n"
-    "{\n"
-    "    if (host && host->abi_major != WEIR_ABI_MAJOR)\n"
-    "        return NULL;\n"
-    "    return &plugin;\n"
-    "}\n";
+    "/* The one exported symbol, weir_plugin_entry(). A host of another ABI\n"
+    " * major gets NULL. */\n"
+    "WEIR_PLUGIN_ENTRY(plugin)\n";
 
 static const char np_readme[] =
     "# @NAME@\n"

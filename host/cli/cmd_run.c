@@ -39,6 +39,7 @@ typedef struct run_args {
     const char *run_dir;
     int worker;
     int no_supervisor;
+    int allow_non_restored;
     int attempt;
     int attempt_set;
 } run_args;
@@ -50,6 +51,8 @@ static void run_usage(FILE *f)
           "  --dir D          add a plugin directory (repeatable)\n"
           "  --from PATH      start from a checkpoint or savepoint directory\n"
           "  --no-supervisor  run in this process, without restarts\n"
+          "  --allow-non-restored-state  start although the checkpoint holds\n"
+          "                   state of operators the job no longer has\n"
           "Exit codes: 0 finished or stopped, 1 failed, 2 bad usage or job, 3\n"
           "restarts exhausted, 4 no valid checkpoint, 5 locked by another "
           "run.\n",
@@ -112,6 +115,10 @@ static int run_parse_one(int argc, char **argv, int *i, run_args *a)
     }
     if (!strcmp(argv[*i], "--no-supervisor")) {
         a->no_supervisor = 1;
+        return 0;
+    }
+    if (!strcmp(argv[*i], "--allow-non-restored-state")) {
+        a->allow_non_restored = 1;
         return 0;
     }
     if ((r = run_opt_value(argc, argv, i, "--from", &v)) != 0) {
@@ -185,7 +192,11 @@ static int run_in_process(const topo_job *job, const run_args *a)
         return CLI_EXIT_USAGE;
     }
     worker_options wo = {
-        .run_dir = run_dir, .from = a->from, .attempt = 0, .in_process = 1};
+        .run_dir = run_dir,
+        .from = a->from,
+        .attempt = 0,
+        .in_process = 1,
+        .allow_non_restored = a->allow_non_restored};
     rc = worker_main(job, &wo);
     sup_run_dir_finish(job, run_dir);
     free(run_dir);
@@ -210,6 +221,7 @@ static int run_supervised(const topo_job *job, const run_args *a)
                       .plugin_dirs = a->dirs.v,
                       .n_plugin_dirs = a->dirs.n,
                       .from = a->from,
+                      .allow_non_restored = a->allow_non_restored,
                       .self = self};
     int rc = sup_run(job, &so);
     free(self);
@@ -239,7 +251,10 @@ int cmd_run(int argc, char **argv)
     fs_apply_access(topo_param_str(&job->runtime, "file_access"));
     if (a.worker) {
         worker_options wo = {
-            .run_dir = a.run_dir, .from = a.from, .attempt = a.attempt};
+            .run_dir = a.run_dir,
+            .from = a.from,
+            .attempt = a.attempt,
+            .allow_non_restored = a.allow_non_restored};
         rc = worker_main(job, &wo);
         worker_report_exit(rc);
     } else if (a.no_supervisor) {

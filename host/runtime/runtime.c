@@ -37,6 +37,7 @@ static void rt_ckpt_settings(rt_job *rt, const rt_options *opts)
     rt->restore = opts ? opts->restore : NULL;
     rt->restore_dir = opts ? opts->restore_dir : NULL;
     rt->attempt = opts ? opts->attempt : 0;
+    rt->allow_non_restored = opts ? opts->allow_non_restored : 0;
     rt->retry_timeout_ms = topo_param_int(&rt->job->runtime, "retry_timeout");
     rt->ck_interval_ms = topo_param_int(c, "interval");
     rt->ck_enabled = rt->run_dir && rt->ck_interval_ms > 0;
@@ -312,10 +313,17 @@ static int rt_check_restore(const rt_job *rt, char **errptr)
     for (size_t i = 0; i < m->n_tasks; i++) {
         const ckpt_task *e = &m->tasks[i];
         int k = topo_find_op(rt->job, e->op_id);
+        if (k < 0 && !rt->allow_non_restored)
+            return err_set(errptr, WEIR_EINVAL,
+                           "checkpoint %llu holds state of operator '%s', "
+                           "which the job no longer has; start with "
+                           "--allow-non-restored-state to drop it",
+                           (unsigned long long)m->id, e->op_id);
         if (k < 0) {
             log_msg(WEIR_LOG_WARN, "runtime",
                     "checkpoint %llu holds state of operator '%s', which the "
-                    "job no longer has; it is not restored",
+                    "job no longer has; it is dropped "
+                    "(--allow-non-restored-state)",
                     (unsigned long long)m->id, e->op_id);
             continue;
         }

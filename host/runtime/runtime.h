@@ -52,6 +52,10 @@ typedef struct rt_options {
     const struct ckpt_manifest *restore;
     const char *restore_dir;
     int attempt; /* the worker's attempt number: restarts so far */
+    /* Start although the checkpoint holds state of operators the job no
+     * longer has (that state is dropped); without it such a restore is
+     * refused. */
+    int allow_non_restored;
 } rt_options;
 
 /* Starts `job` (which must outlive the rt_job). Returns 0, or a negative

@@ -61,6 +61,7 @@ typedef struct rt_job {
     double ck_last_ms, ck_last_sync_ms, ck_last_align_ms; /* of the newest */
     uint64_t ck_last_bytes;                               /* of the newest */
     int attempt; /* the worker's attempt number */
+    int allow_non_restored;
     int64_t retry_timeout_ms; /* runtime.retry_timeout */
     /* restore: the checkpoint this run starts from, or NULL */
     const struct ckpt_manifest *restore;

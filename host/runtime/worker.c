@@ -207,7 +207,8 @@ int worker_main(const topo_job *job, const worker_options *opts)
     rt_options ro = {.run_dir = opts->run_dir,
                      .restore = m,
                      .restore_dir = restore_dir,
-                     .attempt = opts->attempt};
+                     .attempt = opts->attempt,
+                     .allow_non_restored = opts->allow_non_restored};
     int rc = rt_start_with(job, &ro, &rt, &err);
     if (rc < 0) {
         log_msg(WEIR_LOG_ERROR, "worker", "%s", err);

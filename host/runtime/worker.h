@@ -35,6 +35,7 @@ typedef struct worker_options {
     const char *from;    /* restore from this chk- dir when the run has none */
     int attempt;         /* 0 for the first start, then 1, 2, ... */
     int in_process;      /* weir run --no-supervisor: exit codes are the CLI's */
+    int allow_non_restored; /* restore although operators are gone */
 } worker_options;
 
 int worker_main(const topo_job *job, const worker_options *opts);

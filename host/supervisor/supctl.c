@@ -224,8 +224,17 @@ void supctl_handle(supctl *c, const zmq_pollitem_t *items, int n,
             supctl_request(c, in);
     }
     if (c->fwd && supctl_now_ns() >= c->fwd_deadline) {
-        ctl_server_reply(c->srv, ctl_error("the worker did not answer in "
-                                           "time"));
+        const char *cmd =
+            json_string_value(json_object_get(c->fwd_req, "cmd"));
+        json_t *r = ctl_error("the worker did not answer in time");
+        if (cmd && !strcmp(cmd, "status")) {
+            json_decref(r); /* the supervisor's own part, and a note */
+            r = supctl_status(NULL, in);
+            json_object_set_new(r, "worker_error",
+                                json_string("the worker did not answer in "
+                                            "time"));
+        }
+        ctl_server_reply(c->srv, r);
         supctl_drop_forward(c);
     }
 }
@@ -242,8 +251,12 @@ void supctl_worker_ended(supctl *c, const char *how, const supctl_info *in)
         if (!c->fwd)
             return;
     }
-    ctl_server_reply(c->srv, ctl_error("the worker ended (%s) before it "
-                                       "answered",
-                                       how));
+    const char *cmd = json_string_value(json_object_get(c->fwd_req, "cmd"));
+    if (cmd && !strcmp(cmd, "status")) /* what the supervisor knows */
+        ctl_server_reply(c->srv, supctl_status(NULL, in));
+    else
+        ctl_server_reply(c->srv, ctl_error("the worker ended (%s) before it "
+                                           "answered",
+                                           how));
     supctl_drop_forward(c);
 }

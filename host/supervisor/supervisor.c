@@ -480,7 +480,7 @@ static void sup_log_end(sup_state *st, int status, double ran_s,
 static char **sup_worker_argv(const sup_state *st, char *num, size_t num_len)
 {
     const sup_options *o = st->opts;
-    char **v = calloc(12 + 2 * o->n_plugin_dirs, sizeof *v);
+    char **v = calloc(13 + 2 * o->n_plugin_dirs, sizeof *v);
     if (!v)
         return NULL;
     size_t n = 0;
@@ -489,6 +489,8 @@ static char **sup_worker_argv(const sup_state *st, char *num, size_t num_len)
     v[n++] = "--worker";
     v[n++] = "--run-dir";
     v[n++] = st->run_dir;
+    if (o->allow_non_restored)
+        v[n++] = "--allow-non-restored-state";
     if (o->from) { /* also on restarts: the run may have no checkpoint */
         v[n++] = "--from";
         v[n++] = (char *)o->from;

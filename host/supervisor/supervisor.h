@@ -87,6 +87,7 @@ typedef struct sup_options {
     const char *const *plugin_dirs;
     size_t n_plugin_dirs;
     const char *from; /* --from PATH, or NULL */
+    int allow_non_restored; /* --allow-non-restored-state */
     const char *self; /* the weir binary to execute (/proc/self/exe) */
 } sup_options;
 

@@ -198,6 +198,31 @@ class FromCheckpoint(ExactlyOnceJob):
         self.check_exactly_once(text)
 
 
+class ChangedJob(ExactlyOnceJob):
+    def test_removed_operator_needs_allow_non_restored_state(self):
+        """A checkpoint with state of an operator the new job no longer has
+        is refused, naming it, unless --allow-non-restored-state."""
+        job, (cid, chk) = self.start_and_kill()
+        text = open(job).read()
+        text = text.replace(
+            "  - id: count\n    type: count\n    parallelism: 2\n"
+            "    inputs: [{from: src, partition: key}]\n", "")
+        text = text.replace("inputs: [{from: count, partition: rebalance}]",
+                            "inputs: [{from: src, partition: rebalance}]")
+        self.assertNotIn("type: count", text)
+        changed = self.write("changed.yaml", text)
+        r = self.run_weir("refused", "--from", chk, changed)
+        rc = r.wait(timeout=60)
+        self.assertEqual(rc, 4, r.text()[-3000:])
+        self.assertIn("holds state of operator 'count', which the job no "
+                      "longer has; start with --allow-non-restored-state",
+                      r.text())
+        r = self.run_weir("allowed", "--allow-non-restored-state", "--from",
+                          chk, changed)
+        self.assertEqual(r.wait(timeout=120), SUP_EXIT_OK, r.text()[-3000:])
+        self.assertIn("it is dropped (--allow-non-restored-state)", r.text())
+
+
 class Locks(ExactlyOnceJob):
     def test_second_run_refused_during_restart_delay(self):
         """A second `weir run` of the job while the first one's worker is in

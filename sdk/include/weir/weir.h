@@ -428,6 +428,31 @@ typedef struct weir_plugin {
     .abi_minor = WEIR_ABI_MINOR
 
 /*
+ * Since 1.1. Boilerplate of a parameter table entry and of the entry point:
+ *
+ *   static const weir_param_def p_gap = WEIR_PARAM(
+ *       "gap", WEIR_PARAM_DURATION, "30m", "idle time that closes a session",
+ *       .flags = WEIR_PARAM_HAS_MIN, .min = 1);
+ *   ...
+ *   WEIR_PLUGIN_ENTRY(plugin)   // defines weir_plugin_entry()
+ *
+ * WEIR_PARAM fills `size` and takes further designated initialisers after
+ * the description. WEIR_PLUGIN_ENTRY defines the exported entry point,
+ * returning &plugin, or NULL to a host of another ABI major.
+ */
+#define WEIR_PARAM(name_, type_, default_, desc_, ...)                         \
+    {                                                                          \
+        .size = sizeof(weir_param_def), .name = (name_), .type = (type_),      \
+        .default_value = (default_), .description = (desc_), __VA_ARGS__       \
+    }
+#define WEIR_PLUGIN_ENTRY(plugin_)                                             \
+    WEIR_EXPORT const weir_plugin *weir_plugin_entry(                          \
+        const weir_host_api *host)                                             \
+    {                                                                          \
+        return host && host->abi_major != WEIR_ABI_MAJOR ? NULL : &(plugin_);  \
+    }
+
+/*
  * The one exported function. Called once by the host right after dlopen(),
  * on the host's main thread. `host` is valid for the life of the process and
  * describes the host's ABI version; the function may return NULL to refuse
