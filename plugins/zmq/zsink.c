@@ -22,8 +22,12 @@
  * take a message (back pressure; a warning every 10 s; with send_timeout
  * the subtask fails after that long); PUB never blocks and drops what a
  * slow or not yet connected subscriber cannot take (ZeroMQ's high-water
- * mark). close() waits up to `linger` for queued messages to leave, so the
- * end of a bounded job is delivered.
+ * mark). close() waits up to `linger` for queued messages to be written to
+ * the connection. At the end of a bounded job the worker then exits, and a
+ * peer whose receive queue was full when the connection closed drops what
+ * it had not taken in yet (ZeroMQ does not read a closed connection to its
+ * end): peers that read slower than the job sends should set ZMQ_RCVHWM to
+ * 0 (no limit).
  *
  * Guarantee: at-least-once at best. After a restart the records since the
  * restored checkpoint are sent again (duplicates); ZeroMQ confirms no
@@ -100,8 +104,8 @@ static const weir_param_def zsnk_p_linger = {
     .type = WEIR_PARAM_DURATION,
     .default_value = "5s",
     .min = 0,
-    .description = "how long close() waits for queued messages to be "
-                   "delivered"};
+    .description = "how long close() waits for queued messages to be written "
+                   "to the connection"};
 static const weir_param_def zsnk_p_send_timeout = {
     .size = sizeof(weir_param_def),
     .flags = WEIR_PARAM_HAS_MIN,
