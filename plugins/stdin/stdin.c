@@ -49,13 +49,13 @@
 #include "weir/msgpack.h"
 #include "weir/weir.h"
 
-#define SIN_MAX_BATCH     65536
-#define SIN_READ          65536
-#define SIN_LOG_LIMIT     10
-#define SIN_SNAP_VERSION  1
-#define SIN_SNAP_LEN      32
-#define SIN_FLAG_REGULAR  1u
-#define SIN_FLAG_AT_END   2u
+#define SIN_MAX_BATCH    65536
+#define SIN_READ         65536
+#define SIN_LOG_LIMIT    10
+#define SIN_SNAP_VERSION 1
+#define SIN_SNAP_LEN     32
+#define SIN_FLAG_REGULAR 1u
+#define SIN_FLAG_AT_END  2u
 
 /* ------------------------------------------------------------------------ */
 /* Parameters                                                                */
@@ -113,10 +113,10 @@ typedef struct sin {
     uint32_t batch;
     int fail_on_error;
     int at_most_once;
-    int regular;    /* fd 0 is a regular file */
-    int positioned; /* restored, or the start offset was taken */
-    int eof;        /* read() returned 0 */
-    int at_end;     /* every line was handled: EOF next */
+    int regular;      /* fd 0 is a regular file */
+    int positioned;   /* restored, or the start offset was taken */
+    int eof;          /* read() returned 0 */
+    int at_end;       /* every line was handled: EOF next */
     uint64_t offset;  /* of buf[start] */
     uint64_t line_no; /* lines consumed */
     uint64_t bad;
@@ -159,8 +159,7 @@ static int sin_blank(const char *p, size_t n)
 
 /* Converts and emits line s->line_no, n bytes without its "\n" that start
  * at byte `at` of the input. */
-static int sin_line(weir_ctx *ctx, sin *s, const char *p, size_t n,
-                    uint64_t at)
+static int sin_line(weir_ctx *ctx, sin *s, const char *p, size_t n, uint64_t at)
 {
     char why[JREC_WHY];
     if (n && p[n - 1] == '\r')
@@ -174,8 +173,8 @@ static int sin_line(weir_ctx *ctx, sin *s, const char *p, size_t n,
     weir_mp_writer_reset(&s->w);
     if (jrec_json_to_mp(p, n, &s->w.pk, why) < 0)
         return sin_bad(ctx, s, why);
-    const msgpack_object *o = weir_mp_read(&s->rd, s->w.buf.data,
-                                           s->w.buf.size);
+    const msgpack_object *o =
+        weir_mp_read(&s->rd, s->w.buf.data, s->w.buf.size);
     if (jrec_extract(o, &s->fields, &s->out, why) < 0)
         return sin_bad(ctx, s, why);
     int rc = weir_emit(ctx, 0, s->out.key, s->out.key_len, s->out.ts,
@@ -285,8 +284,8 @@ static int sin_snapshot(weir_ctx *ctx, void *self, uint64_t checkpoint_id)
 {
     sin *s = self;
     unsigned char b[SIN_SNAP_LEN] = {0};
-    uint32_t flags = (s->regular ? SIN_FLAG_REGULAR : 0) |
-                     (s->at_end ? SIN_FLAG_AT_END : 0);
+    uint32_t flags =
+        (s->regular ? SIN_FLAG_REGULAR : 0) | (s->at_end ? SIN_FLAG_AT_END : 0);
     sin_put_u64(b, s->offset);
     sin_put_u64(b + 8, s->line_no);
     sin_put_u64(b + 16, s->bad);
@@ -481,8 +480,9 @@ static int sin_open(weir_ctx *ctx, void **self)
         rc = weir_set_error(ctx, "stdin: parameters: %s", weir_strerror(rc));
         goto fail;
     }
-    s->batch = batch < 1 ? 1 : batch > SIN_MAX_BATCH ? SIN_MAX_BATCH
-                                                     : (uint32_t)batch;
+    s->batch = batch < 1               ? 1
+               : batch > SIN_MAX_BATCH ? SIN_MAX_BATCH
+                                       : (uint32_t)batch;
     s->fail_on_error = onerr_len == 4 && memcmp(onerr, "fail", 4) == 0;
     if ((rc = sin_check_fd(ctx, s)) < 0)
         goto fail;
@@ -525,10 +525,8 @@ static const weir_operator sin_op = {
 static const weir_operator *const sin_ops[] = {&sin_op, NULL};
 
 static const weir_plugin sin_plugin = {
-    WEIR_PLUGIN_INIT,
-    .name = "stdin",
-    .version = "1.0.0",
-    .description = "JSON lines from standard input",
+    WEIR_PLUGIN_INIT,     .name = "stdin",
+    .version = "1.0.0",   .description = "JSON lines from standard input",
     .operators = sin_ops,
 };
 

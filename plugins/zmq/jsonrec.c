@@ -94,8 +94,7 @@ int jrec_json_to_mp(const char *p, size_t len, msgpack_packer *pk, char *why)
     if (!json_is_object(obj)) {
         snprintf(why, JREC_WHY, "%s, not a JSON object", jrec_json_type(obj));
     } else if ((rc = jrec_pack(pk, obj, 0)) == -1) {
-        snprintf(why, JREC_WHY, "nested deeper than %d levels",
-                 JREC_MAX_DEPTH);
+        snprintf(why, JREC_WHY, "nested deeper than %d levels", JREC_MAX_DEPTH);
     } else if (rc < 0) {
         snprintf(why, JREC_WHY, "out of memory");
         rc = -1;
@@ -204,8 +203,8 @@ static int jrec_time(const msgpack_object *v, const char *field, int64_t *ts,
     return -1;
 }
 
-int jrec_extract(const msgpack_object *map, const jrec_fields *f,
-                 jrec_out *out, char *why)
+int jrec_extract(const msgpack_object *map, const jrec_fields *f, jrec_out *out,
+                 char *why)
 {
     const msgpack_object *v;
     out->key = "";

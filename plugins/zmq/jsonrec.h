@@ -60,8 +60,8 @@ int jrec_json_to_mp(const char *p, size_t len, msgpack_packer *pk, char *why);
 
 /* Reads key, time and id of the msgpack map `map` as configured. Fails when
  * `map` is not a map or a configured field is missing or ill-typed. */
-int jrec_extract(const msgpack_object *map, const jrec_fields *f,
-                 jrec_out *out, char *why);
+int jrec_extract(const msgpack_object *map, const jrec_fields *f, jrec_out *out,
+                 char *why);
 
 /* Reads a field value as key text (see above) into p and len, using tmp for
  * numbers. Fails (reason in why, naming `what` and `field`) for other

@@ -323,14 +323,14 @@ static int zspool_cur_fill(weir_ctx *ctx, zspool *sp, zspool_cur *c, size_t n,
     }
     size_t got = 0;
     while (got < want) {
-        ssize_t r = pread(c->fd, c->buf + got, want - got,
-                          (off_t)(c->off + got));
+        ssize_t r =
+            pread(c->fd, c->buf + got, want - got, (off_t)(c->off + got));
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            weir_set_error(ctx, ZSPOOL_WHO " %s: reading segment %" PRIu64
-                                " failed: %s",
-                           sp->dir, c->seg, strerror(errno));
+            weir_set_error(
+                ctx, ZSPOOL_WHO " %s: reading segment %" PRIu64 " failed: %s",
+                sp->dir, c->seg, strerror(errno));
             return WEIR_EIO;
         }
         if (r == 0)
@@ -619,8 +619,9 @@ static int zspool_check_header(weir_ctx *ctx, zspool *sp, uint64_t seg,
     }
     if (*have_id && zspool_u64(h + 8) != sp->id) {
         weir_set_error(ctx,
-                       ZSPOOL_WHO " %s: belongs to another spool (id %016" PRIx64
-                                  ", expected %016" PRIx64 ")",
+                       ZSPOOL_WHO
+                       " %s: belongs to another spool (id %016" PRIx64
+                       ", expected %016" PRIx64 ")",
                        path, zspool_u64(h + 8), sp->id);
         rc = WEIR_EINVAL;
         goto out;
@@ -727,7 +728,8 @@ static int zspool_scan_last(weir_ctx *ctx, zspool *sp)
         }
         weir_log(ctx, WEIR_LOG_WARN,
                  ZSPOOL_WHO " %s: dropped the last %" PRIu64
-                            " byte(s) of segment %" PRIu64 " from offset %" PRIu64
+                            " byte(s) of segment %" PRIu64
+                            " from offset %" PRIu64
                             " (%s): a write the previous worker did not "
                             "finish, whose messages were not acknowledged",
                  sp->dir, sp->dropped, sp->last, at, why);
@@ -914,9 +916,9 @@ int zspool_append(weir_ctx *ctx, zspool *sp, const zspool_rec *r)
     }
     size_t plen = 19 + r->key_len + r->value_len + r->id_len;
     int rc;
-    if (sp->seg_msgs && zspool_size(sp, sp->last) + sp->wlen + ZSPOOL_REC_HDR +
-                                plen >
-                            sp->segment_bytes &&
+    if (sp->seg_msgs &&
+        zspool_size(sp, sp->last) + sp->wlen + ZSPOOL_REC_HDR + plen >
+            sp->segment_bytes &&
         (rc = zspool_roll(ctx, sp)) < 0)
         return rc;
     if (zspool_wreserve(sp, ZSPOOL_REC_HDR + plen) < 0)
@@ -966,10 +968,9 @@ int zspool_flush(weir_ctx *ctx, zspool *sp, int sync)
     if (sp->wlen) {
         uint64_t at = zspool_size(sp, sp->last);
         if (zspool_pwrite(sp->wfd, sp->wbuf, sp->wlen, at) < 0) {
-            weir_set_error(ctx,
-                           ZSPOOL_WHO " %s: writing segment %" PRIu64
-                                      " failed: %s",
-                           sp->dir, sp->last, strerror(errno));
+            weir_set_error(
+                ctx, ZSPOOL_WHO " %s: writing segment %" PRIu64 " failed: %s",
+                sp->dir, sp->last, strerror(errno));
             return WEIR_EIO;
         }
         sp->sizes[sp->last - sp->first] = at + sp->wlen;
@@ -1021,8 +1022,8 @@ int zspool_seek(weir_ctx *ctx, zspool *sp, zspool_pos pos)
     if (pos.off < ZSPOOL_HDR || pos.off > size) {
         weir_set_error(ctx,
                        ZSPOOL_WHO " %s: offset %" PRIu64
-                                  " is outside segment %" PRIu64
-                                  " (%" PRIu64 " bytes)",
+                                  " is outside segment %" PRIu64 " (%" PRIu64
+                                  " bytes)",
                        sp->dir, pos.off, pos.seg, size);
         return WEIR_EINVAL;
     }
@@ -1045,8 +1046,7 @@ int zspool_seek(weir_ctx *ctx, zspool *sp, zspool_pos pos)
     }
     if (rc == WEIR_OK && sp->rd.off != pos.off) {
         weir_set_error(ctx,
-                       ZSPOOL_WHO " %s: offset %" PRIu64
-                                  " of segment %" PRIu64
+                       ZSPOOL_WHO " %s: offset %" PRIu64 " of segment %" PRIu64
                                   " is not the start of a record",
                        sp->dir, pos.off, pos.seg);
         rc = WEIR_EINVAL;

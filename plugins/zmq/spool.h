@@ -93,14 +93,14 @@ typedef struct zspool {
     int wfd;              /* the last segment */
     char *wbuf;           /* appended, not yet written */
     size_t wlen, wcap;
-    int dirty;           /* written since the last fdatasync */
-    int ended;           /* the last record is 'E' */
-    uint64_t seg_msgs;   /* messages in the last segment */
-    zspool_pos mark;     /* the committed position */
-    int positioned;      /* the reader was placed */
-    zspool_cur rd;       /* the reader */
-    zidwin win;          /* cap 0 when there is no deduplication */
-    uint64_t dropped;    /* bytes truncated by the recovery */
+    int dirty;         /* written since the last fdatasync */
+    int ended;         /* the last record is 'E' */
+    uint64_t seg_msgs; /* messages in the last segment */
+    zspool_pos mark;   /* the committed position */
+    int positioned;    /* the reader was placed */
+    zspool_cur rd;     /* the reader */
+    zidwin win;        /* cap 0 when there is no deduplication */
+    uint64_t dropped;  /* bytes truncated by the recovery */
 } zspool;
 
 /* Opens (creating it and its missing parents) or recovers the spool in

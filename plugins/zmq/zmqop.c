@@ -57,8 +57,7 @@ int zmqop_enum(weir_ctx *ctx, const char *op, const char *name,
     return WEIR_EINVAL;
 }
 
-int zmqop_endpoint(weir_ctx *ctx, const char *op, char **out,
-                   int *placeholder)
+int zmqop_endpoint(weir_ctx *ctx, const char *op, char **out, int *placeholder)
 {
     static const char ph[] = "{subtask}";
     char *raw, idx[16];

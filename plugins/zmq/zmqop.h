@@ -26,7 +26,6 @@ int zmqop_enum(weir_ctx *ctx, const char *op, const char *name,
 
 /* The `endpoint` parameter with every "{subtask}" replaced by the subtask
  * index; *placeholder (if not NULL) tells whether there was one. */
-int zmqop_endpoint(weir_ctx *ctx, const char *op, char **out,
-                   int *placeholder);
+int zmqop_endpoint(weir_ctx *ctx, const char *op, char **out, int *placeholder);
 
 #endif

@@ -41,7 +41,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
 #include <zmq.h>
 
 #include "jsonrec.h"
@@ -126,9 +125,9 @@ static const weir_param_def zsnk_p_on_error = {
                    "fail the job"};
 
 static const weir_param_def *const zsnk_params[] = {
-    &zsnk_p_endpoint, &zsnk_p_bind,         &zsnk_p_socket,
-    &zsnk_p_format,   &zsnk_p_topic_field,  &zsnk_p_linger,
-    &zsnk_p_send_timeout, &zsnk_p_on_error, NULL};
+    &zsnk_p_endpoint,     &zsnk_p_bind,        &zsnk_p_socket,
+    &zsnk_p_format,       &zsnk_p_topic_field, &zsnk_p_linger,
+    &zsnk_p_send_timeout, &zsnk_p_on_error,    NULL};
 
 /* ------------------------------------------------------------------------ */
 /* Instance                                                                  */
@@ -216,16 +215,16 @@ static const msgpack_object *zsnk_value(zsnk *s, const weir_record *rec)
 }
 
 /* PUB: the topic frame. */
-static int zsnk_topic(weir_ctx *ctx, zsnk *s, const weir_record *rec,
-                      char *why, int *sent)
+static int zsnk_topic(weir_ctx *ctx, zsnk *s, const weir_record *rec, char *why,
+                      int *sent)
 {
     const char *t = rec->key;
     size_t tl = rec->key_len;
     char tmp[40];
     *sent = 0;
     if (s->topic_field) {
-        const msgpack_object *v = weir_mp_find(zsnk_value(s, rec),
-                                               s->topic_field);
+        const msgpack_object *v =
+            weir_mp_find(zsnk_value(s, rec), s->topic_field);
         if (!v) {
             snprintf(why, JREC_WHY, "no topic field '%s' in its value",
                      s->topic_field);
@@ -328,15 +327,13 @@ static int zsnk_socket(weir_ctx *ctx, zsnk *s, int bind, int64_t linger_ms)
 static int zsnk_configure(weir_ctx *ctx, zsnk *s, int *bind, int64_t *linger)
 {
     static const char *const kinds[] = {"push", "pub", NULL};
-    static const char *const formats[] = {"json", "msgpack", "multipart",
-                                          NULL};
+    static const char *const formats[] = {"json", "msgpack", "multipart", NULL};
     static const char *const on_error[] = {"skip", "fail", NULL};
     int placeholder = 0, rc;
     if ((rc = zmqop_endpoint(ctx, "zmq_sink", &s->endpoint, &placeholder)) <
             0 ||
         (rc = zmqop_enum(ctx, "zmq_sink", "socket", kinds, &s->pub)) < 0 ||
-        (rc = zmqop_enum(ctx, "zmq_sink", "format", formats, &s->format)) <
-            0 ||
+        (rc = zmqop_enum(ctx, "zmq_sink", "format", formats, &s->format)) < 0 ||
         (rc = zmqop_enum(ctx, "zmq_sink", "on_error", on_error,
                          &s->fail_on_error)) < 0 ||
         (rc = zmqop_string(ctx, "zmq_sink", "topic_field", &s->topic_field)) <
@@ -372,15 +369,13 @@ static int zsnk_open(weir_ctx *ctx, void **self)
         zsnk_free(s);
         return rc;
     }
-    if (weir_metric_register(ctx, WEIR_METRIC_COUNTER,
-                             "zmq_sink_messages_total",
-                             "messages handed to ZeroMQ", NULL, NULL,
-                             &s->m_sent) < 0)
+    if (weir_metric_register(
+            ctx, WEIR_METRIC_COUNTER, "zmq_sink_messages_total",
+            "messages handed to ZeroMQ", NULL, NULL, &s->m_sent) < 0)
         s->m_sent = NULL;
-    if (weir_metric_register(ctx, WEIR_METRIC_COUNTER,
-                             "zmq_sink_bad_records_total",
-                             "records that could not be sent", NULL, NULL,
-                             &s->m_bad) < 0)
+    if (weir_metric_register(
+            ctx, WEIR_METRIC_COUNTER, "zmq_sink_bad_records_total",
+            "records that could not be sent", NULL, NULL, &s->m_bad) < 0)
         s->m_bad = NULL;
     *self = s;
     return WEIR_OK;

@@ -68,18 +68,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
 #include <zmq.h>
 
 #include "jsonrec.h"
-#include "mpscan.h"
 #include "spool.h"
 #include "zmqop.h"
+#include "zmsg.h"
 
 #include "weir/msgpack.h"
 #include "weir/weir.h"
 
-#define ZSRC_MAX_FRAMES   8
 #define ZSRC_MAX_BATCH    65536
 #define ZSRC_BUDGET_MS    5 /* a poll stops receiving after this long */
 #define ZSRC_LOG_LIMIT    10
@@ -187,9 +185,9 @@ static const weir_param_def zsrc_p_max_spool = {
     .min = 65536,
     .description = "stop receiving while this many spool bytes are not "
                    "covered by a completed checkpoint (back pressure)"};
-static const weir_param_def zsrc_p_end = ZSRC_P(
-    "end_message", WEIR_PARAM_STRING, NULL,
-    "a message whose last frame is exactly this text ends the source");
+static const weir_param_def zsrc_p_end =
+    ZSRC_P("end_message", WEIR_PARAM_STRING, NULL,
+           "a message whose last frame is exactly this text ends the source");
 static const weir_param_def zsrc_p_batch = {
     .size = sizeof(weir_param_def),
     .flags = WEIR_PARAM_HAS_MIN | WEIR_PARAM_HAS_MAX,
@@ -221,11 +219,11 @@ static const weir_param_def zsrc_p_on_error = {
                    "fail the job"};
 
 static const weir_param_def *const zsrc_params[] = {
-    &zsrc_p_endpoint,  &zsrc_p_bind,      &zsrc_p_socket,
-    &zsrc_p_subscribe, &zsrc_p_format,    &zsrc_p_key_field,
-    &zsrc_p_time_field, &zsrc_p_id_field, &zsrc_p_window,
-    &zsrc_p_spool,     &zsrc_p_sync,      &zsrc_p_segment,
-    &zsrc_p_max_spool, &zsrc_p_end,       &zsrc_p_batch,
+    &zsrc_p_endpoint,    &zsrc_p_bind,     &zsrc_p_socket,
+    &zsrc_p_subscribe,   &zsrc_p_format,   &zsrc_p_key_field,
+    &zsrc_p_time_field,  &zsrc_p_id_field, &zsrc_p_window,
+    &zsrc_p_spool,       &zsrc_p_sync,     &zsrc_p_segment,
+    &zsrc_p_max_spool,   &zsrc_p_end,      &zsrc_p_batch,
     &zsrc_p_max_message, &zsrc_p_on_error, NULL};
 
 /* ------------------------------------------------------------------------ */
@@ -233,11 +231,6 @@ static const weir_param_def *const zsrc_params[] = {
 /* ------------------------------------------------------------------------ */
 
 typedef enum zsrc_kind { ZSRC_PULL, ZSRC_SUB, ZSRC_REP, ZSRC_ROUTER } zsrc_kind;
-typedef enum zsrc_format {
-    ZSRC_JSON,
-    ZSRC_MSGPACK,
-    ZSRC_MULTIPART
-} zsrc_format;
 
 /* What became of one received message. */
 typedef enum zsrc_fate {
@@ -254,7 +247,7 @@ typedef struct zsrc_ckpt {
 
 typedef struct zsrc {
     zsrc_kind kind;
-    zsrc_format format;
+    zmsg_format format;
     char *endpoint;
     jrec_fields fields;
     char *end_msg; /* or NULL */
@@ -267,20 +260,15 @@ typedef struct zsrc {
     int spooled;
     zspool sp;
     uint64_t max_spool;
-    int stalled;    /* not receiving: the spool is full */
-    int input_done; /* the end message arrived (or is in the spool) */
-    int at_end;     /* every record was emitted: EOF next */
-    zmq_msg_t frames[ZSRC_MAX_FRAMES];
-    size_t n_frames;
-    int too_many; /* the message had more frames than kept */
+    int stalled;     /* not receiving: the spool is full */
+    int input_done;  /* the end message arrived (or is in the spool) */
+    int at_end;      /* every record was emitted: EOF next */
+    zmsg m;          /* the message being handled */
     zmq_msg_t *pend; /* ROUTER: identities waiting for "ok" */
     size_t n_pend;
     size_t cap_pend;
     zsrc_ckpt ckpts[ZSRC_MAX_CKPTS]; /* snapshots not yet completed */
     size_t n_ckpts;
-    weir_mp_reader rd;
-    weir_mp_writer w;
-    jrec_out out;
     uint64_t received, accepted, duplicates, bad, emitted;
     weir_metric *m_accepted, *m_dups, *m_bad, *m_backlog;
 } zsrc;
@@ -303,30 +291,15 @@ static int zsrc_zerr(weir_ctx *ctx, const zsrc *s, const char *what)
 /* Receiving and answering                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* Receives one whole message into s->frames: 1, 0 when none is waiting,
- * or a negative code. */
+/* Receives one whole message into s->m: 1, 0 when none is waiting, or a
+ * negative code. */
 static int zsrc_recv(weir_ctx *ctx, zsrc *s)
 {
-    s->n_frames = 0;
-    s->too_many = 0;
-    int more = 1;
-    while (more) {
-        zmq_msg_t *m = &s->frames[s->n_frames < ZSRC_MAX_FRAMES
-                                      ? s->n_frames
-                                      : ZSRC_MAX_FRAMES - 1];
-        if (zmq_msg_recv(m, s->sock, s->n_frames ? 0 : ZMQ_DONTWAIT) < 0) {
-            if (s->n_frames == 0 && (errno == EAGAIN || errno == EINTR))
-                return 0;
-            return zsrc_zerr(ctx, s, "receiving");
-        }
-        if (s->n_frames < ZSRC_MAX_FRAMES)
-            s->n_frames++;
-        else
-            s->too_many = 1;
-        more = zmq_msg_more(m);
-    }
-    s->received++;
-    return 1;
+    int rc = zmsg_recv(&s->m, s->sock);
+    if (rc < 0)
+        return zsrc_zerr(ctx, s, "receiving");
+    s->received += (uint64_t)rc;
+    return rc;
 }
 
 /* Sends one frame; a peer that went away is not an error. */
@@ -346,8 +319,8 @@ static int zsrc_answer(weir_ctx *ctx, zsrc *s, const char *why)
     int n = why ? snprintf(buf, sizeof buf, "error: %s", why)
                 : snprintf(buf, sizeof buf, "ok");
     if (s->kind == ZSRC_ROUTER) {
-        int rc = zsrc_send(ctx, s, zmq_msg_data(&s->frames[0]),
-                           zmq_msg_size(&s->frames[0]), 1);
+        int rc = zsrc_send(ctx, s, zmq_msg_data(&s->m.frames[0]),
+                           zmq_msg_size(&s->m.frames[0]), 1);
         if (rc < 0 || (rc = zsrc_send(ctx, s, "", 0, 1)) < 0)
             return rc;
     }
@@ -370,7 +343,7 @@ static int zsrc_defer_ok(weir_ctx *ctx, zsrc *s)
     }
     zmq_msg_t *m = &s->pend[s->n_pend++];
     zmq_msg_init(m);
-    zmq_msg_move(m, &s->frames[0]);
+    zmq_msg_move(m, &s->m.frames[0]);
     return WEIR_OK;
 }
 
@@ -391,144 +364,6 @@ static int zsrc_send_deferred(weir_ctx *ctx, zsrc *s)
     }
     s->n_pend = 0;
     return rc;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Messages to records                                                       */
-/* ------------------------------------------------------------------------ */
-
-static int64_t zsrc_be64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return (int64_t)v;
-}
-
-/* Reads the id of the value map (multipart); fails when absent. */
-static int zsrc_value_id(zsrc *s, const void *val, size_t len, char *why)
-{
-    const msgpack_object *o = weir_mp_read(&s->rd, val, len);
-    if (!o || o->type != MSGPACK_OBJECT_MAP) {
-        snprintf(why, JREC_WHY, "the value is not a msgpack map, so it has no "
-                                "id field");
-        return -1;
-    }
-    const msgpack_object *v = weir_mp_find(o, s->fields.id_field);
-    if (!v) {
-        snprintf(why, JREC_WHY, "no id field '%s'", s->fields.id_field);
-        return -1;
-    }
-    return jrec_as_text(v, "id", s->fields.id_field, s->out.buf[1], &s->out.id,
-                        &s->out.id_len, why);
-}
-
-/* Multipart: frames key, ts, value from `first`. */
-static int zsrc_multipart(zsrc *s, size_t first, zspool_rec *r, char *why)
-{
-    size_t n = s->n_frames - first;
-    if (n == 4) {
-        first++; /* a topic frame */
-        n--;
-    }
-    if (n != 3) {
-        snprintf(why, JREC_WHY,
-                 "%zu frames; format multipart needs key, ts, value (and an "
-                 "optional topic before them)",
-                 n);
-        return -1;
-    }
-    zmq_msg_t *f = &s->frames[first];
-    size_t tsn = zmq_msg_size(&f[1]);
-    r->key = zmq_msg_data(&f[0]);
-    r->key_len = zmq_msg_size(&f[0]);
-    r->ts = WEIR_TS_NONE;
-    if (tsn == 8)
-        r->ts = zsrc_be64(zmq_msg_data(&f[1]));
-    else if (tsn != 0) {
-        snprintf(why, JREC_WHY,
-                 "the ts frame has %zu bytes; expected 8 (big-endian int64 "
-                 "ms) or 0 (no time)",
-                 tsn);
-        return -1;
-    }
-    r->value = zmq_msg_data(&f[2]);
-    r->value_len = zmq_msg_size(&f[2]);
-    if (!mpscan_plausible(r->value, r->value_len)) {
-        snprintf(why, JREC_WHY, "the value frame is not one msgpack object");
-        return -1;
-    }
-    s->out.id = NULL;
-    s->out.id_len = 0;
-    if (s->fields.id_field &&
-        zsrc_value_id(s, r->value, r->value_len, why) < 0)
-        return -1;
-    return 0;
-}
-
-/* json/msgpack: the last frame. */
-static int zsrc_single(zsrc *s, zspool_rec *r, char *why)
-{
-    zmq_msg_t *f = &s->frames[s->n_frames - 1];
-    const char *p = zmq_msg_data(f);
-    size_t n = zmq_msg_size(f);
-    if (s->format == ZSRC_JSON) {
-        weir_mp_writer_reset(&s->w);
-        if (jrec_json_to_mp(p, n, &s->w.pk, why) < 0)
-            return -1;
-        r->value = s->w.buf.data;
-        r->value_len = s->w.buf.size;
-    } else {
-        if (!mpscan_plausible(p, n)) {
-            snprintf(why, JREC_WHY, "not one msgpack object");
-            return -1;
-        }
-        r->value = p;
-        r->value_len = n;
-    }
-    const msgpack_object *o = weir_mp_read(&s->rd, r->value, r->value_len);
-    if (jrec_extract(o, &s->fields, &s->out, why) < 0)
-        return -1;
-    r->key = s->out.key;
-    r->key_len = s->out.key_len;
-    r->ts = s->out.ts;
-    return 0;
-}
-
-/* The record of the message in s->frames from frame `first` on: 0, or -1
- * with the reason in why. */
-static int zsrc_convert(zsrc *s, size_t first, zspool_rec *r, char *why)
-{
-    memset(r, 0, sizeof *r);
-    if (s->too_many) {
-        snprintf(why, JREC_WHY, "more than %d frames", ZSRC_MAX_FRAMES);
-        return -1;
-    }
-    if (s->n_frames <= first) {
-        snprintf(why, JREC_WHY, "no payload frame");
-        return -1;
-    }
-    int rc = s->format == ZSRC_MULTIPART ? zsrc_multipart(s, first, r, why)
-                                         : zsrc_single(s, r, why);
-    if (rc < 0 || !s->fields.id_field)
-        return rc;
-    if (s->out.id_len == 0 || s->out.id_len > ZIDW_MAX_ID) {
-        snprintf(why, JREC_WHY, "the id field '%s' is %s", s->fields.id_field,
-                 s->out.id_len ? "longer than 255 bytes" : "empty");
-        return -1;
-    }
-    r->id = s->out.id;
-    r->id_len = s->out.id_len;
-    return 0;
-}
-
-static int zsrc_is_end(const zsrc *s, size_t first)
-{
-    if (!s->end_msg || s->n_frames <= first || s->too_many)
-        return 0;
-    const zmq_msg_t *f = &s->frames[s->n_frames - 1];
-    return zmq_msg_size((zmq_msg_t *)f) == s->end_len &&
-           memcmp(zmq_msg_data((zmq_msg_t *)f), s->end_msg, s->end_len) == 0;
 }
 
 /* A bad message: logged and counted, or the subtask fails. */
@@ -559,12 +394,12 @@ static int zsrc_take(weir_ctx *ctx, zsrc *s, size_t first, zsrc_fate *fate,
 {
     zspool_rec r;
     int rc = WEIR_OK;
-    if (zsrc_is_end(s, first)) {
+    if (s->end_msg && zmsg_last_is(&s->m, first, s->end_msg, s->end_len)) {
         *fate = ZSRC_END;
         s->input_done = 1;
         return s->spooled ? zspool_append_end(ctx, &s->sp) : WEIR_OK;
     }
-    if (zsrc_convert(s, first, &r, why) < 0) {
+    if (zmsg_record(&s->m, first, s->format, &s->fields, &r, why) < 0) {
         *fate = ZSRC_BAD;
         return WEIR_OK;
     }
@@ -601,7 +436,7 @@ static int zsrc_handle(weir_ctx *ctx, zsrc *s)
     int rc;
     if (s->kind == ZSRC_ROUTER) {
         first = 2;
-        if (s->n_frames < 2 || zmq_msg_size(&s->frames[1]) != 0) {
+        if (s->m.n < 2 || zmq_msg_size(&s->m.frames[1]) != 0) {
             snprintf(why, sizeof why,
                      "no empty frame after the identity (send as REQ does, "
                      "or an empty frame first from DEALER)");
@@ -780,7 +615,8 @@ static uint32_t zsrc_get_u32(const unsigned char *p)
 static void zsrc_remember(zsrc *s, uint64_t id, zspool_pos pos)
 {
     if (s->n_ckpts == ZSRC_MAX_CKPTS) {
-        memmove(s->ckpts, s->ckpts + 1, (ZSRC_MAX_CKPTS - 1) * sizeof *s->ckpts);
+        memmove(s->ckpts, s->ckpts + 1,
+                (ZSRC_MAX_CKPTS - 1) * sizeof *s->ckpts);
         s->n_ckpts--;
     }
     s->ckpts[s->n_ckpts++] = (zsrc_ckpt){id, pos};
@@ -907,8 +743,8 @@ static int zsrc_finish(weir_ctx *ctx, void *self)
     zsrc *s = self;
     weir_log(ctx, WEIR_LOG_INFO,
              "zmq_source: %s: %" PRIu64 " message(s) received, %" PRIu64
-             " accepted, %" PRIu64 " duplicate(s), %" PRIu64
-             " bad; %" PRIu64 " record(s) emitted",
+             " accepted, %" PRIu64 " duplicate(s), %" PRIu64 " bad; %" PRIu64
+             " record(s) emitted",
              s->endpoint, s->received, s->accepted, s->duplicates, s->bad,
              s->emitted);
     return s->spooled ? zspool_flush(ctx, &s->sp, 1) : WEIR_OK;
@@ -920,8 +756,7 @@ static int zsrc_finish(weir_ctx *ctx, void *self)
 
 static void zsrc_free(zsrc *s)
 {
-    for (size_t i = 0; i < ZSRC_MAX_FRAMES; i++)
-        zmq_msg_close(&s->frames[i]);
+    zmsg_destroy(&s->m);
     for (size_t i = 0; i < s->n_pend; i++)
         zmq_msg_close(&s->pend[i]);
     free(s->pend);
@@ -931,8 +766,6 @@ static void zsrc_free(zsrc *s)
         zmq_ctx_term(s->zctx);
     if (s->spooled)
         zspool_close(&s->sp);
-    weir_mp_reader_destroy(&s->rd);
-    weir_mp_writer_destroy(&s->w);
     free(s->endpoint);
     free((char *)s->fields.key_field);
     free((char *)s->fields.time_field);
@@ -955,7 +788,7 @@ static int zsrc_subscribe(weir_ctx *ctx, zsrc *s)
     if (rc < 0)
         return weir_set_error(ctx, "zmq_source: parameter subscribe: %s",
                               weir_strerror(rc));
-    const msgpack_object *o = weir_mp_read(&s->rd, p, n);
+    const msgpack_object *o = weir_mp_read(&s->m.rd, p, n);
     const msgpack_object *items = o;
     uint32_t count = 1;
     if (o && o->type == MSGPACK_OBJECT_ARRAY) {
@@ -1033,19 +866,18 @@ static int zsrc_configure(weir_ctx *ctx, zsrc *s, int *bind,
                           int64_t *max_message, int *placeholder)
 {
     static const char *const kinds[] = {"pull", "sub", "rep", "router", NULL};
-    static const char *const formats[] = {"json", "msgpack", "multipart",
-                                          NULL};
+    static const char *const formats[] = {"json", "msgpack", "multipart", NULL};
     const char *v;
     size_t n;
     int64_t batch;
     int rc, kind, format;
-    if ((rc = zmqop_endpoint(ctx, "zmq_source", &s->endpoint,
-                             placeholder)) < 0 ||
+    if ((rc = zmqop_endpoint(ctx, "zmq_source", &s->endpoint, placeholder)) <
+            0 ||
         (rc = zmqop_enum(ctx, "zmq_source", "socket", kinds, &kind)) < 0 ||
         (rc = zmqop_enum(ctx, "zmq_source", "format", formats, &format)) < 0)
         return rc;
     s->kind = (zsrc_kind)kind;
-    s->format = (zsrc_format)format;
+    s->format = (zmsg_format)format;
     if ((rc = zmqop_string(ctx, "zmq_source", "key_field",
                            (char **)&s->fields.key_field)) < 0 ||
         (rc = zmqop_string(ctx, "zmq_source", "time_field",
@@ -1066,8 +898,9 @@ static int zsrc_configure(weir_ctx *ctx, zsrc *s, int *bind,
         (rc = weir_param_string(ctx, "on_error", &v, &n)) < 0)
         return weir_set_error(ctx, "zmq_source: parameters: %s",
                               weir_strerror(rc));
-    s->batch = batch < 1 ? 1 : batch > ZSRC_MAX_BATCH ? ZSRC_MAX_BATCH
-                                                      : (uint32_t)batch;
+    s->batch = batch < 1                ? 1
+               : batch > ZSRC_MAX_BATCH ? ZSRC_MAX_BATCH
+                                        : (uint32_t)batch;
     s->fail_on_error = n == 4 && memcmp(v, "fail", 4) == 0;
     return WEIR_OK;
 }
@@ -1079,7 +912,7 @@ static int zsrc_check(weir_ctx *ctx, const zsrc *s, int bind, int has_spool,
     const void *p;
     size_t n;
 
-    if (s->format != ZSRC_MULTIPART && !s->fields.key_field)
+    if (s->format != ZMSG_MULTIPART && !s->fields.key_field)
         return weir_set_error(ctx, "zmq_source: key_field is required with "
                                    "format json and msgpack");
     if (s->fields.id_field && !has_spool)
@@ -1132,10 +965,7 @@ static int zsrc_open(weir_ctx *ctx, void **self)
     zsrc *s = calloc(1, sizeof *s);
     if (!s)
         return weir_set_error(ctx, "zmq_source: out of memory");
-    for (size_t i = 0; i < ZSRC_MAX_FRAMES; i++)
-        zmq_msg_init(&s->frames[i]);
-    weir_mp_reader_init(&s->rd);
-    weir_mp_writer_init(&s->w);
+    zmsg_init(&s->m);
     s->sub = weir_subtask_index(ctx);
     int bind = 0, placeholder = 0, rc;
     int64_t max_message = 0, window = 0;
@@ -1157,8 +987,8 @@ static int zsrc_open(weir_ctx *ctx, void **self)
                             weir_strerror(rc));
         goto fail;
     }
-    if (has_spool && (rc = zsrc_open_spool(ctx, s, dir, dir_len,
-                                           (uint32_t)window)) < 0)
+    if (has_spool &&
+        (rc = zsrc_open_spool(ctx, s, dir, dir_len, (uint32_t)window)) < 0)
         goto fail;
     if ((rc = zsrc_socket(ctx, s, bind, max_message)) < 0)
         goto fail;
