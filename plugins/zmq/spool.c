@@ -994,7 +994,13 @@ int zspool_reopen(weir_ctx *ctx, zspool *sp)
 {
     if (!sp->ended)
         return WEIR_OK;
-    int rc = zspool_roll(ctx, sp);
+    int rc = zspool_flush(ctx, sp, 1);
+    if (rc < 0)
+        return rc;
+    /* The ids of the ended stream do not carry over to the next one. */
+    if (sp->win.cap)
+        zidw_clear(&sp->win);
+    rc = zspool_create_segment(ctx, sp, sp->last + 1);
     if (rc == WEIR_OK)
         sp->ended = 0;
     return rc;

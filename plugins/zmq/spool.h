@@ -147,8 +147,9 @@ int zspool_commit(weir_ctx *ctx, zspool *sp, zspool_pos pos);
 /* Bytes from the mark to the end of the spool, buffered ones included. */
 uint64_t zspool_behind(const zspool *sp);
 
-/* After an end record that the mark has passed: starts a new segment so
- * that the spool accepts messages again. */
+/* After an end record that the mark has passed: starts a new segment, with
+ * an empty dedup window (a new stream), so that the spool accepts messages
+ * again. */
 int zspool_reopen(weir_ctx *ctx, zspool *sp);
 
 #endif

@@ -54,7 +54,8 @@
  * stops receiving (peers block or wait for their answer). A run that
  * restores no checkpoint starts at the spool's committed mark, so that
  * accepted messages are never skipped; once a stream ended and the mark
- * passed its end, such a run starts a new stream in the same spool.
+ * passed its end, such a run starts a new stream in the same spool, with
+ * an empty dedup window (ids are unique within a stream).
  *
  * Snapshot (version 1, 48 bytes, little endian): "WZMQ", mode (u32: 0 no
  * spool, 1 spool), subtask index (u32), 0 (u32), spool id, segment, offset,
@@ -543,23 +544,26 @@ static int zsrc_position(weir_ctx *ctx, zsrc *s)
 {
     zspool *sp = &s->sp;
     zspool_pos end = zspool_end(sp);
-    int rc;
-    if (sp->ended && sp->mark.seg == end.seg && sp->mark.off == end.off) {
-        /* The previous stream ended and was committed: a new one. */
-        if ((rc = zspool_reopen(ctx, sp)) < 0)
-            return rc;
-    } else if (sp->ended) {
-        s->input_done = 1;
-    }
+    int rc, fresh = sp->ended && sp->mark.seg == end.seg &&
+                    sp->mark.off == end.off;
+    /* A stream that ended and was committed is followed by a new one. */
+    if (fresh && (rc = zspool_reopen(ctx, sp)) < 0)
+        return rc;
+    s->input_done = sp->ended;
     if ((rc = zspool_seek(ctx, sp, sp->mark)) < 0)
         return rc;
-    uint64_t behind = zspool_behind(sp);
-    weir_log(ctx, WEIR_LOG_INFO,
-             "zmq_source: spool %s: no checkpoint restored; reading from the "
-             "committed mark (segment %" PRIu64 ", offset %" PRIu64
-             "), %" PRIu64 " byte(s) before the end%s",
-             sp->dir, sp->mark.seg, sp->mark.off, behind,
-             s->input_done ? ", which ends the stream" : "");
+    if (fresh)
+        weir_log(ctx, WEIR_LOG_INFO,
+                 "zmq_source: spool %s: the previous stream ended and is "
+                 "committed; a new one starts in segment %" PRIu64,
+                 sp->dir, sp->last);
+    else
+        weir_log(ctx, WEIR_LOG_INFO,
+                 "zmq_source: spool %s: no checkpoint restored; reading from "
+                 "the committed mark (segment %" PRIu64 ", offset %" PRIu64
+                 "), %" PRIu64 " byte(s) before the end%s",
+                 sp->dir, sp->mark.seg, sp->mark.off, zspool_behind(sp),
+                 s->input_done ? ", which ends the stream" : "");
     return WEIR_OK;
 }
 

@@ -32,6 +32,7 @@ Cases (one ctest entry each, `test_zmq_e2e.py Class.test_name`):
                                    once from a regular file
   Stdin.test_pipe_restore_refused  a pipe cannot be replayed: the restore
                                    fails with a clear error
+  Example.test_orders_and_pipe     examples/zmq as their comments run them
 
 Environment: WEIR (the weir binary), WEIR_PLUGIN_DIR, WEIR_SEED; WEIR_SOAK=N
 sends 1M messages in the PUSH case and kills the worker N times (default 6)
@@ -279,14 +280,17 @@ class Spool(Base):
     def kill_loop(self, job, stop, seed, max_kills):
         """Kills the worker at random moments until stop is set."""
         rng = random.Random(seed)
+        killed = set()
         self.kills = 0
         while not stop.is_set() and self.kills < max_kills:
             time.sleep(rng.uniform(0.3, 0.7))
             pid = job.worker()
-            if stop.is_set() or pid is None or job.p.poll() is not None:
+            if stop.is_set() or pid is None or pid in killed or \
+                    job.p.poll() is not None:
                 continue
             try:
                 os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
                 self.kills += 1
             except ProcessLookupError:
                 pass
@@ -607,21 +611,24 @@ class Stdin(Base):
                                      "commit: checkpoint}\n" % self.d)
         with open(path) as f:
             job = Job(self.d, text, stdin=f)
-        kills = 0
+        killed = set()
         deadline = time.time() + 40
-        while kills < 3 and job.p.poll() is None and time.time() < deadline:
+        while len(killed) < 3 and job.p.poll() is None and \
+                time.time() < deadline:
             time.sleep(0.01)
             log = job.text()
             start = log.rfind("started (attempt")
-            # Each worker is killed once it completed a checkpoint.
-            if start < 0 or not re.search(r"checkpoint \d+ complete",
-                                          log[start:]):
+            pid = job.worker()
+            # Each worker is killed once, after it completed a checkpoint.
+            if start < 0 or pid in killed or not re.search(
+                    r"checkpoint \d+ complete", log[start:]):
                 continue
             try:
-                os.kill(job.worker(), signal.SIGKILL)
-                kills += 1
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
             except ProcessLookupError:
                 pass
+        kills = len(killed)
         self.assertEqual(job.wait(timeout=60), 0, job.tail())
         self.assertGreaterEqual(kills, 2, "too few kills landed")
         self.assertGreaterEqual(job.text().count("restoring checkpoint"), 2)
@@ -651,6 +658,42 @@ class Stdin(Base):
         self.assertEqual(rc, 3, job.tail())
         self.assertIn("standard input is a pipe or terminal, which cannot be "
                       "read again", job.text())
+
+
+# --------------------------------------------------------------------------
+# examples/zmq, run as its comments say
+# --------------------------------------------------------------------------
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                        "examples")
+
+
+class Example(Base):
+    def test_orders_and_pipe(self):
+        os.symlink(EXAMPLES, os.path.join(self.d, "examples"))
+        log = open(os.path.join(self.d, "orders.log"), "w")
+        job = subprocess.Popen([WEIR, "run", "--dir", PLUGINS,
+                                "examples/zmq/orders.yaml"], cwd=self.d,
+                               stdout=log, stderr=log)
+        client = os.path.join(EXAMPLES, "zmq", "client.py")
+        p = subprocess.run(["/usr/bin/python3", client, "--orders", "1500"],
+                           cwd=self.d, capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(job.wait(timeout=60), 0)
+        log.close()
+        p = subprocess.run(["/usr/bin/python3", client, "--orders", "1500",
+                            "--check", "out/zmq-orders"], cwd=self.d,
+                           capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        p = subprocess.run(
+            ["/bin/sh", "-c", "printf '{\"user\":\"a\"}\\n{\"user\":\"b\"}"
+             "\\n{\"user\":\"a\"}\\n' | '%s' run --dir '%s' "
+             "examples/zmq/pipe.yaml" % (WEIR, PLUGINS)],
+            cwd=self.d, capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+        counts = [json.loads(x)["value"]["count"]
+                  for x in p.stdout.decode().splitlines()]
+        self.assertEqual(counts, [1, 1, 2])
 
 
 if __name__ == "__main__":

@@ -477,7 +477,8 @@ static void test_torn_tail(void **state)
 }
 
 /* The end is spooled: a restore after it ends at once; a run without
- * restore, once the end is committed, starts a new stream. */
+ * restore, once the end is committed, starts a new stream with an empty
+ * dedup window. */
 static void test_end_then_new_stream(void **state)
 {
     env *e = *state;
@@ -498,8 +499,9 @@ static void test_end_then_new_stream(void **state)
     assert_int_equal(t->n_recs, 0);
     th_free(t);
 
-    t = open_src(e, spool_params(e, "rep"), 0, 1); /* no restore */
-    assert_string_equal(request(t, req, "{\"id\":\"b\",\"k\":\"y\"}"), "ok");
+    /* No restore: a new stream, whose ids start afresh. */
+    t = open_src(e, spool_params(e, "rep"), 0, 1);
+    assert_string_equal(request(t, req, "{\"id\":\"a\",\"k\":\"y\"}"), "ok");
     poll_until(t, 1);
     assert_memory_equal(t->recs[0].key, "y", 1);
     th_free(t);
