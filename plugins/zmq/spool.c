@@ -864,6 +864,10 @@ int zspool_open(weir_ctx *ctx, zspool *sp, const char *dir,
         }
         sp->wfd = open(path, O_WRONLY | O_CLOEXEC);
         rc = sp->wfd < 0 ? zspool_sys(ctx, "open", path) : WEIR_OK;
+        /* What a killed worker wrote but did not sync is durable before
+         * its ids can acknowledge a resent message. */
+        if (rc == WEIR_OK && fdatasync(sp->wfd) < 0)
+            rc = zspool_sys(ctx, "fdatasync", path);
         free(path);
         if (rc < 0)
             goto fail;

@@ -33,8 +33,9 @@
  * damaged tail (the write a killed worker did not finish) is truncated and
  * logged, and the dedup window is rebuilt from its 'W' record and the ids
  * of its messages, so that it survives restarts and the deletion of old
- * segments. A gap in the numbering, a foreign header or a mark of another
- * spool is an error: the directory was changed by hand.
+ * segments; the segment is then fdatasync()ed, since its ids now answer
+ * resent messages. A gap in the numbering, a foreign header or a mark of
+ * another spool is an error: the directory was changed by hand.
  *
  * Errors: functions return 0 (zspool_next: 1 or 0) or a negative WEIR_E*
  * code after weir_set_error() with the file and the reason. Thread: a

@@ -190,15 +190,16 @@ static int zsnk_bad(weir_ctx *ctx, zsnk *s, const weir_record *rec,
     s->bad++;
     weir_counter_add(ctx, s->m_bad, 1);
     int kn = rec->key_len > 64 ? 64 : (int)rec->key_len;
+    const char *key = rec->key ? (const char *)rec->key : "";
     if (s->fail_on_error) {
         weir_set_error(ctx, "zmq_sink: %s: record with key '%.*s': %s",
-                       s->endpoint, kn, (const char *)rec->key, why);
+                       s->endpoint, kn, key, why);
         return WEIR_EINVAL;
     }
     if (s->bad <= ZSNK_LOG_LIMIT)
         weir_log(ctx, WEIR_LOG_WARN,
                  "zmq_sink: %s: record with key '%.*s': %s; skipped%s",
-                 s->endpoint, kn, (const char *)rec->key, why,
+                 s->endpoint, kn, key, why,
                  s->bad == ZSNK_LOG_LIMIT
                      ? " (further bad records are counted, not logged)"
                      : "");

@@ -48,6 +48,12 @@
  * spooled is a duplicate. PULL and SUB cannot acknowledge: what is still
  * queued inside ZeroMQ when the worker dies is lost even with a spool.
  *
+ * ZeroMQ's receive queue (ZMQ_RCVHWM, `rcvhwm`) is unlimited by default:
+ * with a limit, a PUSH peer blocks while the queue is full, but libzmq then
+ * drops what the full queue holds when an ipc peer disconnects right after
+ * its last message (a producer that sends and exits), without any crash.
+ * Unlimited, the worker holds what peers send ahead of the job in memory.
+ *
  * The spool keeps the segments from the newest completed checkpoint's
  * position on; older ones are deleted by notify_checkpoint_complete. While
  * max_spool bytes are not covered by a completed checkpoint the source
@@ -209,6 +215,16 @@ static const weir_param_def zsrc_p_max_message = {
     .max = 268435456,
     .description = "largest frame accepted; ZeroMQ disconnects a peer that "
                    "sends a larger one"};
+static const weir_param_def zsrc_p_rcvhwm = {
+    .size = sizeof(weir_param_def),
+    .flags = WEIR_PARAM_HAS_MIN | WEIR_PARAM_HAS_MAX,
+    .name = "rcvhwm",
+    .type = WEIR_PARAM_INT,
+    .default_value = "0",
+    .min = 0,
+    .max = 100000000,
+    .description = "ZMQ_RCVHWM: 0 = no limit; a limit lets PUSH peers block, "
+                   "but libzmq drops a full queue's ipc peer tail"};
 static const char *const zsrc_on_error_choices[] = {"skip", "fail", NULL};
 static const weir_param_def zsrc_p_on_error = {
     .size = sizeof(weir_param_def),
@@ -219,13 +235,25 @@ static const weir_param_def zsrc_p_on_error = {
     .description = "bad message: skip (log, count, answer the error) or "
                    "fail the job"};
 
-static const weir_param_def *const zsrc_params[] = {
-    &zsrc_p_endpoint,    &zsrc_p_bind,     &zsrc_p_socket,
-    &zsrc_p_subscribe,   &zsrc_p_format,   &zsrc_p_key_field,
-    &zsrc_p_time_field,  &zsrc_p_id_field, &zsrc_p_window,
-    &zsrc_p_spool,       &zsrc_p_sync,     &zsrc_p_segment,
-    &zsrc_p_max_spool,   &zsrc_p_end,      &zsrc_p_batch,
-    &zsrc_p_max_message, &zsrc_p_on_error, NULL};
+static const weir_param_def *const zsrc_params[] = {&zsrc_p_endpoint,
+                                                    &zsrc_p_bind,
+                                                    &zsrc_p_socket,
+                                                    &zsrc_p_subscribe,
+                                                    &zsrc_p_format,
+                                                    &zsrc_p_key_field,
+                                                    &zsrc_p_time_field,
+                                                    &zsrc_p_id_field,
+                                                    &zsrc_p_window,
+                                                    &zsrc_p_spool,
+                                                    &zsrc_p_sync,
+                                                    &zsrc_p_segment,
+                                                    &zsrc_p_max_spool,
+                                                    &zsrc_p_end,
+                                                    &zsrc_p_batch,
+                                                    &zsrc_p_max_message,
+                                                    &zsrc_p_rcvhwm,
+                                                    &zsrc_p_on_error,
+                                                    NULL};
 
 /* ------------------------------------------------------------------------ */
 /* Instance                                                                  */
@@ -544,8 +572,8 @@ static int zsrc_position(weir_ctx *ctx, zsrc *s)
 {
     zspool *sp = &s->sp;
     zspool_pos end = zspool_end(sp);
-    int rc, fresh = sp->ended && sp->mark.seg == end.seg &&
-                    sp->mark.off == end.off;
+    int rc,
+        fresh = sp->ended && sp->mark.seg == end.seg && sp->mark.off == end.off;
     /* A stream that ended and was committed is followed by a new one. */
     if (fresh && (rc = zspool_reopen(ctx, sp)) < 0)
         return rc;
@@ -822,7 +850,12 @@ static int zsrc_socket(weir_ctx *ctx, zsrc *s, int bind, int64_t max_message)
         return zsrc_zerr(ctx, s, "zmq_ctx_new");
     if (!(s->sock = zmq_socket(s->zctx, types[s->kind])))
         return zsrc_zerr(ctx, s, "zmq_socket");
+    int64_t hwm = 0;
+    if (weir_param_int(ctx, "rcvhwm", &hwm) < 0 || hwm < 0 || hwm > INT32_MAX)
+        hwm = 0;
+    int rcvhwm = (int)hwm;
     if (zmq_setsockopt(s->sock, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
+        zmq_setsockopt(s->sock, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm) < 0 ||
         zmq_setsockopt(s->sock, ZMQ_MAXMSGSIZE, &max_message,
                        sizeof max_message) < 0)
         return zsrc_zerr(ctx, s, "setting socket options");

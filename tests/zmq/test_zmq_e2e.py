@@ -13,6 +13,8 @@ Cases (one ctest entry each, `test_zmq_e2e.py Class.test_name`):
                                    WEIR_ZMQ_MESSAGES messages (default
                                    200000, 1000000 with WEIR_SOAK), rate
                                    printed
+  Push.test_fast_peer_disconnects  the same from a C peer faster than the
+                                   job, which disconnects right away
   Spool.test_req_retries_kill      REQ clients that resend on timeout ->
                                    spooled REP source with id_field, worker
                                    killed with SIGKILL in a loop: no loss, no
@@ -34,7 +36,8 @@ Cases (one ctest entry each, `test_zmq_e2e.py Class.test_name`):
                                    fails with a clear error
   Example.test_orders_and_pipe     examples/zmq as their comments run them
 
-Environment: WEIR (the weir binary), WEIR_PLUGIN_DIR, WEIR_SEED; WEIR_SOAK=N
+Environment: WEIR (the weir binary), WEIR_PLUGIN_DIR, ZMQ_BURST (the
+zmq_burst peer), WEIR_SEED; WEIR_SOAK=N
 sends 1M messages in the PUSH case and kills the worker N times (default 6)
 in the spool cases.
 """
@@ -197,6 +200,30 @@ class Push(Base):
         print("\nzmq_source: %d msgpack messages: client sent in %.2f s "
               "(%.0f msg/s); committed by the job after %.2f s (%.0f msg/s "
               "end to end)" % (n, sent, n / sent, total, n / total),
+              file=sys.stderr)
+
+
+    def test_fast_peer_disconnects(self):
+        """A PUSH peer that sends faster than the job reads and disconnects
+        right after its last message: nothing it sent may be lost (libzmq
+        drops what a full receive queue holds from an ipc peer that went
+        away, hence rcvhwm: 0 by default)."""
+        n, keys = 1000000, 1000
+        ep = self.ep("in")
+        job = Job(self.d, PUSH_JOB.format(d=self.d, ep=ep))
+        self.assertTrue(job.wait_for(r"all \d+ subtasks running"), job.tail())
+        t0 = time.time()
+        p = subprocess.run([os.environ["ZMQ_BURST"], ep, str(n), str(keys)],
+                           capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rc = job.wait(timeout=40)
+        total = time.time() - t0
+        self.assertEqual(rc, 0, job.tail())
+        tally = {"k%d" % k: n // keys for k in range(keys)}
+        self.check_counts(os.path.join(self.d, "out"), tally, job)
+        print("\nzmq_burst: %d messages sent in %s s; committed by the job "
+              "after %.2f s (%.0f msg/s end to end)"
+              % (n, p.stdout.decode().strip(), total, n / total),
               file=sys.stderr)
 
 
