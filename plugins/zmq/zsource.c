@@ -1057,7 +1057,8 @@ const weir_operator zsrc_operator = {
         "receives ZeroMQ messages (pull, sub, rep, router; json, msgpack, "
         "multipart). Not replayable: at-most-once across a crash. With "
         "spool: replayable (acks after the append), exactly-once for REP/"
-        "ROUTER clients that resend with an id_field",
+        "ROUTER clients that resend with an id_field; PULL/SUB still lose "
+        "what ZeroMQ queued in a killed worker",
     .params = zsrc_params,
     .snapshot_version = ZSRC_SNAP_VERSION,
     .open = zsrc_open,
