@@ -340,7 +340,7 @@ static int zsrc_send(weir_ctx *ctx, zsrc *s, const void *p, size_t n, int more)
     return WEIR_OK;
 }
 
-/* Answers the request in s->frames ("ok" or "error: why"). ROUTER answers
+/* Answers the request in s->m ("ok" or "error: why"). ROUTER answers
  * go to the identity in frames[0]. */
 static int zsrc_answer(weir_ctx *ctx, zsrc *s, const char *why)
 {
@@ -356,7 +356,7 @@ static int zsrc_answer(weir_ctx *ctx, zsrc *s, const char *why)
     return zsrc_send(ctx, s, buf, (size_t)n, 0);
 }
 
-/* ROUTER: keeps the identity of the request in s->frames for an "ok" sent
+/* ROUTER: keeps the identity of the request in s->m for an "ok" sent
  * after the spool flush. */
 static int zsrc_defer_ok(weir_ctx *ctx, zsrc *s)
 {
@@ -415,7 +415,7 @@ static int zsrc_bad(weir_ctx *ctx, zsrc *s, const char *why)
     return WEIR_OK;
 }
 
-/* Takes the message in s->frames (payload from `first`): emits it or
+/* Takes the message in s->m (payload from `first`): emits it or
  * appends it to the spool. *fate says what happened; why[] explains
  * ZSRC_BAD. */
 static int zsrc_take(weir_ctx *ctx, zsrc *s, size_t first, zsrc_fate *fate,
