@@ -13,7 +13,13 @@
  *   savepoint [DIR]
  *   stop [--savepoint [DIR]]
  *   cancel
+ *   state ttl OPERATOR STATE DURATION [--time event|processing]
+ *   state purge OPERATOR STATE (--prefix P | --older-than D | --all)
+ *   state stats [OPERATOR]
  * A savepoint without DIR goes to <checkpoint.dir>/<job>/savepoints/.
+ * `state ttl` and `state purge` are applied by every subtask of the
+ * operator at the next checkpoint barrier and answered when that
+ * checkpoint completed (runtime/keyed.h); `state` commands take --json.
  * Exit codes: 0 done, 1 the job refused or the request failed, 2 bad
  * usage, 3 no running job answered at TARGET.
  */
@@ -45,7 +51,12 @@ static void ctl_usage(void)
           "  TARGET: a run directory, a job's checkpoint directory, or the "
           "job file\n"
           "  COMMAND: status [--json] [--watch [SECONDS]] | checkpoint |\n"
-          "           savepoint [DIR] | stop [--savepoint [DIR]] | cancel\n",
+          "           savepoint [DIR] | stop [--savepoint [DIR]] | cancel |\n"
+          "           state ttl OPERATOR STATE DURATION "
+          "[--time event|processing] |\n"
+          "           state purge OPERATOR STATE "
+          "(--prefix P | --older-than D | --all) |\n"
+          "           state stats [OPERATOR]\n",
           stderr);
 }
 
@@ -250,11 +261,108 @@ static void ctl_print_status(json_t *r)
     }
 }
 
+static void ctl_ttl_text(json_t *ms, const char *time, char *out, size_t cap)
+{
+    if (json_is_integer(ms))
+        snprintf(out, cap, "ttl %lld ms (%s time)",
+                 (long long)json_integer_value(ms), time ? time : "?");
+    else
+        snprintf(out, cap, "no ttl");
+}
+
+static void ctl_print_state_stats(json_t *r)
+{
+    size_t i, k;
+    json_t *t, *s;
+    json_array_foreach(json_object_get(r, "subtasks"), i, t)
+    {
+        printf("%s#%lld\n", json_string_value(json_object_get(t, "operator")),
+               (long long)json_integer_value(json_object_get(t, "subtask")));
+        json_array_foreach(json_object_get(t, "states"), k, s)
+        {
+            json_t *ttl = json_object_get(s, "ttl");
+            json_t *exp = json_object_get(s, "expired");
+            char now[64], decl[64];
+            ctl_ttl_text(json_object_get(ttl, "ms"),
+                         json_string_value(json_object_get(ttl, "time")), now,
+                         sizeof now);
+            ctl_ttl_text(
+                json_object_get(ttl, "declared_ms"),
+                json_string_value(json_object_get(ttl, "declared_time")), decl,
+                sizeof decl);
+            int over = json_is_true(json_object_get(ttl, "override"));
+            printf("  state %-16s %-5s %10lld keys %12lld bytes  %s%s%s%s\n",
+                   json_string_value(json_object_get(s, "name")),
+                   json_string_value(json_object_get(s, "kind")),
+                   (long long)json_integer_value(json_object_get(s, "keys")),
+                   (long long)json_integer_value(json_object_get(s, "bytes")),
+                   now, over ? " (override; declared: " : "", over ? decl : "",
+                   over ? ")" : "");
+            printf(
+                "    expired: %lld by read, %lld by sweep, %lld by "
+                "compaction; %lld hook calls; grew at %lld samples in a "
+                "row%s%s\n",
+                (long long)json_integer_value(json_object_get(exp, "read")),
+                (long long)json_integer_value(json_object_get(exp, "sweep")),
+                (long long)json_integer_value(
+                    json_object_get(exp, "compaction")),
+                (long long)json_integer_value(json_object_get(s, "hook_calls")),
+                (long long)json_integer_value(
+                    json_object_get(s, "growth_streak")),
+                json_is_true(json_object_get(ttl, "rewrite_pending"))
+                    ? "; TTL rewrite of existing entries in progress"
+                    : "",
+                json_is_true(json_object_get(s, "leak_suspected"))
+                    ? "; PROBABLE LEAK"
+                    : "");
+        }
+    }
+}
+
+/* A state ttl or purge answer. */
+static void ctl_print_state_change(json_t *r, const char *action)
+{
+    const char *op = json_string_value(json_object_get(r, "operator"));
+    const char *st = json_string_value(json_object_get(r, "state"));
+    long long id =
+        (long long)json_integer_value(json_object_get(r, "checkpoint"));
+    int ttl = !strcmp(action, "ttl");
+    printf("%s.%s: %lld entries %s, in checkpoint %lld%s\n", op, st,
+           (long long)json_integer_value(
+               json_object_get(r, ttl ? "rewritten" : "purged")),
+           ttl ? "rewritten" : "purged", id,
+           json_is_true(json_object_get(r, "pending"))
+               ? "; the rest is rewritten between records (state stats shows "
+                 "the progress)"
+               : "");
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(r, "subtasks"), i, p)
+    {
+        char read[48] = "";
+        if (!ttl)
+            snprintf(
+                read, sizeof read, " of %lld",
+                (long long)json_integer_value(json_object_get(p, "scanned")));
+        printf("  subtask %lld: %lld %s%s, %.1f ms at the barrier of "
+               "checkpoint %lld%s\n",
+               (long long)json_integer_value(json_object_get(p, "subtask")),
+               (long long)json_integer_value(
+                   json_object_get(p, ttl ? "rewritten" : "purged")),
+               ttl ? "rewritten" : "purged", read,
+               json_real_value(json_object_get(p, "pause_ms")),
+               (long long)json_integer_value(json_object_get(p, "checkpoint")),
+               json_is_true(json_object_get(p, "pending")) ? "; going on" : "");
+    }
+}
+
 /* Prints a reply; returns the exit code. */
-static int ctl_print(json_t *reply, const char *cmd, int as_json)
+static int ctl_print(json_t *reply, const char *cmd, const char *action,
+                     int as_json)
 {
     if (!json_is_true(json_object_get(reply, "ok"))) {
-        fprintf(stderr, "weir ctl: %s: %s\n", cmd,
+        fprintf(stderr, "weir ctl: %s%s%s: %s\n", cmd, action ? " " : "",
+                action ? action : "",
                 json_string_value(json_object_get(reply, "error")));
         return CLI_EXIT_FAILED;
     }
@@ -264,6 +372,10 @@ static int ctl_print(json_t *reply, const char *cmd, int as_json)
         free(s);
     } else if (!strcmp(cmd, "status")) {
         ctl_print_status(reply);
+    } else if (action && !strcmp(action, "stats")) {
+        ctl_print_state_stats(reply);
+    } else if (action) {
+        ctl_print_state_change(reply, action);
     } else {
         json_t *sp = json_object_get(reply, "savepoint");
         json_t *id = json_object_get(reply, "checkpoint");
@@ -284,6 +396,10 @@ typedef struct ctl_args {
     const char *target, *cmd, *dir;
     int as_json, watch, savepoint;
     double watch_s;
+    /* state */
+    const char *action, *op, *state, *prefix, *time;
+    int64_t ttl_ms, older_ms;
+    int all, has_older;
 } ctl_args;
 
 /* The options that precede TARGET. Returns the index of TARGET, or -1. */
@@ -312,6 +428,83 @@ static int ctl_parse_globals(int argc, char **argv, ctl_args *a)
     return i;
 }
 
+/* A duration argument of `what`; -1 after printing why. */
+static int ctl_duration(const char *what, const char *s, int64_t *out)
+{
+    char *err = NULL;
+    if (topo_parse_duration(s, strlen(s), out, &err) < 0) {
+        fprintf(stderr, "weir ctl: %s: %s\n", what, err);
+        free(err);
+        return -1;
+    }
+    return 0;
+}
+
+/* state ttl | purge | stats, from argv[i]. */
+static int ctl_parse_state(int argc, char **argv, int i, ctl_args *a)
+{
+    if (i >= argc)
+        return -1;
+    a->action = argv[i++];
+    int need = !strcmp(a->action, "stats")   ? 0
+               : !strcmp(a->action, "purge") ? 2
+               : !strcmp(a->action, "ttl")   ? 3
+                                             : -1;
+    if (need < 0) {
+        fprintf(stderr, "weir ctl: unknown state command '%s'\n", a->action);
+        return -1;
+    }
+    const char *pos[3] = {NULL, NULL, NULL};
+    int n = 0, modes = 0;
+    for (; i < argc; i++) {
+        const char *s = argv[i];
+        if (!strcmp(s, "--json")) {
+            a->as_json = 1;
+        } else if (!strcmp(s, "--time") && need == 3 && i + 1 < argc) {
+            a->time = argv[++i];
+            if (strcmp(a->time, "event") != 0 &&
+                strcmp(a->time, "processing") != 0) {
+                fprintf(stderr, "weir ctl: --time is event or processing\n");
+                return -1;
+            }
+        } else if (!strcmp(s, "--prefix") && need == 2 && i + 1 < argc) {
+            a->prefix = argv[++i];
+            modes++;
+        } else if (!strcmp(s, "--older-than") && need == 2 && i + 1 < argc) {
+            if (ctl_duration("--older-than", argv[++i], &a->older_ms) < 0)
+                return -1;
+            a->has_older = 1;
+            modes++;
+        } else if (!strcmp(s, "--all") && need == 2) {
+            a->all = 1;
+            modes++;
+        } else if (s[0] != '-' && n < 3) {
+            pos[n++] = s;
+        } else {
+            return -1;
+        }
+    }
+    if (need == 0 ? n > 1 : n != need)
+        return -1;
+    a->op = pos[0];
+    a->state = pos[1];
+    if (need == 2 && modes != 1) {
+        fprintf(stderr, "weir ctl: state purge needs one of --prefix P, "
+                        "--older-than D and --all\n");
+        return -1;
+    }
+    if (need == 3) {
+        if (ctl_duration("state ttl", pos[2], &a->ttl_ms) < 0)
+            return -1;
+        if (a->ttl_ms <= 0) {
+            fprintf(stderr, "weir ctl: state ttl: the duration must be "
+                            "positive (a TTL of 0 would expire everything)\n");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int ctl_parse(int argc, char **argv, ctl_args *a)
 {
     int i = ctl_parse_globals(argc, argv, a);
@@ -320,6 +513,8 @@ static int ctl_parse(int argc, char **argv, ctl_args *a)
     a->target = argv[i++];
     a->cmd = argv[i++];
     a->watch_s = 2.0;
+    if (!strcmp(a->cmd, "state"))
+        return ctl_parse_state(argc, argv, i, a);
     for (; i < argc; i++) {
         const char *s = argv[i];
         if (!strcmp(s, "--json") && !strcmp(a->cmd, "status"))
@@ -346,9 +541,36 @@ static int ctl_parse(int argc, char **argv, ctl_args *a)
     return -1;
 }
 
+/* The request of a state command. */
+static json_t *ctl_build_state(const ctl_args *a)
+{
+    json_t *req = a->action ? json_pack("{s:s, s:s}", "cmd", a->cmd, "action",
+                                        a->action)
+                            : NULL;
+    if (!req)
+        return NULL;
+    if (a->op)
+        json_object_set_new(req, "operator", json_string(a->op));
+    if (a->state)
+        json_object_set_new(req, "state", json_string(a->state));
+    if (!strcmp(a->action, "ttl"))
+        json_object_set_new(req, "ttl_ms", json_integer(a->ttl_ms));
+    if (a->time)
+        json_object_set_new(req, "time", json_string(a->time));
+    if (a->prefix)
+        json_object_set_new(req, "prefix", json_string(a->prefix));
+    if (a->has_older)
+        json_object_set_new(req, "older_than_ms", json_integer(a->older_ms));
+    if (a->all)
+        json_object_set_new(req, "all", json_true());
+    return req;
+}
+
 /* Builds the request; NULL after printing why. */
 static json_t *ctl_build(const ctl_args *a, const char *job_dir)
 {
+    if (!strcmp(a->cmd, "state"))
+        return ctl_build_state(a);
     json_t *req = json_pack("{s:s}", "cmd", a->cmd);
     char dir[PATH_MAX];
     int want_dir = !strcmp(a->cmd, "savepoint") || a->savepoint;
@@ -369,7 +591,8 @@ static int ctl_once(const ctl_args *a, const char *sock, json_t *req)
 {
     int64_t t = a->timeout_ms;
     if (!t)
-        t = !strcmp(a->cmd, "status") || !strcmp(a->cmd, "cancel")
+        t = !strcmp(a->cmd, "status") || !strcmp(a->cmd, "cancel") ||
+                    (a->action && !strcmp(a->action, "stats"))
                 ? CTL_SHORT_MS
                 : CTL_LONG_MS;
     json_t *reply = NULL;
@@ -379,7 +602,7 @@ static int ctl_once(const ctl_args *a, const char *sock, json_t *req)
         free(err);
         return CTL_EXIT_UNREACHABLE;
     }
-    int rc = ctl_print(reply, a->cmd, a->as_json);
+    int rc = ctl_print(reply, a->cmd, a->action, a->as_json);
     json_decref(reply);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "checkpoint/manifest.h"
+#include "common/err.h"
 #include "common/log.h"
 #include "state/state.h"
 #include "state/timers.h"
@@ -14,8 +15,15 @@
 /* Timers fired per call into the store. */
 #define KEYED_TIMER_BUDGET 1024
 
-/* Leak statistics are sampled this often (processing time). */
-#define KEYED_SAMPLE_NS (10LL * 1000 * 1000 * 1000)
+/* How long a TTL change may rewrite entries at the barrier; the rest is
+ * done between records. */
+#define KEYED_ADMIN_BUDGET_NS (50LL * 1000 * 1000)
+
+/* One change in a subtask's mailbox. */
+typedef struct keyed_admin_msg {
+    struct keyed_admin_msg *next;
+    keyed_admin *a;
+} keyed_admin_msg;
 
 /* The store's expiry hook: runs the plugin's on_state_expired with the
  * entry's key current, then restores the record's key. */
@@ -148,6 +156,7 @@ int keyed_open(task *t)
     cfg.leak_samples = (uint32_t)topo_param_int(sp, "leak_samples");
     cfg.compact_interval_ms = topo_param_int(sp, "compact_interval");
     cfg.min_free_bytes = (uint64_t)topo_param_int(sp, "min_free_space");
+    t->sample_every_ns = topo_param_int(sp, "stats_interval") * 1000000;
     if (t->reg->op.on_state_expired) {
         cfg.on_expired = keyed_on_expired;
         cfg.on_expired_arg = t;
@@ -190,9 +199,12 @@ static void keyed_publish(task *t)
     rt_state_info *v = calloc(n ? n : 1, sizeof *v);
     if (!v)
         return;
+    int64_t now = task_wall_ms();
     for (size_t i = 0; i < n; i++) {
         state_stats st;
+        state_admin_info ai;
         state_stats_get(state_at(t->store, i), &st);
+        state_admin_info_get(state_at(t->store, i), &ai);
         snprintf(v[i].name, sizeof v[i].name, "%s", st.name);
         v[i].kind = (int)st.kind;
         v[i].has_ttl = st.has_ttl;
@@ -202,6 +214,18 @@ static void keyed_publish(task *t)
         v[i].expired =
             st.expired_read + st.expired_sweep + st.expired_compaction;
         v[i].leak_suspected = st.leak_suspected;
+        v[i].domain = (int)ai.domain;
+        v[i].declared_ttl_ms = ai.declared_ttl_ms;
+        v[i].declared_domain = (int)ai.declared_domain;
+        v[i].ttl_override = ai.override;
+        v[i].rewrite_pending = ai.rewrite_pending;
+        v[i].rewritten = ai.rewritten;
+        v[i].expired_read = st.expired_read;
+        v[i].expired_sweep = st.expired_sweep;
+        v[i].expired_compaction = st.expired_compaction;
+        v[i].hook_calls = st.hook_calls;
+        v[i].growth_streak = st.growth_streak;
+        v[i].sampled_ms = now;
     }
     pthread_mutex_lock(&t->pub_lock);
     free(t->pub);
@@ -222,9 +246,11 @@ int keyed_sweep(task *t, int all)
         if (n < 0)
             return keyed_fail(t, "expiring state", n, err);
     } while (all && (size_t)n == budget);
+    if ((n = state_admin_step(t->store, STATE_ADMIN_BATCH, &err)) < 0)
+        return keyed_fail(t, "rewriting state for a TTL change", n, err);
     int64_t now = task_mono_ns();
     if (all || now >= t->next_sample_ns) {
-        t->next_sample_ns = now + KEYED_SAMPLE_NS;
+        t->next_sample_ns = now + t->sample_every_ns;
         if (state_stats_sample(t->store, &err) < 0) {
             log_msg(WEIR_LOG_WARN, t->who, "state statistics: %s", err);
             free(err);
@@ -274,9 +300,12 @@ static void keyed_report(task *t)
     }
 }
 
+static void keyed_admin_drain(task *t);
+
 void keyed_close(task *t)
 {
     char *err = NULL;
+    keyed_admin_drain(t);
     if (t->store)
         keyed_report(t);
     if (t->store && state_store_close(t->store, &err) < 0) {
@@ -284,4 +313,165 @@ void keyed_close(task *t)
         free(err);
     }
     t->store = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Live state changes                                                        */
+/* ------------------------------------------------------------------------ */
+
+keyed_admin *keyed_admin_new(keyed_admin_kind kind, const char *state,
+                             uint32_t n)
+{
+    keyed_admin *a = calloc(1, sizeof *a);
+    if (!a || !(a->parts = calloc(n ? n : 1, sizeof *a->parts))) {
+        free(a);
+        return NULL;
+    }
+    pthread_mutex_init(&a->lock, NULL);
+    a->refs = 1;
+    a->kind = kind;
+    a->n = n;
+    snprintf(a->state, sizeof a->state, "%s", state);
+    return a;
+}
+
+void keyed_admin_release(keyed_admin *a)
+{
+    if (!a)
+        return;
+    pthread_mutex_lock(&a->lock);
+    int last = --a->refs == 0;
+    pthread_mutex_unlock(&a->lock);
+    if (!last)
+        return;
+    pthread_mutex_destroy(&a->lock);
+    free(a->prefix);
+    free(a->parts);
+    free(a);
+}
+
+int keyed_admin_post(task *t, keyed_admin *a)
+{
+    keyed_admin_msg *m = malloc(sizeof *m);
+    if (!m)
+        return WEIR_ENOMEM;
+    pthread_mutex_lock(&a->lock);
+    a->refs++;
+    pthread_mutex_unlock(&a->lock);
+    m->a = a;
+    pthread_mutex_lock(&t->admin_lock);
+    int closed = t->admin_closed;
+    if (!closed) {
+        m->next = t->admin_q;
+        t->admin_q = m;
+    }
+    pthread_mutex_unlock(&t->admin_lock);
+    if (closed) {
+        keyed_admin_release(a);
+        free(m);
+        return WEIR_ESTATE;
+    }
+    return 0;
+}
+
+void keyed_admin_part_get(keyed_admin *a, uint32_t index, keyed_admin_part *out)
+{
+    pthread_mutex_lock(&a->lock);
+    if (index < a->n)
+        *out = a->parts[index];
+    else
+        memset(out, 0, sizeof *out);
+    pthread_mutex_unlock(&a->lock);
+}
+
+static void keyed_admin_record(task *t, keyed_admin *a,
+                               const keyed_admin_part *p)
+{
+    pthread_mutex_lock(&a->lock);
+    if (t->ps->index < a->n)
+        a->parts[t->ps->index] = *p;
+    pthread_mutex_unlock(&a->lock);
+}
+
+/* Takes the mailbox, oldest change first. */
+static keyed_admin_msg *keyed_admin_take(task *t, int close)
+{
+    pthread_mutex_lock(&t->admin_lock);
+    keyed_admin_msg *q = t->admin_q, *r = NULL;
+    t->admin_q = NULL;
+    if (close)
+        t->admin_closed = 1;
+    pthread_mutex_unlock(&t->admin_lock);
+    while (q) {
+        keyed_admin_msg *next = q->next;
+        q->next = r;
+        r = q;
+        q = next;
+    }
+    return r;
+}
+
+static weir_state *keyed_state_named(task *t, const char *name)
+{
+    for (size_t i = 0; i < state_count(t->store); i++)
+        if (!strcmp(state_name(state_at(t->store, i)), name))
+            return state_at(t->store, i);
+    return NULL;
+}
+
+static void keyed_admin_run(task *t, keyed_admin *a, uint64_t id)
+{
+    keyed_admin_part p = {.done = 1, .checkpoint = id};
+    char *err = NULL;
+    weir_state *st = t->store ? keyed_state_named(t, a->state) : NULL;
+    int rc;
+    if (!st)
+        rc = err_set(&err, WEIR_ENOTFOUND, "subtask %s has no state '%s'",
+                     t->who, a->state);
+    else if (a->kind == KEYED_ADMIN_TTL)
+        rc = state_admin_set_ttl(st, a->ttl_ms, a->domain,
+                                 KEYED_ADMIN_BUDGET_NS, &p.res, &err);
+    else
+        rc = state_admin_purge(st, a->mode, a->prefix, a->prefix_len,
+                               a->older_ms, &p.res, &err);
+    p.rc = rc < 0 ? rc : 0;
+    if (rc < 0) {
+        snprintf(p.error, sizeof p.error, "%s", err ? err : weir_strerror(rc));
+        log_msg(WEIR_LOG_WARN, t->who, "state change at checkpoint %llu: %s",
+                (unsigned long long)id, p.error);
+    }
+    free(err);
+    keyed_admin_record(t, a, &p);
+}
+
+void keyed_admin_apply(task *t, uint64_t id)
+{
+    keyed_admin_msg *q = keyed_admin_take(t, 0);
+    if (!q)
+        return;
+    while (q) {
+        keyed_admin_msg *next = q->next;
+        keyed_admin_run(t, q->a, id);
+        keyed_admin_release(q->a);
+        free(q);
+        q = next;
+    }
+    char *err = NULL;
+    if (t->store && state_stats_sample(t->store, &err) == 0)
+        keyed_publish(t);
+    free(err);
+}
+
+/* Answers what the mailbox still holds as not applied, and closes it. */
+static void keyed_admin_drain(task *t)
+{
+    for (keyed_admin_msg *q = keyed_admin_take(t, 1), *next; q; q = next) {
+        next = q->next;
+        keyed_admin_part p = {.done = 1, .rc = WEIR_ESTATE};
+        snprintf(p.error, sizeof p.error,
+                 "subtask %s ended before a checkpoint barrier", t->who);
+        keyed_admin_record(t, q->a, &p);
+        keyed_admin_release(q->a);
+        free(q);
+    }
 }

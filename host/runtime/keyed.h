@@ -15,6 +15,7 @@
 #define WEIR_HOST_KEYED_H
 
 #include "runtime/task.h"
+#include "state/state_admin.h"
 
 /* Opens the task's store if it is not open yet. Errors: WEIR_ESTATE for an
  * operator that is not keyed, or the store's own error (message in
@@ -48,7 +49,77 @@ int keyed_timer(task *t, int reg, weir_time_domain domain, int64_t ts);
 /* Flushes the store and writes a RocksDB checkpoint into `dir`. */
 int keyed_snapshot(task *t, const char *dir);
 
-/* Closes the store (after the plugin's close). */
+/* Closes the store (after the plugin's close); requests still in the
+ * mailbox are answered as not applied. */
 void keyed_close(task *t);
+
+/* ------------------------------------------------------------------------ */
+/* Live state changes (weir ctl TARGET state ...)                            */
+/* ------------------------------------------------------------------------ */
+/*
+ * A change of one declared state on every subtask of one keyed operator: a
+ * TTL override or a purge (state/state_admin.h). The control endpoint
+ * creates it, posts it into the mailbox of each subtask (keyed_admin_post)
+ * and then asks for a checkpoint. Each subtask takes what its mailbox holds
+ * at the next checkpoint barrier it processes, before it snapshots
+ * (keyed_admin_apply, from task_checkpoint), so the change is part of that
+ * checkpoint (or of an earlier one in flight, which the requested one
+ * follows). The subtask records what it did in its part; the endpoint reads
+ * the parts once the checkpoint completed. A TTL rewrite left over by its
+ * time budget goes on between records (keyed_sweep).
+ *
+ * Ownership: reference counted; the creator holds one reference, each post
+ * takes one, which the subtask drops after applying it (or when its store
+ * closes first). Thread: keyed_admin_new/post/part_get/release from any
+ * thread; keyed_admin_apply on the subtask's thread.
+ */
+typedef enum keyed_admin_kind {
+    KEYED_ADMIN_TTL = 1,
+    KEYED_ADMIN_PURGE
+} keyed_admin_kind;
+
+/* What one subtask did with the change. */
+typedef struct keyed_admin_part {
+    int done;            /* applied, or failed */
+    int rc;              /* 0, or the negative code of the failure */
+    char error[256];     /* its message */
+    uint64_t checkpoint; /* id of the barrier it was applied at */
+    state_admin_result res;
+} keyed_admin_part;
+
+typedef struct keyed_admin {
+    pthread_mutex_t lock; /* guards refs and parts */
+    int refs;
+    keyed_admin_kind kind;
+    char state[65];
+    int64_t ttl_ms; /* TTL: > 0 */
+    weir_time_domain domain;
+    state_purge_mode mode; /* purge */
+    char *prefix;
+    size_t prefix_len;
+    int64_t older_ms;
+    uint32_t n;              /* subtasks of the operator */
+    keyed_admin_part *parts; /* by subtask index */
+} keyed_admin;
+
+/* A change of `state` for an operator of n subtasks, with one reference;
+ * NULL when out of memory. The caller fills the kind's fields (prefix is
+ * malloc'ed and owned by the change). */
+keyed_admin *keyed_admin_new(keyed_admin_kind kind, const char *state,
+                             uint32_t n);
+void keyed_admin_release(keyed_admin *a);
+
+/* Puts `a` into t's mailbox. WEIR_ESTATE when the subtask's store has
+ * closed (the subtask ended). */
+int keyed_admin_post(task *t, keyed_admin *a);
+
+/* Copies the part of subtask `index`. */
+void keyed_admin_part_get(keyed_admin *a, uint32_t index,
+                          keyed_admin_part *out);
+
+/* Applies the mailbox's changes at barrier `id` (subtask thread). A change
+ * that fails (unknown state, RocksDB error) is recorded in its part and
+ * logged; the subtask goes on. */
+void keyed_admin_apply(task *t, uint64_t id);
 
 #endif

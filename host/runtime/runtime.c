@@ -177,6 +177,7 @@ static int rt_make_tasks(rt_job *rt, char **errptr)
             topo_param_int(&t->op->watermarks, "idle_timeout") * 1000000;
         t->last_emit_ns = task_mono_ns();
         pthread_mutex_init(&t->pub_lock, NULL);
+        pthread_mutex_init(&t->admin_lock, NULL);
     }
     /* Bind every input before any connect, so no connect waits. */
     for (uint32_t i = 0; i < rt->n_tasks; i++) {
@@ -509,6 +510,7 @@ static void rt_free_task(task *t)
     free(t->error);
     free(t->pub);
     pthread_mutex_destroy(&t->pub_lock);
+    pthread_mutex_destroy(&t->admin_lock);
 }
 
 void rt_destroy(rt_job *rt)

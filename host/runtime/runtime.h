@@ -86,16 +86,28 @@ uint32_t rt_task_count(const rt_job *rt);
 rt_task_stats rt_task_stats_get(const rt_job *rt, uint32_t i);
 
 /* One declared keyed state of a subtask, as of the subtask's last sample
- * of its statistics (every 10 s, and when it closes). */
+ * of its statistics (every state.stats_interval, after a live change of
+ * its state, and when it closes). */
 typedef struct rt_state_info {
     char name[64];
     int kind;      /* weir_state_kind */
-    int has_ttl;   /* 0: declared WEIR_TTL_NONE */
-    int64_t ttl_ms;
+    int has_ttl;   /* 0: no TTL in force */
+    int64_t ttl_ms; /* in force (an override included) */
     uint64_t keys;  /* estimated */
     uint64_t bytes; /* estimated live bytes */
     uint64_t expired; /* by read, sweep and compaction */
     int leak_suspected;
+    /* TTL settings (state/state_admin.h) */
+    int domain;              /* weir_time_domain in force */
+    int64_t declared_ttl_ms; /* as the operator declared it */
+    int declared_domain;
+    int ttl_override;        /* a `weir ctl state ttl` override is in force */
+    int rewrite_pending;     /* its rewrite of existing entries goes on */
+    uint64_t rewritten;      /* entries it rewrote so far in this run */
+    /* expiry and leak detail */
+    uint64_t expired_read, expired_sweep, expired_compaction, hook_calls;
+    uint32_t growth_streak; /* consecutive samples with more keys */
+    int64_t sampled_ms;     /* wall clock of the sample */
 } rt_state_info;
 
 /* Copies up to `cap` states of subtask i into out[]; returns how many the

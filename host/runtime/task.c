@@ -307,6 +307,7 @@ static int task_checkpoint(task *t, uint64_t id, int64_t align_ns)
         (rc = task_send_control(t, WIRE_BARRIER, (int64_t)id, 0)) < 0)
         return rc == WEIR_ESTATE ? rc : task_fail(t, "sending a barrier", rc);
     int64_t t0 = task_mono_ns();
+    keyed_admin_apply(t, id); /* live state changes: in this checkpoint */
     chk = ckpt_dir(t->rt->run_dir, id);
     if (!chk || asprintf(&dir, "%s/%s-%u", chk, t->op->id, t->ps->index) < 0) {
         dir = NULL;

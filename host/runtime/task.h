@@ -179,7 +179,11 @@ typedef struct task {
 
     /* keyed state and timers (runtime/keyed.h) */
     struct state_store *store; /* opened on the first state_declare */
-    int64_t next_sample_ns;
+    int64_t next_sample_ns, sample_every_ns;
+    /* live state changes (keyed_admin_post): applied at the next barrier */
+    pthread_mutex_t admin_lock; /* guards the two below */
+    struct keyed_admin_msg *admin_q;
+    int admin_closed; /* the store is closed: nothing is taken any more */
     /* the states' statistics of the last sample, for other threads */
     pthread_mutex_t pub_lock;
     struct rt_state_info *pub;

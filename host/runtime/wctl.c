@@ -12,18 +12,23 @@
 #include "common/log.h"
 #include "control/control.h"
 #include "runtime/coord.h"
+#include "runtime/keyed.h"
 #include "runtime/task.h"
 
 #define WCTL_WHO "control"
 /* How often rates are sampled. */
 #define WCTL_RATE_MS 1000
 #define WCTL_MAX_STATES 64
+/* Checkpoints a state change waits for before it gives up (one that fails
+ * is followed by another: the change is in the running state already). */
+#define WCTL_STATE_TRIES 3
 
 typedef enum wctl_wait {
     WCTL_NONE = 0,
     WCTL_CHECKPOINT, /* answer when ck_id is decided */
     WCTL_SAVEPOINT,  /* ... then export it to `dir` */
-    WCTL_STOP        /* answer when the job ended */
+    WCTL_STOP,       /* answer when the job ended */
+    WCTL_STATE       /* a state change: answer when its checkpoint did */
 } wctl_wait;
 
 /* Rates of one subtask over the last sampling period. */
@@ -43,6 +48,10 @@ struct wctl {
     char *dir; /* savepoint destination */
     int64_t started_ms, sampled_ms;
     wctl_rate *rates;
+    /* WCTL_STATE */
+    keyed_admin *admin;
+    const topo_op *admin_op;
+    int admin_tries;
 };
 
 static int64_t wctl_mono_ms(void)
@@ -92,6 +101,7 @@ void wctl_close(wctl *c)
     if (c->wait != WCTL_NONE)
         ctl_server_reply(c->srv, ctl_error("the worker is ending"));
     ctl_server_close(c->srv);
+    keyed_admin_release(c->admin);
     free(c->dir);
     free(c->rates);
     free(c);
@@ -130,6 +140,8 @@ static json_t *wctl_states_json(wctl *c, uint32_t i)
                          "bytes", (json_int_t)v[k].bytes, "expired",
                          (json_int_t)v[k].expired, "leak_suspected",
                          v[k].leak_suspected));
+        json_object_set_new(json_array_get(a, json_array_size(a) - 1),
+                            "ttl_override", json_boolean(v[k].ttl_override));
     }
     return a;
 }
@@ -250,6 +262,352 @@ static json_t *wctl_start_checkpoint(wctl *c, wctl_wait what, const char *dir)
     return NULL; /* answered later */
 }
 
+/* ------------------------------------------------------------------------ */
+/* state ttl | purge | stats                                                 */
+/* ------------------------------------------------------------------------ */
+
+static const char *wctl_domain(int d)
+{
+    return d == WEIR_TIME_EVENT ? "event" : "processing";
+}
+
+/* Appends ", name" (or "name" first) to the list in buf, as far as it
+ * fits. */
+static void wctl_list_add(char *buf, size_t cap, const char *name)
+{
+    size_t n = strlen(buf);
+    if (n + 3 >= cap)
+        return;
+    if (n) {
+        memcpy(buf + n, ", ", 2);
+        n += 2;
+    }
+    size_t l = strlen(name);
+    if (l > cap - 1 - n)
+        l = cap - 1 - n;
+    memcpy(buf + n, name, l);
+    buf[n + l] = '\0';
+}
+
+/* The operator named `id`, which must be keyed; NULL and *err otherwise. */
+static const topo_op *wctl_keyed_op(wctl *c, const char *id, json_t **err)
+{
+    *err = NULL;
+    if (!id || !*id) {
+        *err = ctl_error("state: no operator given");
+        return NULL;
+    }
+    char names[512] = "";
+    for (size_t i = 0; i < c->job->n_ops; i++) {
+        const topo_op *op = &c->job->ops[i];
+        if (!strcmp(op->id, id)) {
+            if (op->reg->op.flags & WEIR_OP_KEYED)
+                return op;
+            *err = ctl_error("operator '%s' (%s) is not keyed: it has no "
+                             "keyed state",
+                             op->id, op->type);
+            return NULL;
+        }
+        wctl_list_add(names, sizeof names, op->id);
+    }
+    *err = ctl_error("no operator '%s' in job '%s' (its operators: %s)", id,
+                     c->job->name, names);
+    return NULL;
+}
+
+/* The published statistics of state `name` of operator `op` (its first
+ * subtask that has published any); NULL when it has none, with *err. */
+static json_t *wctl_find_state(wctl *c, const topo_op *op, const char *name,
+                               rt_state_info *out)
+{
+    rt_state_info v[WCTL_MAX_STATES];
+    if (!name || !*name)
+        return ctl_error("state: no state given");
+    for (uint32_t i = 0; i < rt_task_count(c->rt); i++) {
+        if (c->rt->tasks[i].op != op)
+            continue;
+        size_t n = rt_task_states(c->rt, i, v, WCTL_MAX_STATES);
+        if (n == 0)
+            continue;
+        char names[512] = "";
+        for (size_t k = 0; k < n && k < WCTL_MAX_STATES; k++) {
+            if (!strcmp(v[k].name, name)) {
+                *out = v[k];
+                return NULL;
+            }
+            wctl_list_add(names, sizeof names, v[k].name);
+        }
+        return ctl_error("operator '%s' has no state '%s' (its states: %s)",
+                         op->id, name, names);
+    }
+    return ctl_error("the states of operator '%s' are not known yet (its "
+                     "subtasks have not opened them); try again",
+                     op->id);
+}
+
+/* Fills the change's own fields from the request; an error reply or
+ * NULL. */
+static json_t *wctl_admin_args(keyed_admin *a, json_t *req,
+                               const rt_state_info *info)
+{
+    if (a->kind == KEYED_ADMIN_TTL) {
+        json_t *ttl = json_object_get(req, "ttl_ms");
+        const char *time = json_string_value(json_object_get(req, "time"));
+        if (!json_is_integer(ttl) || json_integer_value(ttl) <= 0)
+            return ctl_error("state ttl: \"ttl_ms\" must be a positive "
+                             "integer");
+        a->ttl_ms = (int64_t)json_integer_value(ttl);
+        if (time && strcmp(time, "event") != 0 &&
+            strcmp(time, "processing") != 0)
+            return ctl_error("state ttl: \"time\" is event or processing, "
+                             "not '%s'",
+                             time);
+        a->domain = time ? (!strcmp(time, "event") ? WEIR_TIME_EVENT
+                                                   : WEIR_TIME_PROCESSING)
+                         : (weir_time_domain)info->domain;
+        return NULL;
+    }
+    json_t *prefix = json_object_get(req, "prefix");
+    json_t *older = json_object_get(req, "older_than_ms");
+    int all = json_is_true(json_object_get(req, "all"));
+    if ((prefix != NULL) + (older != NULL) + all != 1)
+        return ctl_error("state purge: give exactly one of \"prefix\", "
+                         "\"older_than_ms\" and \"all\"");
+    if (all) {
+        a->mode = STATE_PURGE_ALL;
+    } else if (prefix) {
+        if (!json_is_string(prefix))
+            return ctl_error("state purge: \"prefix\" must be a string");
+        a->mode = STATE_PURGE_PREFIX;
+        a->prefix_len = json_string_length(prefix);
+        if (!(a->prefix = malloc(a->prefix_len + 1)))
+            return ctl_error("out of memory");
+        memcpy(a->prefix, json_string_value(prefix), a->prefix_len + 1);
+    } else {
+        if (!json_is_integer(older) || json_integer_value(older) < 0)
+            return ctl_error("state purge: \"older_than_ms\" must be an "
+                             "integer >= 0");
+        if (!info->has_ttl)
+            return ctl_error("state purge --older-than: state '%s' has no "
+                             "TTL, so its entries carry no write time; give "
+                             "it one first (state ttl) or purge by --prefix "
+                             "or --all",
+                             a->state);
+        a->mode = STATE_PURGE_OLDER;
+        a->older_ms = (int64_t)json_integer_value(older);
+    }
+    return NULL;
+}
+
+/* Posts the change to every subtask of `op`, then asks for a checkpoint. */
+static json_t *wctl_admin_start(wctl *c, keyed_admin *a, const topo_op *op,
+                                const char *action)
+{
+    char *err = NULL;
+    for (uint32_t i = 0; i < rt_task_count(c->rt); i++) {
+        task *t = &c->rt->tasks[i];
+        if (t->op == op && keyed_admin_post(t, a) < 0)
+            return ctl_error("state %s: subtask %s has ended", action, t->who);
+    }
+    if (coord_request(c->rt, &c->ck_id, &err) < 0) {
+        json_t *r = ctl_error("state %s: %s", action, err);
+        free(err);
+        return r;
+    }
+    c->wait = WCTL_STATE;
+    c->admin = a;
+    c->admin_op = op;
+    c->admin_tries = 1;
+    log_msg(WEIR_LOG_INFO, WCTL_WHO,
+            "state %s of %s.%s requested: applied at checkpoint %llu", action,
+            op->id, a->state, (unsigned long long)c->ck_id);
+    return NULL;
+}
+
+static json_t *wctl_state_change(wctl *c, json_t *req, const char *action)
+{
+    const char *opid = json_string_value(json_object_get(req, "operator"));
+    const char *name = json_string_value(json_object_get(req, "state"));
+    json_t *err;
+    const topo_op *op = wctl_keyed_op(c, opid, &err);
+    rt_state_info info = {0};
+    if (!op || (err = wctl_find_state(c, op, name, &info)))
+        return err;
+    if (!coord_enabled(c->rt))
+        return ctl_error("state %s: changes are applied at a checkpoint "
+                         "barrier, and checkpoints are not enabled for this "
+                         "job (checkpoint.interval is 0s)",
+                         action);
+    keyed_admin *a = keyed_admin_new(!strcmp(action, "ttl") ? KEYED_ADMIN_TTL
+                                                            : KEYED_ADMIN_PURGE,
+                                     name, op->parallelism);
+    if (!a)
+        return ctl_error("out of memory");
+    if (!(err = wctl_admin_args(a, req, &info)))
+        err = wctl_admin_start(c, a, op, action);
+    if (err)
+        keyed_admin_release(a);
+    return err;
+}
+
+static json_t *wctl_state_json(const rt_state_info *v, int64_t now)
+{
+    static const char *const kinds[] = {"value", "map", "list"};
+    json_t *o = json_pack(
+        "{s:s, s:s, s:I, s:I, s:{s:I, s:I, s:I}, s:I, s:b, s:i, s:I}", "name",
+        v->name, "kind",
+        v->kind >= 1 && v->kind <= 3 ? kinds[v->kind - 1] : "?", "keys",
+        (json_int_t)v->keys, "bytes", (json_int_t)v->bytes, "expired", "read",
+        (json_int_t)v->expired_read, "sweep", (json_int_t)v->expired_sweep,
+        "compaction", (json_int_t)v->expired_compaction, "hook_calls",
+        (json_int_t)v->hook_calls, "leak_suspected", v->leak_suspected,
+        "growth_streak", (int)v->growth_streak, "sampled_ms_ago",
+        (json_int_t)(now - v->sampled_ms));
+    json_t *ttl = json_pack(
+        "{s:o, s:s, s:o, s:s, s:b, s:b, s:I}", "ms",
+        v->has_ttl ? json_integer(v->ttl_ms) : json_null(), "time",
+        wctl_domain(v->domain), "declared_ms",
+        v->declared_ttl_ms > 0 ? json_integer(v->declared_ttl_ms) : json_null(),
+        "declared_time", wctl_domain(v->declared_domain), "override",
+        v->ttl_override, "rewrite_pending", v->rewrite_pending, "rewritten",
+        (json_int_t)v->rewritten);
+    if (o)
+        json_object_set_new(o, "ttl", ttl);
+    else
+        json_decref(ttl);
+    return o;
+}
+
+static json_t *wctl_state_stats(wctl *c, const char *opid)
+{
+    json_t *err = NULL;
+    if (opid && !wctl_keyed_op(c, opid, &err))
+        return err;
+    json_t *subs = json_array();
+    rt_state_info v[WCTL_MAX_STATES];
+    int64_t now = wctl_wall_ms();
+    for (uint32_t i = 0; subs && i < rt_task_count(c->rt); i++) {
+        const task *t = &c->rt->tasks[i];
+        if (!(t->op->reg->op.flags & WEIR_OP_KEYED) ||
+            (opid && strcmp(t->op->id, opid) != 0))
+            continue;
+        size_t n = rt_task_states(c->rt, i, v, WCTL_MAX_STATES);
+        json_t *states = json_array();
+        for (size_t k = 0; states && k < n && k < WCTL_MAX_STATES; k++)
+            json_array_append_new(states, wctl_state_json(&v[k], now));
+        json_array_append_new(
+            subs, json_pack("{s:s, s:i, s:o}", "operator", t->op->id, "subtask",
+                            (int)t->ps->index, "states", states));
+    }
+    return json_pack("{s:b, s:s, s:o}", "ok", 1, "job", c->job->name,
+                     "subtasks", subs);
+}
+
+static json_t *wctl_state(wctl *c, json_t *req)
+{
+    const char *action = json_string_value(json_object_get(req, "action"));
+    if (action && !strcmp(action, "stats"))
+        return wctl_state_stats(
+            c, json_string_value(json_object_get(req, "operator")));
+    if (action && (!strcmp(action, "ttl") || !strcmp(action, "purge")))
+        return wctl_state_change(c, req, action);
+    return ctl_error("state: unknown action '%s' (ttl, purge or stats)",
+                     action ? action : "");
+}
+
+/* The answer to a state change whose checkpoint completed. */
+static json_t *wctl_admin_reply(wctl *c, uint64_t id)
+{
+    keyed_admin *a = c->admin;
+    json_t *subs = json_array();
+    uint64_t rewritten = 0, purged = 0;
+    int pending = 0, failed = 0;
+    char first_err[300] = "";
+    for (uint32_t i = 0; subs && i < a->n; i++) {
+        keyed_admin_part p;
+        keyed_admin_part_get(a, i, &p);
+        rewritten += p.res.rewritten;
+        purged += p.res.purged;
+        pending |= p.res.pending;
+        if (p.rc < 0 && !failed++)
+            snprintf(first_err, sizeof first_err, "%s", p.error);
+        json_t *o = json_pack(
+            "{s:i, s:I, s:I, s:I, s:I, s:I, s:b, s:f}", "subtask", (int)i,
+            "checkpoint", (json_int_t)p.checkpoint, "scanned",
+            (json_int_t)p.res.scanned, "rewritten", (json_int_t)p.res.rewritten,
+            "purged", (json_int_t)p.res.purged, "purged_expired",
+            (json_int_t)p.res.purged_expired, "pending", p.res.pending,
+            "pause_ms", (double)p.res.pause_ns / 1e6);
+        if (o && p.rc < 0)
+            json_object_set_new(o, "error", json_string(p.error));
+        json_array_append_new(subs, o);
+    }
+    json_t *r;
+    if (failed)
+        r = ctl_error("%d of %u subtasks failed: %s", failed, a->n, first_err);
+    else
+        r = json_pack("{s:b, s:I, s:I, s:I, s:b}", "ok", 1, "checkpoint",
+                      (json_int_t)id, "rewritten", (json_int_t)rewritten,
+                      "purged", (json_int_t)purged, "pending", pending);
+    if (r) {
+        json_object_set_new(r, "operator", json_string(c->admin_op->id));
+        json_object_set_new(r, "state", json_string(a->state));
+        json_object_set_new(r, "subtasks", subs);
+    } else {
+        json_decref(subs);
+    }
+    return r;
+}
+
+/* Whether every subtask applied the change in hand. */
+static int wctl_admin_applied(wctl *c)
+{
+    for (uint32_t i = 0; i < c->admin->n; i++) {
+        keyed_admin_part p;
+        keyed_admin_part_get(c->admin, i, &p);
+        if (!p.done)
+            return 0;
+    }
+    return 1;
+}
+
+/* Answers a state change once a checkpoint holding it completed; asks for
+ * another when the one it waited for failed. */
+static void wctl_admin_progress(wctl *c)
+{
+    int r = coord_result(c->rt, c->ck_id);
+    if (r == 0)
+        return;
+    json_t *reply = NULL;
+    if (r > 0 && wctl_admin_applied(c)) {
+        reply = wctl_admin_reply(c, coord_completed(c->rt));
+    } else if (c->admin_tries < WCTL_STATE_TRIES) {
+        char *err = NULL;
+        uint64_t failed = c->ck_id;
+        if (coord_request(c->rt, &c->ck_id, &err) == 0) {
+            c->admin_tries++;
+            log_msg(WEIR_LOG_WARN, WCTL_WHO,
+                    "checkpoint %llu failed; the state change waits for "
+                    "checkpoint %llu",
+                    (unsigned long long)failed, (unsigned long long)c->ck_id);
+            return;
+        }
+        reply = ctl_error("checkpoint %llu failed and no other can be taken "
+                          "(%s); the change may be lost",
+                          (unsigned long long)failed, err);
+        free(err);
+    } else {
+        reply = ctl_error("%d checkpoints in a row failed (see the job's "
+                          "log): the change is applied in the running job "
+                          "but not in a checkpoint yet",
+                          c->admin_tries);
+    }
+    keyed_admin_release(c->admin);
+    c->admin = NULL;
+    c->wait = WCTL_NONE;
+    ctl_server_reply(c->srv, reply);
+}
+
 static json_t *wctl_handle(wctl *c, json_t *req)
 {
     const char *cmd = json_string_value(json_object_get(req, "cmd"));
@@ -279,6 +637,8 @@ static json_t *wctl_handle(wctl *c, json_t *req)
         rt_request_stop(c->rt);
         return NULL;
     }
+    if (!strcmp(cmd, "state"))
+        return wctl_state(c, req);
     if (!strcmp(cmd, "cancel")) {
         log_msg(WEIR_LOG_INFO, WCTL_WHO, "cancel requested");
         rt_request_stop(c->rt);
@@ -292,6 +652,8 @@ static json_t *wctl_handle(wctl *c, json_t *req)
  * decided. */
 static void wctl_progress(wctl *c)
 {
+    if (c->wait == WCTL_STATE)
+        wctl_admin_progress(c);
     if (c->wait != WCTL_CHECKPOINT && c->wait != WCTL_SAVEPOINT)
         return;
     int r = coord_result(c->rt, c->ck_id);
@@ -376,6 +738,8 @@ void wctl_job_ended(wctl *c, const char *failure)
     } else {
         reply = ctl_error("the job ended before the checkpoint completed");
     }
+    keyed_admin_release(c->admin);
+    c->admin = NULL;
     c->wait = WCTL_NONE;
     ctl_server_reply(c->srv, reply);
 }

@@ -14,6 +14,21 @@
  *                               exported there; answered when the job ended
  *   cancel                      stops the job at once, without a last
  *                               checkpoint; answered at once
+ *   state {action: "stats", operator?}
+ *                               every keyed subtask's states (or those of
+ *                               `operator`): keys, bytes, expiry counts,
+ *                               TTL declared and in force, leak signs
+ *   state {action: "ttl", operator, state, ttl_ms, time?: "event" |
+ *          "processing"}        a TTL override (state/state_admin.h)
+ *   state {action: "purge", operator, state, and one of prefix,
+ *          all: true, older_than_ms}
+ *                               removes entries (state/state_admin.h)
+ *       ttl and purge are posted to every subtask of the operator, which
+ *       applies them at its next checkpoint barrier (runtime/keyed.h); a
+ *       checkpoint is asked for and the request is answered when one that
+ *       holds the change completed (after up to 3 failed ones), with each
+ *       subtask's counts. Unknown operators and states, operators that are
+ *       not keyed and jobs without checkpoints are refused at once.
  *
  * Thread: the worker's main thread only.
  */

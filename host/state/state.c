@@ -18,6 +18,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "state/codec.h"
+#include "state/state_admin.h"
 #include "state/state_cache.h"
 #include "state/timers.h"
 
@@ -249,6 +250,7 @@ struct state_store {
     _Atomic uint64_t compactions_done; /* by the env's thread */
 
     state_store_stats stats;
+    void *admin; /* state_admin.c's (state_admin_slot) */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -2534,6 +2536,8 @@ int state_declare(state_store *s, const weir_state_desc *desc, int hook_wanted,
     s->states[s->n_states++] = st;
     pthread_mutex_unlock(&owners_lock);
     s->by_id[st->id] = st;
+    if ((rc = state_admin_declared(st, errptr)) < 0) /* TTL overrides */
+        return rc;
     if (!st->has_ttl)
         log_msg(WEIR_LOG_WARN, s->name,
                 "state '%s' is declared without a TTL: its keys never "
@@ -2784,6 +2788,7 @@ static int load_meta(state_store *s, char **errptr)
 static void store_free(state_store *s)
 {
     owners_unlink(s);
+    state_admin_free(s);
     pin_release(s);
     state_timer_detach(s->timers);
     if (s->db && s->env)
@@ -2962,4 +2967,150 @@ int state_store_close(state_store *s, char **errptr)
     }
     store_free(s);
     return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Private hooks for state_admin.c (state.h)                                 */
+/* ------------------------------------------------------------------------ */
+
+void state_raw_get(weir_state *st, state_raw *out)
+{
+    state_store *s = st->s;
+    publish_now(s);
+    *out = (state_raw){.db = s->db,
+                       .cf = st->cf,
+                       .idx_cf = s->idx_cf,
+                       .meta_cf = s->meta_cf,
+                       .store_name = s->name,
+                       .id = st->id,
+                       .kind = st->kind,
+                       .has_ttl = st->has_ttl,
+                       .ttl_ms = st->has_ttl ? st->ttl_ms : WEIR_TTL_NONE,
+                       .domain = st->domain,
+                       .now = s->now,
+                       .wm = s->wm,
+                       .in_hook = s->in_hook};
+}
+
+void state_raw_written(state_store *s)
+{
+    s->memo.valid = 0;
+    s->cursor[0].len = 0;
+    s->cursor[1].len = 0;
+}
+
+void state_set_ttl(weir_state *st, int64_t ttl_ms, weir_time_domain domain)
+{
+    st->has_ttl = ttl_ms > 0;
+    st->ttl_ms = ttl_ms;
+    st->domain = domain;
+    st->streak = 0;
+    st->leak = 0;
+}
+
+void state_filter_enable(weir_state *st, int on)
+{
+    int mode = FILTER_KEEP;
+    if (on && st->has_ttl && !hook_on(st->s, st))
+        mode = st->domain == WEIR_TIME_EVENT ? FILTER_EVENT : FILTER_PROC;
+    atomic_store(&st->filter->mode, mode);
+}
+
+int state_cache_restamp(weir_state *st, uint32_t *slot, uint32_t n,
+                        state_restamp_fn fn, void *arg, int reindex,
+                        uint64_t *changed, char **errptr)
+{
+    state_store *s = st->s;
+    if (!s->cache || *slot >= s->cache->max)
+        return 1;
+    uint32_t end = n < s->cache->max - *slot ? *slot + n : s->cache->max;
+    rocksdb_writebatch_clear(s->ibatch);
+    for (uint32_t i = *slot; i < end; i++) {
+        state_cache_ent *ce = &s->cache->ents[i];
+        if (!(ce->flags & SC_USED) || (ce->flags & SC_ABSENT) ||
+            ce->sid != st->id)
+            continue;
+        int64_t ns = fn(arg, ce->stamp);
+        if (ns == ce->stamp)
+            continue;
+        if (st->has_ttl && (reindex || ns < ce->idx_lo)) {
+            if (idx_key(s, st, ns, ce->buf, ce->klen) < 0) {
+                rocksdb_writebatch_clear(s->ibatch);
+                return oom(s, errptr);
+            }
+            rocksdb_writebatch_put_cf(s->ibatch, s->idx_cf, s->ibuf.p,
+                                      s->ibuf.len, "", 0);
+            s->stats.index_puts++;
+            if (ns < ce->idx_lo)
+                ce->idx_lo = ns;
+        }
+        ce->stamp = ns;
+        ce->flags |= SC_DIRTY;
+        (*changed)++;
+    }
+    char *rerr = NULL;
+    if (rocksdb_writebatch_count(s->ibatch))
+        rocksdb_write(s->db, s->wo, s->ibatch, &rerr);
+    rocksdb_writebatch_clear(s->ibatch);
+    state_raw_written(s);
+    if (rerr)
+        return rdb_fail(s, st, "index write", rerr, errptr);
+    *slot = end;
+    return end >= s->cache->max;
+}
+
+int state_cache_restamp_key(weir_state *st, const char *ek, size_t eklen,
+                            int64_t stamp)
+{
+    state_store *s = st->s;
+    if (!s->cache)
+        return 0;
+    uint32_t ci = state_cache_find(s->cache, st->id, ek, (uint32_t)eklen,
+                                   key_hash(st->id, ek, eklen));
+    if (ci == STATE_CACHE_NONE)
+        return 0;
+    state_cache_ent *ce = state_cache_at(s->cache, ci);
+    if (ce->flags & (SC_DIRTY | SC_ABSENT))
+        return 1;
+    ce->stamp = stamp;
+    if (stamp < ce->idx_lo)
+        ce->idx_lo = stamp;
+    return 0;
+}
+
+int state_cache_detach(weir_state *st, char **errptr)
+{
+    state_store *s = st->s;
+    s->memo.valid = 0;
+    if (!s->cache)
+        return 0;
+    s->idxs.len = 0;
+    for (uint32_t i = 0; i < s->cache->max; i++) {
+        const state_cache_ent *ce = &s->cache->ents[i];
+        if ((ce->flags & SC_USED) && ce->sid == st->id &&
+            sbuf_add(&s->idxs, &i, sizeof i) < 0)
+            return oom(s, errptr);
+    }
+    const uint32_t *idx = (const uint32_t *)(void *)s->idxs.p;
+    size_t n = s->idxs.len / sizeof(uint32_t);
+    for (size_t off = 0; off < n; off += FLUSH_CHUNK) {
+        size_t k = n - off < FLUSH_CHUNK ? n - off : FLUSH_CHUNK;
+        int rc = cache_write(s, idx + off, k, errptr);
+        if (rc < 0)
+            return rc;
+    }
+    for (size_t i = 0; i < n; i++)
+        state_cache_remove(s->cache, idx[i]);
+    return 0;
+}
+
+int state_space_check(state_store *s, uint64_t need, const char *what,
+                      char **errptr)
+{
+    return space_check(s, s->path, need, what, errptr);
+}
+
+void **state_admin_slot(state_store *s)
+{
+    return &s->admin;
 }

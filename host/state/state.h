@@ -26,7 +26,8 @@
  *   metadata:    in the default column family: "weir.format" -> "1" and
  *                "weir.state.<name>" -> state id (2) | kind (1). State ids
  *                are persistent, so an operator may declare its states in
- *                any order from one run to the next.
+ *                any order from one run to the next; "weir.ttl.<name>"
+ *                -> a TTL override and its progress (state_admin.h).
  * The write-ahead log is off for state data (durability comes from
  * checkpoints); the few metadata writes use the WAL.
  *
@@ -518,5 +519,96 @@ const char *state_key_bytes(const state_store *s, size_t *len);
 int state_in_hook(const state_store *s);
 /* The store's timer service (state/timers.h), created at open. */
 struct state_timers *state_timers_of(const state_store *s);
+
+/* ------------------------------------------------------------------------ */
+/* Private to host/state: hooks for state_admin.c                            */
+/* ------------------------------------------------------------------------ */
+/*
+ * state_admin.c (state_admin.h) edits a state's RocksDB entries directly,
+ * in write batches, and needs the store's handles and a few cache
+ * operations. All of these run on the subtask thread, between records (no
+ * current key), never from a hook.
+ */
+
+struct rocksdb_t;
+struct rocksdb_column_family_handle_t;
+
+/* What state_admin.c reads of a state and its store. */
+typedef struct state_raw {
+    struct rocksdb_t *db;
+    struct rocksdb_column_family_handle_t *cf;      /* the state's entries */
+    struct rocksdb_column_family_handle_t *idx_cf;  /* the expiry index */
+    struct rocksdb_column_family_handle_t *meta_cf; /* metadata (default) */
+    const char *store_name;                         /* for messages */
+    uint16_t id;                                    /* persistent state id */
+    weir_state_kind kind;
+    int has_ttl;
+    int64_t ttl_ms; /* WEIR_TTL_NONE or > 0 */
+    weir_time_domain domain;
+    int64_t now; /* the clock, read by this call (and published) */
+    int64_t wm;  /* the watermark */
+    int in_hook; /* nonzero while an expiry hook runs */
+} state_raw;
+
+/* Fills *out; reads the clock. */
+void state_raw_get(weir_state *st, state_raw *out);
+
+/* Tells the store that state_admin.c wrote entries or index entries behind
+ * its back: forgets the cache-off memo, restarts the sweep from the front
+ * of the index. */
+void state_raw_written(state_store *s);
+
+/* Changes the TTL settings of `st` in memory (ttl_ms > 0 or WEIR_TTL_NONE;
+ * update rule and visibility stay as declared) and restarts its leak
+ * detector. The compaction filter follows the new settings only after
+ * state_filter_enable(st, 1); state_set_ttl() leaves its mode alone. */
+void state_set_ttl(weir_state *st, int64_t ttl_ms, weir_time_domain domain);
+
+/* on = 0: the compaction filter keeps every entry of `st` (while its
+ * stamps are rewritten into another time domain); on = 1: it drops
+ * expired entries as the state's current settings say. */
+void state_filter_enable(weir_state *st, int on);
+
+/* The new stamp of an entry whose stamp is `stamp` (state_cache_restamp). */
+typedef int64_t (*state_restamp_fn)(void *arg, int64_t stamp);
+
+/*
+ * Gives every entry of `st` in cache slots [*slot, *slot + n) (deletions
+ * excepted) the stamp fn(arg, stamp); an entry whose stamp changes becomes
+ * dirty and gets an index entry at its new stamp (in the state's current
+ * domain) when that is earlier than its lowest one, or always with
+ * `reindex`. Advances *slot and adds the number of changed entries to
+ * *changed. Slots are stable while an entry lives, so a pass in several
+ * calls meets every entry that stayed in the cache meanwhile. Returns 1
+ * when *slot reached the end of the cache (at once without a cache), 0
+ * when slots are left, or WEIR_EIO/WEIR_ENOMEM.
+ */
+int state_cache_restamp(weir_state *st, uint32_t *slot, uint32_t n,
+                        state_restamp_fn fn, void *arg, int reindex,
+                        uint64_t *changed, char **errptr);
+
+/*
+ * state_admin.c is about to give RocksDB's copy of entry `ek` (the encoded
+ * entry key) of `st` the stamp `stamp`, and writes an index entry at it.
+ * Returns 1 when the cache holds a dirty copy or a deletion of the entry,
+ * which will replace RocksDB's (the caller then leaves RocksDB's copy
+ * alone); otherwise 0, after a clean cached copy took the stamp.
+ */
+int state_cache_restamp_key(weir_state *st, const char *ek, size_t eklen,
+                            int64_t stamp);
+
+/* Writes the cached changes of `st` to RocksDB and drops every cached
+ * entry of `st`, so that RocksDB alone holds its entries. */
+int state_cache_detach(weir_state *st, char **errptr);
+
+/* Fails with FS_ENOSPC (message in *errptr) when the store's file system
+ * has less than `need` bytes plus state.min_free_space available, before
+ * state_admin.c writes about that much (as the store's own writes do). */
+int state_space_check(state_store *s, uint64_t need, const char *what,
+                      char **errptr);
+
+/* A pointer owned by state_admin.c, NULL at open; state_store_close()
+ * frees it with state_admin_free() (state_admin.h). */
+void **state_admin_slot(state_store *s);
 
 #endif

@@ -121,6 +121,9 @@ static int64_t supctl_timeout_ms(const supctl *c, const char *cmd)
     if (!strcmp(cmd, "checkpoint") || !strcmp(cmd, "savepoint"))
         return topo_param_int(&c->job->checkpoint, "timeout") +
                SUPCTL_SLACK_MS;
+    if (!strcmp(cmd, "state")) /* up to 3 checkpoints (runtime/wctl.c) */
+        return 3 * topo_param_int(&c->job->checkpoint, "timeout") +
+               SUPCTL_SLACK_MS;
     if (!strcmp(cmd, "stop"))
         return topo_param_int(&c->job->runtime, "stop_timeout") +
                topo_param_int(&c->job->checkpoint, "timeout") +

@@ -99,7 +99,11 @@ static const weir_param_def st_cache_max_value =
 static const weir_param_def st_leak_samples =
     P("leak_samples", WEIR_PARAM_INT, "5", MINMAX, 1, 1000,
       "A state without TTL whose key count grew in this many consecutive "
-      "samples (one every 10 s) is reported as a probable leak.");
+      "samples (one every stats_interval) is reported as a probable leak.");
+static const weir_param_def st_stats_interval =
+    P("stats_interval", WEIR_PARAM_DURATION, "10s", MINMAX, 100, 3600000,
+      "How often each keyed subtask samples the key counts and sizes of "
+      "its states (weir ctl status, weir_state_keys, the leak detector).");
 static const weir_param_def st_compact_interval =
     P("compact_interval", WEIR_PARAM_DURATION, "24h", MIN, 0, 0,
       "How often every state is compacted in the background, so that "
@@ -116,8 +120,9 @@ static const weir_param_def *const topo_state_defs[] = {
     &st_dir,          &st_block_cache,
     &st_write_buffer, &st_cache_entries,
     &st_sweep_batch,  &st_cache_max_value,
-    &st_leak_samples, &st_compact_interval,
-    &st_min_free,     NULL};
+    &st_leak_samples, &st_stats_interval,
+    &st_compact_interval, &st_min_free,
+    NULL};
 
 /* --- checkpoint --- */
 static const char *const cp_modes[] = {"exactly_once", "at_least_once", NULL};
