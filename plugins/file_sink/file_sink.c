@@ -62,6 +62,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "jsonrec.h"
 #include "mpscan.h"
 #include "parts.h"
 
@@ -130,292 +131,6 @@ static const weir_param_def *const fsink_file_params[] = {
     &fsink_p_fsync, &fsink_p_commit, NULL};
 static const weir_param_def *const fsink_stdout_params[] = {
     &fsink_p_stdout_flush, NULL};
-
-/* ------------------------------------------------------------------------ */
-/* Growable buffer                                                           */
-/* ------------------------------------------------------------------------ */
-
-/* A byte buffer whose append functions cannot fail: running out of memory
- * sets `oom`, which the caller checks once per line. */
-typedef struct fsink_buf {
-    char *p;
-    size_t len;
-    size_t cap;
-    int oom;
-} fsink_buf;
-
-static int fsink_reserve(fsink_buf *b, size_t n)
-{
-    if (b->oom)
-        return -1;
-    if (b->cap - b->len >= n)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < n) {
-        if (cap > SIZE_MAX / 2) {
-            b->oom = 1;
-            return -1;
-        }
-        cap *= 2;
-    }
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->oom = 1;
-        return -1;
-    }
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-static void fsink_put(fsink_buf *b, const void *p, size_t n)
-{
-    if (n && fsink_reserve(b, n) == 0) {
-        memcpy(b->p + b->len, p, n);
-        b->len += n;
-    }
-}
-
-static void fsink_putc(fsink_buf *b, char c)
-{
-    if (fsink_reserve(b, 1) == 0)
-        b->p[b->len++] = c;
-}
-
-static void fsink_puts(fsink_buf *b, const char *s)
-{
-    fsink_put(b, s, strlen(s));
-}
-
-static void fsink_put_u64(fsink_buf *b, uint64_t v)
-{
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[sizeof tmp - ++n] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    fsink_put(b, tmp + sizeof tmp - n, n);
-}
-
-static void fsink_put_i64(fsink_buf *b, int64_t v)
-{
-    if (v < 0) {
-        fsink_putc(b, '-');
-        fsink_put_u64(b, (uint64_t)0 - (uint64_t)v);
-    } else {
-        fsink_put_u64(b, (uint64_t)v);
-    }
-}
-
-/* ------------------------------------------------------------------------ */
-/* JSON writing                                                              */
-/* ------------------------------------------------------------------------ */
-
-/* Length of the valid UTF-8 sequence (RFC 3629) at p, or 0 if invalid. */
-static size_t fsink_utf8_len(const unsigned char *p, size_t n)
-{
-    unsigned c = p[0], lo = 0x80, hi = 0xbf;
-    if (c < 0x80)
-        return 1;
-    if (c < 0xc2)
-        return 0;
-    if (c < 0xe0)
-        return n >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (c < 0xf0) {
-        lo = c == 0xe0 ? 0xa0 : 0x80;
-        hi = c == 0xed ? 0x9f : 0xbf;
-        return n >= 3 && p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ? 3
-                                                                           : 0;
-    }
-    if (c < 0xf5) {
-        lo = c == 0xf0 ? 0x90 : 0x80;
-        hi = c == 0xf4 ? 0x8f : 0xbf;
-        return n >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 &&
-                       (p[3] & 0xc0) == 0x80
-                   ? 4
-                   : 0;
-    }
-    return 0;
-}
-
-static int fsink_utf8_valid(const void *s, size_t n)
-{
-    const unsigned char *p = s;
-    for (size_t i = 0; i < n;) {
-        size_t k = fsink_utf8_len(p + i, n - i);
-        if (!k)
-            return 0;
-        i += k;
-    }
-    return 1;
-}
-
-/* Appends a JSON string; invalid UTF-8 bytes become U+FFFD. */
-static void fsink_json_string(fsink_buf *b, const void *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = s;
-    size_t run = 0; /* start of the bytes not yet copied */
-    if (n == 0) {   /* s may be NULL */
-        fsink_puts(b, "\"\"");
-        return;
-    }
-    fsink_putc(b, '"');
-    for (size_t i = 0; i < n;) {
-        unsigned c = p[i];
-        const char *esc = NULL;
-        char u[6];
-        if (c >= 0x80) {
-            size_t k = fsink_utf8_len(p + i, n - i);
-            if (k) {
-                i += k;
-                continue;
-            }
-            esc = "\xef\xbf\xbd";
-        } else if (c == '"') {
-            esc = "\\\"";
-        } else if (c == '\\') {
-            esc = "\\\\";
-        } else if (c == '\n') {
-            esc = "\\n";
-        } else if (c == '\r') {
-            esc = "\\r";
-        } else if (c == '\t') {
-            esc = "\\t";
-        } else if (c < 0x20) {
-            memcpy(u, "\\u00", 4);
-            u[4] = hex[c >> 4];
-            u[5] = hex[c & 15];
-        } else {
-            i++;
-            continue;
-        }
-        fsink_put(b, p + run, i - run);
-        if (esc)
-            fsink_puts(b, esc);
-        else
-            fsink_put(b, u, 6);
-        run = ++i;
-    }
-    fsink_put(b, p + run, n - run);
-    fsink_putc(b, '"');
-}
-
-/* Appends the bytes as a quoted base64 string (RFC 4648, padded). */
-static void fsink_json_base64(fsink_buf *b, const void *s, size_t n)
-{
-    static const char tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const unsigned char *p = s;
-    fsink_putc(b, '"');
-    if (fsink_reserve(b, (n + 2) / 3 * 4 + 1) < 0)
-        return;
-    char *o = b->p + b->len;
-    size_t i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        *o++ = tab[v >> 18];
-        *o++ = tab[(v >> 12) & 63];
-        *o++ = tab[(v >> 6) & 63];
-        *o++ = tab[v & 63];
-    }
-    if (i < n) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)p[i + 1] << 8;
-        *o++ = tab[v >> 18];
-        *o++ = tab[(v >> 12) & 63];
-        *o++ = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-        *o++ = '=';
-    }
-    b->len = (size_t)(o - b->p);
-    fsink_putc(b, '"');
-}
-
-/* Appends a number in the shortest "%.*g" form that reads back to the same
- * float (f32) or double, with ".0" added when it would read as an integer. */
-static void fsink_json_real(fsink_buf *b, double d, int f32)
-{
-    char tmp[40];
-    if (!isfinite(d)) {
-        fsink_puts(b, "null");
-        return;
-    }
-    for (int prec = f32 ? 6 : 15; prec <= 17; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*g", prec, d);
-        double back = strtod(tmp, NULL);
-        if (f32 ? (float)back == (float)d : back == d)
-            break;
-    }
-    fsink_puts(b, tmp);
-    if (!strpbrk(tmp, ".eE"))
-        fsink_puts(b, ".0");
-}
-
-static void fsink_json_value(fsink_buf *b, const msgpack_object *o);
-
-/* A JSON object key: a str as itself, anything else as its JSON text. */
-static void fsink_json_key(fsink_buf *b, const msgpack_object *k)
-{
-    if (k->type == MSGPACK_OBJECT_STR) {
-        fsink_json_string(b, k->via.str.ptr, k->via.str.size);
-        return;
-    }
-    fsink_buf t = {0};
-    fsink_json_value(&t, k);
-    if (t.oom)
-        b->oom = 1;
-    else
-        fsink_json_string(b, t.p, t.len);
-    free(t.p);
-}
-
-/* Appends the JSON form of a msgpack object. Recursion is bounded by
- * msgpack-c's unpacker, which nests at most 32 containers. */
-static void fsink_json_value(fsink_buf *b, const msgpack_object *o)
-{
-    switch (o->type) {
-    case MSGPACK_OBJECT_NIL: fsink_puts(b, "null"); break;
-    case MSGPACK_OBJECT_BOOLEAN:
-        fsink_puts(b, o->via.boolean ? "true" : "false");
-        break;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: fsink_put_u64(b, o->via.u64); break;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: fsink_put_i64(b, o->via.i64); break;
-    case MSGPACK_OBJECT_FLOAT32: fsink_json_real(b, o->via.f64, 1); break;
-    case MSGPACK_OBJECT_FLOAT64: fsink_json_real(b, o->via.f64, 0); break;
-    case MSGPACK_OBJECT_STR:
-        fsink_json_string(b, o->via.str.ptr, o->via.str.size);
-        break;
-    case MSGPACK_OBJECT_BIN:
-        fsink_json_base64(b, o->via.bin.ptr, o->via.bin.size);
-        break;
-    case MSGPACK_OBJECT_EXT:
-        fsink_json_base64(b, o->via.ext.ptr, o->via.ext.size);
-        break;
-    case MSGPACK_OBJECT_ARRAY:
-        fsink_putc(b, '[');
-        for (uint32_t i = 0; i < o->via.array.size; i++) {
-            if (i)
-                fsink_putc(b, ',');
-            fsink_json_value(b, &o->via.array.ptr[i]);
-        }
-        fsink_putc(b, ']');
-        break;
-    case MSGPACK_OBJECT_MAP:
-        fsink_putc(b, '{');
-        for (uint32_t i = 0; i < o->via.map.size; i++) {
-            if (i)
-                fsink_putc(b, ',');
-            fsink_json_key(b, &o->via.map.ptr[i].key);
-            fsink_putc(b, ':');
-            fsink_json_value(b, &o->via.map.ptr[i].val);
-        }
-        fsink_putc(b, '}');
-        break;
-    default: fsink_puts(b, "null"); break;
-    }
-}
 
 /* ------------------------------------------------------------------------ */
 /* Output file                                                               */
@@ -542,7 +257,7 @@ typedef struct fsink {
     int finished;       /* finish() was called */
     fsink_file file;    /* file_sink with commit=none */
     fparts parts;       /* file_sink with commit=checkpoint */
-    fsink_buf out;      /* formatted lines not yet written */
+    jrec_buf out;       /* formatted lines not yet written */
     weir_mp_reader rd;  /* unpacks values */
     int64_t last_flush; /* processing time of the last write, ms */
     uint64_t records;
@@ -551,17 +266,17 @@ typedef struct fsink {
 /* Appends the JSON line of `rec` to s->out. */
 static void fsink_format(fsink *s, const weir_record *rec)
 {
-    fsink_buf *b = &s->out;
-    if (fsink_utf8_valid(rec->key, rec->key_len)) {
-        fsink_puts(b, "{\"key\":");
-        fsink_json_string(b, rec->key, rec->key_len);
+    jrec_buf *b = &s->out;
+    if (jrec_utf8_valid(rec->key, rec->key_len)) {
+        jrec_puts(b, "{\"key\":");
+        jrec_json_string(b, rec->key, rec->key_len);
     } else {
-        fsink_puts(b, "{\"key_b64\":");
-        fsink_json_base64(b, rec->key, rec->key_len);
+        jrec_puts(b, "{\"key_b64\":");
+        jrec_json_base64(b, rec->key, rec->key_len);
     }
     if (rec->ts != WEIR_TS_NONE) {
-        fsink_puts(b, ",\"ts\":");
-        fsink_put_i64(b, rec->ts);
+        jrec_puts(b, ",\"ts\":");
+        jrec_put_i64(b, rec->ts);
     }
     if (rec->value_len) {
         size_t off = 0;
@@ -571,14 +286,14 @@ static void fsink_format(fsink *s, const weir_record *rec)
                                 &off) == MSGPACK_UNPACK_SUCCESS &&
             off == rec->value_len;
         if (ok) {
-            fsink_puts(b, ",\"value\":");
-            fsink_json_value(b, &s->rd.unpacked.data);
+            jrec_puts(b, ",\"value\":");
+            jrec_mp_to_json(b, &s->rd.unpacked.data);
         } else {
-            fsink_puts(b, ",\"value_b64\":");
-            fsink_json_base64(b, rec->value, rec->value_len);
+            jrec_puts(b, ",\"value_b64\":");
+            jrec_json_base64(b, rec->value, rec->value_len);
         }
     }
-    fsink_puts(b, "}\n");
+    jrec_puts(b, "}\n");
 }
 
 /* Writes the buffered lines of a file_sink with one write(). */

@@ -16,6 +16,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "le.h"
+
 static const char fparts_magic[4] = {'W', 'F', 'S', 'K'};
 
 /* ------------------------------------------------------------------------ */
@@ -110,34 +112,6 @@ static int fparts_parse(const char *name, uint32_t *sub, uint64_t *id)
     *sub = (uint32_t)s;
     *id = n;
     return 1;
-}
-
-static void fparts_put_u32(unsigned char *b, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        b[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void fparts_put_u64(unsigned char *b, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        b[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t fparts_get_u32(const unsigned char *b)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)b[i] << (8 * i);
-    return v;
-}
-
-static uint64_t fparts_get_u64(const unsigned char *b)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)b[i] << (8 * i);
-    return v;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -460,12 +434,12 @@ int fparts_snapshot(weir_ctx *ctx, fparts *p, uint64_t id)
     if (!b)
         return fparts_oom(ctx);
     memcpy(b, fparts_magic, 4);
-    fparts_put_u32(b + 4, p->sub);
-    fparts_put_u64(b + 8, id);
-    fparts_put_u32(b + 16, (uint32_t)p->n_pend);
-    fparts_put_u32(b + 20, 0);
+    le_put_u32(b + 4, p->sub);
+    le_put_u64(b + 8, id);
+    le_put_u32(b + 16, (uint32_t)p->n_pend);
+    le_put_u32(b + 20, 0);
     for (size_t i = 0; i < p->n_pend; i++)
-        fparts_put_u64(b + FPARTS_SNAPSHOT_HEADER + 8 * i, p->pend[i]);
+        le_put_u64(b + FPARTS_SNAPSHOT_HEADER + 8 * i, p->pend[i]);
     int rc = weir_snapshot_write(ctx, b, len);
     free(b);
     if (rc < 0)
@@ -589,9 +563,9 @@ static int fparts_decode(weir_ctx *ctx, const fparts *p, uint64_t id,
         return fparts_damaged(ctx, id, "shorter than its header");
     if (memcmp(b, fparts_magic, 4) != 0)
         return fparts_damaged(ctx, id, "no WFSK magic");
-    out->writer = fparts_get_u32(b + 4);
-    out->id = fparts_get_u64(b + 8);
-    out->n = fparts_get_u32(b + 16);
+    out->writer = le_get_u32(b + 4);
+    out->id = le_get_u64(b + 8);
+    out->n = le_get_u32(b + 16);
     out->ids = b + FPARTS_SNAPSHOT_HEADER;
     if ((len - FPARTS_SNAPSHOT_HEADER) / 8 != out->n ||
         (len - FPARTS_SNAPSHOT_HEADER) % 8 != 0)
@@ -600,7 +574,7 @@ static int fparts_decode(weir_ctx *ctx, const fparts *p, uint64_t id,
         return fparts_damaged(ctx, id, "it was taken for a later checkpoint");
     uint64_t prev = 0;
     for (uint32_t i = 0; i < out->n; i++) {
-        uint64_t t = fparts_get_u64(out->ids + 8 * i);
+        uint64_t t = le_get_u64(out->ids + 8 * i);
         if ((i && t <= prev) || t > out->id)
             return fparts_damaged(ctx, id,
                                   "its transaction ids are not ascending "
@@ -628,7 +602,7 @@ int fparts_restore(weir_ctx *ctx, fparts *p, uint64_t id, uint32_t version,
     rc = fparts_remove(ctx, p, p->inprogress, all, &removed);
     for (uint32_t i = 0; rc == WEIR_OK && i < s.n; i++)
         rc = fparts_commit_one(ctx, p, s.writer,
-                               fparts_get_u64(s.ids + 8 * (size_t)i));
+                               le_get_u64(s.ids + 8 * (size_t)i));
     /* What is still pending belongs to checkpoints that did not complete. */
     if (rc == WEIR_OK)
         rc = fparts_remove(ctx, p, p->pending, all, &removed);

@@ -67,6 +67,9 @@
 
 #include <jansson.h>
 
+#include "jsonrec.h"
+#include "le.h"
+
 #include "weir/msgpack.h"
 #include "weir/weir.h"
 
@@ -203,156 +206,8 @@ typedef struct fsrc {
 } fsrc;
 
 /* ------------------------------------------------------------------------ */
-/* Time                                                                      */
-/* ------------------------------------------------------------------------ */
-
-/* Reads exactly n decimal digits at s[*i]. */
-static int fsrc_digits(const char *s, size_t len, size_t *i, int n, int *out)
-{
-    int v = 0;
-    for (int k = 0; k < n; k++) {
-        if (*i >= len || s[*i] < '0' || s[*i] > '9')
-            return -1;
-        v = v * 10 + (s[(*i)++] - '0');
-    }
-    *out = v;
-    return 0;
-}
-
-static int fsrc_expect(const char *s, size_t len, size_t *i, char c)
-{
-    if (*i >= len || s[*i] != c)
-        return -1;
-    (*i)++;
-    return 0;
-}
-
-static int fsrc_days_in_month(int y, int m)
-{
-    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return m == 2 && leap ? 29 : days[m - 1];
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t fsrc_days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-/* Reads the optional fraction of a second at s[*i] as milliseconds. */
-static int fsrc_fraction(const char *s, size_t len, size_t *i, int *ms)
-{
-    *ms = 0;
-    if (*i >= len || (s[*i] != '.' && s[*i] != ','))
-        return 0;
-    (*i)++;
-    int nd = 0;
-    while (*i < len && s[*i] >= '0' && s[*i] <= '9') {
-        if (nd < 3)
-            *ms = *ms * 10 + (s[*i] - '0');
-        nd++;
-        (*i)++;
-    }
-    if (nd == 0)
-        return -1;
-    for (; nd < 3; nd++)
-        *ms *= 10;
-    return 0;
-}
-
-/* Reads the optional zone designator at s[*i] as minutes east of UTC. */
-static int fsrc_zone(const char *s, size_t len, size_t *i, int *off_min)
-{
-    *off_min = 0;
-    if (*i >= len)
-        return 0;
-    if (s[*i] == 'Z' || s[*i] == 'z') {
-        (*i)++;
-        return 0;
-    }
-    if (s[*i] != '+' && s[*i] != '-')
-        return -1;
-    int sign = s[(*i)++] == '-' ? -1 : 1;
-    int oh, om = 0;
-    if (fsrc_digits(s, len, i, 2, &oh) < 0)
-        return -1;
-    if (*i < len) {
-        if (s[*i] == ':')
-            (*i)++;
-        if (fsrc_digits(s, len, i, 2, &om) < 0)
-            return -1;
-    }
-    if (oh > 23 || om > 59)
-        return -1;
-    *off_min = sign * (oh * 60 + om);
-    return 0;
-}
-
-/* Parses "YYYY-MM-DDThh:mm:ss[.f...][Z|+hh:mm|-hh:mm|+hhmm|+hh]" (T may be
- * t or a space; no zone = UTC) into milliseconds since the epoch. */
-static int fsrc_parse_time(const char *s, size_t len, int64_t *out)
-{
-    size_t i = 0;
-    int y, mo, d, h, mi, sec, ms, off;
-    if (fsrc_digits(s, len, &i, 4, &y) < 0 ||
-        fsrc_expect(s, len, &i, '-') < 0 ||
-        fsrc_digits(s, len, &i, 2, &mo) < 0 ||
-        fsrc_expect(s, len, &i, '-') < 0 || fsrc_digits(s, len, &i, 2, &d) < 0)
-        return -1;
-    if (i >= len || (s[i] != 'T' && s[i] != 't' && s[i] != ' '))
-        return -1;
-    i++;
-    if (fsrc_digits(s, len, &i, 2, &h) < 0 ||
-        fsrc_expect(s, len, &i, ':') < 0 ||
-        fsrc_digits(s, len, &i, 2, &mi) < 0 ||
-        fsrc_expect(s, len, &i, ':') < 0 ||
-        fsrc_digits(s, len, &i, 2, &sec) < 0 ||
-        fsrc_fraction(s, len, &i, &ms) < 0 || fsrc_zone(s, len, &i, &off) < 0 ||
-        i != len)
-        return -1;
-    if (mo < 1 || mo > 12 || d < 1 || d > fsrc_days_in_month(y, mo) || h > 23 ||
-        mi > 59 || sec > 60)
-        return -1;
-    int64_t secs = fsrc_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 +
-                   sec - (int64_t)off * 60;
-    *out = secs * 1000 + ms;
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
 /* One line                                                                  */
 /* ------------------------------------------------------------------------ */
-
-static const char *fsrc_type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "unknown";
-}
-
-/* Shortest "%.*g" text of d that reads back as d. */
-static void fsrc_format_real(char *buf, size_t size, double d)
-{
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, size, "%.*g", prec, d);
-        if (strtod(buf, NULL) == d)
-            return;
-    }
-}
 
 /* The record key from the key field; fills why[] and returns -1 when the
  * field is missing or of the wrong type. */
@@ -375,12 +230,12 @@ static int fsrc_key(fsrc *s, json_t *obj, const char **key, size_t *len,
                  json_integer_value(v));
         break;
     case JSON_REAL:
-        fsrc_format_real(s->keybuf, sizeof s->keybuf, json_real_value(v));
+        jrec_format_real(s->keybuf, sizeof s->keybuf, json_real_value(v));
         break;
     default:
         snprintf(why, FSRC_WHY,
                  "key field '%.*s' is %s; expected a string or a number",
-                 (int)s->key_field_len, s->key_field, fsrc_type_name(v));
+                 (int)s->key_field_len, s->key_field, jrec_json_type(v));
         return -1;
     }
     *key = s->keybuf;
@@ -415,7 +270,7 @@ static int fsrc_time(const fsrc *s, json_t *obj, int64_t *ts, char *why)
     } else if (json_is_string(v)) {
         const char *t = json_string_value(v);
         size_t tl = json_string_length(v);
-        if (fsrc_parse_time(t, tl, ts) < 0) {
+        if (jrec_parse_time(t, tl, ts) < 0) {
             snprintf(why, FSRC_WHY,
                      "time field '%.*s' is \"%.*s%s\", not an ISO-8601 "
                      "timestamp YYYY-MM-DDThh:mm:ss[.fff][Z|+hh:mm]",
@@ -427,7 +282,7 @@ static int fsrc_time(const fsrc *s, json_t *obj, int64_t *ts, char *why)
         snprintf(why, FSRC_WHY,
                  "time field '%.*s' is %s; expected integer milliseconds or "
                  "an ISO-8601 string",
-                 n, s->time_field, fsrc_type_name(v));
+                 n, s->time_field, jrec_json_type(v));
         return -1;
     }
     if (*ts == WEIR_TS_NONE) {
@@ -437,54 +292,6 @@ static int fsrc_time(const fsrc *s, json_t *obj, int64_t *ts, char *why)
         return -1;
     }
     return 0;
-}
-
-/* Packs a JSON value as msgpack. Returns WEIR_EINVAL when nested deeper than
- * FSRC_MAX_DEPTH containers, WEIR_ENOMEM when packing fails. */
-static int fsrc_pack(msgpack_packer *pk, json_t *v, int depth)
-{
-    const char *k;
-    size_t klen, i;
-    json_t *x;
-    int rc;
-
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        if (depth >= FSRC_MAX_DEPTH)
-            return WEIR_EINVAL;
-        if (msgpack_pack_map(pk, json_object_size(v)) != 0)
-            return WEIR_ENOMEM;
-        json_object_keylen_foreach(v, k, klen, x)
-        {
-            if (weir_mp_pack_strn(pk, k, klen) != 0)
-                return WEIR_ENOMEM;
-            if ((rc = fsrc_pack(pk, x, depth + 1)) < 0)
-                return rc;
-        }
-        return WEIR_OK;
-    case JSON_ARRAY:
-        if (depth >= FSRC_MAX_DEPTH)
-            return WEIR_EINVAL;
-        if (msgpack_pack_array(pk, json_array_size(v)) != 0)
-            return WEIR_ENOMEM;
-        json_array_foreach(v, i, x)
-        {
-            if ((rc = fsrc_pack(pk, x, depth + 1)) < 0)
-                return rc;
-        }
-        return WEIR_OK;
-    case JSON_STRING:
-        return weir_mp_pack_strn(pk, json_string_value(v),
-                                 json_string_length(v));
-    case JSON_INTEGER:
-        rc = msgpack_pack_int64(pk, json_integer_value(v));
-        break;
-    case JSON_REAL: rc = msgpack_pack_double(pk, json_real_value(v)); break;
-    case JSON_TRUE: rc = msgpack_pack_true(pk); break;
-    case JSON_FALSE: rc = msgpack_pack_false(pk); break;
-    default: rc = msgpack_pack_nil(pk); break;
-    }
-    return rc != 0 ? WEIR_ENOMEM : WEIR_OK;
 }
 
 /* A bad line: fail with on_error=fail, else count it and log the first few. */
@@ -534,7 +341,7 @@ static int fsrc_line(weir_ctx *ctx, fsrc *s, const char *p, size_t len)
     int64_t ts;
     if (!json_is_object(obj)) {
         snprintf(why, sizeof why, "the line is %s, not a JSON object",
-                 fsrc_type_name(obj));
+                 jrec_json_type(obj));
         rc = fsrc_bad(ctx, s, why);
         goto out;
     }
@@ -544,7 +351,7 @@ static int fsrc_line(weir_ctx *ctx, fsrc *s, const char *p, size_t len)
         goto out;
     }
     weir_mp_writer_reset(&s->w);
-    rc = fsrc_pack(&s->w.pk, obj, 0);
+    rc = jrec_pack_json(&s->w.pk, obj, 0);
     if (rc == WEIR_EINVAL) {
         snprintf(why, sizeof why, "nested deeper than %d levels",
                  FSRC_MAX_DEPTH);
@@ -777,27 +584,13 @@ static int fsrc_finish(weir_ctx *ctx, void *self)
     return WEIR_OK;
 }
 
-static void fsrc_put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t fsrc_get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 static int fsrc_snapshot(weir_ctx *ctx, void *self, uint64_t checkpoint_id)
 {
     fsrc *s = self;
     unsigned char buf[FSRC_SNAPSHOT_LEN];
-    fsrc_put_u64(buf, s->offset);
-    fsrc_put_u64(buf + 8, s->line_no);
-    fsrc_put_u64(buf + 16, s->bad);
+    le_put_u64(buf, s->offset);
+    le_put_u64(buf + 8, s->line_no);
+    le_put_u64(buf + 16, s->bad);
     int rc = weir_snapshot_write(ctx, buf, sizeof buf);
     if (rc < 0)
         weir_set_error(ctx,
@@ -889,9 +682,9 @@ static int fsrc_restore(weir_ctx *ctx, void *self, uint64_t checkpoint_id,
                        FSRC_SNAPSHOT_LEN);
         return WEIR_EINVAL;
     }
-    uint64_t offset = fsrc_get_u64(data);
-    uint64_t line_no = fsrc_get_u64((const unsigned char *)data + 8);
-    uint64_t bad = fsrc_get_u64((const unsigned char *)data + 16);
+    uint64_t offset = le_get_u64(data);
+    uint64_t line_no = le_get_u64((const unsigned char *)data + 8);
+    uint64_t bad = le_get_u64((const unsigned char *)data + 16);
     if (line_no > offset) {
         weir_set_error(ctx,
                        "file_source: snapshot of checkpoint %llu is "

@@ -419,13 +419,13 @@ static int ksink_write_snapshot(weir_ctx *ctx, ksink *s, uint64_t id)
     uint32_t count = 0;
     for (uint32_t i = 0; i < s->n_slots && i < 64; i++)
         if (s->slots[i].state == KSINK_PENDING) {
-            kc_put_u64(p, s->slots[i].ckpt);
-            kc_put_u32(p + 8, i);
+            le_put_u64(p, s->slots[i].ckpt);
+            le_put_u32(p + 8, i);
             p += 12;
             count++;
         }
-    kc_put_u32(buf, s->n_slots);
-    kc_put_u32(buf + 4, count);
+    le_put_u32(buf, s->n_slots);
+    le_put_u32(buf + 4, count);
     int rc = weir_snapshot_write(ctx, buf, (size_t)(p - buf));
     if (rc < 0)
         weir_set_error(ctx,
@@ -512,7 +512,7 @@ static int ksink_restore(weir_ctx *ctx, void *self, uint64_t checkpoint_id,
     if (!s->transactional)
         return WEIR_OK;
     if (version != KSINK_SNAPSHOT_VERSION || len < 8 ||
-        len != 8 + 12 * (size_t)kc_get_u32(p + 4)) {
+        len != 8 + 12 * (size_t)le_get_u32(p + 4)) {
         weir_set_error(ctx,
                        "%s: snapshot of checkpoint %" PRIu64 " is not a "
                        "version %u kafka_sink snapshot (version %u, %zu "
@@ -522,13 +522,13 @@ static int ksink_restore(weir_ctx *ctx, void *self, uint64_t checkpoint_id,
         return WEIR_EINVAL;
     }
     /* A bigger pool of the checkpointed run: fence its ids too. */
-    uint32_t pool = kc_get_u32(p), count = kc_get_u32(p + 4);
+    uint32_t pool = le_get_u32(p), count = le_get_u32(p + 4);
     int rc = ksink_grow(ctx, s, pool > 64 ? 64 : pool);
     if (rc < 0)
         return rc;
     for (uint32_t i = 0; i < count; i++) {
-        uint64_t ck = kc_get_u64(p + 8 + 12 * i);
-        uint32_t slot = kc_get_u32(p + 16 + 12 * i);
+        uint64_t ck = le_get_u64(p + 8 + 12 * i);
+        uint32_t slot = le_get_u32(p + 16 + 12 * i);
         weir_log(ctx, WEIR_LOG_WARN,
                  "%s: the transaction of checkpoint %" PRIu64 " (%s) was "
                  "pending in restored checkpoint %" PRIu64 ": its records "

@@ -498,7 +498,7 @@ static int ksrc_value(ksrc *s, const rd_kafka_message_t *m, const void **val,
                      jerr.column, jerr.text);
             return -1;
         }
-        int rc = json_is_object(obj) ? kc_json_pack(&s->w.pk, obj, 0) : 1;
+        int rc = json_is_object(obj) ? jrec_pack_json(&s->w.pk, obj, 0) : 1;
         json_decref(obj);
         if (rc) {
             snprintf(why, KSRC_WHY, "%s",
@@ -707,8 +707,8 @@ static int ksrc_snapshot(weir_ctx *ctx, void *self, uint64_t checkpoint_id)
     unsigned char *buf = malloc(len), *p = buf;
     if (!buf)
         return weir_set_error(ctx, "%s: out of memory", s->opname), WEIR_ENOMEM;
-    kc_put_u32(p, s->par);
-    kc_put_u32(p + 4, (uint32_t)s->n_parts);
+    le_put_u32(p, s->par);
+    le_put_u32(p + 4, (uint32_t)s->n_parts);
     p += 8;
     for (size_t i = 0; i < s->n_parts; i++) {
         size_t tl = strlen(s->parts[i].topic);
@@ -716,8 +716,8 @@ static int ksrc_snapshot(weir_ctx *ctx, void *self, uint64_t checkpoint_id)
         p[1] = (unsigned char)(tl >> 8);
         memcpy(p + 2, s->parts[i].topic, tl);
         p += 2 + tl;
-        kc_put_u32(p, (uint32_t)s->parts[i].partition);
-        kc_put_u64(p + 4, (uint64_t)s->parts[i].pos);
+        le_put_u32(p, (uint32_t)s->parts[i].partition);
+        le_put_u64(p + 4, (uint64_t)s->parts[i].pos);
         p += 12;
     }
     int rc = weir_snapshot_write(ctx, buf, len);
@@ -754,7 +754,7 @@ static int ksrc_restore(weir_ctx *ctx, void *self, uint64_t checkpoint_id,
     }
     if (len < 8)
         return ksrc_damaged(ctx, s, checkpoint_id, "shorter than its header");
-    uint32_t par = kc_get_u32(p), n = kc_get_u32(p + 4);
+    uint32_t par = le_get_u32(p), n = le_get_u32(p + 4);
     if (par != s->par) {
         weir_set_error(ctx,
                        "%s: checkpoint %" PRIu64 " was taken with parallelism "
@@ -774,8 +774,8 @@ static int ksrc_restore(weir_ctx *ctx, void *self, uint64_t checkpoint_id,
         memcpy(topic, p + 2, tl);
         topic[tl] = '\0';
         p += 2 + tl;
-        int32_t part = (int32_t)kc_get_u32(p);
-        int64_t pos = (int64_t)kc_get_u64(p + 4);
+        int32_t part = (int32_t)le_get_u32(p);
+        int64_t pos = (int64_t)le_get_u64(p + 4);
         p += 12;
         ksrc_part *kp = ksrc_find(s, topic, part);
         if (!kp) {

@@ -181,51 +181,6 @@ fail:
     return rc;
 }
 
-int kc_json_pack(msgpack_packer *pk, json_t *v, int depth)
-{
-    const char *k;
-    size_t klen, i;
-    json_t *x;
-    int rc = 0;
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        if (depth >= KC_MAX_DEPTH)
-            return WEIR_EINVAL;
-        if (msgpack_pack_map(pk, json_object_size(v)) != 0)
-            return WEIR_ENOMEM;
-        json_object_keylen_foreach(v, k, klen, x)
-        {
-            if (weir_mp_pack_strn(pk, k, klen) != 0)
-                return WEIR_ENOMEM;
-            if ((rc = kc_json_pack(pk, x, depth + 1)) < 0)
-                return rc;
-        }
-        return WEIR_OK;
-    case JSON_ARRAY:
-        if (depth >= KC_MAX_DEPTH)
-            return WEIR_EINVAL;
-        if (msgpack_pack_array(pk, json_array_size(v)) != 0)
-            return WEIR_ENOMEM;
-        json_array_foreach(v, i, x)
-        {
-            if ((rc = kc_json_pack(pk, x, depth + 1)) < 0)
-                return rc;
-        }
-        return WEIR_OK;
-    case JSON_STRING:
-        return weir_mp_pack_strn(pk, json_string_value(v),
-                                 json_string_length(v));
-    case JSON_INTEGER:
-        rc = msgpack_pack_int64(pk, json_integer_value(v));
-        break;
-    case JSON_REAL: rc = msgpack_pack_double(pk, json_real_value(v)); break;
-    case JSON_TRUE: rc = msgpack_pack_true(pk); break;
-    case JSON_FALSE: rc = msgpack_pack_false(pk); break;
-    default: rc = msgpack_pack_nil(pk); break;
-    }
-    return rc != 0 ? WEIR_ENOMEM : WEIR_OK;
-}
-
 static json_t *kc_base64(const void *data, size_t n)
 {
     static const char tab[] =
@@ -345,32 +300,4 @@ int kc_field_text(const msgpack_object *o, char *buf, size_t size,
     *p = buf;
     *n = strlen(buf);
     return 0;
-}
-
-void kc_put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-uint64_t kc_get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
-void kc_put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-uint32_t kc_get_u32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
 }

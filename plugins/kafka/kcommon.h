@@ -1,7 +1,9 @@
 /*
  * kcommon.h - what kafka_source and kafka_sink share: librdkafka
- * configuration from the operator's parameters, JSON <-> msgpack, and
- * little-endian snapshot encoding.
+ * configuration from the operator's parameters, msgpack -> JSON values and
+ * key text of a field. JSON -> msgpack is jrec_pack_json()
+ * (../common/jsonrec.h; JREC_MAX_DEPTH equals KC_MAX_DEPTH) and snapshot
+ * integers are le_put_u64() and friends (../common/le.h).
  *
  * Threading: every function runs on the calling subtask's thread and keeps
  * no global state. Errors: functions returning int give 0 or a negative
@@ -16,6 +18,9 @@
 #include <stdint.h>
 
 #include <jansson.h>
+
+#include "jsonrec.h"
+#include "le.h"
 
 #include "weir/msgpack.h"
 #include "weir/weir.h"
@@ -47,10 +52,6 @@ int kc_conf_set(weir_ctx *ctx, const char *op, rd_kafka_conf_t *conf,
 int kc_param_str(weir_ctx *ctx, const char *op, const char *name, int optional,
                  char **out);
 
-/* Packs a JSON value as msgpack. Returns WEIR_EINVAL when nested deeper
- * than KC_MAX_DEPTH, WEIR_ENOMEM when packing fails. */
-int kc_json_pack(msgpack_packer *pk, json_t *v, int depth);
-
 /* A new JSON value for a msgpack object: maps -> objects (a non-string key
  * becomes its JSON text), str/bin -> strings (base64 when not UTF-8), ext ->
  * base64, NaN/inf -> null. NULL when out of memory or nested too deep. */
@@ -62,11 +63,5 @@ json_t *kc_mp_to_json(const msgpack_object *o, int depth);
  * object. */
 int kc_field_text(const msgpack_object *o, char *buf, size_t size,
                   const char **p, size_t *n);
-
-/* Little-endian fixed-width integers for snapshots. */
-void kc_put_u64(unsigned char *p, uint64_t v);
-uint64_t kc_get_u64(const unsigned char *p);
-void kc_put_u32(unsigned char *p, uint32_t v);
-uint32_t kc_get_u32(const unsigned char *p);
 
 #endif /* WEIR_PLUGINS_KCOMMON_H */

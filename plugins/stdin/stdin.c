@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "jsonrec.h"
+#include "le.h"
 
 #include "weir/msgpack.h"
 #include "weir/weir.h"
@@ -266,30 +267,16 @@ static int sin_poll(weir_ctx *ctx, void *self)
     return lines || s->at_end ? WEIR_OK : WEIR_EAGAIN;
 }
 
-static void sin_put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t sin_get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 static int sin_snapshot(weir_ctx *ctx, void *self, uint64_t checkpoint_id)
 {
     sin *s = self;
     unsigned char b[SIN_SNAP_LEN] = {0};
     uint32_t flags =
         (s->regular ? SIN_FLAG_REGULAR : 0) | (s->at_end ? SIN_FLAG_AT_END : 0);
-    sin_put_u64(b, s->offset);
-    sin_put_u64(b + 8, s->line_no);
-    sin_put_u64(b + 16, s->bad);
-    sin_put_u64(b + 24, flags);
+    le_put_u64(b, s->offset);
+    le_put_u64(b + 8, s->line_no);
+    le_put_u64(b + 16, s->bad);
+    le_put_u64(b + 24, flags);
     int rc = weir_snapshot_write(ctx, b, sizeof b);
     if (rc < 0)
         weir_set_error(ctx,
@@ -363,10 +350,10 @@ static int sin_restore(weir_ctx *ctx, void *self, uint64_t checkpoint_id,
                        checkpoint_id, version, len, SIN_SNAP_VERSION);
         return WEIR_EINVAL;
     }
-    uint32_t flags = (uint32_t)sin_get_u64(b + 24);
-    s->offset = sin_get_u64(b);
-    s->line_no = sin_get_u64(b + 8);
-    s->bad = sin_get_u64(b + 16);
+    uint32_t flags = (uint32_t)le_get_u64(b + 24);
+    s->offset = le_get_u64(b);
+    s->line_no = le_get_u64(b + 8);
+    s->bad = le_get_u64(b + 16);
     s->positioned = 1;
     if (!!(flags & SIN_FLAG_REGULAR) != s->regular) {
         weir_set_error(ctx,

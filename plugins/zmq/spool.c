@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "le.h"
+
 #define ZSPOOL_MAGIC      "WZSPOOL1"
 #define ZSPOOL_MARK_MAGIC "WZSPMARK"
 #define ZSPOOL_MARK_LEN   36
@@ -35,35 +37,9 @@ static void zspool_put_u16(unsigned char *p, uint16_t v)
     p[1] = (unsigned char)(v >> 8);
 }
 
-static void zspool_put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void zspool_put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
 static uint16_t zspool_u16(const unsigned char *p)
 {
     return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t zspool_u32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
-static uint64_t zspool_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
 }
 
 static void zspool_crc_init(uint32_t tab[256])
@@ -199,8 +175,8 @@ static int zspool_wreserve(zspool *sp, size_t n)
 static void zspool_frame(zspool *sp, size_t at, size_t plen)
 {
     unsigned char *h = (unsigned char *)sp->wbuf + at;
-    zspool_put_u32(h, (uint32_t)plen);
-    zspool_put_u32(h + 4, zspool_crc(sp->crc_tab, h + ZSPOOL_REC_HDR, plen));
+    le_put_u32(h, (uint32_t)plen);
+    le_put_u32(h + 4, zspool_crc(sp->crc_tab, h + ZSPOOL_REC_HDR, plen));
 }
 
 /* Appends the 'W' record of the current window to the write buffer. */
@@ -214,7 +190,7 @@ static int zspool_put_window(zspool *sp)
     size_t at = sp->wlen;
     unsigned char *p = (unsigned char *)sp->wbuf + at + ZSPOOL_REC_HDR;
     *p++ = 'W';
-    zspool_put_u32(p, sp->win.n);
+    le_put_u32(p, sp->win.n);
     p += 4;
     for (uint32_t i = 0; i < sp->win.n; i++) {
         const zidw_ent *e = zidw_at(&sp->win, i);
@@ -237,7 +213,7 @@ static int zspool_parse(const unsigned char *p, size_t n, zspool_rec *r)
     }
     if (n < 19 || p[0] != 'M')
         return -1;
-    size_t at = 1, k = zspool_u32(p + at);
+    size_t at = 1, k = le_get_u32(p + at);
     at += 4;
     if (k > n - at)
         return -1;
@@ -246,9 +222,9 @@ static int zspool_parse(const unsigned char *p, size_t n, zspool_rec *r)
     at += k;
     if (n - at < 12)
         return -1;
-    r->ts = (int64_t)zspool_u64(p + at);
+    r->ts = (int64_t)le_get_u64(p + at);
     at += 8;
-    size_t v = zspool_u32(p + at);
+    size_t v = le_get_u32(p + at);
     at += 4;
     if (v > n - at || n - at - v < 2)
         return -1;
@@ -355,7 +331,7 @@ static int zspool_cur_record(weir_ctx *ctx, zspool *sp, zspool_cur *c,
     }
     const unsigned char *h =
         (const unsigned char *)c->buf + (size_t)(c->off - c->boff);
-    uint32_t n = zspool_u32(h), crc = zspool_u32(h + 4);
+    uint32_t n = le_get_u32(h), crc = le_get_u32(h + 4);
     if (n == 0 || n > ZSPOOL_MAX_REC) {
         *why = "a record length is impossible";
         return -1;
@@ -414,8 +390,8 @@ static int zspool_create_segment(weir_ctx *ctx, zspool *sp, uint64_t seg)
     /* The header goes before the window record. */
     memmove(sp->wbuf + ZSPOOL_HDR, sp->wbuf, sp->wlen);
     memcpy(sp->wbuf, ZSPOOL_MAGIC, 8);
-    zspool_put_u64((unsigned char *)sp->wbuf + 8, sp->id);
-    zspool_put_u64((unsigned char *)sp->wbuf + 16, seg);
+    le_put_u64((unsigned char *)sp->wbuf + 8, sp->id);
+    le_put_u64((unsigned char *)sp->wbuf + 16, seg);
     sp->wlen += ZSPOOL_HDR;
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0) {
@@ -542,7 +518,7 @@ static int zspool_read_mark(weir_ctx *ctx, zspool *sp, int *have)
     ssize_t n = read(fd, b, sizeof b);
     close(fd);
     if (n != ZSPOOL_MARK_LEN || memcmp(b, ZSPOOL_MARK_MAGIC, 8) != 0 ||
-        zspool_crc(sp->crc_tab, b, 32) != zspool_u32(b + 32)) {
+        zspool_crc(sp->crc_tab, b, 32) != le_get_u32(b + 32)) {
         weir_set_error(ctx,
                        ZSPOOL_WHO " %s: the mark file is damaged; delete the "
                                   "spool directory to start it anew",
@@ -550,9 +526,9 @@ static int zspool_read_mark(weir_ctx *ctx, zspool *sp, int *have)
         rc = WEIR_EINVAL;
         goto out;
     }
-    sp->id = zspool_u64(b + 8);
-    sp->mark.seg = zspool_u64(b + 16);
-    sp->mark.off = zspool_u64(b + 24);
+    sp->id = le_get_u64(b + 8);
+    sp->mark.seg = le_get_u64(b + 16);
+    sp->mark.off = le_get_u64(b + 24);
     *have = 1;
 out:
     free(path);
@@ -563,10 +539,10 @@ static int zspool_write_mark(weir_ctx *ctx, zspool *sp, zspool_pos pos)
 {
     unsigned char b[ZSPOOL_MARK_LEN];
     memcpy(b, ZSPOOL_MARK_MAGIC, 8);
-    zspool_put_u64(b + 8, sp->id);
-    zspool_put_u64(b + 16, pos.seg);
-    zspool_put_u64(b + 24, pos.off);
-    zspool_put_u32(b + 32, zspool_crc(sp->crc_tab, b, 32));
+    le_put_u64(b + 8, sp->id);
+    le_put_u64(b + 16, pos.seg);
+    le_put_u64(b + 24, pos.off);
+    le_put_u32(b + 32, zspool_crc(sp->crc_tab, b, 32));
     char *tmp = zspool_join(sp->dir, "committed.tmp");
     char *path = zspool_join(sp->dir, "committed");
     int rc = WEIR_OK;
@@ -611,22 +587,22 @@ static int zspool_check_header(weir_ctx *ctx, zspool *sp, uint64_t seg,
         goto out;
     }
     if (pread(fd, h, sizeof h, 0) != (ssize_t)sizeof h ||
-        memcmp(h, ZSPOOL_MAGIC, 8) != 0 || zspool_u64(h + 16) != seg) {
+        memcmp(h, ZSPOOL_MAGIC, 8) != 0 || le_get_u64(h + 16) != seg) {
         weir_set_error(ctx, ZSPOOL_WHO " %s: not a spool segment (bad header)",
                        path);
         rc = WEIR_EINVAL;
         goto out;
     }
-    if (*have_id && zspool_u64(h + 8) != sp->id) {
+    if (*have_id && le_get_u64(h + 8) != sp->id) {
         weir_set_error(ctx,
                        ZSPOOL_WHO
                        " %s: belongs to another spool (id %016" PRIx64
                        ", expected %016" PRIx64 ")",
-                       path, zspool_u64(h + 8), sp->id);
+                       path, le_get_u64(h + 8), sp->id);
         rc = WEIR_EINVAL;
         goto out;
     }
-    sp->id = zspool_u64(h + 8);
+    sp->id = le_get_u64(h + 8);
     *have_id = 1;
     *size = (uint64_t)st.st_size;
 out:
@@ -641,7 +617,7 @@ static int zspool_load_window(zspool *sp, const unsigned char *p, size_t n)
 {
     if (n < 5 || p[0] != 'W')
         return -1;
-    uint32_t count = zspool_u32(p + 1);
+    uint32_t count = le_get_u32(p + 1);
     size_t at = 5;
     if (!sp->win.cap)
         return 0;
@@ -933,14 +909,14 @@ int zspool_append(weir_ctx *ctx, zspool *sp, const zspool_rec *r)
     size_t at = sp->wlen;
     unsigned char *p = (unsigned char *)sp->wbuf + at + ZSPOOL_REC_HDR;
     *p++ = 'M';
-    zspool_put_u32(p, (uint32_t)r->key_len);
+    le_put_u32(p, (uint32_t)r->key_len);
     p += 4;
     if (r->key_len)
         memcpy(p, r->key, r->key_len);
     p += r->key_len;
-    zspool_put_u64(p, (uint64_t)r->ts);
+    le_put_u64(p, (uint64_t)r->ts);
     p += 8;
-    zspool_put_u32(p, (uint32_t)r->value_len);
+    le_put_u32(p, (uint32_t)r->value_len);
     p += 4;
     if (r->value_len)
         memcpy(p, r->value, r->value_len);

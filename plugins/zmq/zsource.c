@@ -78,6 +78,7 @@
 #include <zmq.h>
 
 #include "jsonrec.h"
+#include "le.h"
 #include "spool.h"
 #include "zmqop.h"
 #include "zmsg.h"
@@ -617,32 +618,6 @@ static int zsrc_poll(weir_ctx *ctx, void *self)
     return did || s->at_end ? WEIR_OK : WEIR_EAGAIN;
 }
 
-static void zsrc_put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void zsrc_put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t zsrc_get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
-static uint32_t zsrc_get_u32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
 /* Remembers the position of checkpoint `id` until it completes. */
 static void zsrc_remember(zsrc *s, uint64_t id, zspool_pos pos)
 {
@@ -659,8 +634,8 @@ static int zsrc_snapshot(weir_ctx *ctx, void *self, uint64_t checkpoint_id)
     zsrc *s = self;
     unsigned char b[ZSRC_SNAP_LEN] = {'W', 'Z', 'M', 'Q'};
     int rc;
-    zsrc_put_u32(b + 8, s->sub);
-    zsrc_put_u64(b + 40, s->emitted);
+    le_put_u32(b + 8, s->sub);
+    le_put_u64(b + 40, s->emitted);
     if (s->spooled) {
         if (!s->sp.positioned && (rc = zsrc_position(ctx, s)) < 0)
             return rc;
@@ -668,10 +643,10 @@ static int zsrc_snapshot(weir_ctx *ctx, void *self, uint64_t checkpoint_id)
         if ((rc = zspool_flush(ctx, &s->sp, 1)) < 0)
             return rc;
         zspool_pos pos = zspool_tell(&s->sp);
-        zsrc_put_u32(b + 4, 1);
-        zsrc_put_u64(b + 16, s->sp.id);
-        zsrc_put_u64(b + 24, pos.seg);
-        zsrc_put_u64(b + 32, pos.off);
+        le_put_u32(b + 4, 1);
+        le_put_u64(b + 16, s->sp.id);
+        le_put_u64(b + 24, pos.seg);
+        le_put_u64(b + 32, pos.off);
         zsrc_remember(s, checkpoint_id, pos);
     }
     rc = weir_snapshot_write(ctx, b, sizeof b);
@@ -700,8 +675,8 @@ static int zsrc_notify(weir_ctx *ctx, void *self, uint64_t checkpoint_id)
 static int zsrc_restore_spool(weir_ctx *ctx, zsrc *s, uint64_t checkpoint_id,
                               const unsigned char *b)
 {
-    uint64_t id = zsrc_get_u64(b + 16);
-    zspool_pos pos = {zsrc_get_u64(b + 24), zsrc_get_u64(b + 32)};
+    uint64_t id = le_get_u64(b + 16);
+    zspool_pos pos = {le_get_u64(b + 24), le_get_u64(b + 32)};
     if (id != s->sp.id) {
         weir_set_error(ctx,
                        "zmq_source: spool %s: checkpoint %" PRIu64
@@ -722,7 +697,7 @@ static int zsrc_restore_spool(weir_ctx *ctx, zsrc *s, uint64_t checkpoint_id,
         /* The snapshot was taken after the end record was read. */
         s->at_end = pos.seg == end.seg && pos.off == end.off;
     }
-    s->emitted = zsrc_get_u64(b + 40);
+    s->emitted = le_get_u64(b + 40);
     weir_log(ctx, WEIR_LOG_INFO,
              "zmq_source: spool %s: replaying from segment %" PRIu64
              ", offset %" PRIu64 " (%" PRIu64 " byte(s))",
@@ -736,7 +711,7 @@ static int zsrc_restore(weir_ctx *ctx, void *self, uint64_t checkpoint_id,
     zsrc *s = self;
     const unsigned char *b = data;
     if (version != ZSRC_SNAP_VERSION || len != ZSRC_SNAP_LEN ||
-        memcmp(b, "WZMQ", 4) != 0 || zsrc_get_u32(b + 4) > 1) {
+        memcmp(b, "WZMQ", 4) != 0 || le_get_u32(b + 4) > 1) {
         weir_set_error(ctx,
                        "zmq_source: the snapshot of checkpoint %" PRIu64
                        " (version %u, %zu bytes) is not a zmq_source "
@@ -744,7 +719,7 @@ static int zsrc_restore(weir_ctx *ctx, void *self, uint64_t checkpoint_id,
                        checkpoint_id, version, len, ZSRC_SNAP_VERSION);
         return WEIR_EINVAL;
     }
-    uint32_t mode = zsrc_get_u32(b + 4), sub = zsrc_get_u32(b + 8);
+    uint32_t mode = le_get_u32(b + 4), sub = le_get_u32(b + 8);
     if ((int)mode != s->spooled) {
         weir_set_error(ctx,
                        "zmq_source: checkpoint %" PRIu64

@@ -1,10 +1,12 @@
 /*
  * jsonrec.h - records from JSON objects and msgpack maps, and record values
- * as JSON, for the connector plugins (zmq_source, zmq_sink, stdin).
- * Internal to the bundled connector plugins; built into each of them.
+ * as JSON, shared by the bundled plugins (file_source, file_sink, zmq,
+ * stdin, kafka). Plugins include it next to the SDK headers and build
+ * ../common/jsonrec.c (JSON in; needs jansson) and/or ../common/jsonrec_out.c
+ * (JSON out; no JSON library) into their own .so.
  *
  * A message or line becomes a record the way file_source makes one of a
- * line (the rules are repeated here, the code is not shared):
+ * line:
  *   key   = the value of key_field: a string (or bin) as its bytes, an
  *           integer as its decimal text, a real in the shortest "%.17g"
  *           form that reads back to the same double;
@@ -19,12 +21,13 @@
  *           integers -> int, reals -> float64, strings -> str,
  *           true/false -> bool, null -> nil).
  *
- * Errors: functions that can fail return 0 or -1 and write a one-line
- * English reason into `why` (JREC_WHY bytes). No function keeps state
- * between calls except in the buffers the caller passes; any thread.
+ * Errors: unless stated otherwise, functions that can fail return 0 or -1
+ * and write a one-line English reason into `why` (JREC_WHY bytes). No
+ * function keeps state between calls except in the buffers the caller
+ * passes; any thread.
  */
-#ifndef WEIR_PLUGINS_ZMQ_JSONREC_H
-#define WEIR_PLUGINS_ZMQ_JSONREC_H
+#ifndef WEIR_PLUGINS_JSONREC_H
+#define WEIR_PLUGINS_JSONREC_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -53,6 +56,22 @@ typedef struct jrec_out {
     char buf[2][40]; /* decimal text of a numeric key and id */
 } jrec_out;
 
+struct json_t; /* jansson's value; only jsonrec.c needs jansson */
+
+/* Packs the jansson value v as msgpack into pk (the value rules above),
+ * counting `depth` containers already open around it. Returns WEIR_OK,
+ * WEIR_EINVAL when containers nest deeper than JREC_MAX_DEPTH, or
+ * WEIR_ENOMEM when packing fails (the packer ran out of memory). */
+int jrec_pack_json(msgpack_packer *pk, struct json_t *v, int depth);
+
+/* The English name of the type of jansson value v ("an object", "a string",
+ * "null", ...), a static string. */
+const char *jrec_json_type(const struct json_t *v);
+
+/* Writes into buf (size bytes) the shortest "%.*g" text of d that reads
+ * back as d. */
+void jrec_format_real(char *buf, size_t size, double d);
+
 /* Packs the JSON text p[0..len) into pk when it is one JSON object.
  * Fails for invalid JSON, another kind of value, or nesting deeper than
  * JREC_MAX_DEPTH. */
@@ -72,8 +91,11 @@ int jrec_as_text(const msgpack_object *v, const char *what, const char *field,
 /* Parses an ISO-8601 timestamp (see above) into ms since the epoch. */
 int jrec_parse_time(const char *s, size_t len, int64_t *out);
 
+/* ---- jsonrec_out.c ---------------------------------------------------- */
+
 /* A growable byte buffer whose appends cannot fail: running out of memory
- * sets `oom`, which the caller checks once per value. */
+ * sets `oom`, which the caller checks once per value; after that appends do
+ * nothing. Zero-initialise it; jrec_buf_free() frees it and zeroes it. */
 typedef struct jrec_buf {
     char *p;
     size_t len;
@@ -82,13 +104,28 @@ typedef struct jrec_buf {
 } jrec_buf;
 
 void jrec_put(jrec_buf *b, const void *p, size_t n);
+void jrec_putc(jrec_buf *b, char c);
+void jrec_puts(jrec_buf *b, const char *s);
+void jrec_put_u64(jrec_buf *b, uint64_t v); /* decimal text */
+void jrec_put_i64(jrec_buf *b, int64_t v);
 void jrec_buf_free(jrec_buf *b);
+
+/* Returns 1 when s[0..n) is valid UTF-8 (RFC 3629), else 0. */
+int jrec_utf8_valid(const void *s, size_t n);
+
+/* Appends s[0..n) as a quoted JSON string; invalid UTF-8 bytes become
+ * U+FFFD. s may be NULL when n is 0. */
+void jrec_json_string(jrec_buf *b, const void *s, size_t n);
+
+/* Appends s[0..n) as a quoted base64 string (RFC 4648, padded). */
+void jrec_json_base64(jrec_buf *b, const void *s, size_t n);
 
 /* Appends the JSON text of msgpack object `o` to b: maps -> objects (a
  * non-string key becomes the JSON text of the key), arrays -> arrays,
  * integers (full uint64/int64 range), floats in the shortest form that
  * reads back (NaN and infinities -> null), strings (invalid UTF-8 bytes ->
- * U+FFFD), bin and ext -> base64 strings, nil/bool -> null/true/false. */
+ * U+FFFD), bin and ext -> base64 strings, nil/bool -> null/true/false.
+ * Recursion is bounded by msgpack-c's unpacker (at most 32 levels). */
 void jrec_mp_to_json(jrec_buf *b, const msgpack_object *o);
 
 #endif

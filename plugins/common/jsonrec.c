@@ -1,5 +1,6 @@
 /*
- * jsonrec.c - see jsonrec.h.
+ * jsonrec.c - JSON text to msgpack, record fields and ISO-8601 time;
+ * see jsonrec.h. Needs jansson.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -17,7 +18,7 @@
 /* JSON -> msgpack                                                           */
 /* ------------------------------------------------------------------------ */
 
-static const char *jrec_json_type(const json_t *v)
+const char *jrec_json_type(const json_t *v)
 {
     switch (json_typeof(v)) {
     case JSON_OBJECT: return "an object";
@@ -32,8 +33,7 @@ static const char *jrec_json_type(const json_t *v)
     return "unknown";
 }
 
-/* Returns 0, -1 when nested too deeply, -2 when packing failed. */
-static int jrec_pack(msgpack_packer *pk, json_t *v, int depth)
+int jrec_pack_json(msgpack_packer *pk, json_t *v, int depth)
 {
     const char *k;
     size_t klen, i;
@@ -43,42 +43,40 @@ static int jrec_pack(msgpack_packer *pk, json_t *v, int depth)
     switch (json_typeof(v)) {
     case JSON_OBJECT:
         if (depth >= JREC_MAX_DEPTH)
-            return -1;
+            return WEIR_EINVAL;
         if (msgpack_pack_map(pk, json_object_size(v)) != 0)
-            return -2;
+            return WEIR_ENOMEM;
         json_object_keylen_foreach(v, k, klen, x)
         {
             if (weir_mp_pack_strn(pk, k, klen) != 0)
-                return -2;
-            if ((rc = jrec_pack(pk, x, depth + 1)) < 0)
+                return WEIR_ENOMEM;
+            if ((rc = jrec_pack_json(pk, x, depth + 1)) < 0)
                 return rc;
         }
-        return 0;
+        return WEIR_OK;
     case JSON_ARRAY:
         if (depth >= JREC_MAX_DEPTH)
-            return -1;
+            return WEIR_EINVAL;
         if (msgpack_pack_array(pk, json_array_size(v)) != 0)
-            return -2;
+            return WEIR_ENOMEM;
         json_array_foreach(v, i, x)
         {
-            if ((rc = jrec_pack(pk, x, depth + 1)) < 0)
+            if ((rc = jrec_pack_json(pk, x, depth + 1)) < 0)
                 return rc;
         }
-        return 0;
+        return WEIR_OK;
     case JSON_STRING:
         return weir_mp_pack_strn(pk, json_string_value(v),
-                                 json_string_length(v)) == 0
-                   ? 0
-                   : -2;
+                                 json_string_length(v));
     case JSON_INTEGER:
-        return msgpack_pack_int64(pk, json_integer_value(v)) == 0 ? 0 : -2;
-    case JSON_REAL:
-        return msgpack_pack_double(pk, json_real_value(v)) == 0 ? 0 : -2;
-    case JSON_TRUE: return msgpack_pack_true(pk) == 0 ? 0 : -2;
-    case JSON_FALSE: return msgpack_pack_false(pk) == 0 ? 0 : -2;
-    case JSON_NULL: return msgpack_pack_nil(pk) == 0 ? 0 : -2;
+        rc = msgpack_pack_int64(pk, json_integer_value(v));
+        break;
+    case JSON_REAL: rc = msgpack_pack_double(pk, json_real_value(v)); break;
+    case JSON_TRUE: rc = msgpack_pack_true(pk); break;
+    case JSON_FALSE: rc = msgpack_pack_false(pk); break;
+    default: rc = msgpack_pack_nil(pk); break;
     }
-    return -2;
+    return rc != 0 ? WEIR_ENOMEM : WEIR_OK;
 }
 
 int jrec_json_to_mp(const char *p, size_t len, msgpack_packer *pk, char *why)
@@ -93,8 +91,9 @@ int jrec_json_to_mp(const char *p, size_t len, msgpack_packer *pk, char *why)
     int rc = -1;
     if (!json_is_object(obj)) {
         snprintf(why, JREC_WHY, "%s, not a JSON object", jrec_json_type(obj));
-    } else if ((rc = jrec_pack(pk, obj, 0)) == -1) {
+    } else if ((rc = jrec_pack_json(pk, obj, 0)) == WEIR_EINVAL) {
         snprintf(why, JREC_WHY, "nested deeper than %d levels", JREC_MAX_DEPTH);
+        rc = -1;
     } else if (rc < 0) {
         snprintf(why, JREC_WHY, "out of memory");
         rc = -1;
@@ -125,8 +124,7 @@ static const char *jrec_mp_type(const msgpack_object *o)
     return "unknown";
 }
 
-/* Shortest "%.*g" text of d that reads back as d. */
-static void jrec_format_real(char *buf, size_t size, double d)
+void jrec_format_real(char *buf, size_t size, double d)
 {
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(buf, size, "%.*g", prec, d);
@@ -365,223 +363,4 @@ int jrec_parse_time(const char *s, size_t len, int64_t *out)
                    sec - (int64_t)off * 60;
     *out = secs * 1000 + ms;
     return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* msgpack -> JSON                                                           */
-/* ------------------------------------------------------------------------ */
-
-static int jrec_reserve(jrec_buf *b, size_t n)
-{
-    if (b->oom)
-        return -1;
-    if (b->cap - b->len >= n)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < n) {
-        if (cap > SIZE_MAX / 2) {
-            b->oom = 1;
-            return -1;
-        }
-        cap *= 2;
-    }
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->oom = 1;
-        return -1;
-    }
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-void jrec_put(jrec_buf *b, const void *p, size_t n)
-{
-    if (n && jrec_reserve(b, n) == 0) {
-        memcpy(b->p + b->len, p, n);
-        b->len += n;
-    }
-}
-
-void jrec_buf_free(jrec_buf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
-static void jrec_puts(jrec_buf *b, const char *s)
-{
-    jrec_put(b, s, strlen(s));
-}
-
-static void jrec_putc(jrec_buf *b, char c)
-{
-    jrec_put(b, &c, 1);
-}
-
-/* Length of the valid UTF-8 sequence (RFC 3629) at p, or 0 if invalid. */
-static size_t jrec_utf8_len(const unsigned char *p, size_t n)
-{
-    unsigned c = p[0], lo, hi;
-    if (c < 0x80)
-        return 1;
-    if (c < 0xc2)
-        return 0;
-    if (c < 0xe0)
-        return n >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (c < 0xf0) {
-        lo = c == 0xe0 ? 0xa0 : 0x80;
-        hi = c == 0xed ? 0x9f : 0xbf;
-        return n >= 3 && p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ? 3
-                                                                           : 0;
-    }
-    if (c < 0xf5) {
-        lo = c == 0xf0 ? 0x90 : 0x80;
-        hi = c == 0xf4 ? 0x8f : 0xbf;
-        return n >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 &&
-                       (p[3] & 0xc0) == 0x80
-                   ? 4
-                   : 0;
-    }
-    return 0;
-}
-
-static void jrec_string(jrec_buf *b, const void *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = s;
-    jrec_putc(b, '"');
-    for (size_t i = 0; i < n;) {
-        unsigned c = p[i];
-        if (c >= 0x80) {
-            size_t k = jrec_utf8_len(p + i, n - i);
-            if (k)
-                jrec_put(b, p + i, k);
-            else
-                jrec_puts(b, "\xef\xbf\xbd");
-            i += k ? k : 1;
-            continue;
-        }
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            jrec_put(b, e, 2);
-        } else if (c == '\n') {
-            jrec_puts(b, "\\n");
-        } else if (c == '\r') {
-            jrec_puts(b, "\\r");
-        } else if (c == '\t') {
-            jrec_puts(b, "\\t");
-        } else if (c < 0x20) {
-            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            jrec_put(b, u, 6);
-        } else {
-            jrec_putc(b, (char)c);
-        }
-        i++;
-    }
-    jrec_putc(b, '"');
-}
-
-static void jrec_base64(jrec_buf *b, const void *s, size_t n)
-{
-    static const char tab[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const unsigned char *p = s;
-    jrec_putc(b, '"');
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < n)
-            v |= p[i + 2];
-        char o[4] = {tab[v >> 18], tab[(v >> 12) & 63],
-                     i + 1 < n ? tab[(v >> 6) & 63] : '=',
-                     i + 2 < n ? tab[v & 63] : '='};
-        jrec_put(b, o, 4);
-    }
-    jrec_putc(b, '"');
-}
-
-static void jrec_real(jrec_buf *b, double d, int f32)
-{
-    char tmp[40];
-    if (!isfinite(d)) {
-        jrec_puts(b, "null");
-        return;
-    }
-    for (int prec = f32 ? 6 : 15; prec <= 17; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*g", prec, d);
-        double back = strtod(tmp, NULL);
-        if (f32 ? (float)back == (float)d : back == d)
-            break;
-    }
-    jrec_puts(b, tmp);
-    if (!strpbrk(tmp, ".eE"))
-        jrec_puts(b, ".0");
-}
-
-static void jrec_key(jrec_buf *b, const msgpack_object *k)
-{
-    if (k->type == MSGPACK_OBJECT_STR) {
-        jrec_string(b, k->via.str.ptr, k->via.str.size);
-        return;
-    }
-    jrec_buf t = {0};
-    jrec_mp_to_json(&t, k);
-    if (t.oom)
-        b->oom = 1;
-    else
-        jrec_string(b, t.p, t.len);
-    free(t.p);
-}
-
-void jrec_mp_to_json(jrec_buf *b, const msgpack_object *o)
-{
-    char num[24];
-    switch (o->type) {
-    case MSGPACK_OBJECT_NIL: jrec_puts(b, "null"); break;
-    case MSGPACK_OBJECT_BOOLEAN:
-        jrec_puts(b, o->via.boolean ? "true" : "false");
-        break;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        snprintf(num, sizeof num, "%" PRIu64, o->via.u64);
-        jrec_puts(b, num);
-        break;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        snprintf(num, sizeof num, "%" PRId64, o->via.i64);
-        jrec_puts(b, num);
-        break;
-    case MSGPACK_OBJECT_FLOAT32: jrec_real(b, o->via.f64, 1); break;
-    case MSGPACK_OBJECT_FLOAT64: jrec_real(b, o->via.f64, 0); break;
-    case MSGPACK_OBJECT_STR:
-        jrec_string(b, o->via.str.ptr, o->via.str.size);
-        break;
-    case MSGPACK_OBJECT_BIN:
-        jrec_base64(b, o->via.bin.ptr, o->via.bin.size);
-        break;
-    case MSGPACK_OBJECT_EXT:
-        jrec_base64(b, o->via.ext.ptr, o->via.ext.size);
-        break;
-    case MSGPACK_OBJECT_ARRAY:
-        jrec_putc(b, '[');
-        for (uint32_t i = 0; i < o->via.array.size; i++) {
-            if (i)
-                jrec_putc(b, ',');
-            jrec_mp_to_json(b, &o->via.array.ptr[i]);
-        }
-        jrec_putc(b, ']');
-        break;
-    case MSGPACK_OBJECT_MAP:
-        jrec_putc(b, '{');
-        for (uint32_t i = 0; i < o->via.map.size; i++) {
-            if (i)
-                jrec_putc(b, ',');
-            jrec_key(b, &o->via.map.ptr[i].key);
-            jrec_putc(b, ':');
-            jrec_mp_to_json(b, &o->via.map.ptr[i].val);
-        }
-        jrec_putc(b, '}');
-        break;
-    default: jrec_puts(b, "null"); break;
-    }
 }
