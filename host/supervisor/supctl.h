@@ -38,7 +38,8 @@ typedef struct supctl supctl;
 supctl *supctl_open(const topo_job *job, const char *run_dir);
 void supctl_close(supctl *c);
 
-/* Fills items[0..2) with what to poll; returns how many. */
+/* Fills items[0] with the socket to poll (the endpoint, or the worker
+ * while a request is forwarded); returns 1. */
 int supctl_poll_items(supctl *c, zmq_pollitem_t *items);
 /* Handles what the poll found ready in the items supctl_poll_items gave,
  * and a forwarded request whose time ran out. */

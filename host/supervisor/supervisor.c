@@ -686,7 +686,7 @@ static int sup_wait_event(sup_state *st, int64_t deadline, const char *state)
         long timeout = -1;
         if (until != INT64_MAX)
             timeout = (long)((until - now + 999999) / 1000000);
-        zmq_pollitem_t items[3] = {{.fd = st->sfd, .events = ZMQ_POLLIN}};
+        zmq_pollitem_t items[2] = {{.fd = st->sfd, .events = ZMQ_POLLIN}};
         int n_items = 1;
         if (st->ctl)
             n_items += supctl_poll_items(st->ctl, items + 1);
