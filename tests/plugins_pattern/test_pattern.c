@@ -89,7 +89,7 @@ static void assert_clean(const evh *h)
 }
 
 /* ------------------------------------------------------------------------ */
-/* The reference user's rules, worked by hand                                */
+/* The clickstream rules, worked by hand                                      */
 /* ------------------------------------------------------------------------ */
 
 static const char *const twice_rule =
