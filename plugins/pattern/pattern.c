@@ -359,8 +359,7 @@ static int pt_runs_load(weir_ctx *ctx, pt *p)
         return 0;
     if (rc < 0)
         return pt_state_error(ctx, "value_get", "runs", rc);
-    const msgpack_object *o =
-        mpscan_plausible(v, n) ? weir_mp_read(&p->rd, v, n) : NULL;
+    const msgpack_object *o = weir_mp_read(&p->rd, v, n);
     int64_t format;
     if (!o || o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 3 ||
         weir_mp_as_int(&o->via.array.ptr[0], &format) < 0 ||
@@ -598,9 +597,7 @@ static int pt_match_record(weir_ctx *ctx, pt *p, const void *key,
                            size_t key_len, int64_t t, const void *value,
                            size_t len)
 {
-    const msgpack_object *map = NULL;
-    if (len && mpscan_plausible(value, len))
-        map = weir_mp_read(&p->rec, value, len);
+    const msgpack_object *map = weir_mp_read(&p->rec, value, len);
     for (size_t k = 0; k < p->rules.n_preds; k++)
         p->hit[k] = (uint8_t)cond_eval(&p->rules.preds[k], map);
     for (size_t i = 0; i < p->rules.n_rules; i++) {

@@ -481,9 +481,7 @@ static int rl_process_broadcast(weir_ctx *ctx, void *self,
                                 const weir_record *rec, uint32_t port)
 {
     rl *p = self;
-    const msgpack_object *o = NULL;
-    if (rec->value_len && mpscan_plausible(rec->value, rec->value_len))
-        o = weir_mp_read(&p->chg, rec->value, rec->value_len);
+    const msgpack_object *o = weir_mp_read(&p->chg, rec->value, rec->value_len);
     rb_change ch;
     char why[256];
     int rc;
@@ -653,8 +651,7 @@ static int rl_runs_load(weir_ctx *ctx, rl *p)
         return 0;
     if (rc < 0)
         return rl_state_error(ctx, "value_get", "runs", rc);
-    const msgpack_object *o =
-        mpscan_plausible(v, n) ? weir_mp_read(&p->rd, v, n) : NULL;
+    const msgpack_object *o = weir_mp_read(&p->rd, v, n);
     int64_t format;
     if (!o || o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
         weir_mp_as_int(&o->via.array.ptr[0], &format) < 0 ||
@@ -755,7 +752,7 @@ static int rl_emit(weir_ctx *ctx, rl *p, const rl_run *r, const rb_rule *rule,
     msgpack_packer *pk = &p->w.pk;
     weir_mp_writer_reset(&p->w);
     const msgpack_object *same = NULL;
-    if (w && w->same_len && mpscan_plausible(w->same, w->same_len))
+    if (w && w->same_len)
         same = weir_mp_read(&p->rd, w->same, w->same_len);
     size_t n_same = same && same->type == MSGPACK_OBJECT_ARRAY &&
                             same->via.array.size == rule->n_same
@@ -881,9 +878,7 @@ static int rl_eval(weir_ctx *ctx, rl *p, const void *key, size_t key_len,
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    const msgpack_object *map = NULL;
-    if (len && mpscan_plausible(value, len))
-        map = weir_mp_read(&p->ev, value, len);
+    const msgpack_object *map = weir_mp_read(&p->ev, value, len);
     int rc = 0;
     for (size_t i = 0; i < p->n_book && rc == 0; i++) {
         const rb_entry *e = p->book[i];
@@ -1080,8 +1075,7 @@ static int rl_load_book(weir_ctx *ctx, rl *p)
     p->clock = RB_NONE;
     int rc = weir_broadcast_get(ctx, p->b_meta, "clock", 5, &v, &n);
     if (rc == 0) {
-        const msgpack_object *o =
-            mpscan_plausible(v, n) ? weir_mp_read(&p->rd, v, n) : NULL;
+        const msgpack_object *o = weir_mp_read(&p->rd, v, n);
         if (!o || weir_mp_as_int(o, &p->clock) < 0)
             return weir_set_error(ctx, "rules: broadcast state 'meta' is "
                                        "damaged");
