@@ -91,6 +91,11 @@ static void test_load_v1_2_plugin(void **state)
     assert_int_equal(o->n_inputs, 2);
     assert_string_equal(o->inputs[1], "rules");
     assert_null(reg_find(reg, "compat_v1_0")->op.process_broadcast);
+    /* The fields appended in 1.3 read as NULL for both. */
+    assert_null(o->op.migrate_state);
+    assert_null(o->op.async_invoke);
+    assert_null(o->op.on_async_result);
+    assert_null(reg_find(reg, "compat_v1_0")->op.async_invoke);
     reg_free(reg);
 }
 

@@ -56,6 +56,10 @@ _Static_assert(WEIR_BROADCAST_MAX_KEY == 65000 &&
                    WEIR_BROADCAST_MAX_VALUE == 16 * 1024 * 1024,
                "broadcast state limits (1.2)");
 #endif
+#if WEIR_ABI_MINOR >= 3
+_Static_assert(WEIR_ETIMEDOUT == -11 && WEIR_ECANCELED == -12,
+               "status codes (1.3)");
+#endif
 _Static_assert(WEIR_STATE_VALUE == 1 && WEIR_STATE_MAP == 2 &&
                    WEIR_STATE_LIST == 3,
                "weir_state_kind");
@@ -116,7 +120,13 @@ OFF(weir_state_desc, ttl_update, 24);
 OFF(weir_state_desc, ttl_visibility, 28);
 OFF(weir_state_desc, ttl_domain, 32);
 OFF(weir_state_desc, reserved, 36);
+#if WEIR_ABI_MINOR >= 3
+OFF(weir_state_desc, format_version, 40);
+OFF(weir_state_desc, reserved2, 44);
+SIZE(weir_state_desc, 48);
+#else
 SIZE(weir_state_desc, 40);
+#endif
 
 /* weir_operator */
 OFF(weir_operator, size, 0);
@@ -143,7 +153,14 @@ OFF(weir_operator, close, 144);
 #if WEIR_ABI_MINOR >= 2
 OFF(weir_operator, broadcast_inputs, 152);
 OFF(weir_operator, process_broadcast, 160);
+#if WEIR_ABI_MINOR >= 3
+OFF(weir_operator, migrate_state, 168);
+OFF(weir_operator, async_invoke, 176);
+OFF(weir_operator, on_async_result, 184);
+SIZE(weir_operator, 192);
+#else
 SIZE(weir_operator, 168);
+#endif
 #else
 SIZE(weir_operator, 152);
 #endif
@@ -204,7 +221,12 @@ OFF(weir_host_api, broadcast_get, 296);
 OFF(weir_host_api, broadcast_put, 304);
 OFF(weir_host_api, broadcast_delete, 312);
 OFF(weir_host_api, broadcast_iter, 320);
+#if WEIR_ABI_MINOR >= 3
+OFF(weir_host_api, async_complete, 328);
+SIZE(weir_host_api, 336);
+#else
 SIZE(weir_host_api, 328);
+#endif
 #else
 SIZE(weir_host_api, 288);
 #endif

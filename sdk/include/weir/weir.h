@@ -75,7 +75,7 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define WEIR_ABI_MAJOR 1
-#define WEIR_ABI_MINOR 2
+#define WEIR_ABI_MINOR 3
 
 /* Marks the one symbol a plugin exports; build with -fvisibility=hidden. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -99,6 +99,8 @@ extern "C" {
 #define WEIR_ESTATE    (-8)  /* called in the wrong state or callback */
 #define WEIR_EOF       (-9)  /* a source has nothing more, ever */
 #define WEIR_EAGAIN    (-10) /* a source has nothing right now */
+#define WEIR_ETIMEDOUT (-11) /* since 1.3: an async request timed out */
+#define WEIR_ECANCELED (-12) /* since 1.3: an async request was abandoned */
 
 /* Returns a static English description of a WEIR_E* code. */
 static inline const char *weir_strerror(int code)
@@ -115,6 +117,8 @@ static inline const char *weir_strerror(int code)
     case WEIR_ESTATE: return "called in the wrong state";
     case WEIR_EOF: return "end of input";
     case WEIR_EAGAIN: return "no input right now";
+    case WEIR_ETIMEDOUT: return "timed out";
+    case WEIR_ECANCELED: return "canceled";
     default: return "unknown error";
     }
 }
@@ -139,6 +143,8 @@ typedef struct weir_state weir_state;   /* a declared state, owned by host */
 typedef struct weir_metric weir_metric; /* a registered metric, owned by host */
 /* Since 1.2: a declared broadcast state, owned by the host. */
 typedef struct weir_broadcast_state weir_broadcast_state;
+/* Since 1.3: one in-flight asynchronous request, owned by the host. */
+typedef struct weir_async weir_async;
 
 /*
  * The context the host passes to every callback. Only `api` is public; the
@@ -277,6 +283,13 @@ typedef struct weir_state_desc {
     weir_ttl_visibility ttl_visibility;
     weir_time_domain ttl_domain;
     uint32_t reserved;
+    /* Since 1.3. The version of the bytes this state's entries hold, 0 in
+     * plugins built before 1.3. Checkpoints record it per state; restoring
+     * entries written under another version calls the operator's
+     * migrate_state() for each of them (see there), and is refused when the
+     * operator has no such hook. */
+    uint32_t format_version;
+    uint32_t reserved2;
 } weir_state_desc;
 
 /* Called by weir_map_iter() for each entry; return 0 to go on, 1 to stop
@@ -486,6 +499,72 @@ typedef struct weir_operator {
      * bundled `rules` operator does. */
     int (*process_broadcast)(weir_ctx *ctx, void *self, const weir_record *rec,
                              uint32_t port);
+
+    /* --- since 1.3 --- */
+
+    /* Optional. Keyed state migration across plugin versions. When a job
+     * starts from a checkpoint or savepoint whose entries of `state` were
+     * written with another format_version than the one declared now, the
+     * host calls this once per entry, after open() and restore() and before
+     * any record, with the entry's key as the current key, `from_version`
+     * the version it was written with, `ukey` its map key (NULL for value
+     * and list state; list state: once per element). The host has removed
+     * the old entry before the call: the hook writes the migrated entry with
+     * the ordinary state functions of `state` (value_put, map_put,
+     * list_add), or writes nothing to drop it. TTL stamps of rewritten
+     * entries start afresh. It must not emit. A negative code fails the
+     * restore, with the hook's message. Without this hook such a restore is
+     * refused, naming operator, state and both versions. */
+    int (*migrate_state)(weir_ctx *ctx, void *self, weir_state *state,
+                         uint32_t from_version, const void *ukey,
+                         size_t ukey_len, const void *value, size_t value_len);
+
+    /* Async I/O (Flink's AsyncWaitOperator). An operator that sets
+     * async_invoke is asynchronous: every record of its (non-broadcast)
+     * inputs goes to async_invoke() instead of process(), which may then be
+     * NULL. async_invoke() starts a request for the record, typically by
+     * handing `req` and a copy of what it needs to an I/O thread or event
+     * loop of the plugin's own, and returns at once. Whoever holds `req`
+     * later calls weir_async_complete(req, ...) exactly once, from any
+     * thread; the host then calls on_async_result() on the subtask's own
+     * thread with the same record (its key is the current key, so keyed
+     * state and timers work as in process()), which emits the result.
+     *
+     * The host, not the plugin, owns the rest, configured by the operator's
+     * `async` section in the topology:
+     *   - capacity: at most that many requests are in flight per subtask; a
+     *     new record waits (back pressure upstream) until one completes;
+     *   - mode ordered (default): on_async_result() is called in the order
+     *     of the input records, a completed request waiting behind an
+     *     earlier one; unordered: in completion order, but never across a
+     *     watermark (results of records before a watermark are delivered
+     *     before it is forwarded, as in Flink);
+     *   - timeout: a request not completed in time counts as failed with
+     *     WEIR_ETIMEDOUT; a request completed with WEIR_ERETRY or
+     *     WEIR_ETIMEDOUT is invoked again (a new req; the old one must still
+     *     be completed, and its late result is dropped) after a backoff that
+     *     doubles from retry_backoff, up to max_retries times; then, and for
+     *     any other negative status, on_async_result() receives the status
+     *     and no result, and decides (emit an error record, or return a
+     *     negative code to fail the subtask);
+     *   - checkpoints: the input records of requests in flight at a barrier
+     *     (completed or not, as long as their result was not delivered) are
+     *     stored in the checkpoint and invoked again after a restore, before
+     *     any new input, so every record's result is emitted exactly once
+     *     with respect to the checkpoint; the watermark and the end of input
+     *     wait for the requests started before them.
+     * A plugin must complete or abandon (status WEIR_ECANCELED) every req it
+     * holds before its close() returns; weir_async_complete() must not be
+     * called after that. Since 1.3. */
+    int (*async_invoke)(weir_ctx *ctx, void *self, const weir_record *rec,
+                        uint32_t port, weir_async *req);
+    /* The request for `rec` from input port `port` ended: status WEIR_OK
+     * with the `result` bytes passed to weir_async_complete() (borrowed for
+     * the call), or the final negative status with no result. Required
+     * when async_invoke is set. */
+    int (*on_async_result)(weir_ctx *ctx, void *self, const weir_record *rec,
+                           uint32_t port, int status, const void *result,
+                           size_t result_len);
 } weir_operator;
 
 /*
@@ -711,6 +790,18 @@ struct weir_host_api {
                             const void *key, size_t key_len);
     int (*broadcast_iter)(weir_ctx *ctx, weir_broadcast_state *st,
                           weir_map_iter_fn fn, void *arg);
+
+    /* --- async I/O (since 1.3; see async_invoke in weir_operator) ---
+     * The one host service that may be called from any thread, and with no
+     * ctx: it hands the result of `req` back to its subtask and wakes it.
+     * `result` is copied (at most the job's runtime.max_record_size bytes);
+     * status is WEIR_OK, or a negative code (WEIR_ERETRY and WEIR_ETIMEDOUT
+     * ask for a retry). Returns WEIR_OK, or WEIR_EINVAL for a NULL req, a
+     * req completed before, or a result over the limit (the request then
+     * fails with WEIR_EINVAL). Completing a req whose request timed out or
+     * was retried is fine: the result is dropped. */
+    int (*async_complete)(weir_async *req, int status, const void *result,
+                          size_t len);
 };
 
 /* ------------------------------------------------------------------------ */
@@ -942,6 +1033,19 @@ static inline int weir_broadcast_iter(weir_ctx *ctx, weir_broadcast_state *st,
                                       weir_map_iter_fn fn, void *arg)
 {
     return WEIR_API_CALL(ctx, broadcast_iter, st, fn, arg);
+}
+
+/* Since 1.3. Thread-safe: completes an async request from any thread. The
+ * host table is the one weir_plugin_entry() received (keep it in a static or
+ * in the instance); ctx->api of any callback is the same table. */
+static inline int weir_async_complete(const weir_host_api *api,
+                                      weir_async *req, int status,
+                                      const void *result, size_t len)
+{
+    if (api->size < offsetof(weir_host_api, async_complete) + sizeof(void *) ||
+        api->async_complete == NULL)
+        return WEIR_ENOTSUP;
+    return api->async_complete(req, status, result, len);
 }
 
 #ifdef __cplusplus

@@ -1,5 +1,5 @@
 /*
- * plugin_v1_2.c - a plugin built against the current header that uses what
+ * plugin_v1_2.c - a plugin built against the frozen 1.2 header that uses what
  * ABI 1.2 appended: a broadcast input with process_broadcast(). The host
  * must load it next to the v1.0 plugin and keep both fields.
  */
