@@ -707,6 +707,57 @@ static int reg_load_probed(reg_registry *reg, const char *path,
     return rc;
 }
 
+int reg_add_plugin(reg_registry *reg, const char *name,
+                   const weir_plugin *plugin, char **errptr)
+{
+    reg_stage st = {0};
+    const char *path = name ? name : "(in-process plugin)";
+    int rc = 0;
+    if (!plugin)
+        return err_set(errptr, WEIR_EINVAL, "%s: the plugin is NULL", path);
+    st.plugin = calloc(1, sizeof *st.plugin);
+    if (!st.plugin || !(st.plugin->path = strdup(path))) {
+        rc = err_set(errptr, WEIR_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    if ((rc = reg_check_plugin(path, plugin, &st.plugin->desc, errptr)) < 0)
+        goto out;
+    const weir_operator *const *ops = st.plugin->desc.operators;
+    st.plugin->desc.operators = NULL;
+    long n = reg_list_len((const void *)ops);
+    if (n < 0) {
+        rc = err_set(errptr, WEIR_EINVAL, "%s: more than %d operators", path,
+                     REG_MAX_ENTRIES);
+        goto out;
+    }
+    if (!(st.ops = calloc((size_t)n, sizeof *st.ops))) {
+        rc = err_set(errptr, WEIR_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    for (size_t i = 0; i < (size_t)n; i++) {
+        reg_operator *ro = NULL;
+        rc = reg_norm_operator(path, i, ops[i], &ro, errptr);
+        if (ro)
+            st.ops[st.n_ops++] = ro;
+        if (rc < 0)
+            goto out;
+        ro->plugin = st.plugin;
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(st.ops[j]->op.name, ro->op.name)) {
+                rc = err_set(errptr, WEIR_EINVAL,
+                             "%s: duplicate operator '%s' (declared twice "
+                             "in this plugin)",
+                             path, ro->op.name);
+                goto out;
+            }
+    }
+    rc = reg_commit(reg, &st, errptr);
+out:
+    if (rc < 0)
+        reg_stage_discard(&st);
+    return rc;
+}
+
 int reg_load_file(reg_registry *reg, const char *path, char **errptr)
 {
     probe_result pr;

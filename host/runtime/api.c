@@ -323,6 +323,9 @@ static int api_output_port(weir_ctx *ctx, const char *name)
 
 static int64_t api_now(weir_ctx *ctx)
 {
+    const task *t = (const task *)ctx;
+    if (t && t->rt->clock)
+        return t->rt->clock(t->rt->clock_arg);
     return task_wall_ms();
 }
 

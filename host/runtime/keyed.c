@@ -1,5 +1,4 @@
 #include "runtime/keyed.h"
-#include "runtime/runtime.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +8,7 @@
 #include "checkpoint/manifest.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "runtime/runtime.h"
 #include "state/state.h"
 #include "state/timers.h"
 
@@ -157,6 +157,8 @@ int keyed_open(task *t)
     cfg.compact_interval_ms = topo_param_int(sp, "compact_interval");
     cfg.min_free_bytes = (uint64_t)topo_param_int(sp, "min_free_space");
     t->sample_every_ns = topo_param_int(sp, "stats_interval") * 1000000;
+    cfg.clock = rt->clock;
+    cfg.clock_arg = rt->clock_arg;
     if (t->reg->op.on_state_expired) {
         cfg.on_expired = keyed_on_expired;
         cfg.on_expired_arg = t;

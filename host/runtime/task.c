@@ -162,6 +162,13 @@ int task_emit(task *t, uint32_t port, const void *key, size_t key_len,
         key = "";
     if (!value)
         value = "";
+    if (t->rt->capture) {
+        int crc = t->rt->capture(t->rt->capture_arg, port, key, key_len, ts,
+                                 value, value_len);
+        if (crc == 0)
+            TASK_COUNT(t->records_out, 1);
+        return crc;
+    }
     task_port *p = &t->ports[port];
     int rc = 0;
     for (uint32_t r = 0; r < p->n_routes && rc == 0; r++) {

@@ -666,8 +666,8 @@ static int tb_partition(tb *b, const topo_op *op, const tb_in *in,
                       "port '%s' of operator '%s' (type %s) is a broadcast "
                       "input, so its input from '%s' must be partitioned by "
                       "broadcast, not %s%s; add 'partition: broadcast'",
-                      op->reg->inputs[out->to_port], op->id, op->type,
-                      prod->id, topo_partition_name(out->partition),
+                      op->reg->inputs[out->to_port], op->id, op->type, prod->id,
+                      topo_partition_name(out->partition),
                       in->partition ? "" : " (the default)");
     if ((op->reg->op.flags & WEIR_OP_KEYED) && op->parallelism > 1 && !bcast &&
         out->partition != TOPO_KEY)
@@ -1027,4 +1027,41 @@ int topo_find_op(const topo_job *job, const char *id)
             return (int)k;
     }
     return -1;
+}
+
+int topo_config_from_yaml(const char *file, const char *yaml, size_t len,
+                          const reg_operator *ro, const char *op_id,
+                          topo_params *out, char **errptr)
+{
+    topo_ydoc *doc = NULL;
+    const topo_ynode *root = NULL;
+    char who[3 * TOPO_QUOTE_MAX], buf[TOPO_QUOTE_MAX + 32];
+    const char *f = file ? file : "config";
+    memset(out, 0, sizeof *out);
+    if (len > TOPO_MAX_FILE_BYTES)
+        return topo_err(errptr, f, 1, 1, "config",
+                        "%zu bytes, more than the limit of %u", len,
+                        TOPO_MAX_FILE_BYTES);
+    int rc =
+        topo_yparse(f, yaml ? yaml : "", yaml ? len : 0, &doc, &root, errptr);
+    if (rc < 0)
+        return rc;
+    if (root && root->kind != TOPO_YMAP &&
+        !(root->kind == TOPO_YSCALAR && root->type == TOPO_YNULL)) {
+        rc = topo_err(errptr, f, root->line, root->col, "config",
+                      "expected a mapping of parameters, not %s",
+                      topo_ydescribe(root, buf, sizeof buf));
+        goto out;
+    }
+    const char *plugin =
+        ro->plugin && ro->plugin->desc.name ? ro->plugin->desc.name : "?";
+    snprintf(who, sizeof who, "plugin '%s' (operator type '%s', used by '%s')",
+             plugin, ro->op.name, op_id ? op_id : "?");
+    topo_owner owner = {.what = who};
+    rc = topo_params_build(f, "config", root ? root->line : 1,
+                           root ? root->col : 1, ro->params, ro->n_params, root,
+                           &owner, "parameter", out, errptr);
+out:
+    topo_yfree(doc);
+    return rc;
 }

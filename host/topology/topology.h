@@ -22,12 +22,13 @@
 #include <stdint.h>
 
 #include "plugin/registry.h"
+
 #include "weir/weir.h"
 
 /* Limits that keep a hostile file from exhausting the host. */
 #define TOPO_MAX_FILE_BYTES (1024u * 1024)
-#define TOPO_MAX_NODES 1000000u
-#define TOPO_MAX_DEPTH 64u
+#define TOPO_MAX_NODES      1000000u
+#define TOPO_MAX_DEPTH      64u
 
 /* One validated parameter value. Every def of the table has one entry; an
  * entry with is_set == 0 was neither given nor defaulted. */
@@ -35,12 +36,12 @@ typedef struct topo_value {
     const weir_param_def *def;
     int is_set;
     int from_default;
-    int b;      /* BOOL */
-    int64_t i;  /* INT, DURATION (ms), SIZE (bytes) */
-    double d;   /* DOUBLE; also INT/DURATION/SIZE converted */
-    char *str;  /* STRING, ENUM: the text (NUL-terminated copy) */
+    int b;     /* BOOL */
+    int64_t i; /* INT, DURATION (ms), SIZE (bytes) */
+    double d;  /* DOUBLE; also INT/DURATION/SIZE converted */
+    char *str; /* STRING, ENUM: the text (NUL-terminated copy) */
     size_t str_len;
-    void *mp;   /* every type: the value encoded as msgpack */
+    void *mp; /* every type: the value encoded as msgpack */
     size_t mp_len;
     int line, col; /* where it was set (0 for defaults) */
 } topo_value;
@@ -126,6 +127,16 @@ int topo_params_from_strings(const weir_param_def *const *defs, size_t n_defs,
                              const char *const *values, size_t n,
                              topo_params *out, char **errptr);
 void topo_params_free(topo_params *p);
+
+/* Validates the YAML text yaml[0..len) (a mapping, or empty) as the
+ * `config:` of an operator `op_id` of type `ro`, exactly as topo_load does
+ * for a job file, into *out (one value per parameter of ro). Messages read
+ * "FILE:LINE:COLUMN: config.NAME: what is wrong", `file` naming the text
+ * (NULL: "config"). Used by the test harness (testing/harness.h). On
+ * failure *out is left empty. */
+int topo_config_from_yaml(const char *file, const char *yaml, size_t len,
+                          const reg_operator *ro, const char *op_id,
+                          topo_params *out, char **errptr);
 
 /* NULL-terminated parameter tables of the host sections ("runtime", "state",
  * "checkpoint", "restart", "metrics", and the per-operator "watermarks");
