@@ -53,14 +53,17 @@ struct weir_test {
     task t;
     int64_t now_ms;
     int finished;
+    int closed; /* close() ran (weir_test_close) */
     int emit_rc;
     /* files */
     char *work;      /* removed by weir_test_free */
     char *state_dir; /* state.dir */
     char *run_dir;   /* <work>/run: checkpoints */
     uint64_t last_ck;
-    char **ck_dirs; /* by id - 1 */
-    char *snap;     /* snapshot() bytes of the last checkpoint */
+    uint64_t *ck_ids; /* the checkpoints taken, in order */
+    char **ck_dirs;   /* their directories */
+    size_t n_ck;
+    char *snap; /* snapshot() bytes of the last checkpoint */
     size_t snap_len;
     ckpt_manifest *restore; /* the checkpoint restored, or NULL */
     char *restore_dir;
@@ -555,13 +558,17 @@ static void harness_manifest_free_task(ckpt_task *e)
 
 static int harness_remember_ck(weir_test *h, uint64_t id, char *dir)
 {
-    char **v = realloc(h->ck_dirs, id * sizeof *v);
+    uint64_t *ids = realloc(h->ck_ids, (h->n_ck + 1) * sizeof *ids);
+    if (ids)
+        h->ck_ids = ids;
+    char **v = ids ? realloc(h->ck_dirs, (h->n_ck + 1) * sizeof *v) : NULL;
     if (!v) {
         free(dir);
         return WEIR_ENOMEM;
     }
     h->ck_dirs = v;
-    h->ck_dirs[id - 1] = dir;
+    h->ck_ids[h->n_ck] = id;
+    h->ck_dirs[h->n_ck++] = dir;
     h->last_ck = id;
     return 0;
 }
@@ -572,7 +579,13 @@ WEIR_TEST_API int weir_test_checkpoint(weir_test *h, uint64_t *id_out)
     if (rc < 0)
         return rc;
     task *t = &h->t;
-    uint64_t id = h->last_ck + 1;
+    uint64_t id = id_out && *id_out ? *id_out : h->last_ck + 1;
+    if (id <= h->last_ck)
+        return harness_err(h, WEIR_EINVAL,
+                           "weir_test_checkpoint: id %llu is not above the "
+                           "last checkpoint's (%llu)",
+                           (unsigned long long)id,
+                           (unsigned long long)h->last_ck);
     char *err = NULL, *chk = ckpt_dir(h->run_dir, id), *dir = NULL;
     int has_state = 0, has_bcast = 0, has_snap = 0;
     ckpt_manifest m;
@@ -656,9 +669,10 @@ out:
 WEIR_TEST_API const char *weir_test_checkpoint_dir(const weir_test *h,
                                                    uint64_t id)
 {
-    if (!h || id == 0 || id > h->last_ck)
-        return NULL;
-    return h->ck_dirs[id - 1];
+    for (size_t i = 0; h && i < h->n_ck; i++)
+        if (h->ck_ids[i] == id)
+            return h->ck_dirs[i];
+    return NULL;
 }
 
 WEIR_TEST_API void weir_test_snapshot_data(const weir_test *h,
@@ -859,13 +873,15 @@ static void harness_free_recs(weir_test *h, size_t from, size_t to)
     }
 }
 
-WEIR_TEST_API void weir_test_free(weir_test *h)
+/* close(), then the keyed and broadcast state, as task_main() ends. */
+static void harness_close(weir_test *h)
 {
-    if (!h)
-        return;
     task *t = &h->t;
+    if (h->closed || !t->rt)
+        return;
+    h->closed = 1;
     harness_frame f = harness_enter(h);
-    if (t->opened && t->rt) {
+    if (t->opened) {
         t->phase = TASK_PHASE_CLOSE;
         guard_cb g = guard_enter(&t->guard, GUARD_CLOSE);
         t->reg->op.close(&t->ctx, t->self);
@@ -873,11 +889,25 @@ WEIR_TEST_API void weir_test_free(weir_test *h)
         t->phase = TASK_PHASE_NONE;
         t->opened = 0;
     }
-    if (t->rt) {
-        keyed_close(t);
-        bcast_free(t);
-    }
+    keyed_close(t);
+    bcast_free(t);
     harness_leave(f);
+}
+
+WEIR_TEST_API void weir_test_close(weir_test *h)
+{
+    if (h && !h->broken)
+        harness_close(h);
+    if (h)
+        h->broken = 1;
+}
+
+WEIR_TEST_API void weir_test_free(weir_test *h)
+{
+    if (!h)
+        return;
+    task *t = &h->t;
+    harness_close(h);
     free(t->error);
     free(t->snap_buf);
     free(t->ports);
@@ -911,9 +941,10 @@ WEIR_TEST_API void weir_test_free(weir_test *h)
     if (h->restore)
         ckpt_manifest_free(h->restore);
     free(h->restore_dir);
-    for (uint64_t i = 0; i < h->last_ck; i++)
+    for (size_t i = 0; i < h->n_ck; i++)
         free(h->ck_dirs[i]);
     free(h->ck_dirs);
+    free(h->ck_ids);
     free(h->snap);
     harness_free_recs(h, 0, h->n_recs);
     free(h->recs);

@@ -132,6 +132,11 @@ int weir_test_new(const weir_test_config *c, weir_test **out);
  * work directory. NULL is a no-op. */
 void weir_test_free(weir_test *t);
 
+/* Calls close() now and closes the state, keeping what the operator did
+ * (emitted records, log lines, metrics) readable; every driving call then
+ * returns WEIR_ESTATE. weir_test_free() does it when it was not done. */
+void weir_test_close(weir_test *t);
+
 /* The message of the last failure, "" when none. Valid until the next call
  * on `t`. A NULL `t` (out of memory) reads "out of memory". */
 const char *weir_test_error(const weir_test *t);
@@ -175,12 +180,14 @@ int weir_test_finish(weir_test *t);
 /* Checkpoints                                                             */
 /* ---------------------------------------------------------------------- */
 
-/* Takes checkpoint *id (1, 2, ...) as the runtime does at a barrier: keyed
+/* Takes a checkpoint as the runtime does at a barrier: keyed
  * state, broadcast state and snapshot() into <work>/run/chk-<id>/, then the
  * manifest, which makes it complete. notify_checkpoint_complete() is not
  * called (weir_test_notify_checkpoint). Returns snapshot()'s code or the
  * host's error. */
 int weir_test_checkpoint(weir_test *t, uint64_t *id);
+/* (*id: 0 or NULL for the next id, the last one's + 1, from 1; or an id
+ * above the last one's. It receives the id taken.) */
 /* The directory of checkpoint `id` of this harness, for
  * config.restore_from; NULL when there is none. Valid until weir_test_free.
  */
