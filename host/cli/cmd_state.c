@@ -134,10 +134,11 @@ static void state_print_task(json_t *t)
     json_t *s;
     json_array_foreach(json_object_get(t, "states"), i, s)
     {
-        printf("      state '%s' (%s): ~%" JSON_INTEGER_FORMAT " entries",
+        printf("      state '%s' (%s, format version %" JSON_INTEGER_FORMAT
+               "): ~%" JSON_INTEGER_FORMAT " entries",
                json_string_value(json_object_get(s, "name")),
                json_string_value(json_object_get(s, "kind")),
-               jint(s, "est_entries"));
+               jint(s, "format_version"), jint(s, "est_entries"));
         if (json_object_get(s, "entries"))
             printf(" (exactly %" JSON_INTEGER_FORMAT ")", jint(s, "entries"));
         printf(", %" JSON_INTEGER_FORMAT

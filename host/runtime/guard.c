@@ -45,6 +45,7 @@ static const char *const guard_cb_names[GUARD_N_CB] = {
     [GUARD_FINISH] = "finish",
     [GUARD_CLOSE] = "close",
     [GUARD_PROCESS_BROADCAST] = "process_broadcast",
+    [GUARD_MIGRATE_STATE] = "migrate_state",
 };
 
 /* The actions in place before guard_install(), which the crash handler

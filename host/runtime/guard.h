@@ -55,6 +55,7 @@ typedef enum guard_cb {
     GUARD_FINISH,
     GUARD_CLOSE,
     GUARD_PROCESS_BROADCAST,
+    GUARD_MIGRATE_STATE,
     GUARD_N_CB
 } guard_cb;
 

@@ -154,7 +154,8 @@ int task_emit(task *t, uint32_t port, const void *key, size_t key_len,
 {
     if (t->phase != TASK_PHASE_RUN) {
         free(t->error);
-        t->error = strdup("weir_emit: not allowed in open() and close()");
+        t->error = strdup("weir_emit: not allowed in open(), close() and "
+                          "migrate_state()");
         return WEIR_ESTATE;
     }
     /* The wire copies with memcpy, which must not see NULL even for 0. */
@@ -694,6 +695,8 @@ static int task_open(task *t)
     if (t->rt->restore)
         t->ck_taken = t->ck_notified = t->rt->restore->id;
     if ((rc = task_restore(t)) < 0)
+        return rc;
+    if ((rc = keyed_migrate(t)) < 0)
         return rc;
     if ((uint32_t)atomic_fetch_add(&t->rt->n_opened, 1) + 1 == t->rt->n_tasks)
         log_msg(WEIR_LOG_INFO, "runtime", "all %u subtasks running%s",

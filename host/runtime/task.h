@@ -113,7 +113,8 @@ enum task_phase {
     TASK_PHASE_NONE = 0,
     TASK_PHASE_OPEN,
     TASK_PHASE_RUN, /* process, poll, finish, timers, watermark */
-    TASK_PHASE_CLOSE
+    TASK_PHASE_CLOSE,
+    TASK_PHASE_MIGRATE /* migrate_state, after restore */
 };
 
 typedef struct task {
