@@ -116,10 +116,10 @@ class RedisServer:
 class DelayProxy:
     """127.0.0.1:<port> -> upstream; replies wait `delay` seconds."""
 
-    def __init__(self, upstream_port, delay=0.0):
+    def __init__(self, upstream_port, delay=0.0, port=0):
         self.upstream = upstream_port
         self.delay = delay
-        self.port = None
+        self.port = port
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.t = threading.Thread(target=self._run, daemon=True)
@@ -130,7 +130,8 @@ class DelayProxy:
     def _run(self):
         asyncio.set_event_loop(self.loop)
         self.server = self.loop.run_until_complete(
-            asyncio.start_server(self._client, "127.0.0.1", 0))
+            asyncio.start_server(self._client, "127.0.0.1", self.port,
+                                 reuse_address=True))
         self.port = self.server.sockets[0].getsockname()[1]
         self.ready.set()
         self.loop.run_forever()

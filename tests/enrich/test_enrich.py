@@ -259,6 +259,287 @@ class Probe(unittest.TestCase):
         self.assertIn("no field 'k'", out[0]["error"])
 
 
+# ---------------------------------------------------------------------------
+# Jobs under `weir run`
+# ---------------------------------------------------------------------------
+
+
+class Job:
+    """A supervised `weir run` whose log is collected in a file."""
+
+    def __init__(self, d, yaml_text, name="job"):
+        self.path = os.path.join(d, name + ".yaml")
+        with open(self.path, "w") as f:
+            f.write(yaml_text)
+        self.log_path = os.path.join(d, name + ".log")
+        self.log = open(self.log_path, "w")
+        self.p = subprocess.Popen([WEIR, "run", "--dir", PLUGINS, self.path],
+                                  stdout=self.log, stderr=self.log)
+
+    def text(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def worker(self):
+        pids = re.findall(r"worker (\d+) started", self.text())
+        return int(pids[-1]) if pids else None
+
+    def wait(self, timeout=120):
+        try:
+            return self.p.wait(timeout=timeout)
+        finally:
+            if self.p.poll() is None:
+                self.p.kill()
+                self.p.wait()
+            self.log.close()
+
+
+def tail(text):
+    lines = [l for l in text.splitlines() if "] metric " not in l]
+    return "\n".join(lines[-40:])
+
+
+def write_input(path, n, keys, seed):
+    rng = random.Random(seed)
+    recs = [{"user": "u%d" % rng.randrange(keys), "i": i} for i in range(n)]
+    with open(path, "w") as f:
+        for r in recs:
+            f.write(json.dumps(r) + "\n")
+    return recs
+
+
+def read_jsonl(paths):
+    out = []
+    for p in paths:
+        with open(p) as f:
+            out += [json.loads(l) for l in f]
+    return out
+
+
+def redis_job(d, addr, capacity=20, mode="ordered", timeout="10s",
+              retries=3, backoff="100ms", backoff_max="10s", rate=0,
+              commit=False, extra=""):
+    rate_cfg = ", rate: %d, batch: 32" % rate if rate else ""
+    sink = ("{path: '%s/out', commit: checkpoint}" % d if commit else
+            "{path: '%s/out.jsonl'}" % d)
+    return """\
+job: enr
+checkpoint: {interval: 100ms, dir: '%(d)s/ckpt', retain: 3}
+restart: {strategy: fixed_delay, attempts: 1000, delay: 0ms}
+state: {dir: '%(d)s/state'}
+operators:
+  - id: src
+    type: file_source
+    config: {path: '%(d)s/in.jsonl', key_field: user%(rate)s}
+  - id: enrich
+    type: enrich_redis
+    inputs: [{from: src}]
+    async: {capacity: %(cap)d, mode: %(mode)s, timeout: %(tmo)s,
+            max_retries: %(ret)d, retry_backoff: %(bo)s,
+            retry_backoff_max: %(bom)s}
+    config: {address: '%(addr)s', key_field: user, key_prefix: 'user:',
+             target_field: profile%(extra)s}
+  - id: sink
+    type: file_sink
+    inputs: [{from: enrich}]
+    config: %(sink)s
+""" % dict(d=d, rate=rate_cfg, cap=capacity, mode=mode, tmo=timeout,
+           ret=retries, bo=backoff, bom=backoff_max, addr=addr, extra=extra,
+           sink=sink)
+
+
+def http_job(d, url, capacity=20, mode="ordered", retries=3,
+             backoff="100ms", extra=""):
+    return """\
+job: enrh
+operators:
+  - id: src
+    type: file_source
+    config: {path: '%(d)s/in.jsonl', key_field: user}
+  - id: enrich
+    type: enrich_http
+    inputs: [{from: src}]
+    async: {capacity: %(cap)d, mode: %(mode)s, max_retries: %(ret)d,
+            retry_backoff: %(bo)s, retry_backoff_max: 200ms}
+    config: {url: '%(url)s', key_field: user, target_field: profile%(extra)s}
+  - id: sink
+    type: file_sink
+    inputs: [{from: enrich}]
+    config: {path: '%(d)s/out.jsonl'}
+""" % dict(d=d, cap=capacity, mode=mode, ret=retries, bo=backoff, url=url,
+           extra=extra)
+
+
+class Jobs(unittest.TestCase):
+    def setUp(self):
+        self.d = tempfile.mkdtemp(prefix="weir-enrich-")
+        self.servers = []
+
+    def tearDown(self):
+        for s in reversed(self.servers):
+            s.close()
+        shutil.rmtree(self.d, ignore_errors=True)
+
+    def serve(self, s):
+        self.servers.append(s)
+        return s
+
+    def populate(self, keys, seed):
+        """A Redis server holding profiles of about 2/3 of the users."""
+        r = self.serve(RedisServer())
+        rng = random.Random(seed + 1)
+        profiles = {}
+        for k in range(keys):
+            if rng.random() < 0.67:
+                profiles["u%d" % k] = {"name": "n%d" % k,
+                                       "tier": str(rng.randrange(5))}
+        r.pipeline([["HSET", "user:" + u] + [x for kv in p.items() for x in kv]
+                    for u, p in profiles.items()])
+        return r, profiles
+
+    def oracle(self, recs, profiles):
+        return [with_field(r, "profile", profiles[r["user"]])
+                if r["user"] in profiles else r for r in recs]
+
+    def run_job(self, y, timeout=120):
+        job = Job(self.d, y)
+        rc = job.wait(timeout)
+        text = job.text()
+        self.assertEqual(rc, 0, tail(text))
+        return text
+
+    def output(self):
+        return [o["value"] for o in read_jsonl([self.d + "/out.jsonl"])]
+
+    def calls(self, r, cmd="hgetall"):
+        info = r.cmd("INFO", "commandstats")
+        m = re.search(r"cmdstat_%s:calls=(\d+)" % cmd, info)
+        return int(m.group(1)) if m else 0
+
+    def test_redis_job_matches_oracle(self):
+        recs = write_input(self.d + "/in.jsonl", 3000, 400, SEED)
+        r, profiles = self.populate(400, SEED)
+        self.run_job(redis_job(self.d, "127.0.0.1:%d" % r.port, capacity=50))
+        self.assertEqual(self.output(), self.oracle(recs, profiles))
+        self.assertEqual(self.calls(r), len(recs))
+
+    def test_redis_slow_server_times_out_and_retries(self):
+        """Replies delayed by 1.5 s against a 300 ms timeout, then fast:
+        the requests time out, are retried, and every record is enriched
+        once, in order."""
+        recs = write_input(self.d + "/in.jsonl", 300, 50, SEED)
+        r, profiles = self.populate(50, SEED)
+        proxy = self.serve(DelayProxy(r.port, delay=1.5))
+        job = Job(self.d, redis_job(self.d, "127.0.0.1:%d" % proxy.port,
+                                    capacity=10, timeout="300ms",
+                                    retries=1000, backoff="10ms",
+                                    backoff_max="100ms"))
+        deadline = time.time() + 60
+        while self.calls(r) < 30 and time.time() < deadline:
+            time.sleep(0.1)
+        proxy.delay = 0
+        rc = job.wait(120)
+        self.assertEqual(rc, 0, tail(job.text()))
+        self.assertEqual(self.output(), self.oracle(recs, profiles))
+        self.assertGreater(self.calls(r), len(recs))
+
+    def test_redis_down_then_up(self):
+        """No server at the address at first (connections refused: the
+        lookups are retried), then one: every record is enriched."""
+        recs = write_input(self.d + "/in.jsonl", 500, 60, SEED)
+        r, profiles = self.populate(60, SEED)
+        port = free_port()
+        job = Job(self.d, redis_job(self.d, "127.0.0.1:%d" % port,
+                                    retries=1000, backoff="20ms",
+                                    backoff_max="200ms",
+                                    extra=", reconnect_delay: 50ms"))
+        deadline = time.time() + 60
+        while "worker" not in job.text() and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # let some lookups fail first
+        self.assertIsNone(job.p.poll(), tail(job.text()))
+        self.serve(DelayProxy(r.port, port=port))
+        rc = job.wait(120)
+        self.assertEqual(rc, 0, tail(job.text()))
+        self.assertEqual(self.output(), self.oracle(recs, profiles))
+
+    def test_redis_retries_exhausted_go_to_error_port(self):
+        """No server ever: with on_error error every record ends on port
+        error with the reason; nothing on out."""
+        write_input(self.d + "/in.jsonl", 20, 5, SEED)
+        y = redis_job(self.d, "127.0.0.1:%d" % free_port(), retries=2,
+                      backoff="5ms", extra=", on_error: error")
+        y += ("  - id: errors\n    type: file_sink\n"
+              "    inputs: [{from: enrich.error}]\n"
+              "    config: {path: '%s/err.jsonl'}\n" % self.d)
+        self.run_job(y)
+        self.assertEqual(self.output(), [])
+        errs = read_jsonl([self.d + "/err.jsonl"])
+        self.assertEqual(len(errs), 20)
+        for e in errs:
+            self.assertIn("lookup failed", e["value"]["enrich_error"])
+            self.assertIn("Redis", e["value"]["enrich_error"])
+
+    def test_http_503_then_200(self):
+        recs = write_input(self.d + "/in.jsonl", 400, 40, SEED)
+        data = {"u%d" % k: {"score": k, "tags": ["t", k]} for k in range(30)}
+        h = self.serve(HttpServer(data, fail_first=2))
+        self.run_job(http_job(self.d, "http://127.0.0.1:%d/v/{key}" % h.port,
+                              retries=10, backoff="5ms"))
+        want = [with_field(r, "profile", data[r["user"]])
+                if r["user"] in data else r for r in recs]
+        self.assertEqual(self.output(), want)
+        distinct = len({r["user"] for r in recs})
+        self.assertEqual(h.requests("/v/"), len(recs) + 2 * distinct)
+
+    def test_ordered_output_with_varying_latency(self):
+        """Latency 0-30 ms per request, 50 in flight: mode ordered emits in
+        input order; unordered emits the same records."""
+        recs = write_input(self.d + "/in.jsonl", 600, 80, SEED)
+        data = {"u%d" % k: {"k": k} for k in range(80)}
+        h = self.serve(HttpServer(data, jitter=0.03))
+        url = "http://127.0.0.1:%d/v/{key}" % h.port
+        want = [with_field(r, "profile", data[r["user"]]) for r in recs]
+        self.run_job(http_job(self.d, url, capacity=50, mode="ordered"))
+        self.assertEqual(self.output(), want)
+        os.unlink(self.d + "/out.jsonl")
+        self.run_job(http_job(self.d, url, capacity=50, mode="unordered"))
+        got = self.output()
+        self.assertEqual(sorted(got, key=lambda v: v["i"]), want)
+
+    def test_kill9_exactly_once(self):
+        """SIGKILL of the worker while lookups are in flight (replies
+        delayed 5 ms, 20 in flight), exactly-once file_sink: the committed
+        output holds every input record once, enriched as the oracle says."""
+        recs = write_input(self.d + "/in.jsonl", 4000, 300, SEED)
+        r, profiles = self.populate(300, SEED)
+        proxy = self.serve(DelayProxy(r.port, delay=0.005))
+        job = Job(self.d, redis_job(self.d, "127.0.0.1:%d" % proxy.port,
+                                    capacity=20, rate=2000, commit=True))
+        rng = random.Random(SEED)
+        kills, deadline = 0, time.time() + 40
+        while kills < 4 and time.time() < deadline and job.p.poll() is None:
+            time.sleep(rng.uniform(0.3, 0.7))
+            pid = job.worker()
+            if pid is None:
+                continue
+            try:
+                os.kill(pid, signal.SIGKILL)
+                kills += 1
+            except ProcessLookupError:
+                pass
+        rc = job.wait(150)
+        text = job.text()
+        self.assertEqual(rc, 0, tail(text))
+        self.assertGreaterEqual(kills, 2, tail(text))
+        self.assertGreaterEqual(len(re.findall(r"worker \d+ started", text)),
+                                kills + 1)
+        got = [o["value"] for o in
+               read_jsonl(sorted(glob.glob(self.d + "/out/part-*.jsonl")))]
+        got.sort(key=lambda v: v["i"])
+        self.assertEqual(got, self.oracle(recs, profiles))
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and not sys.argv[1].startswith("-"):
         suite = unittest.defaultTestLoader.loadTestsFromNames(
