@@ -140,6 +140,7 @@ int main(int argc, char **argv)
     int rc = th_open(t);
     if (rc < 0) {
         fprintf(stderr, "open failed (%d): %s\n", rc, t->error);
+        th_free(t);
         return 3;
     }
 
@@ -206,7 +207,7 @@ int main(int argc, char **argv)
         pthread_mutex_unlock(&probe_mu);
         if (late)
             printf("{\"late_completions\":true}\n");
-        return 0;
+        goto out;
     }
 
     struct timespec dl;
@@ -246,6 +247,7 @@ int main(int argc, char **argv)
         free(s);
         json_decref(o);
     }
+out:
     th_free(t);
     for (size_t i = 0; i < n; i++) {
         msgpack_sbuffer_destroy(&vals[i]);
