@@ -73,16 +73,16 @@ void enr_note_error(enr_shared *s, const char *msg);
 /* Copies the latest transient failure into buf ("" when none). */
 void enr_last_error(enr_shared *s, char *buf, size_t size);
 
-/* Completes r->req and frees r. status < 0: no result. status 0: `tag`
- * followed by body[0..len). */
-void enr_complete(enr_shared *s, enr_req *r, int status, char tag,
-                  const void *body, size_t len);
-/* Completes r with ENR_FAILED and the formatted message, and frees r. */
-void enr_fail(enr_shared *s, enr_req *r, const char *fmt, ...)
-    WEIR_PRINTF(3, 4);
+/* The three complete r->req and free r; each returns WEIR_OK, so that
+ * `return enr_fail(...);` ends a reply handler. enr_complete: status < 0
+ * with no result, or status 0 with `tag` followed by body[0..len). */
+int enr_complete(enr_shared *s, enr_req *r, int status, char tag,
+                 const void *body, size_t len);
+/* Completes r with ENR_FAILED and the formatted message. */
+int enr_fail(enr_shared *s, enr_req *r, const char *fmt, ...) WEIR_PRINTF(3, 4);
 /* Completes r with a transient status (WEIR_ERETRY or WEIR_ETIMEDOUT),
  * noting the formatted message as the latest transient failure. */
-void enr_retry(enr_shared *s, enr_req *r, int status, const char *fmt, ...)
+int enr_retry(enr_shared *s, enr_req *r, int status, const char *fmt, ...)
     WEIR_PRINTF(4, 5);
 
 /* ---- equeue.c: a multi-producer queue with a wakeup fd ---------------- */

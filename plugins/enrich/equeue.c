@@ -53,13 +53,13 @@ void enr_last_error(enr_shared *s, char *buf, size_t size)
     pthread_mutex_unlock(&s->mu);
 }
 
-void enr_complete(enr_shared *s, enr_req *r, int status, char tag,
-                  const void *body, size_t len)
+int enr_complete(enr_shared *s, enr_req *r, int status, char tag,
+                 const void *body, size_t len)
 {
     if (status < 0) {
         weir_async_complete(s->api, r->req, status, NULL, 0);
         free(r);
-        return;
+        return WEIR_OK;
     }
     char small[ENR_ERRLEN + 1];
     char *buf = len < sizeof small ? small : malloc(len + 1);
@@ -67,7 +67,7 @@ void enr_complete(enr_shared *s, enr_req *r, int status, char tag,
         /* Out of memory: a transient failure, retried by the host. */
         weir_async_complete(s->api, r->req, WEIR_ERETRY, NULL, 0);
         free(r);
-        return;
+        return WEIR_OK;
     }
     buf[0] = tag;
     if (len)
@@ -79,19 +79,20 @@ void enr_complete(enr_shared *s, enr_req *r, int status, char tag,
     if (buf != small)
         free(buf);
     free(r);
+    return WEIR_OK;
 }
 
-void enr_fail(enr_shared *s, enr_req *r, const char *fmt, ...)
+int enr_fail(enr_shared *s, enr_req *r, const char *fmt, ...)
 {
     char msg[ENR_ERRLEN];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    enr_complete(s, r, WEIR_OK, ENR_FAILED, msg, strlen(msg));
+    return enr_complete(s, r, WEIR_OK, ENR_FAILED, msg, strlen(msg));
 }
 
-void enr_retry(enr_shared *s, enr_req *r, int status, const char *fmt, ...)
+int enr_retry(enr_shared *s, enr_req *r, int status, const char *fmt, ...)
 {
     char msg[ENR_ERRLEN];
     va_list ap;
@@ -99,7 +100,7 @@ void enr_retry(enr_shared *s, enr_req *r, int status, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     enr_note_error(s, msg);
-    enr_complete(s, r, status, 0, NULL, 0);
+    return enr_complete(s, r, status, 0, NULL, 0);
 }
 
 void enr_cancel_list(enr_shared *s, enr_req *list)

@@ -152,13 +152,13 @@ static int eredis_transient(const char *err)
     return 0;
 }
 
-static void eredis_found(eredis *s, enr_req *r)
+static int eredis_found(eredis *s, enr_req *r)
 {
-    enr_complete(s->base.sh, r, WEIR_OK, ENR_FOUND, s->w.buf.data,
-                 s->w.buf.size);
+    return enr_complete(s->base.sh, r, WEIR_OK, ENR_FOUND, s->w.buf.data,
+                        s->w.buf.size);
 }
 
-static void eredis_string(eredis *s, enr_req *r, const redisReply *rep)
+static int eredis_string(eredis *s, enr_req *r, const redisReply *rep)
 {
     weir_mp_writer_reset(&s->w);
     if (s->cmd == EREDIS_GET) {
@@ -182,10 +182,10 @@ static void eredis_string(eredis *s, enr_req *r, const redisReply *rep)
                         r->arg, JREC_MAX_DEPTH - 1);
     if (rc < 0)
         return enr_retry(s->base.sh, r, WEIR_ERETRY, "out of memory");
-    eredis_found(s, r);
+    return eredis_found(s, r);
 }
 
-static void eredis_hash(eredis *s, enr_req *r, const redisReply *rep)
+static int eredis_hash(eredis *s, enr_req *r, const redisReply *rep)
 {
     if (rep->elements == 0)
         return enr_complete(s->base.sh, r, WEIR_OK, ENR_MISSING, NULL, 0);
@@ -203,14 +203,13 @@ static void eredis_hash(eredis *s, enr_req *r, const redisReply *rep)
     }
     if (rc != 0)
         return enr_retry(s->base.sh, r, WEIR_ERETRY, "out of memory");
-    eredis_found(s, r);
+    return eredis_found(s, r);
 }
 
-static void eredis_reply(redisAsyncContext *ac, void *reply, void *privdata)
+/* Completes r with reply rep (NULL: none, the connection is gone). */
+static int eredis_handle(eredis *s, redisAsyncContext *ac, enr_req *r,
+                         const redisReply *rep)
 {
-    eredis *s = ac->data;
-    enr_req *r = privdata;
-    const redisReply *rep = reply;
     if (!rep) {
         if (s->closing)
             return enr_complete(s->base.sh, r, WEIR_ECANCELED, 0, NULL, 0);
@@ -240,8 +239,15 @@ static void eredis_reply(redisAsyncContext *ac, void *reply, void *privdata)
         break;
     default: break;
     }
-    enr_fail(s->base.sh, r, "Redis key '%.100s': unexpected reply type %d",
-             r->arg, rep->type);
+    return enr_fail(s->base.sh, r,
+                    "Redis key '%.100s': unexpected reply type %d", r->arg,
+                    rep->type);
+}
+
+/* hiredis' callback of every lookup command; privdata is its request. */
+static void eredis_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)eredis_handle(ac->data, ac, privdata, reply);
 }
 
 /* ---- the I/O thread --------------------------------------------------- */
