@@ -196,6 +196,9 @@ class HttpServer:
 
         class H(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body are two writes: without TCP_NODELAY the body
+            # waits for the client's delayed ACK (about 40 ms).
+            disable_nagle_algorithm = True
 
             def log_message(self, *a):
                 pass
