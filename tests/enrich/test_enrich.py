@@ -540,6 +540,21 @@ class Jobs(unittest.TestCase):
         self.assertEqual(got, self.oracle(recs, profiles))
 
 
+class Example(unittest.TestCase):
+    def test_run_script(self):
+        """examples/enrich/run.sh: its own redis-server, the job, and
+        check.py's oracle."""
+        src = os.environ.get("WEIR_SOURCE_DIR",
+                             os.path.join(os.path.dirname(__file__), "..",
+                                          ".."))
+        p = subprocess.run([os.path.join(src, "examples", "enrich", "run.sh")],
+                           env=dict(os.environ, WEIR=WEIR,
+                                    WEIR_PLUGIN_DIR=PLUGINS),
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("OK: 175 orders enriched, 25", p.stdout)
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and not sys.argv[1].startswith("-"):
         suite = unittest.defaultTestLoader.loadTestsFromNames(
