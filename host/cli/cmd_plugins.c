@@ -143,6 +143,9 @@ static void plugins_print_callbacks(const weir_operator *op)
         {"finish", op->finish != NULL},
         {"close", op->close != NULL},
         {"process_broadcast", op->process_broadcast != NULL},
+        {"migrate_state", op->migrate_state != NULL},
+        {"async_invoke", op->async_invoke != NULL},
+        {"on_async_result", op->on_async_result != NULL},
     };
     printf("%-13s", "Callbacks:");
     int first = 1;

@@ -34,9 +34,18 @@ static const char *const topo_top_keys[K_TOP_N] = {
     "job",        "max_parallelism", "runtime", "state",
     "checkpoint", "restart",         "metrics", "operators"};
 
-enum { K_ID, K_TYPE, K_PAR, K_CONFIG, K_INPUTS, K_WATERMARKS, K_OP_N };
+enum {
+    K_ID,
+    K_TYPE,
+    K_PAR,
+    K_CONFIG,
+    K_INPUTS,
+    K_WATERMARKS,
+    K_ASYNC,
+    K_OP_N
+};
 static const char *const topo_op_keys[K_OP_N] = {
-    "id", "type", "parallelism", "config", "inputs", "watermarks"};
+    "id", "type", "parallelism", "config", "inputs", "watermarks", "async"};
 
 enum { K_FROM, K_PARTITION, K_PORT, K_IN_N };
 static const char *const topo_in_keys[K_IN_N] = {"from", "partition", "port"};
@@ -424,6 +433,31 @@ static int tb_op_watermarks(tb *b, topo_op *op, const topo_ynode *opnode,
                              "key", &op->watermarks, b->errptr);
 }
 
+/* The operator's async I/O settings (topo_section_defs "async"); only an
+ * asynchronous operator (async_invoke set) may set them, and it gets the
+ * defaults without the section. */
+static int tb_op_async(tb *b, topo_op *op, const topo_ynode *opnode,
+                       const topo_ynode *n, const char *path)
+{
+    char sub[TOPO_PATH_MAX];
+    tb_path(sub, sizeof sub, "%s.async", path);
+    if (n && !op->reg->op.async_invoke)
+        return tb_err(b, n, sub,
+                      "'%s' (%s) is not an asynchronous operator (its plugin "
+                      "has no async_invoke); only those take an 'async' "
+                      "section",
+                      op->id, op->type);
+    if (!op->reg->op.async_invoke)
+        return 0;
+    const weir_param_def *const *defs = topo_section_defs("async");
+    size_t nd = 0;
+    while (defs[nd])
+        nd++;
+    const topo_ynode *at = n ? n : opnode;
+    return topo_params_build(b->file, sub, at->line, at->col, defs, nd, n, NULL,
+                             "key", &op->async, b->errptr);
+}
+
 /* Records the inputs as written; they are resolved once every id is
  * known. */
 static int tb_op_inputs(tb *b, size_t i, const topo_ynode *n, const char *path)
@@ -510,7 +544,8 @@ static int tb_operator(tb *b, size_t i, const topo_ynode *n)
     if ((rc = tb_op_type(b, op, slots[K_TYPE], path)) < 0 ||
         (rc = tb_op_parallelism(b, op, slots[K_PAR], path)) < 0 ||
         (rc = tb_op_config(b, op, n, slots[K_CONFIG], path)) < 0 ||
-        (rc = tb_op_watermarks(b, op, n, slots[K_WATERMARKS], path)) < 0)
+        (rc = tb_op_watermarks(b, op, n, slots[K_WATERMARKS], path)) < 0 ||
+        (rc = tb_op_async(b, op, n, slots[K_ASYNC], path)) < 0)
         return rc;
     return tb_op_inputs(b, i, slots[K_INPUTS], path);
 }
@@ -848,6 +883,7 @@ static void topo_op_free(topo_op *op)
     free(op->inputs);
     topo_params_free(&op->config);
     topo_params_free(&op->watermarks);
+    topo_params_free(&op->async);
 }
 
 void topo_free(topo_job *job)

@@ -84,6 +84,9 @@ typedef struct topo_op {
     size_t n_inputs;
     topo_params config;     /* validated against reg->params */
     topo_params watermarks; /* topo_section_defs("watermarks"); sources */
+    topo_params async;      /* topo_section_defs("async"): set (defaults
+                               included) for operators with async_invoke,
+                               empty (n == 0) for the others */
     int line, col;
 } topo_op;
 
@@ -128,7 +131,8 @@ int topo_params_from_strings(const weir_param_def *const *defs, size_t n_defs,
 void topo_params_free(topo_params *p);
 
 /* NULL-terminated parameter tables of the host sections ("runtime", "state",
- * "checkpoint", "restart", "metrics", and the per-operator "watermarks");
+ * "checkpoint", "restart", "metrics", and the per-operator "watermarks" and
+ * "async");
  * NULL for an unknown section. */
 const weir_param_def *const *topo_section_defs(const char *section);
 
