@@ -553,6 +553,10 @@ typedef struct weir_operator {
      *     any new input, so every record's result is emitted exactly once
      *     with respect to the checkpoint; the watermark and the end of input
      *     wait for the requests started before them.
+     * async_invoke() returns WEIR_OK when it took req (it may complete it
+     * before returning). A negative code means it kept nothing, and req
+     * must not be completed: WEIR_ERETRY counts as a failed attempt (retried
+     * as above), any other code fails the subtask.
      * A plugin must complete or abandon (status WEIR_ECANCELED) every req it
      * holds before its close() returns; weir_async_complete() must not be
      * called after that. Since 1.3. */
