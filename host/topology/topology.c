@@ -737,7 +737,7 @@ static int tb_partition(tb *b, const topo_op *op, const tb_in *in,
         int rc = tb_string(b, in->partition, sub, &topo_def_partition, &word);
         if (rc < 0)
             return rc;
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; word && k < 4; k++)
             if (!strcmp(word, topo_partitions[k]))
                 out->partition = (topo_partition)k;
         free(word);
@@ -890,11 +890,11 @@ static int tb_cycle(tb *b, const size_t *stack, size_t top, size_t v_pos,
  * cycle. Iterative, so a long chain costs no C stack. */
 static int tb_order(tb *b, size_t *order)
 {
-    size_t n = b->n_ops, n_order = 0;
-    unsigned char *state = calloc(n, 1);
-    size_t *next = calloc(n, sizeof *next);
-    size_t *stack = malloc(n * sizeof *stack);
-    size_t *pos = malloc(n * sizeof *pos);
+    size_t n = b->n_ops, n_order = 0, cap = n ? n : 1;
+    unsigned char *state = calloc(cap, 1);
+    size_t *next = calloc(cap, sizeof *next);
+    size_t *stack = malloc(cap * sizeof *stack);
+    size_t *pos = malloc(cap * sizeof *pos);
     int rc = 0;
     if (!state || !next || !stack || !pos) {
         rc = tb_nomem(b);
@@ -1032,7 +1032,7 @@ static int tb_root(tb *b, const topo_ynode *root)
     }
     if (b->graph_bad || b->id_bad)
         return WEIR_EINVAL; /* collected; a cycle needs the whole graph */
-    order = malloc(b->n_ops * sizeof *order);
+    order = malloc((b->n_ops ? b->n_ops : 1) * sizeof *order);
     if (!order)
         return tb_nomem(b);
     rc = tb_go(b, tb_order(b, order), NULL);
