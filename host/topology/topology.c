@@ -942,8 +942,8 @@ out:
 static int tb_place(tb *b, const size_t *order)
 {
     size_t n = b->n_ops;
-    size_t *inv = malloc(n * sizeof *inv);
-    b->job->ops = calloc(n, sizeof *b->job->ops);
+    size_t *inv = malloc((n ? n : 1) * sizeof *inv);
+    b->job->ops = calloc(n ? n : 1, sizeof *b->job->ops);
     if (!inv || !b->job->ops) {
         free(inv);
         return tb_nomem(b);
