@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config clang
+  build-essential cmake pkg-config clang clang-tidy clang-format
   librocksdb-dev libzmq3-dev libmsgpack-dev libyaml-dev libxxhash-dev
   libjansson-dev libmicrohttpd-dev libcmocka-dev librdkafka-dev kcat
   python3 python3-zmq python3-msgpack python3-jsonschema python3-yaml sqlite3
