@@ -521,7 +521,7 @@ static int tb_op_async(tb *b, topo_op *op, const topo_ynode *opnode,
                       "'%s' (%s) is not an asynchronous operator (its plugin "
                       "has no async_invoke); only those take an 'async' "
                       "section",
-                      op->id, op->type);
+                      op->id ? op->id : "?", op->type);
     if (!op->reg->op.async_invoke)
         return 0;
     const weir_param_def *const *defs = topo_section_defs("async");
@@ -530,7 +530,7 @@ static int tb_op_async(tb *b, topo_op *op, const topo_ynode *opnode,
         nd++;
     const topo_ynode *at = n ? n : opnode;
     return topo_params_build(b->file, sub, at->line, at->col, defs, nd, n, NULL,
-                             "key", &op->async, b->errptr);
+                             "key", b->col, &op->async, b->errptr);
 }
 
 /* Records the inputs as written; they are resolved once every id is
