@@ -9,6 +9,8 @@ PACKAGES=(
   libjansson-dev libmicrohttpd-dev libcmocka-dev librdkafka-dev kcat
   python3 python3-zmq python3-msgpack python3-jsonschema python3-yaml sqlite3
   prometheus
+  # bench/run P2: the Redis peer (redis-server, hiredis) and its oracle (sqlite3)
+  redis-server libhiredis-dev
 )
 
 missing=()
