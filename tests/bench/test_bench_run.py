@@ -1,8 +1,14 @@
 #!/usr/bin/python3
 """bench/run: the table of a quick P1 run is well formed and written to the
 results directory; bad options get a clear error. Numbers are not checked."""
+import argparse
+import collections
+import importlib.machinery
+import importlib.util
+import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import unittest
@@ -59,6 +65,50 @@ class Table(unittest.TestCase):
             with open(os.path.join(out, raw)) as f:
                 self.assertRegex(f.read(), r"^P1 p1 records=500000 "
                                  r"baseline_eps=\d+ weir_eps=\d+\n")
+
+
+def load_run():
+    loader = importlib.machinery.SourceFileLoader("bench_run", RUN)
+    spec = importlib.util.spec_from_loader("bench_run", loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+class P2Verify(unittest.TestCase):
+    """P2's oracle agrees with a Counter, and its check of Weir's committed
+    output accepts the right totals and rejects a wrong count."""
+
+    def test_verify(self):
+        br = load_run()
+        ctx = br.Ctx(argparse.Namespace(build=BUILD, quick=True))
+        try:
+            ev = os.path.join(ctx.tmp, "ev.jsonl")
+            with open(ev, "w") as f:
+                subprocess.run(["/usr/bin/python3",
+                                os.path.join(os.path.dirname(RUN),
+                                             "p2_events.py"),
+                                "3000", "50", "zipf", "7"], stdout=f,
+                               check=True)
+            totals = os.path.join(ctx.tmp, "totals.csv")
+            br.own_oracle(ev, totals)
+            with open(ev) as f:
+                c = collections.Counter(json.loads(l)["user"] for l in f)
+            want = "user,count\n" + "".join(
+                "%s,%d\n" % (u, c[u]) for u in sorted(c))
+            with open(totals) as f:
+                self.assertEqual(f.read(), want)
+            line = br.p2_weir(ctx, ev, totals, 3000, 1)
+            self.assertIn(" verify=ok", line)
+            self.assertIn(" out_lines=3000 dup_or_lost=0 ", line)
+            u = sorted(c)[0]
+            with open(totals, "w") as f:
+                f.write(want.replace("\n%s,%d\n" % (u, c[u]),
+                                     "\n%s,%d\n" % (u, c[u] + 1), 1))
+            line = br.p2_weir(ctx, ev, totals, 3000, 2)
+            self.assertIn(" verify=FAIL", line)
+        finally:
+            shutil.rmtree(ctx.tmp, ignore_errors=True)
 
 
 class Refused(unittest.TestCase):
