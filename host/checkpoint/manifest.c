@@ -455,7 +455,7 @@ static int manifest_from_json(json_t *root, ckpt_manifest *m, char **errptr)
     json_t *sp = json_object_get(root, "savepoint");
     if (sp && !json_is_boolean(sp))
         return jfail(&c, "savepoint", "not a boolean");
-    m->savepoint = sp && json_is_true(sp);
+    m->savepoint = json_is_true(sp); /* false when absent */
 
     size_t nt = json_array_size(tasks), nf = json_array_size(files);
     m->tasks = calloc(nt ? nt : 1, sizeof *m->tasks);

@@ -323,6 +323,30 @@ class Failures(Base):
                          retries)
         self.assertEqual(metric_sum(m, "weir_async_timeouts_total", "aop"), 0)
 
+    def test_misuse_refused(self):
+        """A result over runtime.max_record_size fails the request with
+        WEIR_EINVAL; a second completion and a NULL req are refused."""
+        rows = [{"i": 0, "k": "a", "t": 0, "big": 100},
+                {"i": 1, "k": "b", "t": 1, "big": 5000},
+                {"i": 2, "k": "c", "t": 2, "twice": True},
+                {"i": 3, "k": "d", "t": 3}]
+        write_input(os.path.join(self.d, "in.jsonl"), rows)
+        text = self.run_job(self.job(simple(
+            "capacity: 4",
+            extra="runtime: {{max_record_size: 1KiB}}\n")))
+        out = {r["value"]["i"]: r["value"] for r in self.results()
+               if "i" in r["value"]}
+        einval = -2
+        self.assertEqual((out[0]["status"], out[0]["misuse"]), (0, [0]))
+        self.assertEqual((out[1]["status"], out[1]["misuse"]),
+                         (einval, [einval]))
+        self.assertEqual((out[2]["status"], out[2]["misuse"]),
+                         (0, [0, einval, einval]))
+        self.assertEqual(out[3]["status"], 0)
+        self.assertIn("result is over runtime.max_record_size", text)
+        self.assertIn("req was completed before", text)
+        self.assertIn("req is NULL", text)
+
 
 BAD = """\
 job: bad

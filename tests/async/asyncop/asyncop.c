@@ -12,7 +12,12 @@
  *   "refuse" the first `refuse` attempts are refused: async_invoke() itself
  *            returns WEIR_ERETRY;
  *   "never"  true: never completed by the I/O thread (the host times it
- *            out); close() abandons it with WEIR_ECANCELED.
+ *            out); close() abandons it with WEIR_ECANCELED;
+ *   "big"    n: completed inside async_invoke() with a result of n bytes
+ *            (over runtime.max_record_size the host fails the request with
+ *            WEIR_EINVAL);
+ *   "twice"  true: completed inside async_invoke(), then completed again
+ *            and with a NULL req, both of which the host must refuse.
  * A delay longer than the topology's async.timeout makes the completion
  * arrive after the host gave the attempt up (its result is dropped).
  *
@@ -22,9 +27,11 @@
  * whose first attempt this instance started and whose result it had not
  * received yet, counted when record i's first attempt started (at most the
  * host's capacity), res the attempt number the result carries (0 for a
- * failure), sub the subtask index. The keyed variant (asyncop_keyed) also
- * counts results per key in keyed state and adds "n", the count. With
- * emit_watermarks, on_watermark() emits {"wm": watermark} (key "wm").
+ * failure), sub the subtask index, and misuse (with "big" or "twice") the
+ * codes weir_async_complete() returned, as a list. The keyed variant
+ * (asyncop_keyed) also counts results per key in keyed state and adds "n", the
+ * count. With emit_watermarks, on_watermark() emits {"wm": watermark} (key
+ * "wm").
  */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
@@ -35,6 +42,8 @@
 
 #include "weir/msgpack.h"
 #include "weir/weir.h"
+
+#define AOP_MISUSE_SLOTS 64
 
 typedef struct aop_pend {
     weir_async *req;
@@ -63,6 +72,7 @@ typedef struct aop {
     int keyed;
     weir_state *count;
     weir_mp_writer w;
+    int misuse[AOP_MISUSE_SLOTS][3]; /* codes of "big" and "twice" calls */
 } aop;
 
 static int64_t aop_now_ns(void)
@@ -202,8 +212,8 @@ static int aop_slot(aop *a, int64_t i)
 }
 
 typedef struct aop_req {
-    int64_t i, delay, fail, refuse;
-    int never;
+    int64_t i, delay, fail, refuse, big;
+    int never, twice;
 } aop_req;
 
 static int aop_parse(weir_ctx *ctx, aop *a, const weir_record *rec, aop_req *r)
@@ -221,6 +231,10 @@ static int aop_parse(weir_ctx *ctx, aop *a, const weir_record *rec, aop_req *r)
         weir_mp_get_int(m, "refuse", &r->refuse);
         const msgpack_object *nv = weir_mp_find(m, "never");
         r->never = nv && nv->type == MSGPACK_OBJECT_BOOLEAN && nv->via.boolean;
+        nv = weir_mp_find(m, "twice");
+        r->twice = nv && nv->type == MSGPACK_OBJECT_BOOLEAN && nv->via.boolean;
+        r->big = -1;
+        weir_mp_get_int(m, "big", &r->big);
     }
     weir_mp_reader_destroy(&rd);
     if (rc < 0)
@@ -243,6 +257,22 @@ static int aop_invoke(weir_ctx *ctx, void *self, const weir_record *rec,
     if (attempt <= r.refuse)
         return WEIR_ERETRY; /* the host keeps req; we must not complete it */
     int status = attempt <= r.fail ? WEIR_ERETRY : WEIR_OK;
+    if (r.big >= 0) {
+        unsigned char *b = calloc(1, (size_t)r.big + 1);
+        if (!b)
+            return WEIR_ENOMEM;
+        a->misuse[r.i % AOP_MISUSE_SLOTS][0] =
+            weir_async_complete(ctx->api, req, WEIR_OK, b, (size_t)r.big);
+        free(b);
+        return WEIR_OK;
+    }
+    if (r.twice) {
+        int *m = a->misuse[r.i % AOP_MISUSE_SLOTS];
+        m[0] = weir_async_complete(ctx->api, req, WEIR_OK, NULL, 0);
+        m[1] = weir_async_complete(ctx->api, req, WEIR_OK, NULL, 0);
+        m[2] = weir_async_complete(ctx->api, NULL, WEIR_OK, NULL, 0);
+        return WEIR_OK;
+    }
     if (r.delay == 0 && !r.never) {
         unsigned char res[8];
         for (int k = 0; k < 8; k++)
@@ -282,7 +312,11 @@ static int aop_result(weir_ctx *ctx, void *self, const weir_record *rec,
     if (rc < 0 || (rc = aop_slot(a, r.i)) < 0)
         return rc;
     int64_t res = 0;
-    if (status == WEIR_OK) {
+    if (status == WEIR_OK && (r.big >= 0 || r.twice)) {
+        if (result_len != (size_t)(r.twice ? 0 : r.big))
+            return weir_set_error(ctx, "asyncop: result of %zu bytes",
+                                  result_len);
+    } else if (status == WEIR_OK) {
         if (result_len != 8)
             return weir_set_error(ctx, "asyncop: result of %zu bytes",
                                   result_len);
@@ -306,7 +340,8 @@ static int aop_result(weir_ctx *ctx, void *self, const weir_record *rec,
     }
     msgpack_packer *pk = &a->w.pk;
     weir_mp_writer_reset(&a->w);
-    msgpack_pack_map(pk, a->keyed ? 7 : 6);
+    int misused = r.big >= 0 || r.twice;
+    msgpack_pack_map(pk, 6 + (a->keyed != 0) + misused);
     weir_mp_pack_str(pk, "i");
     msgpack_pack_int64(pk, r.i);
     weir_mp_pack_str(pk, "status");
@@ -322,6 +357,13 @@ static int aop_result(weir_ctx *ctx, void *self, const weir_record *rec,
     if (a->keyed) {
         weir_mp_pack_str(pk, "n");
         msgpack_pack_int64(pk, n);
+    }
+    if (misused) {
+        int *m = a->misuse[r.i % AOP_MISUSE_SLOTS];
+        weir_mp_pack_str(pk, "misuse");
+        msgpack_pack_array(pk, r.twice ? 3 : 1);
+        for (int k = 0; k < (r.twice ? 3 : 1); k++)
+            msgpack_pack_int(pk, m[k]);
     }
     a->attempts[r.i] = 0; /* a record seen again (restore) counts anew */
     return weir_emit(ctx, 0, rec->key, rec->key_len, rec->ts, a->w.buf.data,
