@@ -4,11 +4,13 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config clang
+  build-essential cmake pkg-config clang clang-tidy clang-format
   librocksdb-dev libzmq3-dev libmsgpack-dev libyaml-dev libxxhash-dev
   libjansson-dev libmicrohttpd-dev libcmocka-dev librdkafka-dev kcat
   python3 python3-zmq python3-msgpack python3-jsonschema python3-yaml sqlite3
   prometheus
+  # plugins/enrich, its tests, and bench/run P2's Redis peer
+  libhiredis-dev libcurl4-openssl-dev redis-server
 )
 
 missing=()

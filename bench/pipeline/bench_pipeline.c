@@ -12,6 +12,13 @@
  *
  * usage: bench_pipeline [RECORDS] [keyed]  (default 4000000; "keyed" runs
  *        only the keyed part)
+ *        bench_pipeline p1 RECORDS      the baseline and parallelism 2 only
+ *        bench_pipeline latency RATE RECORDS   parallelism 2 at RATE records/s
+ * The p1 and latency modes print one line of key=value pairs each (read by
+ * bench/run):
+ *   p1 records=N baseline_eps=X weir_eps=X
+ *   latency rate=R records=N p50_ms=X p99_ms=X
+ * RECORDS must be positive.
  * Latency is measured by discard from the value's created_ns (monotonic
  * clock at emit) to arrival; it is reported for a run at a fixed rate, since
  * a source running flat out measures queueing, not the runtime.
@@ -247,9 +254,43 @@ static int keyed_part(reg_registry *reg, long n)
     return system(cmd) == 0 ? 0 : 1;
 }
 
+/* The machine-readable modes "p1" and "latency" (see the top comment). */
+static int line_mode(reg_registry *reg, int argc, char **argv)
+{
+    result r = {0};
+    if (strcmp(argv[1], "p1") == 0 && argc == 3) {
+        long n = atol(argv[2]);
+        if (n <= 0)
+            goto usage;
+        double base = baseline(n);
+        if (run(reg, 2, n, 0, &r) < 0)
+            return 1;
+        printf("p1 records=%llu baseline_eps=%.0f weir_eps=%.0f\n", r.records,
+               base, (double)r.records / r.seconds);
+        return r.records == (unsigned long long)n ? 0 : 1;
+    }
+    if (strcmp(argv[1], "latency") == 0 && argc == 4) {
+        long rate = atol(argv[2]), n = atol(argv[3]);
+        if (rate <= 0 || n <= 0)
+            goto usage;
+        if (run(reg, 2, n, rate, &r) < 0)
+            return 1;
+        printf("latency rate=%ld records=%llu seconds=%.3f p50_ms=%.3f "
+               "p99_ms=%.3f\n",
+               rate, r.records, r.seconds, r.p50_ms, r.p99_ms);
+        return r.records == (unsigned long long)n ? 0 : 1;
+    }
+usage:
+    fprintf(stderr, "usage: bench_pipeline p1 RECORDS | latency RATE RECORDS "
+                    "(positive integers)\n");
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
-    long n = argc > 1 ? atol(argv[1]) : 4000000;
+    int lines = argc > 1 &&
+                (strcmp(argv[1], "p1") == 0 || strcmp(argv[1], "latency") == 0);
+    long n = argc > 1 && !lines ? atol(argv[1]) : 4000000;
     int keyed_only = argc > 2 && strcmp(argv[2], "keyed") == 0;
     log_set_level(WEIR_LOG_INFO);
     reg_registry *reg = reg_new(api_table());
@@ -257,6 +298,11 @@ int main(int argc, char **argv)
     if (reg_load_dir(reg, WEIR_PLUGIN_DIR, NULL, NULL, &err) < 0) {
         fprintf(stderr, "%s\n", err);
         return 1;
+    }
+    if (lines) {
+        int rc = line_mode(reg, argc, argv);
+        reg_free(reg);
+        return rc;
     }
     if (keyed_only) {
         int rc = keyed_part(reg, n);

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/cli_common.h"
 
 typedef enum np_kind { NP_MAP, NP_KEYED, NP_SOURCE } np_kind;
 
@@ -605,36 +606,58 @@ static int np_valid_name(const char *s)
     return 1;
 }
 
-static int np_usage(void)
+static int np_usage(FILE *f)
 {
     fputs("usage: weir new-plugin NAME [--keyed | --source] [--out DIR]\n"
           "  NAME: [a-z][a-z0-9_]*; writes DIR (default ./NAME) with a\n"
-          "  CMake project, the operator, a test and an example job\n",
-          stderr);
-    return CLI_EXIT_USAGE;
+          "  CMake project, the operator, a test and an example job\n"
+          "  -k, --keyed    an operator with keyed state\n"
+          "  -s, --source   a source\n"
+          "  -o, --out DIR  the folder to create (default ./NAME)\n"
+          "  -h, --help     this text\n",
+          f);
+    return f == stdout ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 }
 
 int cmd_new_plugin(int argc, char **argv)
 {
+    static const struct option longopts[] = {
+        {"keyed", no_argument, NULL, 'k'},
+        {"source", no_argument, NULL, 's'},
+        {"out", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     const char *name = NULL, *out = NULL;
     np_kind kind = NP_MAP;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--keyed"))
-            kind = NP_KEYED;
-        else if (!strcmp(argv[i], "--source"))
-            kind = NP_SOURCE;
-        else if (!strcmp(argv[i], "--out") && i + 1 < argc)
-            out = argv[++i];
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            np_usage();
-            return CLI_EXIT_OK;
-        } else if (argv[i][0] != '-' && !name)
-            name = argv[i];
-        else
-            return np_usage();
+    int c, kinds = 0;
+    cli_getopt_reset();
+    while ((c = cli_getopt("weir new-plugin", argc, argv, "kso:h",
+                           longopts)) != -1) {
+        switch (c) {
+        case 'k': kind = NP_KEYED; kinds++; break;
+        case 's': kind = NP_SOURCE; kinds++; break;
+        case 'o':
+            out = optarg;
+            if (cli_need_value("weir new-plugin", "out", optarg) < 0)
+                return np_usage(stderr);
+            break;
+        case 'h': return np_usage(stdout);
+        default: return np_usage(stderr);
+        }
     }
-    if (!name)
-        return np_usage();
+    if (kinds > 1) {
+        fprintf(stderr,
+                "weir new-plugin: --keyed and --source exclude each other\n");
+        return np_usage(stderr);
+    }
+    if (optind < argc)
+        name = argv[optind];
+    if (!name || argc - optind > 1) {
+        if (name)
+            fprintf(stderr, "weir new-plugin: unexpected argument '%s'\n",
+                    argv[optind + 1]);
+        return np_usage(stderr);
+    }
     if (!np_valid_name(name)) {
         fprintf(stderr,
                 "weir new-plugin: '%s' is not a valid operator name "

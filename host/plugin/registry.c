@@ -413,12 +413,38 @@ static int reg_check_callbacks(const char *path, const weir_operator *op,
         missing = "close";
     else if (source && !op->poll)
         missing = "poll";
-    else if (!source && !op->process)
+    else if (!source && !op->process && !op->async_invoke)
         missing = "process";
     if (missing)
         return err_set(errptr, WEIR_EINVAL,
                        "%s: operator '%s'%s: required callback %s is NULL",
                        path, op->name, source ? " (source)" : "", missing);
+    return 0;
+}
+
+/* Since 1.3: an asynchronous operator (async_invoke set) needs
+ * on_async_result() and may leave process() NULL; a source cannot be one,
+ * and on_async_result() alone is refused. */
+static int reg_check_async(const char *path, const weir_operator *op,
+                           char **errptr)
+{
+    if (!op->async_invoke && op->on_async_result)
+        return err_set(errptr, WEIR_EINVAL,
+                       "%s: operator '%s': on_async_result is set but "
+                       "async_invoke is NULL",
+                       path, op->name);
+    if (!op->async_invoke)
+        return 0;
+    if (op->flags & WEIR_OP_SOURCE)
+        return err_set(errptr, WEIR_EINVAL,
+                       "%s: operator '%s' is a source and cannot be "
+                       "asynchronous (async_invoke is set)",
+                       path, op->name);
+    if (!op->on_async_result)
+        return err_set(errptr, WEIR_EINVAL,
+                       "%s: operator '%s': async_invoke is set but the "
+                       "required callback on_async_result is NULL",
+                       path, op->name);
     return 0;
 }
 
@@ -478,6 +504,8 @@ static int reg_norm_operator(const char *path, size_t idx,
                        "%s: operator #%zu has no name (NULL or empty)", path,
                        idx);
     int rc = reg_check_callbacks(path, op, errptr);
+    if (rc == 0)
+        rc = reg_check_async(path, op, errptr);
     if (rc < 0)
         return rc;
     int source = (op->flags & WEIR_OP_SOURCE) != 0;

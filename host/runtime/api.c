@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "metrics/metrics.h"
+#include "runtime/async.h"
 #include "runtime/bcast.h"
 #include "runtime/keyed.h"
 #include "runtime/task.h"
@@ -595,6 +596,13 @@ static int api_broadcast_iter(weir_ctx *c, weir_broadcast_state *s,
     return t ? bcast_iter(t, s, fn, arg) : WEIR_EINVAL;
 }
 
+/* Any thread, no ctx: runtime/async.c checks the handle itself. */
+static int api_async_complete(weir_async *req, int status, const void *result,
+                              size_t len)
+{
+    return async_complete(req, status, result, len);
+}
+
 static const weir_host_api api_host = {
     .size = sizeof(weir_host_api),
     .abi_major = WEIR_ABI_MAJOR,
@@ -638,6 +646,7 @@ static const weir_host_api api_host = {
     .broadcast_put = api_broadcast_put,
     .broadcast_delete = api_broadcast_delete,
     .broadcast_iter = api_broadcast_iter,
+    .async_complete = api_async_complete,
 };
 
 const weir_host_api *api_table(void)

@@ -22,6 +22,12 @@
 
 typedef struct rt_job rt_job;
 
+/* The failure code of a job whose checkpoint cannot be restored into it
+ * whatever the number of attempts (a state whose format version the
+ * plugin cannot migrate): the worker reports it as unrecoverable, so the
+ * supervisor does not restart. */
+#define RT_ERESTORE (-101)
+
 /* Totals of one subtask, for reports and tests. */
 typedef struct rt_task_stats {
     const char *op_id;

@@ -131,7 +131,8 @@ enum task_phase {
     TASK_PHASE_NONE = 0,
     TASK_PHASE_OPEN,
     TASK_PHASE_RUN, /* process, poll, finish, timers, watermark */
-    TASK_PHASE_CLOSE
+    TASK_PHASE_CLOSE,
+    TASK_PHASE_MIGRATE /* migrate_state, after restore */
 };
 
 typedef struct task {
@@ -195,6 +196,9 @@ typedef struct task {
     /* broadcast state (runtime/bcast.h) */
     struct bcast_set *bcast; /* NULL until declared or restored */
 
+    /* async I/O (runtime/async.h): NULL unless the operator is async */
+    struct async_q *async;
+
     /* keyed state and timers (runtime/keyed.h) */
     struct state_store *store; /* opened on the first state_declare */
     int64_t next_sample_ns, sample_every_ns;
@@ -249,6 +253,18 @@ static inline task *task_self(void)
  * close), with a message in t->error; or the channel's error. */
 int task_emit(task *t, uint32_t port, const void *key, size_t key_len,
               int64_t ts, const void *value, size_t value_len);
+
+/* Fails the task (and so the job) with a message naming the operator, the
+ * subtask, `what` (the callback or step) and t->error or the code's
+ * description. Returns `code`. Subtask thread. */
+int task_fail(task *t, const char *what, int code);
+
+/* Moves the subtask's watermark to `wm` (larger than t->wm): event-time
+ * timers up to it fire, on_watermark() hears of it, and it goes downstream
+ * (except WEIR_WATERMARK_MAX, which end of stream implies). For
+ * runtime/async.c, which holds watermarks back behind requests in flight.
+ * Returns 0 or a negative code. Subtask thread. */
+int task_set_watermark(task *t, int64_t wm);
 
 /* Monotonic clock in ns. */
 int64_t task_mono_ns(void);

@@ -239,7 +239,8 @@ int worker_main(const topo_job *job, const worker_options *opts)
         log_msg(WEIR_LOG_ERROR, "worker", "job '%s' failed: %s", job->name,
                 err);
         free(err);
-        return WORKER_EXIT_FAILED;
+        return rc == RT_ERESTORE ? WORKER_EXIT_UNRECOVERABLE
+                                 : WORKER_EXIT_FAILED;
     }
     log_msg(WEIR_LOG_INFO, "worker", "job '%s' finished", job->name);
     return WORKER_EXIT_OK;

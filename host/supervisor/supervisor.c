@@ -502,6 +502,7 @@ static char **sup_worker_argv(const sup_state *st, char *num, size_t num_len)
         v[n++] = "--dir";
         v[n++] = (char *)o->plugin_dirs[i];
     }
+    v[n++] = "--"; /* a job path may start with '-' */
     v[n++] = (char *)o->job_path;
     v[n] = NULL;
     return v;

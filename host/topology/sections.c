@@ -246,6 +246,41 @@ static const weir_param_def wm_idle_timeout =
 static const weir_param_def *const topo_watermarks_defs[] = {
     &wm_out_of_orderness, &wm_interval, &wm_idle_timeout, NULL};
 
+/* --- async (per asynchronous operator; runtime/async.h) --- */
+static const weir_param_def as_capacity =
+    P("capacity", WEIR_PARAM_INT, "100", MINMAX, 1, 1048576,
+      "Requests in flight per subtask at most; a new record waits (back "
+      "pressure upstream) until one is delivered.");
+static const weir_param_def as_timeout =
+    P("timeout", WEIR_PARAM_DURATION, "10s", MINMAX, 1, 86400000,
+      "How long one attempt of a request may take before it counts as "
+      "failed with WEIR_ETIMEDOUT (and is retried).");
+static const char *const as_modes[] = {"ordered", "unordered", NULL};
+static const weir_param_def as_mode = {
+    .size = sizeof(weir_param_def),
+    .name = "mode",
+    .type = WEIR_PARAM_ENUM,
+    .default_value = "ordered",
+    .choices = as_modes,
+    .description = "ordered: results are delivered in the order of the "
+                   "input records; unordered: in completion order, but never "
+                   "across a watermark."};
+static const weir_param_def as_max_retries =
+    P("max_retries", WEIR_PARAM_INT, "3", MINMAX, 0, 1000,
+      "Attempts after the first for a request that failed with WEIR_ERETRY "
+      "or timed out; then on_async_result() receives the failure.");
+static const weir_param_def as_retry_backoff =
+    P("retry_backoff", WEIR_PARAM_DURATION, "100ms", MINMAX, 0, 3600000,
+      "Pause before the first retry; it doubles for each further one, up to "
+      "retry_backoff_max.");
+static const weir_param_def as_retry_backoff_max =
+    P("retry_backoff_max", WEIR_PARAM_DURATION, "10s", MINMAX, 0, 3600000,
+      "Longest pause between two attempts.");
+static const weir_param_def *const topo_async_defs[] = {
+    &as_capacity,    &as_timeout,       &as_mode,
+    &as_max_retries, &as_retry_backoff, &as_retry_backoff_max,
+    NULL};
+
 const weir_param_def *const *topo_section_defs(const char *section)
 {
     static const struct {
@@ -258,6 +293,7 @@ const weir_param_def *const *topo_section_defs(const char *section)
         {"restart", topo_restart_defs},
         {"metrics", topo_metrics_defs},
         {"watermarks", topo_watermarks_defs},
+        {"async", topo_async_defs},
     };
     if (!section)
         return NULL;

@@ -10,7 +10,10 @@
  * Every error message has the form
  *   FILE:LINE:COLUMN: FIELD.PATH: what is wrong[; hint]
  * e.g. "job.yaml:12:7: operators[1].config.windw: unknown parameter; did you
- * mean 'window'?". Loading stops at the first error.
+ * mean 'window'?". topo_load_file() stops at the first error;
+ * topo_check_file() goes on and reports every independent error (a check
+ * that depends on a part already found broken is skipped, so that one
+ * mistake is reported once).
  *
  * Thread: the functions are reentrant; a loaded topo_job is read-only and
  * may be shared by threads.
@@ -85,6 +88,9 @@ typedef struct topo_op {
     size_t n_inputs;
     topo_params config;     /* validated against reg->params */
     topo_params watermarks; /* topo_section_defs("watermarks"); sources */
+    topo_params async;      /* topo_section_defs("async"): set (defaults
+                               included) for operators with async_invoke,
+                               empty (n == 0) for the others */
     int line, col;
 } topo_op;
 
@@ -110,6 +116,43 @@ int topo_load_file(const char *path, const reg_registry *reg, topo_job **out,
 int topo_load_string(const char *name, const char *yaml, size_t len,
                      const reg_registry *reg, topo_job **out, char **errptr);
 void topo_free(topo_job *job);
+
+/* The most errors topo_check_file() collects; it stops after them. */
+#define TOPO_MAX_ERRORS 100
+
+/* One error found in a topology file. */
+typedef struct topo_error {
+    char *msg;        /* the whole message, as topo_load_file() gives it */
+    int line, col;    /* 1-based; 0 when the message has no position */
+    char *field;      /* the field path ("operators[1].config.window"), or
+                         NULL when the message names none */
+    const char *what; /* points into msg: the text after position and field */
+} topo_error;
+
+/* The errors of one file, in the order the loader found them (file order
+ * within each pass: keys and sections, operators, inputs, the graph). */
+typedef struct topo_errors {
+    topo_error *v;
+    size_t n;
+    int truncated; /* 1 when loading stopped at TOPO_MAX_ERRORS */
+} topo_errors;
+
+/*
+ * Loads and validates `path` like topo_load_file(), but collects every
+ * error instead of stopping at the first. Returns 0 and *out when the file
+ * is valid (errs stays empty); otherwise a negative code with *out NULL and
+ * at least one entry in *errs (errs->n == 0 only for WEIR_ENOMEM when even
+ * that message could not be stored). A file that cannot be read or parsed
+ * as YAML has exactly one error. The caller topo_errors_free()s errs in
+ * either case.
+ */
+int topo_check_file(const char *path, const reg_registry *reg, topo_job **out,
+                    topo_errors *errs);
+/* Same from memory; `name` is used as the file name in messages. */
+int topo_check_string(const char *name, const char *yaml, size_t len,
+                      const reg_registry *reg, topo_job **out,
+                      topo_errors *errs);
+void topo_errors_free(topo_errors *errs);
 
 /* The index of operator `id` in job->ops, or -1. */
 int topo_find_op(const topo_job *job, const char *id);
@@ -139,7 +182,8 @@ int topo_config_from_yaml(const char *file, const char *yaml, size_t len,
                           topo_params *out, char **errptr);
 
 /* NULL-terminated parameter tables of the host sections ("runtime", "state",
- * "checkpoint", "restart", "metrics", and the per-operator "watermarks");
+ * "checkpoint", "restart", "metrics", and the per-operator "watermarks" and
+ * "async");
  * NULL for an unknown section. */
 const weir_param_def *const *topo_section_defs(const char *section);
 
