@@ -1305,7 +1305,7 @@ int topo_config_from_yaml(const char *file, const char *yaml, size_t len,
     topo_owner owner = {.what = who};
     rc = topo_params_build(f, "config", root ? root->line : 1,
                            root ? root->col : 1, ro->params, ro->n_params, root,
-                           &owner, "parameter", out, errptr);
+                           &owner, "parameter", NULL, out, errptr);
 out:
     topo_yfree(doc);
     return rc;
