@@ -2,8 +2,8 @@
  * codec.h - the byte encodings of the state store's RocksDB keys and values
  * (big-endian integers, expiry stamps, order-preserving stamps, varints) and
  * the names of its column families and metadata keys (the layout is in
- * state.h). Shared by state.c and timers.c, and by host/statetool/, which
- * reads and writes state directories offline and so must follow the same
+ * state.h). Shared by the state_*.c files and timers.c, and by host/statetool/,
+ * which reads and writes state directories offline and so must follow the same
  * layout. All functions are pure; buffers are the caller's.
  */
 #ifndef WEIR_HOST_STATE_CODEC_H

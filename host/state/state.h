@@ -175,6 +175,9 @@
  * WEIR_EIO means RocksDB failed; WEIR_ESTATE a call without a current key or
  * from the wrong place; WEIR_EINVAL a bad argument or a state of the wrong
  * kind.
+ *
+ * Implementation: state_store.c, state_ttl.c, state_access.c, state_meta.c
+ * and state_stats.c, one subsystem each (state_internal.h maps them).
  */
 #ifndef WEIR_HOST_STATE_H
 #define WEIR_HOST_STATE_H

@@ -127,10 +127,10 @@ typedef struct state_admin_info {
 
 void state_admin_info_get(weir_state *st, state_admin_info *out);
 
-/* For state.c: called by state_declare() for every declared state; applies
+/* For state_meta.c: called by state_declare() for every declared state; applies
  * a stored override (and logs it). */
 int state_admin_declared(weir_state *st, char **errptr);
-/* For state.c: frees what state_admin keeps for the store. */
+/* For state_store.c: frees what state_admin keeps for the store. */
 void state_admin_free(state_store *s);
 
 #endif

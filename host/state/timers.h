@@ -138,7 +138,7 @@ typedef struct state_timer_stats {
 void state_timer_stats_get(const state_store *s, state_timer_stats *out);
 
 /* ------------------------------------------------------------------------ */
-/* Private to host/state: called by state.c                                  */
+/* Private to host/state: called by state_store.c                            */
 /* ------------------------------------------------------------------------ */
 
 #define STATE_TIMER_CF "__timers"
