@@ -91,8 +91,8 @@ static void test_subset_takes_fast_path(void **state)
 {
     (void)state;
     static const char *const fast[] = {
-        "{\"user\":\"u1\",\"ts\":1700000000000,\"type\":\"view\",\"page\":"
-        "\"p7\"}",
+        ("{\"user\":\"u1\",\"ts\":1700000000000,\"type\":\"view\",\"page\":"
+         "\"p7\"}"),
         "  {} ",
         "{\"a\":[],\"b\":{},\"c\":[[]],\"d\":[{}]}",
         "{ \"user\" : 42 , \"ts\" : -0 }",
@@ -103,9 +103,9 @@ static void test_subset_takes_fast_path(void **state)
         "{\"a\":{\"a\":{\"a\":1}},\"b\":{\"a\":2}}",
         "\t{\"a\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]}\r\n",
         "{\"ts\":\"2026-01-01T00:00:00.000Z\",\"user\":[1,{\"q\":\"x\"}]}",
-        "{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,"
-        "\"i\":9,\"j\":10,\"k\":11,\"l\":12,\"m\":13,\"n\":14,\"o\":15,\"p\":"
-        "16,\"q\":17}",
+        ("{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,"
+         "\"i\":9,\"j\":10,\"k\":11,\"l\":12,\"m\":13,\"n\":14,\"o\":15,\"p\":"
+         "16,\"q\":17}"),
     };
     for (size_t i = 0; i < sizeof fast / sizeof *fast; i++)
         if (!compare_s(fast[i]))
@@ -222,8 +222,8 @@ static void test_mutations_agree_with_jansson(void **state)
 {
     (void)state;
     static const char *const seeds[] = {
-        "{\"user\":\"u17\",\"ts\":1700000000123,\"type\":\"buy\",\"page\":"
-        "\"p9\"}",
+        ("{\"user\":\"u17\",\"ts\":1700000000123,\"type\":\"buy\",\"page\":"
+         "\"p9\"}"),
         "{\"user\":12,\"ts\":1.5e3,\"n\":[1,-2,3.25,{\"x\":null}],\"b\":true}",
         "{\"user\":\"\xc3\xa9\xe2\x82\xac\",\"o\":{\"p\":{\"q\":[[],{}]}}}",
     };
