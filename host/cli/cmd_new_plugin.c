@@ -631,11 +631,17 @@ int cmd_new_plugin(int argc, char **argv)
     np_kind kind = NP_MAP;
     int c, kinds = 0;
     cli_getopt_reset();
-    while ((c = cli_getopt("weir new-plugin", argc, argv, "kso:h",
-                           longopts)) != -1) {
+    while ((c = cli_getopt("weir new-plugin", argc, argv, "kso:h", longopts)) !=
+           -1) {
         switch (c) {
-        case 'k': kind = NP_KEYED; kinds++; break;
-        case 's': kind = NP_SOURCE; kinds++; break;
+        case 'k':
+            kind = NP_KEYED;
+            kinds++;
+            break;
+        case 's':
+            kind = NP_SOURCE;
+            kinds++;
+            break;
         case 'o':
             out = optarg;
             if (cli_need_value("weir new-plugin", "out", optarg) < 0)

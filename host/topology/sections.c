@@ -71,9 +71,11 @@ static const weir_param_def rt_max_record_size =
       "largest value it may put into keyed state; larger ones are refused "
       "with WEIR_EINVAL. At most 1GiB.");
 static const weir_param_def *const topo_runtime_defs[] = {
-    &rt_batch_size, &rt_buffer_timeout, &rt_channel_capacity,
-    &rt_lock_wait,  &rt_stop_timeout,   &rt_callback_timeout,
-    &rt_retry_timeout, &rt_file_access, &rt_max_record_size, NULL};
+    &rt_batch_size,       &rt_buffer_timeout,
+    &rt_channel_capacity, &rt_lock_wait,
+    &rt_stop_timeout,     &rt_callback_timeout,
+    &rt_retry_timeout,    &rt_file_access,
+    &rt_max_record_size,  NULL};
 
 /* --- state --- */
 static const weir_param_def st_dir =
@@ -116,13 +118,17 @@ static const weir_param_def st_min_free =
       "compaction, a checkpoint); a subtask that would go below it fails "
       "with \"no space left on device\" (and is restarted under the "
       "restart strategy) before RocksDB meets a full disk.");
-static const weir_param_def *const topo_state_defs[] = {
-    &st_dir,          &st_block_cache,
-    &st_write_buffer, &st_cache_entries,
-    &st_sweep_batch,  &st_cache_max_value,
-    &st_leak_samples, &st_stats_interval,
-    &st_compact_interval, &st_min_free,
-    NULL};
+static const weir_param_def *const topo_state_defs[] = {&st_dir,
+                                                        &st_block_cache,
+                                                        &st_write_buffer,
+                                                        &st_cache_entries,
+                                                        &st_sweep_batch,
+                                                        &st_cache_max_value,
+                                                        &st_leak_samples,
+                                                        &st_stats_interval,
+                                                        &st_compact_interval,
+                                                        &st_min_free,
+                                                        NULL};
 
 /* --- checkpoint --- */
 static const char *const cp_modes[] = {"exactly_once", "at_least_once", NULL};
@@ -161,9 +167,15 @@ static const weir_param_def cp_tolerable_failed =
       "tolerated; one more fails the job, which then restarts under the "
       "restart strategy. -1 tolerates any number.");
 static const weir_param_def *const topo_checkpoint_defs[] = {
-    &cp_interval,          &cp_dir,              &cp_mode,
-    &cp_min_pause,         &cp_timeout,          &cp_retain,
-    &cp_allow_fresh_start, &cp_tolerable_failed, NULL};
+    &cp_interval,
+    &cp_dir,
+    &cp_mode,
+    &cp_min_pause,
+    &cp_timeout,
+    &cp_retain,
+    &cp_allow_fresh_start,
+    &cp_tolerable_failed,
+    NULL};
 
 /* --- restart --- */
 static const char *const rs_strategies[] = {
@@ -277,9 +289,8 @@ static const weir_param_def as_retry_backoff_max =
     P("retry_backoff_max", WEIR_PARAM_DURATION, "10s", MINMAX, 0, 3600000,
       "Longest pause between two attempts.");
 static const weir_param_def *const topo_async_defs[] = {
-    &as_capacity,    &as_timeout,       &as_mode,
-    &as_max_retries, &as_retry_backoff, &as_retry_backoff_max,
-    NULL};
+    &as_capacity,      &as_timeout,           &as_mode, &as_max_retries,
+    &as_retry_backoff, &as_retry_backoff_max, NULL};
 
 const weir_param_def *const *topo_section_defs(const char *section)
 {

@@ -34,16 +34,7 @@ static const char *const topo_top_keys[K_TOP_N] = {
     "job",        "max_parallelism", "runtime", "state",
     "checkpoint", "restart",         "metrics", "operators"};
 
-enum {
-    K_ID,
-    K_TYPE,
-    K_PAR,
-    K_CONFIG,
-    K_INPUTS,
-    K_WATERMARKS,
-    K_ASYNC,
-    K_OP_N
-};
+enum { K_ID, K_TYPE, K_PAR, K_CONFIG, K_INPUTS, K_WATERMARKS, K_ASYNC, K_OP_N };
 static const char *const topo_op_keys[K_OP_N] = {
     "id", "type", "parallelism", "config", "inputs", "watermarks", "async"};
 
@@ -602,8 +593,8 @@ static int tb_operator_parts(tb *b, size_t i, const topo_ynode *n,
             (rc =
                  tb_go(b, tb_op_watermarks(b, op, n, slots[K_WATERMARKS], path),
                        NULL)) < 0 ||
-            (rc = tb_go(b, tb_op_async(b, op, n, slots[K_ASYNC], path),
-                        NULL)) < 0)
+            (rc = tb_go(b, tb_op_async(b, op, n, slots[K_ASYNC], path), NULL)) <
+                0)
             return rc;
     }
     return tb_go(b, tb_op_inputs(b, i, slots[K_INPUTS], path), NULL);

@@ -194,9 +194,9 @@ typedef enum weir_param_type {
     WEIR_PARAM_ANY = 8       /* any YAML value, handed over as msgpack */
 } weir_param_type;
 
-#define WEIR_PARAM_REQUIRED 0x1u /* the topology must set it */
-#define WEIR_PARAM_HAS_MIN  0x2u /* `min` is enforced (numeric types) */
-#define WEIR_PARAM_HAS_MAX  0x4u /* `max` is enforced (numeric types) */
+#define WEIR_PARAM_REQUIRED    0x1u /* the topology must set it */
+#define WEIR_PARAM_HAS_MIN     0x2u /* `min` is enforced (numeric types) */
+#define WEIR_PARAM_HAS_MAX     0x4u /* `max` is enforced (numeric types) */
 /*
  * Since 1.1. A STRING parameter that names a file or directory the operator
  * writes (a sink's output). The host locks that path for the whole run,
@@ -1097,8 +1097,7 @@ static inline int weir_broadcast_put(weir_ctx *ctx, weir_broadcast_state *st,
 {
     return WEIR_API_CALL(ctx, broadcast_put, st, key, key_len, value, len);
 }
-static inline int weir_broadcast_delete(weir_ctx *ctx,
-                                        weir_broadcast_state *st,
+static inline int weir_broadcast_delete(weir_ctx *ctx, weir_broadcast_state *st,
                                         const void *key, size_t key_len)
 {
     return WEIR_API_CALL(ctx, broadcast_delete, st, key, key_len);
@@ -1112,9 +1111,9 @@ static inline int weir_broadcast_iter(weir_ctx *ctx, weir_broadcast_state *st,
 /* Since 1.3. Thread-safe: completes an async request from any thread. The
  * host table is the one weir_plugin_entry() received (keep it in a static or
  * in the instance); ctx->api of any callback is the same table. */
-static inline int weir_async_complete(const weir_host_api *api,
-                                      weir_async *req, int status,
-                                      const void *result, size_t len)
+static inline int weir_async_complete(const weir_host_api *api, weir_async *req,
+                                      int status, const void *result,
+                                      size_t len)
 {
     if (api->size < offsetof(weir_host_api, async_complete) + sizeof(void *) ||
         api->async_complete == NULL)
