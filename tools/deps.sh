@@ -4,13 +4,13 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config clang
+  build-essential cmake pkg-config clang clang-tidy clang-format
   librocksdb-dev libzmq3-dev libmsgpack-dev libyaml-dev libxxhash-dev
   libjansson-dev libmicrohttpd-dev libcmocka-dev librdkafka-dev kcat
   python3 python3-zmq python3-msgpack python3-jsonschema python3-yaml sqlite3
   prometheus
-  # bench/run P2: the Redis peer (redis-server, hiredis) and its oracle (sqlite3)
-  redis-server libhiredis-dev
+  # plugins/enrich, its tests, and bench/run P2's Redis peer
+  libhiredis-dev libcurl4-openssl-dev redis-server
 )
 
 missing=()

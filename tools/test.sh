@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's second command: installs what is missing, builds Weir and runs
-# the whole test suite with ctest, then builds a second tree with
+# the whole test suite with ctest, runs clang-tidy (tools/check-tidy.sh),
+# then builds a second tree with
 # AddressSanitizer + UndefinedBehaviorSanitizer and runs the suite there too
 # (--quick skips the sanitizer run).
 set -euo pipefail
@@ -19,6 +20,10 @@ jobs=$(nproc)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs"
+# Static checks: clang-format over every tracked C file, clang-tidy over
+# host/, sdk/ and plugins/ (build/ has the compile_commands.json).
+tools/check-format.sh
+TIDY_JOBS="$jobs" tools/check-tidy.sh build
 
 if [ "$asan" = 1 ]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DWEIR_SANITIZE=ON \

@@ -66,6 +66,7 @@ static void task_clear(ckpt_task *t)
     free(t->state_dir);
     free(t->snapshot);
     free(t->broadcast);
+    free(t->async);
 }
 
 void ckpt_manifest_free(ckpt_manifest *m)
@@ -175,8 +176,17 @@ static int tasks_check(const ckpt_manifest *m, int with_files, int code,
                            "task %s#%u: broadcast \"%s\" is not a relative "
                            "path inside the checkpoint",
                            t->op_id, t->index, t->broadcast);
+        if (t->async && !safe_relpath(t->async))
+            return err_set(errptr, code,
+                           "task %s#%u: async \"%s\" is not a relative "
+                           "path inside the checkpoint",
+                           t->op_id, t->index, t->async);
         if (!with_files)
             continue;
+        if (t->async && !file_find(m->files, m->n_files, t->async))
+            return err_set(errptr, code,
+                           "task %s#%u: async %s is not among the files",
+                           t->op_id, t->index, t->async);
         if (t->snapshot && !file_find(m->files, m->n_files, t->snapshot))
             return err_set(errptr, code,
                            "task %s#%u: snapshot %s is not among the files",
@@ -219,6 +229,7 @@ static json_t *task_to_json(const ckpt_task *t)
         obj_set(o, "snapshot", str_or_null(t->snapshot)) ||
         obj_set(o, "snapshot_version", json_integer(t->snapshot_version)) ||
         obj_set(o, "broadcast", str_or_null(t->broadcast)) ||
+        (t->async && obj_set(o, "async", json_string(t->async))) ||
         obj_set(o, "state_bytes", json_integer((json_int_t)t->state_bytes)) ||
         obj_set(o, "sync_ms", json_integer(t->sync_ms)) ||
         obj_set(o, "align_ms", json_integer(t->align_ms))) {
@@ -346,6 +357,7 @@ static int task_from_json(json_t *o, size_t i, ckpt_task *t, char **errptr)
     rc = rc ? rc : get_str(&c, o, "state_dir", 1, &t->state_dir);
     rc = rc ? rc : get_str(&c, o, "snapshot", 1, &t->snapshot);
     rc = rc ? rc : get_str(&c, o, "broadcast", 1, &t->broadcast);
+    rc = rc ? rc : get_str(&c, o, "async", 1, &t->async);
     rc = rc ? rc : get_int(&c, o, "snapshot_version", 0, UINT32_MAX, &sv);
     rc = rc ? rc : get_int(&c, o, "state_bytes", 0, INT64_MAX, &bytes);
     rc = rc ? rc : get_int(&c, o, "sync_ms", INT64_MIN, INT64_MAX, &t->sync_ms);
@@ -443,7 +455,7 @@ static int manifest_from_json(json_t *root, ckpt_manifest *m, char **errptr)
     json_t *sp = json_object_get(root, "savepoint");
     if (sp && !json_is_boolean(sp))
         return jfail(&c, "savepoint", "not a boolean");
-    m->savepoint = sp && json_is_true(sp);
+    m->savepoint = json_is_true(sp); /* false when absent */
 
     size_t nt = json_array_size(tasks), nf = json_array_size(files);
     m->tasks = calloc(nt ? nt : 1, sizeof *m->tasks);

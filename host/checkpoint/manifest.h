@@ -8,6 +8,8 @@
  *                              state (SST files hard-linked), if any
  *     <op id>-<index>/snapshot the plugin's non-keyed snapshot, if any
  *     <op id>-<index>/broadcast the subtask's broadcast state, if any
+ *     <op id>-<index>/async    the input records of its async requests in
+ *                              flight, if any (runtime/async.h)
  *     MANIFEST.json            written last (schemas/checkpoint-manifest.md)
  *   completed                  the log of completed checkpoint ids, one
  *                              decimal id per line, appended and fsync'ed
@@ -46,6 +48,8 @@ typedef struct ckpt_task {
     char *snapshot;            /* "<op>-<i>/snapshot", or NULL */
     char *broadcast;           /* "<op>-<i>/broadcast", or NULL: no
                                   broadcast state (runtime/bcast.h) */
+    char *async;               /* "<op>-<i>/async", or NULL: no async
+                                  request in flight (runtime/async.h) */
     uint32_t snapshot_version; /* the plugin's snapshot_version */
     uint64_t state_bytes;      /* size of the state files */
     int64_t sync_ms;           /* the subtask's synchronous pause */

@@ -9,9 +9,9 @@
 #ifndef WEIR_HOST_CLI_H
 #define WEIR_HOST_CLI_H
 
-#define CLI_EXIT_OK 0
+#define CLI_EXIT_OK     0
 #define CLI_EXIT_FAILED 1
-#define CLI_EXIT_USAGE 2
+#define CLI_EXIT_USAGE  2
 
 int cmd_plugins(int argc, char **argv);
 int cmd_validate(int argc, char **argv);

@@ -39,6 +39,102 @@ int cli_parse_dir(int argc, char **argv, int *i, cli_dirs *dirs)
     return cli_dirs_push(dirs, argv[*i]);
 }
 
+int cli_dir_add(cli_dirs *dirs, const char *dir)
+{
+    if (!dir || !*dir) {
+        fprintf(stderr, "weir: --dir needs a directory\n");
+        return -1;
+    }
+    return cli_dirs_push(dirs, dir) < 0 ? -1 : 0;
+}
+
+void cli_getopt_reset(void)
+{
+    /* 0 (not 1) makes glibc's getopt_long() reinitialise completely. */
+    optind = 0;
+}
+
+/* The long option named by `arg` ("--name" or "--name=value"), matched
+ * like getopt_long() does: exactly, or by an unambiguous prefix. */
+static const struct option *cli_find_long(const char *arg,
+                                          const struct option *longopts)
+{
+    const char *name = arg + 2;
+    size_t len = strcspn(name, "=");
+    const struct option *hit = NULL;
+    for (const struct option *o = longopts; o && o->name; o++) {
+        if (strncmp(o->name, name, len) != 0)
+            continue;
+        if (strlen(o->name) == len)
+            return o;
+        if (hit)
+            return NULL; /* ambiguous */
+        hit = o;
+    }
+    return hit;
+}
+
+int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
+               const struct option *longopts)
+{
+    char spec[64];
+    const char *rest = shortopts;
+    size_t o = 0;
+    if (*rest == '+')
+        spec[o++] = *rest++;
+    spec[o++] = ':'; /* report a missing value as ':' */
+    snprintf(spec + o, sizeof spec - o, "%s", rest);
+    opterr = 0;
+    int prev = optind == 0 ? 1 : optind;
+    int c = getopt_long(argc, argv, spec, longopts, NULL);
+    if (c != '?' && c != ':')
+        return c;
+    /* The refused argument: where getopt_long() stopped, or the one
+     * before when it stepped past it. */
+    const char *arg = optind > prev && optind - 1 < argc ? argv[optind - 1]
+                      : prev < argc                      ? argv[prev]
+                                                         : "";
+    int is_long = !strncmp(arg, "--", 2);
+    if (c == ':') {
+        /* --dir D is everywhere; its message says what D is. */
+        const struct option *lo = NULL;
+        for (const struct option *x = longopts; x && x->name; x++)
+            if (x->val == optopt)
+                lo = x;
+        const char *noun =
+            lo && !strcmp(lo->name, "dir") ? "a directory" : "a value";
+        if (is_long)
+            fprintf(stderr, "%s: %.*s needs %s\n", cmd, (int)strcspn(arg, "="),
+                    arg, noun);
+        else if (lo)
+            fprintf(stderr, "%s: -%c (--%s) needs %s\n", cmd, optopt, lo->name,
+                    noun);
+        else
+            fprintf(stderr, "%s: -%c needs %s\n", cmd, optopt, noun);
+        return CLI_OPT_BAD;
+    }
+    if (is_long) {
+        const struct option *lo = cli_find_long(arg, longopts);
+        if (lo && lo->has_arg == no_argument && strchr(arg, '='))
+            fprintf(stderr, "%s: option '--%s' takes no value\n", cmd,
+                    lo->name);
+        else
+            fprintf(stderr, "%s: unknown option '%.*s'\n", cmd,
+                    (int)strcspn(arg, "="), arg);
+        return CLI_OPT_BAD;
+    }
+    fprintf(stderr, "%s: unknown option '-%c'\n", cmd, optopt);
+    return CLI_OPT_BAD;
+}
+
+int cli_need_value(const char *cmd, const char *name, const char *value)
+{
+    if (value && *value)
+        return 0;
+    fprintf(stderr, "%s: --%s needs a value\n", cmd, name);
+    return -1;
+}
+
 void cli_dirs_free(cli_dirs *dirs)
 {
     free(dirs->v);

@@ -25,7 +25,6 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +32,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "cli/cli.h"
 #include "cli/cli_common.h"
@@ -42,12 +43,16 @@
 
 #define CTL_EXIT_UNREACHABLE 3
 /* How long commands that wait for a checkpoint may take by default. */
-#define CTL_LONG_MS (15 * 60 * 1000)
-#define CTL_SHORT_MS 10000
+#define CTL_LONG_MS          (15 * 60 * 1000)
+#define CTL_SHORT_MS         10000
 
-static void ctl_usage(void)
+static void ctl_usage(FILE *f)
 {
     fputs("usage: weir ctl [--dir D]... [--timeout T] TARGET COMMAND [ARGS]\n"
+          "  -d, --dir D      a plugin directory (repeatable), for a TARGET\n"
+          "                   that is a job file\n"
+          "  -t, --timeout T  how long to wait for the answer (a duration)\n"
+          "  -h, --help       this text\n"
           "  TARGET: a run directory, a job's checkpoint directory, or the "
           "job file\n"
           "  COMMAND: status [--json] [--watch [SECONDS]] | checkpoint |\n"
@@ -56,8 +61,9 @@ static void ctl_usage(void)
           "[--time event|processing] |\n"
           "           state purge OPERATOR STATE "
           "(--prefix P | --older-than D | --all) |\n"
-          "           state stats [OPERATOR]\n",
-          stderr);
+          "           state stats [OPERATOR]\n"
+          "  state commands take --json.\n",
+          f);
 }
 
 static int ctl_has_sock(const char *dir, char *out, size_t cap)
@@ -95,8 +101,7 @@ static int ctl_newest_run(const char *job_dir, char *sock, size_t cap)
     closedir(d);
     if (!best[0])
         return 0;
-    if (snprintf(path, sizeof path, "%s/%s", job_dir, best) >=
-        (int)sizeof path)
+    if (snprintf(path, sizeof path, "%s/%s", job_dir, best) >= (int)sizeof path)
         return 0;
     return ctl_has_sock(path, sock, cap);
 }
@@ -222,16 +227,16 @@ static void ctl_print_status(json_t *r)
         printf("last failure: %s\n", fail);
     if (ck && json_is_true(json_object_get(ck, "enabled"))) {
         json_t *last = json_object_get(ck, "last");
-        printf("checkpoints: %lld completed, %lld failed (%lld in a row); "
-               "last %lld: %.1f ms, sync pause %.1f ms, alignment %.1f ms\n",
-               (long long)json_integer_value(json_object_get(ck, "completed")),
-               (long long)json_integer_value(json_object_get(ck, "failed")),
-               (long long)json_integer_value(
-                   json_object_get(ck, "failed_in_row")),
-               (long long)json_integer_value(json_object_get(last, "id")),
-               json_real_value(json_object_get(last, "duration_ms")),
-               json_real_value(json_object_get(last, "sync_pause_ms")),
-               json_real_value(json_object_get(last, "alignment_ms")));
+        printf(
+            "checkpoints: %lld completed, %lld failed (%lld in a row); "
+            "last %lld: %.1f ms, sync pause %.1f ms, alignment %.1f ms\n",
+            (long long)json_integer_value(json_object_get(ck, "completed")),
+            (long long)json_integer_value(json_object_get(ck, "failed")),
+            (long long)json_integer_value(json_object_get(ck, "failed_in_row")),
+            (long long)json_integer_value(json_object_get(last, "id")),
+            json_real_value(json_object_get(last, "duration_ms")),
+            json_real_value(json_object_get(last, "sync_pause_ms")),
+            json_real_value(json_object_get(last, "alignment_ms")));
     }
     size_t i;
     json_t *t;
@@ -246,14 +251,14 @@ static void ctl_print_status(json_t *r)
                json_real_value(json_object_get(t, "in_rate")),
                (long long)json_integer_value(json_object_get(t, "records_out")),
                json_real_value(json_object_get(t, "out_rate")),
-               100.0 * json_real_value(
-                           json_object_get(t, "backpressured_share")));
+               100.0 *
+                   json_real_value(json_object_get(t, "backpressured_share")));
         if (json_is_integer(wm)) {
             long long w = (long long)json_integer_value(wm);
             struct timespec now;
             clock_gettime(CLOCK_REALTIME, &now);
-            long long lag = (long long)now.tv_sec * 1000 +
-                            now.tv_nsec / 1000000 - w;
+            long long lag =
+                (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - w;
             printf("  watermark %lld (lag %.1f s)", w, (double)lag / 1e3);
         }
         printf("\n");
@@ -402,31 +407,8 @@ typedef struct ctl_args {
     int all, has_older;
 } ctl_args;
 
-/* The options that precede TARGET. Returns the index of TARGET, or -1. */
-static int ctl_parse_globals(int argc, char **argv, ctl_args *a)
-{
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        int r = cli_parse_dir(argc, argv, &i, &a->dirs);
-        if (r < 0)
-            return -1;
-        if (r > 0)
-            continue;
-        if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
-            char *err = NULL;
-            if (topo_parse_duration(argv[i + 1], strlen(argv[i + 1]),
-                                    &a->timeout_ms, &err) < 0) {
-                fprintf(stderr, "weir ctl: --timeout: %s\n", err);
-                free(err);
-                return -1;
-            }
-            i++;
-            continue;
-        }
-        return -1;
-    }
-    return i;
-}
+/* Parsing returns 0, 1 after printing the usage for --help, or -1 after
+ * printing why the arguments are wrong (the caller prints the usage). */
 
 /* A duration argument of `what`; -1 after printing why. */
 static int ctl_duration(const char *what, const char *s, int64_t *out)
@@ -440,12 +422,137 @@ static int ctl_duration(const char *what, const char *s, int64_t *out)
     return 0;
 }
 
-/* state ttl | purge | stats, from argv[i]. */
-static int ctl_parse_state(int argc, char **argv, int i, ctl_args *a)
+/* The options that precede TARGET; on 0, optind is the index of TARGET. */
+static int ctl_parse_globals(int argc, char **argv, ctl_args *a)
 {
-    if (i >= argc)
+    static const struct option longopts[] = {
+        {"dir", required_argument, NULL, 'd'},
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int c;
+    /* '+': the options after TARGET COMMAND belong to the command. */
+    cli_getopt_reset();
+    while ((c = cli_getopt("weir ctl", argc, argv, "+d:t:h", longopts)) != -1) {
+        if (c == 'd' && cli_dir_add(&a->dirs, optarg) == 0)
+            continue;
+        if (c == 't' && ctl_duration("--timeout", optarg, &a->timeout_ms) == 0)
+            continue;
+        if (c == 'h') {
+            ctl_usage(stdout);
+            return 1;
+        }
         return -1;
-    a->action = argv[i++];
+    }
+    return 0;
+}
+
+enum {
+    CTL_OPT_JSON = 'j',
+    CTL_OPT_WATCH = 'w',
+    CTL_OPT_HELP = 'h',
+    CTL_OPT_SAVEPOINT = 256,
+    CTL_OPT_TIME,
+    CTL_OPT_PREFIX,
+    CTL_OPT_OLDER,
+    CTL_OPT_ALL
+};
+
+/* The options of every command; ctl_opt_ok() says which one may use
+ * which. */
+static const struct option ctl_cmd_longopts[] = {
+    {"json", no_argument, NULL, CTL_OPT_JSON},
+    {"watch", no_argument, NULL, CTL_OPT_WATCH},
+    {"savepoint", no_argument, NULL, CTL_OPT_SAVEPOINT},
+    {"time", required_argument, NULL, CTL_OPT_TIME},
+    {"prefix", required_argument, NULL, CTL_OPT_PREFIX},
+    {"older-than", required_argument, NULL, CTL_OPT_OLDER},
+    {"all", no_argument, NULL, CTL_OPT_ALL},
+    {"help", no_argument, NULL, CTL_OPT_HELP},
+    {NULL, 0, NULL, 0}};
+
+/* Whether command `cmd` (for "state": with `action`, which may still be
+ * unknown) takes option `c`; prints why not. */
+static int ctl_opt_ok(const char *cmd, const char *action, int c)
+{
+    int state = !strcmp(cmd, "state");
+    int ok = c == CTL_OPT_HELP;
+    switch (c) {
+    case CTL_OPT_JSON: ok = state || !strcmp(cmd, "status"); break;
+    case CTL_OPT_WATCH: ok = !strcmp(cmd, "status"); break;
+    case CTL_OPT_SAVEPOINT: ok = !strcmp(cmd, "stop"); break;
+    case CTL_OPT_TIME: ok = state && (!action || !strcmp(action, "ttl")); break;
+    case CTL_OPT_PREFIX:
+    case CTL_OPT_OLDER:
+    case CTL_OPT_ALL:
+        ok = state && (!action || !strcmp(action, "purge"));
+        break;
+    default: break;
+    }
+    if (!ok) {
+        const char *name = "?";
+        for (const struct option *o = ctl_cmd_longopts; o->name; o++)
+            if (o->val == c)
+                name = o->name;
+        fprintf(stderr, "weir ctl: '%s%s%s' does not take --%s\n", cmd,
+                action ? " " : "", action ? action : "", name);
+    }
+    return ok;
+}
+
+/* The operands after COMMAND, at most 3 (argv[0] is COMMAND). */
+typedef struct ctl_operands {
+    const char *v[3];
+    int n;
+} ctl_operands;
+
+/* One option of a command. Returns 0 or -1. `modes` counts the options of
+ * state purge that pick the keys. */
+static int ctl_parse_opt(int c, int argc, char **argv, ctl_args *a, int *modes)
+{
+    switch (c) {
+    case CTL_OPT_JSON: a->as_json = 1; return 0;
+    case CTL_OPT_WATCH:
+        /* `--watch 5` as well as `--watch=5`: a positive number right
+         * after --watch is its period. */
+        a->watch = 1;
+        if (optind < argc && atof(argv[optind]) > 0)
+            a->watch_s = atof(argv[optind++]);
+        return 0;
+    case CTL_OPT_SAVEPOINT:
+        a->savepoint = 1;
+        if (optind < argc && argv[optind][0] != '-')
+            a->dir = argv[optind++];
+        return 0;
+    case CTL_OPT_TIME:
+        a->time = optarg;
+        if (strcmp(a->time, "event") != 0 &&
+            strcmp(a->time, "processing") != 0) {
+            fprintf(stderr, "weir ctl: --time is event or processing\n");
+            return -1;
+        }
+        return 0;
+    case CTL_OPT_PREFIX:
+        a->prefix = optarg;
+        ++*modes;
+        return 0;
+    case CTL_OPT_OLDER:
+        ++*modes;
+        a->has_older = 1;
+        return ctl_duration("--older-than", optarg, &a->older_ms);
+    case CTL_OPT_ALL:
+        a->all = 1;
+        ++*modes;
+        return 0;
+    default: return -1;
+    }
+}
+
+/* state ttl | purge | stats: the operands after the action. */
+static int ctl_check_state(ctl_args *a, const ctl_operands *ops, int modes)
+{
+    if (!a->action)
+        return -1;
     int need = !strcmp(a->action, "stats")   ? 0
                : !strcmp(a->action, "purge") ? 2
                : !strcmp(a->action, "ttl")   ? 3
@@ -454,47 +561,26 @@ static int ctl_parse_state(int argc, char **argv, int i, ctl_args *a)
         fprintf(stderr, "weir ctl: unknown state command '%s'\n", a->action);
         return -1;
     }
-    const char *pos[3] = {NULL, NULL, NULL};
-    int n = 0, modes = 0;
-    for (; i < argc; i++) {
-        const char *s = argv[i];
-        if (!strcmp(s, "--json")) {
-            a->as_json = 1;
-        } else if (!strcmp(s, "--time") && need == 3 && i + 1 < argc) {
-            a->time = argv[++i];
-            if (strcmp(a->time, "event") != 0 &&
-                strcmp(a->time, "processing") != 0) {
-                fprintf(stderr, "weir ctl: --time is event or processing\n");
-                return -1;
-            }
-        } else if (!strcmp(s, "--prefix") && need == 2 && i + 1 < argc) {
-            a->prefix = argv[++i];
-            modes++;
-        } else if (!strcmp(s, "--older-than") && need == 2 && i + 1 < argc) {
-            if (ctl_duration("--older-than", argv[++i], &a->older_ms) < 0)
-                return -1;
-            a->has_older = 1;
-            modes++;
-        } else if (!strcmp(s, "--all") && need == 2) {
-            a->all = 1;
-            modes++;
-        } else if (s[0] != '-' && n < 3) {
-            pos[n++] = s;
-        } else {
-            return -1;
-        }
-    }
-    if (need == 0 ? n > 1 : n != need)
+    /* The options were checked before the action was known. */
+    if ((a->time && need != 3) || (modes && need != 2)) {
+        fprintf(stderr, "weir ctl: state %s does not take --%s\n", a->action,
+                a->time && need != 3 ? "time"
+                : a->prefix          ? "prefix"
+                : a->has_older       ? "older-than"
+                                     : "all");
         return -1;
-    a->op = pos[0];
-    a->state = pos[1];
+    }
+    if (need == 0 ? ops->n > 1 : ops->n != need)
+        return -1;
+    a->op = ops->v[0];
+    a->state = ops->v[1];
     if (need == 2 && modes != 1) {
         fprintf(stderr, "weir ctl: state purge needs one of --prefix P, "
                         "--older-than D and --all\n");
         return -1;
     }
     if (need == 3) {
-        if (ctl_duration("state ttl", pos[2], &a->ttl_ms) < 0)
+        if (ctl_duration("state ttl", ops->v[2], &a->ttl_ms) < 0)
             return -1;
         if (a->ttl_ms <= 0) {
             fprintf(stderr, "weir ctl: state ttl: the duration must be "
@@ -505,48 +591,80 @@ static int ctl_parse_state(int argc, char **argv, int i, ctl_args *a)
     return 0;
 }
 
-static int ctl_parse(int argc, char **argv, ctl_args *a)
+/* COMMAND and what follows it (argv[0] is COMMAND). */
+static int ctl_parse_cmd(int argc, char **argv, ctl_args *a)
 {
-    int i = ctl_parse_globals(argc, argv, a);
-    if (i < 0 || i + 1 >= argc)
-        return -1;
-    a->target = argv[i++];
-    a->cmd = argv[i++];
-    a->watch_s = 2.0;
-    if (!strcmp(a->cmd, "state"))
-        return ctl_parse_state(argc, argv, i, a);
-    for (; i < argc; i++) {
-        const char *s = argv[i];
-        if (!strcmp(s, "--json") && !strcmp(a->cmd, "status"))
-            a->as_json = 1;
-        else if (!strcmp(s, "--watch") && !strcmp(a->cmd, "status")) {
-            a->watch = 1;
-            if (i + 1 < argc && atof(argv[i + 1]) > 0)
-                a->watch_s = atof(argv[++i]);
-        } else if (!strcmp(s, "--savepoint") && !strcmp(a->cmd, "stop")) {
-            a->savepoint = 1;
-            if (i + 1 < argc && argv[i + 1][0] != '-')
-                a->dir = argv[++i];
-        } else if (s[0] != '-' && !a->dir && !strcmp(a->cmd, "savepoint"))
-            a->dir = s;
-        else
+    int state = !strcmp(a->cmd, "state");
+    ctl_operands ops = {{NULL, NULL, NULL}, 0};
+    int c, modes = 0;
+    cli_getopt_reset();
+    while ((c = cli_getopt("weir ctl", argc, argv, "jwh", ctl_cmd_longopts)) !=
+           -1) {
+        if (c == CTL_OPT_HELP) {
+            ctl_usage(stdout);
+            return 1;
+        }
+        /* The action of a state command is its first operand; getopt
+         * moves operands behind the options, so it is not known yet. */
+        if (c == CLI_OPT_BAD || !ctl_opt_ok(a->cmd, NULL, c) ||
+            ctl_parse_opt(c, argc, argv, a, &modes) < 0)
             return -1;
     }
+    for (int i = optind; i < argc; i++) {
+        if (state && !a->action) {
+            a->action = argv[i];
+            continue;
+        }
+        if (ops.n == 3) {
+            fprintf(stderr, "weir ctl: unexpected argument '%s'\n", argv[i]);
+            return -1;
+        }
+        ops.v[ops.n++] = argv[i];
+    }
+    if (state)
+        return ctl_check_state(a, &ops, modes);
     static const char *const cmds[] = {"status", "checkpoint", "savepoint",
-                                       "stop", "cancel", NULL};
+                                       "stop",   "cancel",     NULL};
+    int known = 0;
     for (int k = 0; cmds[k]; k++)
-        if (!strcmp(a->cmd, cmds[k]))
-            return 0;
-    fprintf(stderr, "weir ctl: unknown command '%s'\n", a->cmd);
-    return -1;
+        known |= !strcmp(a->cmd, cmds[k]);
+    if (!known) {
+        fprintf(stderr, "weir ctl: unknown command '%s'\n", a->cmd);
+        return -1;
+    }
+    if (!strcmp(a->cmd, "savepoint") && ops.n == 1) {
+        a->dir = ops.v[0];
+    } else if (ops.n > 0) {
+        fprintf(stderr, "weir ctl: unexpected argument '%s'\n", ops.v[0]);
+        return -1;
+    }
+    return 0;
+}
+
+static int ctl_parse(int argc, char **argv, ctl_args *a)
+{
+    int r = ctl_parse_globals(argc, argv, a);
+    if (r != 0)
+        return r;
+    if (argc - optind < 2) {
+        fprintf(stderr, "weir ctl: %s\n",
+                optind < argc ? "a COMMAND is needed"
+                              : "a TARGET and a COMMAND are needed");
+        return -1;
+    }
+    a->target = argv[optind];
+    a->cmd = argv[optind + 1];
+    a->watch_s = 2.0;
+    int at = optind + 1;
+    return ctl_parse_cmd(argc - at, argv + at, a);
 }
 
 /* The request of a state command. */
 static json_t *ctl_build_state(const ctl_args *a)
 {
-    json_t *req = a->action ? json_pack("{s:s, s:s}", "cmd", a->cmd, "action",
-                                        a->action)
-                            : NULL;
+    json_t *req =
+        a->action ? json_pack("{s:s, s:s}", "cmd", a->cmd, "action", a->action)
+                  : NULL;
     if (!req)
         return NULL;
     if (a->op)
@@ -613,8 +731,11 @@ int cmd_ctl(int argc, char **argv)
     char sock[PATH_MAX], job_dir[PATH_MAX];
     int rc = CLI_EXIT_USAGE;
     json_t *req = NULL;
-    if (ctl_parse(argc, argv, &a) < 0) {
-        ctl_usage();
+    int pr = ctl_parse(argc, argv, &a);
+    if (pr != 0) {
+        if (pr < 0)
+            ctl_usage(stderr);
+        rc = pr > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
         goto out;
     }
     rc = ctl_resolve(a.target, &a.dirs, sock, sizeof sock, job_dir,

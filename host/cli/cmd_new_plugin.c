@@ -4,7 +4,9 @@
  *
  *   CMakeLists.txt   find_package(Weir), weir_add_plugin(), two tests
  *   NAME.c           the operator: parameters, callbacks, snapshot
- *   test_NAME.c      loads the built .so and checks its tables
+ *   test_NAME.c      unit tests on the real host (weir/testing.h): feeds
+ *                    records, checks emits, state, parameter errors and
+ *                    a restore from a checkpoint
  *   example.yaml     a job that runs the operator between gen and file_sink
  *   README.md        how to build, test and run it
  *
@@ -21,6 +23,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/cli_common.h"
 
 typedef enum np_kind { NP_MAP, NP_KEYED, NP_SOURCE } np_kind;
 
@@ -30,14 +33,15 @@ static const char np_cmake[] =
     "\n"
     "# The Weir SDK: an installed Weir (CMAKE_PREFIX_PATH=<prefix>) or a\n"
     "# build tree (-DWeir_DIR=<weir build dir>).\n"
-    "find_package(Weir 1.2 REQUIRED)\n"
+    "find_package(Weir 1.3 REQUIRED)\n"
     "\n"
     "weir_add_plugin(@NAME@ @NAME@.c)\n"
     "\n"
     "enable_testing()\n"
+    "# Unit tests on the real host: Weir::testing is weir/testing.h.\n"
     "add_executable(test_@NAME@ test_@NAME@.c)\n"
-    "target_link_libraries(test_@NAME@ PRIVATE Weir::sdk ${CMAKE_DL_LIBS})\n"
-    "add_test(NAME tables COMMAND test_@NAME@ $<TARGET_FILE:@NAME@>)\n"
+    "target_link_libraries(test_@NAME@ PRIVATE Weir::testing)\n"
+    "add_test(NAME unit COMMAND test_@NAME@ $<TARGET_FILE:@NAME@>)\n"
     "\n"
     "# The example job through the real weir, when one is found.\n"
     "find_program(WEIR_BIN weir HINTS ${WEIR_PLUGIN_DIR}/../../../bin\n"
@@ -50,46 +54,183 @@ static const char np_cmake[] =
     "    WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})\n"
     "endif()\n";
 
-static const char np_test[] =
-    "/* test_@NAME@.c - loads the built plugin as the host does and checks\n"
-    " * its tables: the ABI, the operator, its parameters. */\n"
-    "#include <dlfcn.h>\n"
+static const char np_test_head[] =
+    "/* test_@NAME@.c - unit tests of the operator on the real Weir host, "
+    "with\n"
+    " * the harness of weir/testing.h: records in, emitted records and keyed\n"
+    " * state out, checkpoints restored into a new instance.\n"
+    " *   test_@NAME@ path/to/@NAME@.so */\n"
     "#include <stdio.h>\n"
     "#include <string.h>\n"
     "\n"
-    "#include \"weir/weir.h\"\n"
+    "#include \"weir/testing.h\"\n"
     "\n"
-    "#define CHECK(c)                                                      "
-    "  \\\n"
-    "    do {                                                             "
-    "  \\\n"
-    "        if (!(c)) {                                                  "
-    "  \\\n"
-    "            fprintf(stderr, \"%s:%d: %s\\n\", __FILE__, __LINE__, #c); "
-    "  \\\n"
-    "            return 1;                                                "
-    "  \\\n"
-    "        }                                                            "
-    "  \\\n"
+    "#define CHECK(c)                                                          "
+    "     \\\n"
+    "    do {                                                                  "
+    "     \\\n"
+    "        if (!(c)) {                                                       "
+    "     \\\n"
+    "            fprintf(stderr, \"%s:%d: %s\\n\", __FILE__, __LINE__, #c);    "
+    "       \\\n"
+    "            return 1;                                                     "
+    "     \\\n"
+    "        }                                                                 "
+    "     \\\n"
     "    } while (0)\n"
+    "\n"
+    "static const char *so;\n"
+    "\n"
+    "/* A new instance with the parameters `yaml`; NULL (and the host's "
+    "message\n"
+    " * printed) when they are refused or open() fails. */\n"
+    "static weir_test *start(const char *yaml, const char *restore_from)\n"
+    "{\n"
+    "    weir_test_config c;\n"
+    "    weir_test_config_init(&c);\n"
+    "    c.plugin_path = so;\n"
+    "    c.op = \"@NAME@\";\n"
+    "    c.params_yaml = yaml;\n"
+    "    c.restore_from = restore_from;\n"
+    "    weir_test *t = NULL;\n"
+    "    if (weir_test_new(&c, &t) < 0) {\n"
+    "        fprintf(stderr, \"%s\\n\", weir_test_error(t));\n"
+    "        weir_test_free(t);\n"
+    "        return NULL;\n"
+    "    }\n"
+    "    return t;\n"
+    "}\n"
+    "\n"
+    "/* A parameter error names the field, as `weir validate` would. */\n"
+    "static int bad_param(const char *yaml, const char *field)\n"
+    "{\n"
+    "    weir_test_config c;\n"
+    "    weir_test_config_init(&c);\n"
+    "    c.plugin_path = so;\n"
+    "    c.op = \"@NAME@\";\n"
+    "    c.params_yaml = yaml;\n"
+    "    weir_test *t = NULL;\n"
+    "    int rc = weir_test_new(&c, &t);\n"
+    "    int ok = rc == WEIR_EINVAL && strstr(weir_test_error(t), field);\n"
+    "    if (!ok)\n"
+    "        fprintf(stderr, \"'%s': rc %d, '%s'\\n\", yaml, rc, "
+    "weir_test_error(t));\n"
+    "    weir_test_free(t);\n"
+    "    return ok;\n"
+    "}\n"
+    "\n";
+
+static const char np_test_map[] =
+    "int main(int argc, char **argv)\n"
+    "{\n"
+    "    CHECK(argc == 2);\n"
+    "    so = argv[1];\n"
+    "    CHECK(bad_param(\"every: 0\", \"config.every\"));\n"
+    "    CHECK(bad_param(\"evry: 2\", \"config.evry\"));\n"
+    "\n"
+    "    weir_test *t = start(\"every: 3\", NULL);\n"
+    "    CHECK(t != NULL);\n"
+    "    const char *keys[] = {\"a\", \"b\", \"c\", \"d\", \"e\", \"f\", "
+    "\"g\"};\n"
+    "    for (int i = 0; i < 7; i++)\n"
+    "        CHECK(weir_test_process(t, 0, keys[i], 1, 100 + i, \"\\xc0\", 1) "
+    "== 0);\n"
+    "    /* records 3 and 6 are forwarded, unchanged */\n"
+    "    CHECK(weir_test_emitted_count(t, 0) == 2);\n"
+    "    const weir_test_record *r = weir_test_emitted(t, 0, 0);\n"
+    "    CHECK(r->key_len == 1 && memcmp(r->key, \"c\", 1) == 0 && r->ts == "
+    "102);\n"
+    "    CHECK(r->value_len == 1 && memcmp(r->value, \"\\xc0\", 1) == 0);\n"
+    "    r = weir_test_emitted(t, 0, 1);\n"
+    "    CHECK(r->key_len == 1 && memcmp(r->key, \"f\", 1) == 0 && r->ts == "
+    "105);\n"
+    "    CHECK(weir_test_finish(t) == 0);\n"
+    "    weir_test_free(t);\n"
+    "    printf(\"@NAME@: ok\\n\");\n"
+    "    return 0;\n"
+    "}\n";
+
+static const char np_test_keyed[] =
+    "/* The count of `key` in the state, or -1 when it has none. */\n"
+    "static long count_of(weir_test *t, const char *key)\n"
+    "{\n"
+    "    const void *v;\n"
+    "    size_t len;\n"
+    "    if (weir_test_value_get(t, \"count\", key, strlen(key), &v, &len) != "
+    "0 ||\n"
+    "        len != 8)\n"
+    "        return -1;\n"
+    "    long n = 0;\n"
+    "    for (int i = 0; i < 8; i++)\n"
+    "        n = n << 8 | ((const unsigned char *)v)[i];\n"
+    "    return n;\n"
+    "}\n"
     "\n"
     "int main(int argc, char **argv)\n"
     "{\n"
     "    CHECK(argc == 2);\n"
-    "    void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);\n"
-    "    CHECK(h != NULL);\n"
-    "    weir_plugin_entry_fn entry =\n"
-    "        (weir_plugin_entry_fn)dlsym(h, \"weir_plugin_entry\");\n"
-    "    CHECK(entry != NULL);\n"
-    "    const weir_plugin *p = entry(NULL);\n"
-    "    CHECK(p != NULL);\n"
-    "    CHECK(p->abi_major == WEIR_ABI_MAJOR);\n"
-    "    CHECK(p->operators && p->operators[0]);\n"
-    "    const weir_operator *op = p->operators[0];\n"
-    "    CHECK(strcmp(op->name, \"@NAME@\") == 0);\n"
-    "    CHECK(op->open && op->close);\n"
-    "    for (size_t i = 0; op->params && op->params[i]; i++)\n"
-    "        CHECK(op->params[i]->size == sizeof(weir_param_def));\n"
+    "    so = argv[1];\n"
+    "    CHECK(bad_param(\"ttl: 0s\", \"config.ttl\"));\n"
+    "    CHECK(bad_param(\"ttl: soon\", \"config.ttl\"));\n"
+    "\n"
+    "    weir_test *t = start(\"ttl: 10s\", NULL);\n"
+    "    CHECK(t != NULL);\n"
+    "    const char *keys[] = {\"a\", \"b\", \"a\", \"a\"};\n"
+    "    for (int i = 0; i < 4; i++)\n"
+    "        CHECK(weir_test_process(t, 0, keys[i], 1, i, \"\\xc0\", 1) == "
+    "0);\n"
+    "    CHECK(weir_test_emitted_count(t, 0) == 4);\n"
+    "    CHECK(count_of(t, \"a\") == 3);\n"
+    "    CHECK(count_of(t, \"b\") == 1);\n"
+    "    CHECK(count_of(t, \"zz\") == -1);\n"
+    "\n"
+    "    /* a checkpoint keeps the counts for a restarted instance */\n"
+    "    uint64_t id = 0;\n"
+    "    CHECK(weir_test_checkpoint(t, &id) == 0);\n"
+    "    weir_test *r = start(\"ttl: 10s\", weir_test_checkpoint_dir(t, id));\n"
+    "    CHECK(r != NULL);\n"
+    "    CHECK(weir_test_process(r, 0, \"b\", 1, 9, \"\\xc0\", 1) == 0);\n"
+    "    CHECK(count_of(r, \"b\") == 2);\n"
+    "    weir_test_free(r);\n"
+    "\n"
+    "    /* 10 s of processing time later the keys are forgotten (the TTL) */\n"
+    "    CHECK(weir_test_set_time(t, weir_test_time(t) + 10000) == 0);\n"
+    "    CHECK(count_of(t, \"a\") == -1);\n"
+    "    CHECK(weir_test_process(t, 0, \"a\", 1, 5, \"\\xc0\", 1) == 0);\n"
+    "    CHECK(count_of(t, \"a\") == 1);\n"
+    "    weir_test_free(t);\n"
+    "    printf(\"@NAME@: ok\\n\");\n"
+    "    return 0;\n"
+    "}\n";
+
+static const char np_test_source[] =
+    "int main(int argc, char **argv)\n"
+    "{\n"
+    "    CHECK(argc == 2);\n"
+    "    so = argv[1];\n"
+    "    CHECK(bad_param(\"count: -1\", \"config.count\"));\n"
+    "\n"
+    "    weir_test *t = start(\"count: 100\", NULL);\n"
+    "    CHECK(t != NULL);\n"
+    "    CHECK(weir_test_poll(t) == WEIR_OK); /* a first batch */\n"
+    "    size_t first = weir_test_emitted_count(t, 0);\n"
+    "    CHECK(first > 0 && first < 100);\n"
+    "    /* a checkpoint after the first batch: a restart resumes after it */\n"
+    "    uint64_t id = 0;\n"
+    "    CHECK(weir_test_checkpoint(t, &id) == 0);\n"
+    "    CHECK(weir_test_drain(t, 1000) == WEIR_EOF);\n"
+    "    CHECK(weir_test_emitted_count(t, 0) == 100);\n"
+    "    for (size_t i = 0; i < 100; i++)\n"
+    "        CHECK(weir_test_emitted(t, 0, i)->ts == (int64_t)i);\n"
+    "\n"
+    "    weir_test *r = start(\"count: 100\", weir_test_checkpoint_dir(t, "
+    "id));\n"
+    "    CHECK(r != NULL);\n"
+    "    CHECK(weir_test_drain(r, 1000) == WEIR_EOF);\n"
+    "    CHECK(weir_test_emitted_count(r, 0) == 100 - first);\n"
+    "    CHECK(weir_test_emitted(r, 0, 0)->ts == (int64_t)first);\n"
+    "    weir_test_free(r);\n"
+    "    weir_test_free(t);\n"
     "    printf(\"@NAME@: ok\\n\");\n"
     "    return 0;\n"
     "}\n";
@@ -421,8 +562,8 @@ static const char np_readme[] =
     "cmake -S . -B build -DCMAKE_PREFIX_PATH=/usr/local   # or "
     "-DWeir_DIR=<weir build dir>\n"
     "cmake --build build\n"
-    "ctest --test-dir build          # the tables, and example.yaml through "
-    "weir\n"
+    "ctest --test-dir build          # the unit tests, and example.yaml "
+    "through weir\n"
     "weir plugins --dir build @NAME@  # its parameters\n"
     "weir run --dir build example.yaml\n"
     "```\n";
@@ -465,37 +606,64 @@ static int np_valid_name(const char *s)
     return 1;
 }
 
-static int np_usage(void)
+static int np_usage(FILE *f)
 {
     fputs("usage: weir new-plugin NAME [--keyed | --source] [--out DIR]\n"
           "  NAME: [a-z][a-z0-9_]*; writes DIR (default ./NAME) with a\n"
-          "  CMake project, the operator, a test and an example job\n",
-          stderr);
-    return CLI_EXIT_USAGE;
+          "  CMake project, the operator, a test and an example job\n"
+          "  -k, --keyed    an operator with keyed state\n"
+          "  -s, --source   a source\n"
+          "  -o, --out DIR  the folder to create (default ./NAME)\n"
+          "  -h, --help     this text\n",
+          f);
+    return f == stdout ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 }
 
 int cmd_new_plugin(int argc, char **argv)
 {
+    static const struct option longopts[] = {
+        {"keyed", no_argument, NULL, 'k'},
+        {"source", no_argument, NULL, 's'},
+        {"out", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     const char *name = NULL, *out = NULL;
     np_kind kind = NP_MAP;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--keyed"))
+    int c, kinds = 0;
+    cli_getopt_reset();
+    while ((c = cli_getopt("weir new-plugin", argc, argv, "kso:h", longopts)) !=
+           -1) {
+        switch (c) {
+        case 'k':
             kind = NP_KEYED;
-        else if (!strcmp(argv[i], "--source"))
+            kinds++;
+            break;
+        case 's':
             kind = NP_SOURCE;
-        else if (!strcmp(argv[i], "--out") && i + 1 < argc)
-            out = argv[++i];
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            np_usage();
-            return CLI_EXIT_OK;
+            kinds++;
+            break;
+        case 'o':
+            out = optarg;
+            if (cli_need_value("weir new-plugin", "out", optarg) < 0)
+                return np_usage(stderr);
+            break;
+        case 'h': return np_usage(stdout);
+        default: return np_usage(stderr);
         }
-        else if (argv[i][0] != '-' && !name)
-            name = argv[i];
-        else
-            return np_usage();
     }
-    if (!name)
-        return np_usage();
+    if (kinds > 1) {
+        fprintf(stderr,
+                "weir new-plugin: --keyed and --source exclude each other\n");
+        return np_usage(stderr);
+    }
+    if (optind < argc)
+        name = argv[optind];
+    if (!name || argc - optind > 1) {
+        if (name)
+            fprintf(stderr, "weir new-plugin: unexpected argument '%s'\n",
+                    argv[optind + 1]);
+        return np_usage(stderr);
+    }
     if (!np_valid_name(name)) {
         fprintf(stderr,
                 "weir new-plugin: '%s' is not a valid operator name "
@@ -513,17 +681,24 @@ int cmd_new_plugin(int argc, char **argv)
                                          np_body_source};
     static const char *const yamls[] = {np_yaml_map, np_yaml_keyed,
                                         np_yaml_source};
-    char src_name[128], test_name[128], *src = NULL;
+    static const char *const tests[] = {np_test_map, np_test_keyed,
+                                        np_test_source};
+    char src_name[128], test_name[128], *src = NULL, *test = NULL;
     snprintf(src_name, sizeof src_name, "%s.c", name);
     snprintf(test_name, sizeof test_name, "test_%s.c", name);
     if (asprintf(&src, "%s%s%s", np_head, bodies[kind], np_tail) < 0)
         return CLI_EXIT_FAILED;
+    if (asprintf(&test, "%s%s", np_test_head, tests[kind]) < 0) {
+        free(src);
+        return CLI_EXIT_FAILED;
+    }
     int rc = np_write(out, "CMakeLists.txt", np_cmake, name) ||
              np_write(out, src_name, src, name) ||
-             np_write(out, test_name, np_test, name) ||
+             np_write(out, test_name, test, name) ||
              np_write(out, "example.yaml", yamls[kind], name) ||
              np_write(out, "README.md", np_readme, name);
     free(src);
+    free(test);
     if (rc)
         return CLI_EXIT_FAILED;
     printf("wrote %s/: CMakeLists.txt %s %s example.yaml README.md\n", out,

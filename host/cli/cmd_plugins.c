@@ -3,17 +3,28 @@
  * loaded operators, or describes one with its parameter table, as text or
  * JSON (like gst-inspect).
  */
-#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "cli/cli.h"
 #include "cli/cli_common.h"
 
 static void plugins_usage(FILE *f)
 {
-    fputs("usage: weir plugins [--dir D]... [NAME] [--json]\n"
+    /* One write: a reader may take only the first. */
+    if (f != stdout) {
+        fputs("usage: weir plugins [--dir D]... [NAME] [--json]\nTry 'weir "
+              "plugins --help' for more.\n",
+              f);
+        return;
+    }
+    fputs("usage: weir plugins [--dir D]... [NAME] [--json]\n", f);
+    fputs("  -d, --dir D  add a plugin directory (repeatable)\n"
+          "  -j, --json   print JSON\n"
+          "  -h, --help   this text\n"
           "\n"
           "Without NAME, lists every operator (name, version, plugin file,\n"
           "description). With NAME, describes that operator: plugin, flags,\n"
@@ -143,6 +154,9 @@ static void plugins_print_callbacks(const weir_operator *op)
         {"finish", op->finish != NULL},
         {"close", op->close != NULL},
         {"process_broadcast", op->process_broadcast != NULL},
+        {"migrate_state", op->migrate_state != NULL},
+        {"async_invoke", op->async_invoke != NULL},
+        {"on_async_result", op->on_async_result != NULL},
     };
     printf("%-13s", "Callbacks:");
     int first = 1;
@@ -355,27 +369,37 @@ int cmd_plugins(int argc, char **argv)
     int json = 0;
     int rc = CLI_EXIT_USAGE;
     reg_registry *reg = NULL;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_parse_dir(argc, argv, &i, &dirs);
-        if (r < 0)
-            goto out;
-        if (r > 0)
+    static const struct option longopts[] = {
+        {"dir", required_argument, NULL, 'd'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int c;
+    cli_getopt_reset();
+    while ((c = cli_getopt("weir plugins", argc, argv, "d:jh", longopts)) !=
+           -1) {
+        if (c == 'd' && cli_dir_add(&dirs, optarg) == 0)
             continue;
-        if (!strcmp(argv[i], "--json")) {
+        if (c == 'j') {
             json = 1;
-        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            continue;
+        }
+        if (c == 'h') {
             plugins_usage(stdout);
             rc = CLI_EXIT_OK;
             goto out;
-        } else if (argv[i][0] == '-' || name) {
-            fprintf(stderr, "weir plugins: unexpected argument '%s'\n",
-                    argv[i]);
-            plugins_usage(stderr);
-            goto out;
-        } else {
-            name = argv[i];
         }
+        plugins_usage(stderr);
+        goto out;
     }
+    if (argc - optind > 1) {
+        fprintf(stderr, "weir plugins: unexpected argument '%s'\n",
+                argv[optind + 1]);
+        plugins_usage(stderr);
+        goto out;
+    }
+    if (optind < argc)
+        name = argv[optind];
     if (cli_load_plugins(&reg, dirs.v, dirs.n) < 0)
         goto out;
     if (name) {

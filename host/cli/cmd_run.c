@@ -48,41 +48,17 @@ static void run_usage(FILE *f)
 {
     fputs("usage: weir run [--dir D]... [--from PATH] [--no-supervisor] "
           "JOB.yaml\n"
-          "  --dir D          add a plugin directory (repeatable)\n"
-          "  --from PATH      start from a checkpoint or savepoint directory\n"
-          "  --no-supervisor  run in this process, without restarts\n"
+          "  -d, --dir D          add a plugin directory (repeatable)\n"
+          "  -f, --from PATH      start from a checkpoint or savepoint "
+          "directory\n"
+          "  --no-supervisor      run in this process, without restarts\n"
           "  --allow-non-restored-state  start although the checkpoint holds\n"
-          "                   state of operators the job no longer has\n"
+          "                       state of operators the job no longer has\n"
+          "  -h, --help           this text\n"
           "Exit codes: 0 finished or stopped, 1 failed, 2 bad usage or job, 3\n"
           "restarts exhausted, 4 no valid checkpoint, 5 locked by another "
           "run.\n",
           f);
-}
-
-/* Recognises `--NAME V` and `--NAME=V` at argv[*i]. Returns 1 with *value
- * set, 0 when argv[*i] is another argument, -1 after printing an error
- * when the value is missing. */
-static int run_opt_value(int argc, char **argv, int *i, const char *name,
-                         const char **value)
-{
-    const char *arg = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(arg, name, n) != 0)
-        return 0;
-    if (arg[n] == '=') {
-        *value = arg + n + 1;
-    } else if (arg[n] == 0 && *i + 1 < argc) {
-        *value = argv[++*i];
-    } else if (arg[n] == 0) {
-        *value = "";
-    } else {
-        return 0;
-    }
-    if (!**value) {
-        fprintf(stderr, "weir run: %s needs a value\n", name);
-        return -1;
-    }
-    return 1;
 }
 
 static int run_parse_attempt(const char *s, int *out)
@@ -98,58 +74,75 @@ static int run_parse_attempt(const char *s, int *out)
     return 0;
 }
 
-/* One argument at argv[*i]. Returns 0, or -1 after printing why. */
-static int run_parse_one(int argc, char **argv, int *i, run_args *a)
+enum {
+    RUN_OPT_DIR = 'd',
+    RUN_OPT_FROM = 'f',
+    RUN_OPT_HELP = 'h',
+    RUN_OPT_NO_SUP = 256,
+    RUN_OPT_ALLOW,
+    RUN_OPT_WORKER,
+    RUN_OPT_RUN_DIR,
+    RUN_OPT_ATTEMPT
+};
+
+/* --worker, --run-dir and --attempt are how the supervisor starts a worker
+ * (supervisor/supervisor.c); they are not in the usage text. */
+static const struct option run_longopts[] = {
+    {"dir", required_argument, NULL, RUN_OPT_DIR},
+    {"from", required_argument, NULL, RUN_OPT_FROM},
+    {"no-supervisor", no_argument, NULL, RUN_OPT_NO_SUP},
+    {"allow-non-restored-state", no_argument, NULL, RUN_OPT_ALLOW},
+    {"help", no_argument, NULL, RUN_OPT_HELP},
+    {"worker", no_argument, NULL, RUN_OPT_WORKER},
+    {"run-dir", required_argument, NULL, RUN_OPT_RUN_DIR},
+    {"attempt", required_argument, NULL, RUN_OPT_ATTEMPT},
+    {NULL, 0, NULL, 0}};
+
+/* One option. Returns 0, or -1 after printing why. */
+static int run_parse_one(int c, run_args *a)
 {
-    const char *v = NULL;
-    int r = cli_parse_dir(argc, argv, i, &a->dirs);
-    if (r != 0)
-        return r < 0 ? -1 : 0;
-    if (!strcmp(argv[*i], "--help") || !strcmp(argv[*i], "-h")) {
-        run_usage(stdout);
-        exit(CLI_EXIT_OK);
-    }
-    if (!strcmp(argv[*i], "--worker")) {
-        a->worker = 1;
-        return 0;
-    }
-    if (!strcmp(argv[*i], "--no-supervisor")) {
-        a->no_supervisor = 1;
-        return 0;
-    }
-    if (!strcmp(argv[*i], "--allow-non-restored-state")) {
-        a->allow_non_restored = 1;
-        return 0;
-    }
-    if ((r = run_opt_value(argc, argv, i, "--from", &v)) != 0) {
-        a->from = v;
-        return r < 0 ? -1 : 0;
-    }
-    if ((r = run_opt_value(argc, argv, i, "--run-dir", &v)) != 0) {
-        a->run_dir = v;
-        return r < 0 ? -1 : 0;
-    }
-    if ((r = run_opt_value(argc, argv, i, "--attempt", &v)) != 0) {
+    switch (c) {
+    case RUN_OPT_DIR: return cli_dir_add(&a->dirs, optarg);
+    case RUN_OPT_NO_SUP: a->no_supervisor = 1; return 0;
+    case RUN_OPT_ALLOW: a->allow_non_restored = 1; return 0;
+    case RUN_OPT_WORKER: a->worker = 1; return 0;
+    case RUN_OPT_FROM:
+        a->from = optarg;
+        return cli_need_value("weir run", "from", optarg);
+    case RUN_OPT_RUN_DIR:
+        a->run_dir = optarg;
+        return cli_need_value("weir run", "run-dir", optarg);
+    case RUN_OPT_ATTEMPT:
         a->attempt_set = 1;
-        return r < 0 ? -1 : run_parse_attempt(v, &a->attempt);
+        return run_parse_attempt(optarg, &a->attempt);
+    default: return -1;
     }
-    if (argv[*i][0] == '-' || a->path) {
-        run_usage(stderr);
-        return -1;
-    }
-    a->path = argv[*i];
-    return 0;
 }
 
+/* Returns 0, 1 after printing the usage for --help, or -1 after printing
+ * why the arguments are wrong. */
 static int run_parse(int argc, char **argv, run_args *a)
 {
-    for (int i = 1; i < argc; i++) {
-        if (run_parse_one(argc, argv, &i, a) < 0)
+    int c;
+    cli_getopt_reset();
+    while ((c = cli_getopt("weir run", argc, argv, "hd:f:", run_longopts)) !=
+           -1) {
+        if (c == RUN_OPT_HELP) {
+            run_usage(stdout);
+            return 1;
+        }
+        if (run_parse_one(c, a) < 0) {
+            run_usage(stderr);
             return -1;
+        }
     }
     const char *bad = NULL;
+    if (optind < argc)
+        a->path = argv[optind];
     if (!a->path)
         bad = "a job file is needed";
+    else if (argc - optind > 1)
+        bad = "one JOB.yaml at a time";
     else if (a->worker && a->no_supervisor)
         bad = "--worker and --no-supervisor exclude each other";
     else if (a->worker && !a->run_dir)
@@ -191,12 +184,11 @@ static int run_in_process(const topo_job *job, const run_args *a)
         sup_unlock_run(&locks);
         return CLI_EXIT_USAGE;
     }
-    worker_options wo = {
-        .run_dir = run_dir,
-        .from = a->from,
-        .attempt = 0,
-        .in_process = 1,
-        .allow_non_restored = a->allow_non_restored};
+    worker_options wo = {.run_dir = run_dir,
+                         .from = a->from,
+                         .attempt = 0,
+                         .in_process = 1,
+                         .allow_non_restored = a->allow_non_restored};
     rc = worker_main(job, &wo);
     sup_run_dir_finish(job, run_dir);
     free(run_dir);
@@ -235,8 +227,11 @@ int cmd_run(int argc, char **argv)
     reg_registry *reg = NULL;
     topo_job *job = NULL;
     char *err = NULL;
-    if (run_parse(argc, argv, &a) < 0)
+    int pr = run_parse(argc, argv, &a);
+    if (pr != 0) {
+        rc = pr > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
         goto out;
+    }
     if (a.worker || a.no_supervisor)
         run_block_stop_signals();
     if (cli_load_plugins(&reg, a.dirs.v, a.dirs.n) < 0)
@@ -250,11 +245,10 @@ int cmd_run(int argc, char **argv)
     }
     fs_apply_access(topo_param_str(&job->runtime, "file_access"));
     if (a.worker) {
-        worker_options wo = {
-            .run_dir = a.run_dir,
-            .from = a.from,
-            .attempt = a.attempt,
-            .allow_non_restored = a.allow_non_restored};
+        worker_options wo = {.run_dir = a.run_dir,
+                             .from = a.from,
+                             .attempt = a.attempt,
+                             .allow_non_restored = a.allow_non_restored};
         rc = worker_main(job, &wo);
         worker_report_exit(rc);
     } else if (a.no_supervisor) {

@@ -67,21 +67,14 @@ static int state_fail(const char *sub, int rc, char *err)
     return state_exit(rc);
 }
 
-/* `--NAME V` or `--NAME=V` at argv[*i]: 1 with *v, 0 for another argument,
- * -1 after printing that the value is missing. */
-static int state_opt(int argc, char **argv, int *i, const char *name,
-                     const char **v)
+/* The value of an option that takes one: a non-empty string. Returns 0,
+ * or -1 after printing that it is empty. */
+static int state_value(const char *sub, const char *name, const char **dst)
 {
-    size_t n = strlen(name);
-    const char *a = argv[*i];
-    if (strncmp(a, name, n) != 0 || (a[n] != 0 && a[n] != '='))
-        return 0;
-    *v = a[n] == '=' ? a + n + 1 : (*i + 1 < argc ? argv[++*i] : "");
-    if (!**v) {
-        fprintf(stderr, "weir state: %s needs a value\n", name);
-        return -1;
-    }
-    return 1;
+    char cmd[32];
+    snprintf(cmd, sizeof cmd, "weir state %s", sub);
+    *dst = optarg;
+    return cli_need_value(cmd, name, optarg);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -134,10 +127,11 @@ static void state_print_task(json_t *t)
     json_t *s;
     json_array_foreach(json_object_get(t, "states"), i, s)
     {
-        printf("      state '%s' (%s): ~%" JSON_INTEGER_FORMAT " entries",
+        printf("      state '%s' (%s, format version %" JSON_INTEGER_FORMAT
+               "): ~%" JSON_INTEGER_FORMAT " entries",
                json_string_value(json_object_get(s, "name")),
                json_string_value(json_object_get(s, "kind")),
-               jint(s, "est_entries"));
+               jint(s, "format_version"), jint(s, "est_entries"));
         if (json_object_get(s, "entries"))
             printf(" (exactly %" JSON_INTEGER_FORMAT ")", jint(s, "entries"));
         printf(", %" JSON_INTEGER_FORMAT
@@ -181,19 +175,31 @@ static void state_print_ls(json_t *root)
 static int state_ls(int argc, char **argv)
 {
     const char *path = NULL;
-    int json = 0, exact = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
+    int json = 0, exact = 0, opt;
+    static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
+                                             {"exact", no_argument, NULL, 'e'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    cli_getopt_reset();
+    while ((opt = cli_getopt("weir state ls", argc, argv, "jeh", longopts)) !=
+           -1) {
+        if (opt == 'j') {
             json = 1;
-        else if (strcmp(argv[i], "--exact") == 0)
+        } else if (opt == 'e') {
             exact = 1;
-        else if (argv[i][0] == '-' || path) {
+        } else if (opt == 'h') {
+            state_usage(stdout);
+            return CLI_EXIT_OK;
+        } else {
             state_usage(stderr);
             return CLI_EXIT_USAGE;
-        } else
-            path = argv[i];
+        }
     }
-    if (!path) {
+    if (optind < argc)
+        path = argv[optind];
+    if (!path || argc - optind > 1) {
+        if (path)
+            fprintf(stderr, "weir state ls: one CHECKPOINT at a time\n");
         state_usage(stderr);
         return CLI_EXIT_USAGE;
     }
@@ -271,31 +277,46 @@ typedef struct dump_args {
     int timers;
 } dump_args;
 
+enum { DUMP_OPT_VFORMAT = 256 };
+
+/* Returns 0, 1 after printing the usage for --help, or -1 after printing
+ * why the arguments are wrong. */
 static int dump_parse(int argc, char **argv, dump_args *a)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        int r = 0;
-        const char *names[] = {"--operator", "--state", "--key", "--format",
-                               "--value-format"};
-        const char **dst[] = {&a->op, &a->state, &a->key, &a->format,
-                              &a->vformat};
-        for (int k = 0; k < 5 && r == 0; k++)
-            if ((r = state_opt(argc, argv, &i, names[k], &v)) > 0)
-                *dst[k] = v;
-        if (r < 0)
-            return -1;
-        if (r > 0)
-            continue;
-        if (strcmp(argv[i], "--timers") == 0) {
-            a->timers = 1;
-        } else if (argv[i][0] == '-' || a->path) {
-            fprintf(stderr, "weir state dump: unexpected argument '%s'\n",
-                    argv[i]);
-            return -1;
-        } else {
-            a->path = argv[i];
+    static const struct option longopts[] = {
+        {"operator", required_argument, NULL, 'o'},
+        {"state", required_argument, NULL, 's'},
+        {"key", required_argument, NULL, 'k'},
+        {"format", required_argument, NULL, 'F'},
+        {"value-format", required_argument, NULL, DUMP_OPT_VFORMAT},
+        {"timers", no_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int c, r = 0;
+    cli_getopt_reset();
+    while (r == 0 && (c = cli_getopt("weir state dump", argc, argv,
+                                     "o:s:k:F:th", longopts)) != -1) {
+        switch (c) {
+        case 'o': r = state_value("dump", "operator", &a->op); break;
+        case 's': r = state_value("dump", "state", &a->state); break;
+        case 'k': r = state_value("dump", "key", &a->key); break;
+        case 'F': r = state_value("dump", "format", &a->format); break;
+        case DUMP_OPT_VFORMAT:
+            r = state_value("dump", "value-format", &a->vformat);
+            break;
+        case 't': a->timers = 1; break;
+        case 'h': state_usage(stdout); return 1;
+        default: return -1;
         }
+    }
+    if (r < 0)
+        return -1;
+    if (optind < argc)
+        a->path = argv[optind];
+    if (argc - optind > 1) {
+        fprintf(stderr, "weir state dump: unexpected argument '%s'\n",
+                argv[optind + 1]);
+        return -1;
     }
     const char *bad = !a->path ? "a CHECKPOINT is needed"
                       : !a->op ? "--operator is needed"
@@ -314,7 +335,10 @@ static int state_dump(int argc, char **argv)
 {
     dump_args a = {0};
     insp_dump_opts o = {0};
-    if (dump_parse(argc, argv, &a) < 0) {
+    int pr = dump_parse(argc, argv, &a);
+    if (pr > 0)
+        return CLI_EXIT_OK;
+    if (pr < 0) {
         state_usage(stderr);
         return CLI_EXIT_USAGE;
     }
@@ -359,30 +383,56 @@ typedef struct boot_args {
     const char *job, *op, *state, *from, *out, *par, *kind, *vformat, *etime;
 } boot_args;
 
+enum { BOOT_OPT_KIND = 256, BOOT_OPT_VFORMAT, BOOT_OPT_ETIME };
+
+/* Returns 0, 1 after printing the usage for --help, or -1 after printing
+ * why the arguments are wrong. */
 static int boot_parse(int argc, char **argv, boot_args *a)
 {
-    for (int i = 1; i < argc; i++) {
-        int r = cli_parse_dir(argc, argv, &i, &a->dirs);
-        if (r < 0)
-            return -1;
-        if (r > 0)
-            continue;
-        const char *names[] = {"--job",  "--operator",     "--state",
-                               "--from", "--out",          "--parallelism",
-                               "--kind", "--value-format", "--expiry-time"};
-        const char **dst[] = {&a->job, &a->op,   &a->state,   &a->from, &a->out,
-                              &a->par, &a->kind, &a->vformat, &a->etime};
-        const char *v = NULL;
-        for (int k = 0; k < 9 && r == 0; k++)
-            if ((r = state_opt(argc, argv, &i, names[k], &v)) > 0)
-                *dst[k] = v;
-        if (r < 0)
-            return -1;
-        if (r == 0) {
-            fprintf(stderr, "weir state bootstrap: unexpected argument '%s'\n",
-                    argv[i]);
-            return -1;
+    static const struct option longopts[] = {
+        {"dir", required_argument, NULL, 'd'},
+        {"job", required_argument, NULL, 'j'},
+        {"operator", required_argument, NULL, 'o'},
+        {"state", required_argument, NULL, 's'},
+        {"from", required_argument, NULL, 'f'},
+        {"out", required_argument, NULL, 'O'},
+        {"parallelism", required_argument, NULL, 'p'},
+        {"kind", required_argument, NULL, BOOT_OPT_KIND},
+        {"value-format", required_argument, NULL, BOOT_OPT_VFORMAT},
+        {"expiry-time", required_argument, NULL, BOOT_OPT_ETIME},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int c, r = 0;
+    cli_getopt_reset();
+    while (r == 0 && (c = cli_getopt("weir state bootstrap", argc, argv,
+                                     "d:j:o:s:f:O:p:h", longopts)) != -1) {
+        switch (c) {
+        case 'd': r = cli_dir_add(&a->dirs, optarg); break;
+        case 'j': r = state_value("bootstrap", "job", &a->job); break;
+        case 'o': r = state_value("bootstrap", "operator", &a->op); break;
+        case 's': r = state_value("bootstrap", "state", &a->state); break;
+        case 'f': r = state_value("bootstrap", "from", &a->from); break;
+        case 'O': r = state_value("bootstrap", "out", &a->out); break;
+        case 'p': r = state_value("bootstrap", "parallelism", &a->par); break;
+        case BOOT_OPT_KIND:
+            r = state_value("bootstrap", "kind", &a->kind);
+            break;
+        case BOOT_OPT_VFORMAT:
+            r = state_value("bootstrap", "value-format", &a->vformat);
+            break;
+        case BOOT_OPT_ETIME:
+            r = state_value("bootstrap", "expiry-time", &a->etime);
+            break;
+        case 'h': state_usage(stdout); return 1;
+        default: return -1;
         }
+    }
+    if (r < 0)
+        return -1;
+    if (optind < argc) {
+        fprintf(stderr, "weir state bootstrap: unexpected argument '%s'\n",
+                argv[optind]);
+        return -1;
     }
     const char *need[] = {a->job, a->op, a->state, a->from, a->out};
     const char *names[] = {"--job", "--operator", "--state", "--from", "--out"};
@@ -452,7 +502,12 @@ static int state_bootstrap(int argc, char **argv)
     topo_job *job = NULL;
     char *err = NULL;
     int rc = CLI_EXIT_USAGE;
-    if (boot_parse(argc, argv, &a) < 0 || boot_values(&a, &o) < 0) {
+    int pr = boot_parse(argc, argv, &a);
+    if (pr > 0) {
+        rc = CLI_EXIT_OK;
+        goto out;
+    }
+    if (pr < 0 || boot_values(&a, &o) < 0) {
         state_usage(stderr);
         goto out;
     }
@@ -487,21 +542,33 @@ out:
 
 int cmd_state(int argc, char **argv)
 {
-    if (argc < 2) {
+    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    int c;
+    /* '+': the options after ls, dump or bootstrap are theirs. */
+    cli_getopt_reset();
+    while ((c = cli_getopt("weir state", argc, argv, "+h", longopts)) != -1) {
+        if (c == 'h') {
+            state_usage(stdout);
+            return CLI_EXIT_OK;
+        }
         state_usage(stderr);
         return CLI_EXIT_USAGE;
     }
-    const char *sub = argv[1];
-    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
-        state_usage(stdout);
-        return CLI_EXIT_OK;
+    if (optind >= argc) {
+        state_usage(stderr);
+        return CLI_EXIT_USAGE;
     }
+    /* Each subcommand gets its own argv, argv[0] being its name. */
+    const char *sub = argv[optind];
+    int sub_argc = argc - optind;
+    char **sub_argv = argv + optind;
     if (strcmp(sub, "ls") == 0)
-        return state_ls(argc - 1, argv + 1);
+        return state_ls(sub_argc, sub_argv);
     if (strcmp(sub, "dump") == 0)
-        return state_dump(argc - 1, argv + 1);
+        return state_dump(sub_argc, sub_argv);
     if (strcmp(sub, "bootstrap") == 0)
-        return state_bootstrap(argc - 1, argv + 1);
+        return state_bootstrap(sub_argc, sub_argv);
     fprintf(stderr, "weir state: unknown subcommand '%s'\n", sub);
     state_usage(stderr);
     return CLI_EXIT_USAGE;

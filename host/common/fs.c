@@ -9,8 +9,8 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -195,7 +195,8 @@ int fs_lock_dir(const char *dir, const char *name, const char *what,
     return err_set(errptr, FS_ELOCKED,
                    "%s %s is locked%s (lock file %s), still after waiting "
                    "%lld ms: another weir process is running this job",
-                   what, dir, pid, path, (long long)(wait_ms > 0 ? wait_ms : 0));
+                   what, dir, pid, path,
+                   (long long)(wait_ms > 0 ? wait_ms : 0));
 }
 
 int fs_read_file(const char *path, char **data, size_t *len, char **errptr)

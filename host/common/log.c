@@ -10,6 +10,21 @@
 
 static atomic_int log_level = -1;
 
+static _Thread_local log_tap_fn log_tap;
+static _Thread_local void *log_tap_arg;
+
+void log_set_thread_tap(log_tap_fn fn, void *arg)
+{
+    log_tap = fn;
+    log_tap_arg = fn ? arg : NULL;
+}
+
+void log_get_thread_tap(log_tap_fn *fn, void **arg)
+{
+    *fn = log_tap;
+    *arg = log_tap_arg;
+}
+
 static weir_log_level log_level_from_env(void)
 {
     const char *s = getenv("WEIR_LOG");
@@ -48,6 +63,14 @@ static const char *log_level_name(weir_log_level level)
 void log_msgv(weir_log_level level, const char *who, const char *fmt,
               va_list ap)
 {
+    if (log_tap) {
+        char msg[2048];
+        va_list cp;
+        va_copy(cp, ap);
+        if (vsnprintf(msg, sizeof msg, fmt, cp) >= 0)
+            log_tap(log_tap_arg, level, who, msg);
+        va_end(cp);
+    }
     if (level > log_get_level())
         return;
     char line[2048];

@@ -23,8 +23,7 @@ struct ctl_server {
     char *path;
 };
 
-static int ctl_endpoint(const char *path, char *out, size_t cap,
-                        char **errptr)
+static int ctl_endpoint(const char *path, char *out, size_t cap, char **errptr)
 {
     if (strlen(path) >= CTL_MAX_SOCK_PATH)
         return err_set(errptr, WEIR_EINVAL,
@@ -77,8 +76,8 @@ int ctl_server_open(void *zctx, const char *run_dir, const char *name,
         goto fail;
     }
     if (chmod(s->path, 0600) < 0) {
-        rc = err_set(errptr, WEIR_EIO, "chmod %s: %s", s->path,
-                     strerror(errno));
+        rc =
+            err_set(errptr, WEIR_EIO, "chmod %s: %s", s->path, strerror(errno));
         goto fail;
     }
     *out = s;

@@ -20,8 +20,9 @@
 #ifndef WEIR_HOST_CONTROL_H
 #define WEIR_HOST_CONTROL_H
 
-#include <jansson.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 /* File names of the endpoints in a run directory. */
 #define CTL_SUPERVISOR_SOCK "control.sock"

@@ -413,12 +413,38 @@ static int reg_check_callbacks(const char *path, const weir_operator *op,
         missing = "close";
     else if (source && !op->poll)
         missing = "poll";
-    else if (!source && !op->process)
+    else if (!source && !op->process && !op->async_invoke)
         missing = "process";
     if (missing)
         return err_set(errptr, WEIR_EINVAL,
                        "%s: operator '%s'%s: required callback %s is NULL",
                        path, op->name, source ? " (source)" : "", missing);
+    return 0;
+}
+
+/* Since 1.3: an asynchronous operator (async_invoke set) needs
+ * on_async_result() and may leave process() NULL; a source cannot be one,
+ * and on_async_result() alone is refused. */
+static int reg_check_async(const char *path, const weir_operator *op,
+                           char **errptr)
+{
+    if (!op->async_invoke && op->on_async_result)
+        return err_set(errptr, WEIR_EINVAL,
+                       "%s: operator '%s': on_async_result is set but "
+                       "async_invoke is NULL",
+                       path, op->name);
+    if (!op->async_invoke)
+        return 0;
+    if (op->flags & WEIR_OP_SOURCE)
+        return err_set(errptr, WEIR_EINVAL,
+                       "%s: operator '%s' is a source and cannot be "
+                       "asynchronous (async_invoke is set)",
+                       path, op->name);
+    if (!op->on_async_result)
+        return err_set(errptr, WEIR_EINVAL,
+                       "%s: operator '%s': async_invoke is set but the "
+                       "required callback on_async_result is NULL",
+                       path, op->name);
     return 0;
 }
 
@@ -478,6 +504,8 @@ static int reg_norm_operator(const char *path, size_t idx,
                        "%s: operator #%zu has no name (NULL or empty)", path,
                        idx);
     int rc = reg_check_callbacks(path, op, errptr);
+    if (rc == 0)
+        rc = reg_check_async(path, op, errptr);
     if (rc < 0)
         return rc;
     int source = (op->flags & WEIR_OP_SOURCE) != 0;
@@ -704,6 +732,57 @@ static int reg_load_probed(reg_registry *reg, const char *path,
     } else {
         free(msg);
     }
+    return rc;
+}
+
+int reg_add_plugin(reg_registry *reg, const char *name,
+                   const weir_plugin *plugin, char **errptr)
+{
+    reg_stage st = {0};
+    const char *path = name ? name : "(in-process plugin)";
+    int rc = 0;
+    if (!plugin)
+        return err_set(errptr, WEIR_EINVAL, "%s: the plugin is NULL", path);
+    st.plugin = calloc(1, sizeof *st.plugin);
+    if (!st.plugin || !(st.plugin->path = strdup(path))) {
+        rc = err_set(errptr, WEIR_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    if ((rc = reg_check_plugin(path, plugin, &st.plugin->desc, errptr)) < 0)
+        goto out;
+    const weir_operator *const *ops = st.plugin->desc.operators;
+    st.plugin->desc.operators = NULL;
+    long n = reg_list_len((const void *)ops);
+    if (n < 0) {
+        rc = err_set(errptr, WEIR_EINVAL, "%s: more than %d operators", path,
+                     REG_MAX_ENTRIES);
+        goto out;
+    }
+    if (!(st.ops = calloc((size_t)n, sizeof *st.ops))) {
+        rc = err_set(errptr, WEIR_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    for (size_t i = 0; i < (size_t)n; i++) {
+        reg_operator *ro = NULL;
+        rc = reg_norm_operator(path, i, ops[i], &ro, errptr);
+        if (ro)
+            st.ops[st.n_ops++] = ro;
+        if (rc < 0)
+            goto out;
+        ro->plugin = st.plugin;
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(st.ops[j]->op.name, ro->op.name)) {
+                rc = err_set(errptr, WEIR_EINVAL,
+                             "%s: duplicate operator '%s' (declared twice "
+                             "in this plugin)",
+                             path, ro->op.name);
+                goto out;
+            }
+    }
+    rc = reg_commit(reg, &st, errptr);
+out:
+    if (rc < 0)
+        reg_stage_discard(&st);
     return rc;
 }
 

@@ -89,6 +89,13 @@ void reg_set_probe_timeout(reg_registry *reg, int timeout_ms);
  * registered, and it is dlclose()d or was never dlopen()ed here. */
 int reg_load_file(reg_registry *reg, const char *path, char **errptr);
 
+/* Registers a plugin descriptor that is already in this process (linked
+ * into the program, e.g. by the test harness), with the checks and
+ * normalisation of reg_load_file() but without dlopen, probe or entry
+ * call; `name` stands for the file in messages (NULL: "(in-process
+ * plugin)"). The descriptor and its strings must outlive the registry. */
+int reg_add_plugin(reg_registry *reg, const char *name,
+                   const weir_plugin *plugin, char **errptr);
 /* Loads every "*.so" in `dir` (not recursive) in name order. A bad file is
  * reported as "plugin FILE: cause; skipped" through `on_error` (NULL:
  * logged as a warning) and skipped; good files next to it still load.

@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "metrics/metrics.h"
+#include "runtime/async.h"
 #include "runtime/bcast.h"
 #include "runtime/keyed.h"
 #include "runtime/task.h"
@@ -323,6 +324,9 @@ static int api_output_port(weir_ctx *ctx, const char *name)
 
 static int64_t api_now(weir_ctx *ctx)
 {
+    const task *t = (const task *)ctx;
+    if (t && t->rt->clock)
+        return t->rt->clock(t->rt->clock_arg);
     return task_wall_ms();
 }
 
@@ -592,6 +596,13 @@ static int api_broadcast_iter(weir_ctx *c, weir_broadcast_state *s,
     return t ? bcast_iter(t, s, fn, arg) : WEIR_EINVAL;
 }
 
+/* Any thread, no ctx: runtime/async.c checks the handle itself. */
+static int api_async_complete(weir_async *req, int status, const void *result,
+                              size_t len)
+{
+    return async_complete(req, status, result, len);
+}
+
 static const weir_host_api api_host = {
     .size = sizeof(weir_host_api),
     .abi_major = WEIR_ABI_MAJOR,
@@ -635,6 +646,7 @@ static const weir_host_api api_host = {
     .broadcast_put = api_broadcast_put,
     .broadcast_delete = api_broadcast_delete,
     .broadcast_iter = api_broadcast_iter,
+    .async_complete = api_async_complete,
 };
 
 const weir_host_api *api_table(void)

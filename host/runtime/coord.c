@@ -138,7 +138,9 @@ static int coord_manifest(rt_job *rt, ckpt_manifest *m)
             (a->has_snapshot && asprintf(&e->snapshot, "%s-%u/snapshot",
                                          t->op->id, t->ps->index) < 0) ||
             (a->has_broadcast && asprintf(&e->broadcast, "%s-%u/broadcast",
-                                          t->op->id, t->ps->index) < 0))
+                                          t->op->id, t->ps->index) < 0) ||
+            (a->has_async &&
+             asprintf(&e->async, "%s-%u/async", t->op->id, t->ps->index) < 0))
             return WEIR_ENOMEM;
     }
     return 0;
@@ -150,6 +152,7 @@ static void coord_manifest_release(ckpt_manifest *m)
         free(m->tasks[i].state_dir);
         free(m->tasks[i].snapshot);
         free(m->tasks[i].broadcast);
+        free(m->tasks[i].async);
     }
     free(m->tasks);
     for (size_t i = 0; i < m->n_files; i++)

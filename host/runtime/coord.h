@@ -35,11 +35,12 @@
 
 /* What a subtask reports for its part of checkpoint `id`. */
 typedef struct coord_ack_info {
-    int has_state;    /* <op>-<i>/state was written */
-    int has_snapshot; /* <op>-<i>/snapshot was written */
+    int has_state;     /* <op>-<i>/state was written */
+    int has_snapshot;  /* <op>-<i>/snapshot was written */
     int has_broadcast; /* <op>-<i>/broadcast was written */
-    int64_t sync_ns;  /* the synchronous pause of the subtask */
-    int64_t align_ns; /* barrier alignment time */
+    int has_async;     /* <op>-<i>/async was written (runtime/async.h) */
+    int64_t sync_ns;   /* the synchronous pause of the subtask */
+    int64_t align_ns;  /* barrier alignment time */
 } coord_ack_info;
 
 /* Starts the coordinator thread when the job has checkpointing enabled.

@@ -45,6 +45,9 @@ static const char *const guard_cb_names[GUARD_N_CB] = {
     [GUARD_FINISH] = "finish",
     [GUARD_CLOSE] = "close",
     [GUARD_PROCESS_BROADCAST] = "process_broadcast",
+    [GUARD_ASYNC_INVOKE] = "async_invoke",
+    [GUARD_ON_ASYNC_RESULT] = "on_async_result",
+    [GUARD_MIGRATE_STATE] = "migrate_state",
 };
 
 /* The actions in place before guard_install(), which the crash handler

@@ -55,6 +55,9 @@ typedef enum guard_cb {
     GUARD_FINISH,
     GUARD_CLOSE,
     GUARD_PROCESS_BROADCAST,
+    GUARD_ASYNC_INVOKE,
+    GUARD_ON_ASYNC_RESULT,
+    GUARD_MIGRATE_STATE,
     GUARD_N_CB
 } guard_cb;
 

@@ -1,5 +1,4 @@
 #include "runtime/keyed.h"
-#include "runtime/runtime.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +8,7 @@
 #include "checkpoint/manifest.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "runtime/runtime.h"
 #include "state/state.h"
 #include "state/timers.h"
 
@@ -157,6 +157,8 @@ int keyed_open(task *t)
     cfg.compact_interval_ms = topo_param_int(sp, "compact_interval");
     cfg.min_free_bytes = (uint64_t)topo_param_int(sp, "min_free_space");
     t->sample_every_ns = topo_param_int(sp, "stats_interval") * 1000000;
+    cfg.clock = rt->clock;
+    cfg.clock_arg = rt->clock_arg;
     if (t->reg->op.on_state_expired) {
         cfg.on_expired = keyed_on_expired;
         cfg.on_expired_arg = t;
@@ -167,6 +169,100 @@ int keyed_open(task *t)
     rc = state_store_open(rt->senv, &cfg, &t->store, &t->error);
     free(path);
     return rc;
+}
+
+/* state_migrate()'s callback: the plugin's migrate_state with the entry's
+ * key current. */
+static int keyed_on_migrate(void *arg, weir_state *st, uint32_t from,
+                            const void *key, size_t key_len, const void *ukey,
+                            size_t ukey_len, const void *value,
+                            size_t value_len)
+{
+    task *t = arg;
+    t->cur_key = key;
+    t->cur_key_len = key_len;
+    t->has_key = 1;
+    guard_cb g = guard_enter(&t->guard, GUARD_MIGRATE_STATE);
+    int rc = t->reg->op.migrate_state(&t->ctx, t->self, st, from, ukey,
+                                      ukey_len, value, value_len);
+    guard_leave(&t->guard, g);
+    t->cur_key = NULL;
+    t->cur_key_len = 0;
+    t->has_key = 0;
+    return rc;
+}
+
+/* Where the restored checkpoint is, for messages. */
+static const char *keyed_restore_name(const task *t, char *buf, size_t cap)
+{
+    const ckpt_manifest *m = t->rt->restore;
+    if (!m)
+        return "the state directory";
+    snprintf(buf, cap, "checkpoint %llu (%s)", (unsigned long long)m->id,
+             t->rt->restore_dir ? t->rt->restore_dir : "?");
+    return buf;
+}
+
+int keyed_migrate(task *t)
+{
+    size_t n = t->store ? state_count(t->store) : 0;
+    for (size_t i = 0; i < n; i++) {
+        weir_state *st = state_at(t->store, i);
+        uint32_t was = state_format_stored(st), now = state_format_declared(st);
+        if (was == now)
+            continue;
+        char *err = NULL, where[4400];
+        uint64_t entries = 0;
+        int rc = state_scan_count(t->store, st, &entries, &err);
+        if (rc < 0)
+            return keyed_fail(t, "migrating state", rc, err);
+        if (entries == 0) { /* nothing written under the old version */
+            rc = state_format_commit(st, &err);
+            if (rc < 0)
+                return keyed_fail(t, "migrating state", rc, err);
+            continue;
+        }
+        const char *from = keyed_restore_name(t, where, sizeof where);
+        if (!t->reg->op.migrate_state) {
+            err = NULL;
+            if (asprintf(&err,
+                         "state '%s' of %s holds entries of format version "
+                         "%u, the plugin declares format version %u, and "
+                         "operator '%s' has no migrate_state hook: cannot "
+                         "restore it; give the operator a migrate_state "
+                         "hook or declare format_version %u",
+                         state_name(st), from, was, now, t->op->id, was) < 0)
+                err = NULL;
+            return keyed_fail(t, "restore refused", RT_ERESTORE, err);
+        }
+        log_msg(WEIR_LOG_INFO, t->who,
+                "state '%s': migrating %llu entries from format version %u "
+                "to %u (migrate_state)",
+                state_name(st), (unsigned long long)entries, was, now);
+        free(t->error);
+        t->error = NULL;
+        enum task_phase phase = t->phase;
+        t->phase = TASK_PHASE_MIGRATE;
+        uint64_t calls = 0;
+        rc = state_migrate(st, keyed_on_migrate, t, &calls, &err);
+        t->phase = phase;
+        if (rc < 0) {
+            char *msg = NULL;
+            if (asprintf(&msg,
+                         "state '%s' of %s: migrate_state from format "
+                         "version %u to %u failed: %s",
+                         state_name(st), from, was, now,
+                         err ? err
+                             : (t->error ? t->error : weir_strerror(rc))) < 0)
+                msg = NULL;
+            free(err);
+            return keyed_fail(t, "restore refused", RT_ERESTORE, msg);
+        }
+        log_msg(WEIR_LOG_INFO, t->who,
+                "state '%s': migrated to format version %u (%llu calls)",
+                state_name(st), now, (unsigned long long)calls);
+    }
+    return 0;
 }
 
 int keyed_set_key(task *t, const weir_record *rec)

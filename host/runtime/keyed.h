@@ -22,6 +22,19 @@
  * t->error). */
 int keyed_open(task *t);
 
+/*
+ * After open() and restore(), before any record: migrates every declared
+ * state whose entries were written with another format version than the
+ * one declared now (state_migrate(), calling the operator's migrate_state
+ * with the entry's key current; emitting is refused meanwhile). A state
+ * with entries under another version and an operator without the hook, or
+ * a hook that fails, fails the job with RT_ERESTORE and a message naming
+ * operator, state and both versions (not restarted: a restore from that
+ * checkpoint would fail again). A state without entries just takes the
+ * declared version. Returns 0 or a negative code after failing the task.
+ */
+int keyed_migrate(task *t);
+
 /* Makes the record's key current for state and timers (no-op without a
  * store). */
 int keyed_set_key(task *t, const weir_record *rec);

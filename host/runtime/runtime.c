@@ -225,15 +225,14 @@ static uint32_t rt_restored_parallelism(const ckpt_manifest *m,
  * `dir` from the checkpoint being restored: a copy of each subtask's
  * state when the parallelism is unchanged, else the key groups
  * redistributed over the new subtasks (statetool/rescale.h). */
-static int rt_materialize(rt_job *rt, const topo_op *op, const char *dir,
-                          char **errptr)
+int rt_restore_op_state(const topo_op *op, const ckpt_manifest *m,
+                        const char *restore_dir, const char *dir, char **errptr)
 {
-    const ckpt_manifest *m = rt->restore;
     uint32_t was = rt_restored_parallelism(m, op->id);
     if (was && was != op->parallelism) {
         rsc_stats st;
-        int rc = rsc_redistribute(m, rt->restore_dir, op->id, op->parallelism,
-                                  dir, &st, errptr);
+        int rc = rsc_redistribute(m, restore_dir, op->id, op->parallelism, dir,
+                                  &st, errptr);
         if (rc == 0)
             log_msg(
                 WEIR_LOG_INFO, "runtime",
@@ -248,7 +247,7 @@ static int rt_materialize(rt_job *rt, const topo_op *op, const char *dir,
         if (strcmp(e->op_id, op->id) != 0 || !e->state_dir)
             continue;
         char src[8192], dst[8192];
-        snprintf(src, sizeof src, "%s/%s", rt->restore_dir, e->state_dir);
+        snprintf(src, sizeof src, "%s/%s", restore_dir, e->state_dir);
         snprintf(dst, sizeof dst, "%s/%u", dir, e->index);
         int rc = fs_mkdirs(dir, errptr);
         if (rc < 0 || (rc = ckpt_materialize(src, dst, errptr)) < 0)
@@ -296,24 +295,30 @@ static int rt_check_op_restore(const ckpt_manifest *m, const topo_op *op,
  * subtasks (rt_check_op_restore). */
 static int rt_check_restore(const rt_job *rt, char **errptr)
 {
-    const ckpt_manifest *m = rt->restore;
+    return rt_restore_check(rt->job, rt->restore, rt->restore_dir,
+                            rt->allow_non_restored, errptr);
+}
+
+int rt_restore_check(const topo_job *job, const ckpt_manifest *m,
+                     const char *restore_dir, int allow_non_restored,
+                     char **errptr)
+{
     if (!m)
         return 0;
-    if (strcmp(m->job, rt->job->name) != 0)
+    if (strcmp(m->job, job->name) != 0)
         return err_set(errptr, WEIR_EINVAL,
                        "checkpoint %llu (%s) is of job '%s', not of job '%s'",
                        (unsigned long long)m->id,
-                       rt->restore_dir ? rt->restore_dir : "?", m->job,
-                       rt->job->name);
-    if (m->max_parallelism != rt->job->max_parallelism)
+                       restore_dir ? restore_dir : "?", m->job, job->name);
+    if (m->max_parallelism != job->max_parallelism)
         return err_set(errptr, WEIR_EINVAL,
                        "checkpoint %llu has max_parallelism %u, the job %u",
                        (unsigned long long)m->id, m->max_parallelism,
-                       rt->job->max_parallelism);
+                       job->max_parallelism);
     for (size_t i = 0; i < m->n_tasks; i++) {
         const ckpt_task *e = &m->tasks[i];
-        int k = topo_find_op(rt->job, e->op_id);
-        if (k < 0 && !rt->allow_non_restored)
+        int k = topo_find_op(job, e->op_id);
+        if (k < 0 && !allow_non_restored)
             return err_set(errptr, WEIR_EINVAL,
                            "checkpoint %llu holds state of operator '%s', "
                            "which the job no longer has; start with "
@@ -327,7 +332,7 @@ static int rt_check_restore(const rt_job *rt, char **errptr)
                     (unsigned long long)m->id, e->op_id);
             continue;
         }
-        int rc = rt_check_op_restore(m, &rt->job->ops[k], errptr);
+        int rc = rt_check_op_restore(m, &job->ops[k], errptr);
         if (rc < 0)
             return rc;
     }
@@ -363,7 +368,9 @@ static int rt_prepare_state(rt_job *rt, char **errptr)
             continue;
         snprintf(dir, sizeof dir, "%s/%s", root, job->ops[i].id);
         int rc = fs_rmtree(dir, errptr);
-        if (rc < 0 || (rc = rt_materialize(rt, &job->ops[i], dir, errptr)) < 0)
+        if (rc < 0 ||
+            (rc = rt_restore_op_state(&job->ops[i], rt->restore,
+                                      rt->restore_dir, dir, errptr)) < 0)
             return rc;
     }
     state_env_config cfg;
@@ -612,8 +619,8 @@ static void rt_metric_states(FILE *f, rt_job *rt)
          "Estimated live bytes of a keyed state of a subtask."}};
     rt_state_info v[64];
     for (int k = 0; k < 2; k++) {
-        fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n", names[k][0],
-                names[k][1], names[k][0]);
+        fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n", names[k][0], names[k][1],
+                names[k][0]);
         for (uint32_t i = 0; i < rt->n_tasks; i++) {
             size_t n = rt_task_states(rt, i, v, 64);
             for (size_t j = 0; j < n && j < 64; j++)

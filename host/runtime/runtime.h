@@ -22,6 +22,12 @@
 
 typedef struct rt_job rt_job;
 
+/* The failure code of a job whose checkpoint cannot be restored into it
+ * whatever the number of attempts (a state whose format version the
+ * plugin cannot migrate): the worker reports it as unrecoverable, so the
+ * supervisor does not restart. */
+#define RT_ERESTORE (-101)
+
 /* Totals of one subtask, for reports and tests. */
 typedef struct rt_task_stats {
     const char *op_id;
@@ -90,20 +96,20 @@ rt_task_stats rt_task_stats_get(const rt_job *rt, uint32_t i);
  * its state, and when it closes). */
 typedef struct rt_state_info {
     char name[64];
-    int kind;      /* weir_state_kind */
-    int has_ttl;   /* 0: no TTL in force */
-    int64_t ttl_ms; /* in force (an override included) */
-    uint64_t keys;  /* estimated */
-    uint64_t bytes; /* estimated live bytes */
+    int kind;         /* weir_state_kind */
+    int has_ttl;      /* 0: no TTL in force */
+    int64_t ttl_ms;   /* in force (an override included) */
+    uint64_t keys;    /* estimated */
+    uint64_t bytes;   /* estimated live bytes */
     uint64_t expired; /* by read, sweep and compaction */
     int leak_suspected;
     /* TTL settings (state/state_admin.h) */
     int domain;              /* weir_time_domain in force */
     int64_t declared_ttl_ms; /* as the operator declared it */
     int declared_domain;
-    int ttl_override;        /* a `weir ctl state ttl` override is in force */
-    int rewrite_pending;     /* its rewrite of existing entries goes on */
-    uint64_t rewritten;      /* entries it rewrote so far in this run */
+    int ttl_override;    /* a `weir ctl state ttl` override is in force */
+    int rewrite_pending; /* its rewrite of existing entries goes on */
+    uint64_t rewritten;  /* entries it rewrote so far in this run */
     /* expiry and leak detail */
     uint64_t expired_read, expired_sweep, expired_compaction, hook_calls;
     uint32_t growth_streak; /* consecutive samples with more keys */
@@ -112,13 +118,29 @@ typedef struct rt_state_info {
 
 /* Copies up to `cap` states of subtask i into out[]; returns how many the
  * subtask has (0 before its first sample). Thread: any. */
-size_t rt_task_states(rt_job *rt, uint32_t i, rt_state_info *out,
-                      size_t cap);
+size_t rt_task_states(rt_job *rt, uint32_t i, rt_state_info *out, size_t cap);
 
 /* The job's metrics (plugins' and the host's) in the Prometheus text
  * format, malloc'ed; callable while the job runs and after rt_wait(). */
 char *rt_metrics_render(rt_job *rt);
 
 void rt_destroy(rt_job *rt);
+
+/* Checks that checkpoint `m` (in `restore_dir`) fits `job`: it is of this
+ * job, has its max_parallelism, and every operator it holds exists (unless
+ * allow_non_restored) and can take its subtasks (plugin snapshots cannot
+ * be rescaled). 0, or WEIR_EINVAL with the reason. rt_start_with() and the
+ * test harness call it. */
+int rt_restore_check(const topo_job *job, const struct ckpt_manifest *m,
+                     const char *restore_dir, int allow_non_restored,
+                     char **errptr);
+
+/* Rebuilds the working state directories of keyed operator `op` under
+ * `dir` (<state.dir>/<job>/<op id>) from checkpoint `m` in `restore_dir`:
+ * a copy of each subtask's state when the parallelism is unchanged, else
+ * the key groups redistributed over the new subtasks. */
+int rt_restore_op_state(const topo_op *op, const struct ckpt_manifest *m,
+                        const char *restore_dir, const char *dir,
+                        char **errptr);
 
 #endif

@@ -12,6 +12,7 @@
 #include "common/crash.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "runtime/async.h"
 #include "runtime/bcast.h"
 #include "runtime/coord.h"
 #include "runtime/keyed.h"
@@ -47,7 +48,7 @@ static int task_cancelled(const task *t)
 
 /* Fails the task (and so the job) with a message naming the operator, the
  * subtask, the callback and the plugin's own message. */
-static int task_fail(task *t, const char *what, int code)
+int task_fail(task *t, const char *what, int code)
 {
     t->exit_code = code;
     /* Once the job is cancelled (by a failure, which was recorded first, or
@@ -154,7 +155,8 @@ int task_emit(task *t, uint32_t port, const void *key, size_t key_len,
 {
     if (t->phase != TASK_PHASE_RUN) {
         free(t->error);
-        t->error = strdup("weir_emit: not allowed in open() and close()");
+        t->error = strdup("weir_emit: not allowed in open(), close() and "
+                          "migrate_state()");
         return WEIR_ESTATE;
     }
     /* The wire copies with memcpy, which must not see NULL even for 0. */
@@ -162,6 +164,13 @@ int task_emit(task *t, uint32_t port, const void *key, size_t key_len,
         key = "";
     if (!value)
         value = "";
+    if (t->rt->capture) {
+        int crc = t->rt->capture(t->rt->capture_arg, port, key, key_len, ts,
+                                 value, value_len);
+        if (crc == 0)
+            TASK_COUNT(t->records_out, 1);
+        return crc;
+    }
     task_port *p = &t->ports[port];
     int rc = 0;
     for (uint32_t r = 0; r < p->n_routes && rc == 0; r++) {
@@ -213,7 +222,7 @@ static int task_send_control(task *t, enum wire_type type, int64_t arg,
 /* Moves this subtask's watermark to `wm` (which is larger): event-time
  * timers up to it fire, the plugin hears of it, and it goes downstream
  * (except the final one, which end of stream implies). */
-static int task_set_watermark(task *t, int64_t wm)
+int task_set_watermark(task *t, int64_t wm)
 {
     t->wm = wm;
     /* Timers first, while state that expires at this watermark is still
@@ -235,6 +244,16 @@ static int task_set_watermark(task *t, int64_t wm)
     return task_send_control(t, WIRE_WATERMARK, wm, 0);
 }
 
+/* A watermark of an asynchronous operator waits behind the requests in
+ * flight (runtime/async.h); any other is applied at once. */
+static int task_advance_watermark(task *t, int64_t wm)
+{
+    int held = async_hold_watermark(t, wm);
+    if (held)
+        return held < 0 ? held : 0;
+    return task_set_watermark(t, wm);
+}
+
 /* Recomputes the watermark as the minimum over the open inputs that are not
  * idle. When every input ended it is WEIR_WATERMARK_MAX; when every open
  * input is idle, this subtask declares itself idle downstream instead (an
@@ -250,14 +269,14 @@ static int task_update_watermark(task *t)
                 m = t->in_wm[i];
         }
     if (t->n_ended == t->n_in)
-        return m > t->wm ? task_set_watermark(t, WEIR_WATERMARK_MAX) : 0;
+        return m > t->wm ? task_advance_watermark(t, WEIR_WATERMARK_MAX) : 0;
     if (!active) {
         if (t->out_idle)
             return 0;
         t->out_idle = 1;
         return task_send_control(t, WIRE_WATERMARK, t->wm, 1);
     }
-    return m > t->wm ? task_set_watermark(t, m) : 0;
+    return m > t->wm ? task_advance_watermark(t, m) : 0;
 }
 
 /* Source side: sends the watermark (largest event time emitted minus the
@@ -329,6 +348,12 @@ static int task_checkpoint(task *t, uint64_t id, int64_t align_ns)
         char path[4200];
         snprintf(path, sizeof path, "%s/broadcast", dir);
         if (bcast_snapshot(t, path, &info.has_broadcast, &err) < 0)
+            goto decline;
+    }
+    if (t->async) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/async", dir);
+        if (async_snapshot(t, path, &info.has_async, &err) < 0)
             goto decline;
     }
     if (t->reg->op.snapshot) {
@@ -482,12 +507,89 @@ static int task_call_process(task *t, const weir_record *rec, uint32_t port)
     }
 }
 
+/* Waits for a completion, a due timeout or retry, or a due batch (at most
+ * TASK_POLL_MS), then serves them, processing-time timers and checkpoint
+ * notifications. Input is not read meanwhile: the capacity wait of
+ * task_async_record() and the end-of-input drain use it. */
+static int task_async_wait(task *t)
+{
+    guard_touch(&t->guard);
+    zmq_pollitem_t it = {
+        .socket = NULL, .fd = async_fd(t), .events = ZMQ_POLLIN};
+    int ms = async_next_ms(t, task_next_deadline_ms(t, TASK_POLL_MS));
+    if (zmq_poll(&it, 1, ms) < 0 && errno != EINTR) {
+        free(t->error);
+        t->error = strdup(zmq_strerror(errno));
+        return task_fail(t, "waiting for async results", WEIR_EIO);
+    }
+    int rc = async_service(t);
+    if (rc == 0 && (rc = task_flush_due(t, 0)) < 0)
+        return rc == WEIR_ESTATE ? rc : task_fail(t, "sending", rc);
+    if (rc == 0)
+        rc = keyed_fire_timers(t, WEIR_TIME_PROCESSING, task_wall_ms());
+    if (rc == 0)
+        rc = task_notify(t);
+    return rc;
+}
+
+/* A record of an asynchronous operator: waits while `capacity` requests
+ * are in flight (back pressure: the rest of the batch and the inputs wait),
+ * then queues it and starts its request. */
+static int task_async_record(task *t, const weir_record *rec, uint32_t port)
+{
+    int rc = 0;
+    while (async_full(t) && rc == 0) {
+        if (task_cancelled(t))
+            return WEIR_ESTATE;
+        rc = task_async_wait(t);
+    }
+    if (rc < 0)
+        return rc;
+    TASK_COUNT(t->records_in, 1);
+    if (rec->ts < t->wm && rec->ts != WEIR_TS_NONE)
+        TASK_COUNT(t->late_records, 1);
+    return async_submit(t, rec, port);
+}
+
+/* End of input of an asynchronous operator: every request still in flight
+ * is delivered (and the final watermark behind them) before finish(). No
+ * input can bring a barrier any more, so the subtask takes checkpoints the
+ * coordinator asks for like a finished one, forwarding their barriers. */
+static int task_async_drain(task *t)
+{
+    if (!t->async)
+        return 0;
+    int rc = async_service(t);
+    if (rc == 0 && async_pending(t))
+        coord_task_finished(t);
+    while (rc == 0 && async_pending(t) && !task_cancelled(t)) {
+        uint64_t id = coord_poll(t);
+        if (id && (rc = task_checkpoint(t, id, 0)) < 0)
+            break;
+        rc = task_async_wait(t);
+    }
+    return rc;
+}
+
 static int task_process_data(task *t, uint32_t input)
 {
     weir_record rec;
     int more;
     if (bcast_is_input(t, t->in_port[input]))
         return task_process_broadcast(t, input);
+    if (t->async) {
+        while ((more = wire_next(&t->reader, &rec)) > 0 && !task_cancelled(t)) {
+            int rc = task_async_record(t, &rec, t->in_port[input]);
+            if (rc < 0)
+                return rc;
+        }
+        if (more < 0) {
+            free(t->error);
+            t->error = strdup("malformed record in a data message");
+            return task_fail(t, "reading input", WEIR_EINVAL);
+        }
+        return 0;
+    }
     while ((more = wire_next(&t->reader, &rec)) > 0 && !task_cancelled(t)) {
         t->cur_key = rec.key;
         t->cur_key_len = rec.key_len;
@@ -577,7 +679,8 @@ static int task_drain(task *t, uint32_t i)
 
 static int task_run_inputs(task *t)
 {
-    zmq_pollitem_t *items = calloc(t->n_in, sizeof *items);
+    /* One more item: the eventfd of async completions. */
+    zmq_pollitem_t *items = calloc(t->n_in + 1, sizeof *items);
     uint32_t *which = calloc(t->n_in, sizeof *which);
     int rc = items && which ? 0 : WEIR_ENOMEM;
     while (rc == 0 && t->n_ended < t->n_in && !task_cancelled(t)) {
@@ -588,14 +691,24 @@ static int task_run_inputs(task *t)
                                             .events = ZMQ_POLLIN};
                 which[n++] = i;
             }
-        int r = zmq_poll(items, (int)n, task_next_deadline_ms(t, TASK_POLL_MS));
+        int ni = (int)n;
+        if (t->async)
+            items[ni++] =
+                (zmq_pollitem_t){.fd = async_fd(t), .events = ZMQ_POLLIN};
+        int r =
+            zmq_poll(items, ni,
+                     async_next_ms(t, task_next_deadline_ms(t, TASK_POLL_MS)));
         if (r < 0 && errno != EINTR) {
             rc = WEIR_EIO;
             break;
         }
+        if (t->async)
+            rc = async_service(t);
         for (uint32_t k = 0; r > 0 && k < n && rc == 0; k++)
             if (items[k].revents & ZMQ_POLLIN)
                 rc = task_drain(t, which[k]);
+        if (rc == 0 && t->async)
+            rc = async_service(t);
         if (rc == 0 && (rc = task_flush_due(t, 0)) < 0)
             rc = task_fail(t, "sending", rc);
         if (rc == 0)
@@ -607,6 +720,8 @@ static int task_run_inputs(task *t)
     }
     free(items);
     free(which);
+    if (rc == 0 && !task_cancelled(t))
+        rc = task_async_drain(t);
     return rc;
 }
 
@@ -682,6 +797,10 @@ static int task_open(task *t)
     int rc = bcast_restore(t, &t->error);
     if (rc < 0)
         return task_fail(t, "restoring broadcast state", rc);
+    if ((rc = async_open(t, &t->error)) < 0)
+        return task_fail(t, "setting up async I/O", rc);
+    if ((rc = async_restore(t, &t->error)) < 0)
+        return task_fail(t, "restoring async requests", rc);
     t->phase = TASK_PHASE_OPEN;
     guard_cb g = guard_enter(&t->guard, GUARD_OPEN);
     rc = t->reg->op.open(&t->ctx, &t->self);
@@ -694,6 +813,8 @@ static int task_open(task *t)
     if (t->rt->restore)
         t->ck_taken = t->ck_notified = t->rt->restore->id;
     if ((rc = task_restore(t)) < 0)
+        return rc;
+    if ((rc = keyed_migrate(t)) < 0)
         return rc;
     if ((uint32_t)atomic_fetch_add(&t->rt->n_opened, 1) + 1 == t->rt->n_tasks)
         log_msg(WEIR_LOG_INFO, "runtime", "all %u subtasks running%s",
@@ -766,7 +887,7 @@ void *task_main(void *arg)
         t->phase = TASK_PHASE_RUN;
         if (t->reg->op.flags & WEIR_OP_SOURCE)
             rc = task_run_source(t);
-        else
+        else if ((rc = async_resume(t)) == 0)
             rc = task_run_inputs(t);
         if (rc == 0 && !task_cancelled(t))
             rc = task_finish(t);
@@ -777,6 +898,7 @@ void *task_main(void *arg)
         t->phase = TASK_PHASE_NONE;
     }
     task_close(t);
+    async_close(t);
     keyed_close(t);
     bcast_free(t);
     log_msg(WEIR_LOG_DEBUG, t->who,

@@ -4,6 +4,9 @@
  * Private to runtime/: runtime.c creates tasks and their sockets, task.c
  * runs a task's loop on its thread, api.c implements weir_host_api on top of
  * a task (the weir_ctx a plugin receives is the first member of its task).
+ * The test harness (testing/harness.c) is the one user outside runtime/: it
+ * builds a job of one task without channels and drives it on the caller's
+ * thread, with the `capture` and `clock` hooks of rt_job.
  */
 #ifndef WEIR_HOST_TASK_H
 #define WEIR_HOST_TASK_H
@@ -16,6 +19,16 @@
 #include "runtime/plan.h"
 #include "runtime/wire.h"
 #include "topology/topology.h"
+
+/* Where a task's records go instead of its channels (the test harness,
+ * testing/harness.c): called by task_emit() after its checks, on the
+ * task's thread. Returns 0 or a negative code, which weir_emit returns. */
+typedef int (*task_capture_fn)(void *arg, uint32_t port, const void *key,
+                               size_t key_len, int64_t ts, const void *value,
+                               size_t value_len);
+/* A processing-time clock in ms since the epoch (the test harness's fake
+ * one). */
+typedef int64_t (*task_clock_fn)(void *arg);
 
 /* The running job (rt_job in runtime.h), shared by its tasks. */
 typedef struct rt_job {
@@ -61,7 +74,7 @@ typedef struct rt_job {
     double ck_last_ms, ck_last_sync_ms, ck_last_align_ms; /* of the newest */
     uint64_t ck_last_bytes;                               /* of the newest */
     int ck_bcast_warned; /* differing broadcast copies were logged */
-    int attempt; /* the worker's attempt number */
+    int attempt;         /* the worker's attempt number */
     int allow_non_restored;
     int64_t retry_timeout_ms; /* runtime.retry_timeout */
     /* restore: the checkpoint this run starts from, or NULL */
@@ -73,11 +86,16 @@ typedef struct rt_job {
     int64_t buffer_timeout_ns;
     int channel_capacity;
     /* control */
-    atomic_int stopping;  /* graceful stop requested: sources end */
+    atomic_int stopping;       /* graceful stop requested: sources end */
     atomic_int stop_requested; /* by rt_request_stop (not end of input) */
-    atomic_int cancelled; /* stop now: a task failed or a second stop */
+    atomic_int cancelled;      /* stop now: a task failed or a second stop */
     atomic_int n_running;
-    atomic_int n_opened;  /* subtasks whose open (and restore) succeeded */
+    atomic_int n_opened; /* subtasks whose open (and restore) succeeded */
+    /* the test harness (testing/harness.c): NULL in a job */
+    task_capture_fn capture; /* emits go here, not to channels */
+    void *capture_arg;
+    task_clock_fn clock; /* weir_now() and the stores' processing time */
+    void *clock_arg;
     pthread_mutex_t lock; /* guards error */
     char *error;          /* first failure */
     int error_code;
@@ -113,7 +131,8 @@ enum task_phase {
     TASK_PHASE_NONE = 0,
     TASK_PHASE_OPEN,
     TASK_PHASE_RUN, /* process, poll, finish, timers, watermark */
-    TASK_PHASE_CLOSE
+    TASK_PHASE_CLOSE,
+    TASK_PHASE_MIGRATE /* migrate_state, after restore */
 };
 
 typedef struct task {
@@ -177,6 +196,9 @@ typedef struct task {
     /* broadcast state (runtime/bcast.h) */
     struct bcast_set *bcast; /* NULL until declared or restored */
 
+    /* async I/O (runtime/async.h): NULL unless the operator is async */
+    struct async_q *async;
+
     /* keyed state and timers (runtime/keyed.h) */
     struct state_store *store; /* opened on the first state_declare */
     int64_t next_sample_ns, sample_every_ns;
@@ -231,6 +253,18 @@ static inline task *task_self(void)
  * close), with a message in t->error; or the channel's error. */
 int task_emit(task *t, uint32_t port, const void *key, size_t key_len,
               int64_t ts, const void *value, size_t value_len);
+
+/* Fails the task (and so the job) with a message naming the operator, the
+ * subtask, `what` (the callback or step) and t->error or the code's
+ * description. Returns `code`. Subtask thread. */
+int task_fail(task *t, const char *what, int code);
+
+/* Moves the subtask's watermark to `wm` (larger than t->wm): event-time
+ * timers up to it fire, on_watermark() hears of it, and it goes downstream
+ * (except WEIR_WATERMARK_MAX, which end of stream implies). For
+ * runtime/async.c, which holds watermarks back behind requests in flight.
+ * Returns 0 or a negative code. Subtask thread. */
+int task_set_watermark(task *t, int64_t wm);
 
 /* Monotonic clock in ns. */
 int64_t task_mono_ns(void);

@@ -15,10 +15,10 @@
 #include "runtime/keyed.h"
 #include "runtime/task.h"
 
-#define WCTL_WHO "control"
+#define WCTL_WHO         "control"
 /* How often rates are sampled. */
-#define WCTL_RATE_MS 1000
-#define WCTL_MAX_STATES 64
+#define WCTL_RATE_MS     1000
+#define WCTL_MAX_STATES  64
 /* Checkpoints a state change waits for before it gives up (one that fails
  * is followed by another: the change is in the running state already). */
 #define WCTL_STATE_TRIES 3
@@ -136,8 +136,8 @@ static json_t *wctl_states_json(wctl *c, uint32_t i)
         json_t *ttl = v[k].has_ttl ? json_integer(v[k].ttl_ms) : json_null();
         json_array_append_new(
             a, json_pack("{s:s, s:o, s:I, s:I, s:I, s:b}", "name", v[k].name,
-                         "ttl_ms", ttl, "keys", (json_int_t)v[k].keys,
-                         "bytes", (json_int_t)v[k].bytes, "expired",
+                         "ttl_ms", ttl, "keys", (json_int_t)v[k].keys, "bytes",
+                         (json_int_t)v[k].bytes, "expired",
                          (json_int_t)v[k].expired, "leak_suspected",
                          v[k].leak_suspected));
         json_object_set_new(json_array_get(a, json_array_size(a) - 1),
@@ -158,13 +158,12 @@ static json_t *wctl_tasks_json(wctl *c)
         json_array_append_new(
             a, json_pack("{s:s, s:i, s:I, s:I, s:f, s:f, s:f, s:I, s:o, s:o}",
                          "operator", s.op_id, "subtask", (int)s.index,
-                         "records_in", (json_int_t)s.records_in,
-                         "records_out", (json_int_t)s.records_out, "in_rate",
-                         r->in_rate, "out_rate", r->out_rate,
-                         "backpressured_share", r->blocked_share,
-                         "late_records", (json_int_t)s.late_records,
-                         "watermark_ms", wm, "states",
-                         wctl_states_json(c, i)));
+                         "records_in", (json_int_t)s.records_in, "records_out",
+                         (json_int_t)s.records_out, "in_rate", r->in_rate,
+                         "out_rate", r->out_rate, "backpressured_share",
+                         r->blocked_share, "late_records",
+                         (json_int_t)s.late_records, "watermark_ms", wm,
+                         "states", wctl_states_json(c, i)));
     }
     return a;
 }
@@ -180,11 +179,10 @@ static json_t *wctl_status(wctl *c)
         "alignment_ms", rt->ck_last_align_ms);
     int64_t in_row = rt->ck_failed_in_row;
     pthread_mutex_unlock(&rt->ck_lock);
-    json_t *cks = json_pack("{s:b, s:I, s:I, s:I, s:o}", "enabled",
-                            coord_enabled(rt), "completed",
-                            (json_int_t)ck.completed, "failed",
-                            (json_int_t)ck.failed, "failed_in_row",
-                            (json_int_t)in_row, "last", last);
+    json_t *cks = json_pack(
+        "{s:b, s:I, s:I, s:I, s:o}", "enabled", coord_enabled(rt), "completed",
+        (json_int_t)ck.completed, "failed", (json_int_t)ck.failed,
+        "failed_in_row", (json_int_t)in_row, "last", last);
     return json_pack("{s:b, s:s, s:i, s:f, s:o, s:o}", "ok", 1, "job",
                      c->job->name, "attempt", c->attempt, "worker_uptime_s",
                      (double)(wctl_mono_ms() - c->started_ms) / 1e3, "tasks",
@@ -199,18 +197,18 @@ static json_t *wctl_operators_json(const topo_job *job)
         const topo_op *op = &job->ops[i];
         const reg_plugin *pl = op->reg->plugin;
         json_array_append_new(
-            a, json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:i, s:i}", "id", op->id,
-                         "type", op->type, "version", op->reg->op.version,
-                         "plugin", pl ? pl->desc.name : NULL, "plugin_file",
-                         pl ? pl->path : NULL, "parallelism",
-                         (int)op->parallelism, "snapshot_version",
-                         (int)op->reg->op.snapshot_version));
+            a,
+            json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:i, s:i}", "id", op->id,
+                      "type", op->type, "version", op->reg->op.version,
+                      "plugin", pl ? pl->desc.name : NULL, "plugin_file",
+                      pl ? pl->path : NULL, "parallelism", (int)op->parallelism,
+                      "snapshot_version", (int)op->reg->op.snapshot_version));
     }
     return a;
 }
 
-int wctl_export_savepoint(const topo_job *job, const char *run_dir,
-                          uint64_t id, const char *dir, char **errptr)
+int wctl_export_savepoint(const topo_job *job, const char *run_dir, uint64_t id,
+                          const char *dir, char **errptr)
 {
     char *src = ckpt_dir(run_dir, id);
     char *text = NULL, path[4200];
@@ -227,11 +225,11 @@ int wctl_export_savepoint(const topo_job *job, const char *run_dir,
         if ((rc = fs_write_file(path, text, len, errptr)) < 0)
             goto out;
     }
-    json_t *meta = json_pack(
-        "{s:i, s:s, s:I, s:I, s:s, s:s?, s:o}", "format", 1, "job", job->name,
-        "checkpoint", (json_int_t)id, "created_ms", (json_int_t)wctl_wall_ms(),
-        "from_run", run_dir, "job_file", job->path, "operators",
-        wctl_operators_json(job));
+    json_t *meta =
+        json_pack("{s:i, s:s, s:I, s:I, s:s, s:s?, s:o}", "format", 1, "job",
+                  job->name, "checkpoint", (json_int_t)id, "created_ms",
+                  (json_int_t)wctl_wall_ms(), "from_run", run_dir, "job_file",
+                  job->path, "operators", wctl_operators_json(job));
     char *m = meta ? json_dumps(meta, JSON_INDENT(2)) : NULL;
     json_decref(meta);
     snprintf(path, sizeof path, "%s/SAVEPOINT.json", dir);
@@ -724,8 +722,8 @@ void wctl_job_ended(wctl *c, const char *failure)
         if (!id) {
             reply = ctl_error("the job stopped without a checkpoint: no "
                               "savepoint");
-        } else if (wctl_export_savepoint(c->job, c->run_dir, id, c->dir,
-                                         &err) < 0) {
+        } else if (wctl_export_savepoint(c->job, c->run_dir, id, c->dir, &err) <
+                   0) {
             reply = ctl_error("%s", err);
             free(err);
         } else {

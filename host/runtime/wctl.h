@@ -63,7 +63,7 @@ void wctl_close(wctl *c);
  * every operator's plugin and version, and the job file as job.yaml. Never
  * touched by retention. Returns 0 or a negative WEIR_E* code.
  */
-int wctl_export_savepoint(const topo_job *job, const char *run_dir,
-                          uint64_t id, const char *dir, char **errptr);
+int wctl_export_savepoint(const topo_job *job, const char *run_dir, uint64_t id,
+                          const char *dir, char **errptr);
 
 #endif

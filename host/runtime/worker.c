@@ -131,10 +131,10 @@ static void worker_log_metrics(rt_job *rt)
  * Chooses the checkpoint to start from: on the first start `from` when
  * given; otherwise the newest valid checkpoint of the run, falling back to
  * older ones when newer ones are damaged, then to `from` (a restart before
- * the run's first checkpoint restores `from` again: never empty state). A run whose
- * completed checkpoints are all damaged does not start from nothing unless
- * checkpoint.allow_fresh_start says so. Returns 0 (with *m NULL for a fresh
- * start) or WORKER_EXIT_UNRECOVERABLE.
+ * the run's first checkpoint restores `from` again: never empty state). A run
+ * whose completed checkpoints are all damaged does not start from nothing
+ * unless checkpoint.allow_fresh_start says so. Returns 0 (with *m NULL for a
+ * fresh start) or WORKER_EXIT_UNRECOVERABLE.
  */
 static int worker_pick(const topo_job *job, const worker_options *opts,
                        ckpt_manifest **m, char **dir)
@@ -218,8 +218,7 @@ int worker_main(const topo_job *job, const worker_options *opts)
         if (rc == FS_ELOCKED)
             return WORKER_EXIT_LOCKED;
         /* A full disk is not the checkpoint's fault: restart, retry. */
-        return rc == FS_ENOSPC ? WORKER_EXIT_FAILED
-                               : WORKER_EXIT_UNRECOVERABLE;
+        return rc == FS_ENOSPC ? WORKER_EXIT_FAILED : WORKER_EXIT_UNRECOVERABLE;
     }
     metrics_http *http = worker_serve_metrics(job, rt);
     wctl *ctl = wctl_open(job, rt, opts->run_dir, opts->attempt);
@@ -239,7 +238,8 @@ int worker_main(const topo_job *job, const worker_options *opts)
         log_msg(WEIR_LOG_ERROR, "worker", "job '%s' failed: %s", job->name,
                 err);
         free(err);
-        return WORKER_EXIT_FAILED;
+        return rc == RT_ERESTORE ? WORKER_EXIT_UNRECOVERABLE
+                                 : WORKER_EXIT_FAILED;
     }
     log_msg(WEIR_LOG_INFO, "worker", "job '%s' finished", job->name);
     return WORKER_EXIT_OK;

@@ -3,8 +3,8 @@
  *
  * The worker is the process the supervisor starts (`weir run --worker`).
  * With checkpointing enabled it restores from the newest valid checkpoint of
- * its run directory (or from `from` while the run has none), runs the job with the
- * checkpoint coordinator, and returns an exit code for the supervisor.
+ * its run directory (or from `from` while the run has none), runs the job with
+ * the checkpoint coordinator, and returns an exit code for the supervisor.
  *
  * Thread: main thread; SIGINT/SIGTERM must be blocked by the caller (the
  * worker waits for them with sigtimedwait and stops the job gracefully).
@@ -14,13 +14,13 @@
 
 #include "topology/topology.h"
 
-#define WORKER_EXIT_OK     0  /* finished, or stopped on request */
-#define WORKER_EXIT_FAILED 10 /* the job failed: restartable */
+#define WORKER_EXIT_OK            0  /* finished, or stopped on request */
+#define WORKER_EXIT_FAILED        10 /* the job failed: restartable */
 /* No valid checkpoint to restore, or one that does not fit the job. */
 #define WORKER_EXIT_UNRECOVERABLE 11
 /* The state directory stayed locked by another process for
  * runtime.lock_wait. */
-#define WORKER_EXIT_LOCKED 12
+#define WORKER_EXIT_LOCKED        12
 
 /*
  * The environment variable that names the file descriptor on which a
@@ -34,7 +34,7 @@ typedef struct worker_options {
     const char *run_dir; /* this run's checkpoints; NULL: no checkpoints */
     const char *from;    /* restore from this chk- dir when the run has none */
     int attempt;         /* 0 for the first start, then 1, 2, ... */
-    int in_process;      /* weir run --no-supervisor: exit codes are the CLI's */
+    int in_process; /* weir run --no-supervisor: exit codes are the CLI's */
     int allow_non_restored; /* restore although operators are gone */
 } worker_options;
 

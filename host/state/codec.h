@@ -20,6 +20,17 @@
 #define META_FORMAT_KEY   "weir.format"
 #define META_FORMAT       "1"
 #define META_STATE_PREFIX "weir.state."
+/* A state's metadata value: id (2) | kind (1) | format version (4); records
+ * written before format versions existed have the first 3 bytes only (their
+ * format version is 0). */
+#define META_STATE_LEN    7
+#define META_STATE_LEN_V0 3
+/* A TTL override ("weir.ttl.<name>", state_admin.h): version (1) | ttl_ms
+ * (8) | domain (1) | set_ms (8) | pending (1) | the rewrite's cursor (the
+ * last entry key rewritten; only while pending). */
+#define META_TTL_PREFIX   "weir.ttl."
+#define META_TTL_HDR      19
+#define META_TTL_PENDING  18
 #define INDEX_CF          "__expiry"
 #define STATE_CF_PREFIX   "s."
 #define DELTA_MAGIC       "WSD1" /* state_checkpoint_delta() files */

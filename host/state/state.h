@@ -24,7 +24,8 @@
  *                The value is empty.
  *   timers:      in column family "__timers", see state/timers.h.
  *   metadata:    in the default column family: "weir.format" -> "1" and
- *                "weir.state.<name>" -> state id (2) | kind (1). State ids
+ *                "weir.state.<name>" -> state id (2) | kind (1) | format
+ *                version (4; absent in records of older hosts: 0). State ids
  *                are persistent, so an operator may declare its states in
  *                any order from one run to the next; "weir.ttl.<name>"
  *                -> a TTL override and its progress (state_admin.h).
@@ -316,6 +317,53 @@ state_store *state_store_of(const weir_state *st);
  */
 int state_owned(const state_store *s, const weir_state *st);
 int state_owner_name(const weir_state *st, char *buf, size_t cap);
+
+/*
+ * Format versions (weir_state_desc.format_version). The store records, per
+ * state, the version of the entries it holds ("weir.state.<name>"; records
+ * written before versions existed read as 0): the declared version for a
+ * new state. When a state is declared with another version than the
+ * recorded one, the recorded one stays until state_migrate() (or, for a
+ * state without entries, state_format_commit()) makes the declared one the
+ * recorded one; until then the entries hold the old version's bytes.
+ */
+uint32_t state_format_declared(const weir_state *st);
+uint32_t state_format_stored(const weir_state *st);
+
+/* Records the declared version as the state's (metadata write, with the
+ * WAL). */
+int state_format_commit(weir_state *st, char **errptr);
+
+/*
+ * Called by state_migrate() for each entry (each element of a list) of the
+ * state, with the entry's key current; `from_version` is the recorded
+ * version, `ukey` the map key (NULL, 0 for value and list state). The
+ * pointers are valid during the call only. The entry has been removed
+ * already: fn writes its new form with the ordinary access functions, or
+ * nothing to drop it. A negative return stops the migration.
+ */
+typedef int (*state_migrate_fn)(void *arg, weir_state *st,
+                                uint32_t from_version, const void *key,
+                                size_t key_len, const void *ukey,
+                                size_t ukey_len, const void *value,
+                                size_t value_len);
+
+/*
+ * Migrates every entry of `st`, expired ones included, from the recorded
+ * format version to the declared one: writes the cache out, then walks a
+ * RocksDB snapshot of the state record key by record key; for each key it
+ * makes the key current (event time WEIR_TS_NONE), removes all of the
+ * key's entries (without the expiry hook), then calls fn for each of them.
+ * What fn writes gets fresh TTL stamps and is never met again by the walk.
+ * At the end the declared version becomes the recorded one. Counts fn
+ * calls in *calls. Leaves no current key. Between records, not from a
+ * hook. Returns 0 or a negative code (fn's own included); after a failure
+ * the store holds a partial migration and the old version stays recorded:
+ * the caller must not go on with it (a restore starts again from the
+ * checkpoint).
+ */
+int state_migrate(weir_state *st, state_migrate_fn fn, void *arg,
+                  uint64_t *calls, char **errptr);
 
 /* ------------------------------------------------------------------------ */
 /* Current key and time                                                      */

@@ -13,10 +13,9 @@
 
 #define SA_STAMP_NONE   INT64_MAX
 #define SA_STAMP_LEN    8
-#define SA_META_PREFIX  "weir.ttl."
+#define SA_META_PREFIX  META_TTL_PREFIX /* the record's layout: codec.h */
 #define SA_META_VERSION 1
-/* version (1) | ttl_ms (8) | domain (1) | set_ms (8) | pending (1) */
-#define SA_META_HDR     19
+#define SA_META_HDR     META_TTL_HDR
 #define SA_IDX_HDR      (1 + 8 + 2)
 
 /* What state_admin keeps per declared state. */

@@ -263,3 +263,41 @@ size_t state_cache_victims(state_cache *c, uint32_t *out, size_t n)
     }
     return got;
 }
+
+/* One entry to sort: its key and sid copied out of the pool, so that the
+ * comparison needs no context. */
+typedef struct sort_item {
+    const char *key;
+    uint32_t klen;
+    uint16_t sid;
+    uint32_t idx;
+} sort_item;
+
+static int sort_cmp(const void *a, const void *b)
+{
+    const sort_item *x = a, *y = b;
+    if (x->sid != y->sid)
+        return x->sid < y->sid ? -1 : 1;
+    uint32_t n = x->klen < y->klen ? x->klen : y->klen;
+    int r = n ? memcmp(x->key, y->key, n) : 0;
+    if (r)
+        return r;
+    return x->klen < y->klen ? -1 : x->klen > y->klen;
+}
+
+void state_cache_sort(const state_cache *c, uint32_t *idx, size_t n)
+{
+    if (n < 2)
+        return;
+    sort_item *it = malloc(n * sizeof *it);
+    if (!it)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        const state_cache_ent *e = &c->ents[idx[i]];
+        it[i] = (sort_item){e->buf, e->klen, e->sid, idx[i]};
+    }
+    qsort(it, n, sizeof *it, sort_cmp);
+    for (size_t i = 0; i < n; i++)
+        idx[i] = it[i].idx;
+    free(it);
+}

@@ -97,6 +97,16 @@ void state_cache_remove(state_cache *c, uint32_t i);
  * bit is clear; the hand clears the bits it passes). Returns how many. */
 size_t state_cache_victims(state_cache *c, uint32_t *out, size_t n);
 
+/*
+ * Orders the entry indexes idx[0..n) by state id, then by key bytes
+ * (memcmp order, a shorter key before its extensions), the order of
+ * RocksDB's default comparator within a column family: written in this
+ * order, each memtable insert lands next to the previous one. Only
+ * performance depends on it: when the scratch memory cannot be had the
+ * order is left as it is.
+ */
+void state_cache_sort(const state_cache *c, uint32_t *idx, size_t n);
+
 /* The first entry of group (sid, prefix) with hash gh, or STATE_CACHE_NONE;
  * follow ->gnext for the others. */
 uint32_t state_cache_group(const state_cache *c, uint16_t sid,

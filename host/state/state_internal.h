@@ -146,6 +146,7 @@ typedef struct state_meta {
     char *name;
     uint16_t id;
     uint8_t kind;
+    uint32_t format; /* format version of its entries; 0 in old records */
 } state_meta;
 
 struct weir_state {
@@ -159,6 +160,8 @@ struct weir_state {
     weir_ttl_visibility vis;
     weir_time_domain domain;
     int hook_wanted;
+    uint32_t fmt_declared; /* weir_state_desc.format_version */
+    uint32_t fmt_stored;   /* the version its stored entries have */
     rocksdb_column_family_handle_t *cf;
     state_filter *filter;
     uint64_t exp_read, exp_sweep, hook_calls;

@@ -162,6 +162,23 @@ static state_meta *meta_find(state_store *s, const char *name)
     return NULL;
 }
 
+/* Writes the metadata record of `m` ("weir.state.<name>", with the WAL). */
+static int meta_put(state_store *s, const state_meta *m, char **errptr)
+{
+    char key[sizeof META_STATE_PREFIX + NAME_MAX_LEN];
+    snprintf(key, sizeof key, META_STATE_PREFIX "%s", m->name);
+    char val[META_STATE_LEN];
+    put_be16(val, m->id);
+    val[2] = (char)m->kind;
+    put_be32(val + 3, m->format);
+    char *rerr = NULL;
+    rocksdb_put_cf(s->db, s->wo_meta, s->meta_cf, key, strlen(key), val,
+                   sizeof val, &rerr);
+    if (rerr)
+        return sstore_rdb_fail(s, NULL, "metadata put", rerr, errptr);
+    return 0;
+}
+
 int state_declare(state_store *s, const weir_state_desc *desc, int hook_wanted,
                   weir_state **out, char **errptr)
 {
@@ -195,17 +212,10 @@ int state_declare(state_store *s, const weir_state_desc *desc, int hook_wanted,
             return sstore_oom(s, errptr);
         m->id = (uint16_t)s->next_id++;
         m->kind = (uint8_t)d.kind;
+        m->format = d.format_version;
         s->n_meta++;
-        char key[sizeof META_STATE_PREFIX + NAME_MAX_LEN];
-        snprintf(key, sizeof key, META_STATE_PREFIX "%s", d.name);
-        char val[3];
-        put_be16(val, m->id);
-        val[2] = (char)m->kind;
-        char *rerr = NULL;
-        rocksdb_put_cf(s->db, s->wo_meta, s->meta_cf, key, strlen(key), val, 3,
-                       &rerr);
-        if (rerr)
-            return sstore_rdb_fail(s, NULL, "metadata put", rerr, errptr);
+        if ((rc = meta_put(s, m, errptr)) < 0)
+            return rc;
     }
     state_cfh *c = NULL;
     rc = sstore_state_cf(s, d.name, &c, errptr);
@@ -234,6 +244,8 @@ int state_declare(state_store *s, const weir_state_desc *desc, int hook_wanted,
     st->vis = d.ttl_visibility;
     st->domain = d.ttl_domain;
     st->hook_wanted = hook_wanted != 0;
+    st->fmt_declared = d.format_version;
+    st->fmt_stored = m->format;
     st->cf = c->h;
     st->filter = c->filter;
     int mode = FILTER_KEEP;
@@ -305,7 +317,7 @@ int smeta_load(state_store *s, char **errptr)
         const char *mv = rocksdb_iter_value(it, &mlen);
         if (klen < plen || memcmp(k, META_STATE_PREFIX, plen) != 0)
             break;
-        if (mlen < 3 || klen - plen > NAME_MAX_LEN)
+        if (mlen < META_STATE_LEN_V0 || klen - plen > NAME_MAX_LEN)
             continue;
         state_meta *meta = realloc(s->meta, (s->n_meta + 1) * sizeof *meta);
         if (!meta) {
@@ -321,6 +333,7 @@ int smeta_load(state_store *s, char **errptr)
         }
         m->id = get_be16(mv);
         m->kind = (uint8_t)mv[2];
+        m->format = mlen >= META_STATE_LEN ? get_be32(mv + 3) : 0;
         s->n_meta++;
         if ((uint32_t)m->id + 1 > s->next_id)
             s->next_id = (uint32_t)m->id + 1;
@@ -346,4 +359,190 @@ void state_raw_get(weir_state *st, state_raw *out)
                        .now = s->now,
                        .wm = s->wm,
                        .in_hook = s->in_hook};
+}
+
+/* ------------------------------------------------------------------------ */
+/* Format versions and migration                                             */
+/* ------------------------------------------------------------------------ */
+
+uint32_t state_format_declared(const weir_state *st)
+{
+    return st->fmt_declared;
+}
+
+uint32_t state_format_stored(const weir_state *st)
+{
+    return st->fmt_stored;
+}
+
+int state_format_commit(weir_state *st, char **errptr)
+{
+    state_store *s = st->s;
+    state_meta *m = meta_find(s, st->name);
+    if (!m)
+        return err_set(errptr, WEIR_EINVAL,
+                       "state store %s: state '%s' has "
+                       "no metadata",
+                       s->name, st->name);
+    uint32_t was = m->format;
+    m->format = st->fmt_declared;
+    int rc = meta_put(s, m, errptr);
+    if (rc < 0) {
+        m->format = was;
+        return rc;
+    }
+    st->fmt_stored = st->fmt_declared;
+    return 0;
+}
+
+/* The entries of one record key, copied out of the iterator:
+ * { varint(len) | entry key | varint(len) | value without stamp }*. */
+static int group_add(sbuf *g, const char *k, size_t klen, const char *v,
+                     size_t vlen)
+{
+    char vb[10];
+    size_t n = varint_put(vb, klen);
+    if (sbuf_add(g, vb, n) < 0 || sbuf_add(g, k, klen) < 0)
+        return -1;
+    n = varint_put(vb, vlen);
+    return sbuf_add(g, vb, n) < 0 || sbuf_add(g, v, vlen) < 0 ? -1 : 0;
+}
+
+/* Reads the next (bytes, length) of a group at *off. */
+static const char *group_next(const sbuf *g, size_t *off, size_t *len)
+{
+    uint64_t n = 0;
+    size_t used = varint_get(g->p + *off, g->len - *off, &n);
+    const char *p = g->p + *off + used;
+    *off += used + (size_t)n;
+    *len = (size_t)n;
+    return p;
+}
+
+/* Migrates the entries of one record key (group g, prefix length plen):
+ * makes the key current, removes every old entry, then calls fn per entry
+ * (per element of a list). */
+static int migrate_group(state_store *s, weir_state *st, const sbuf *g,
+                         size_t plen, state_migrate_fn fn, void *arg,
+                         uint64_t *calls, char **errptr)
+{
+    size_t off = 0, eklen, vlen;
+    const char *ek = group_next(g, &off, &eklen);
+    uint64_t klen = 0;
+    size_t used = varint_get(ek + 2, plen - 2, &klen);
+    const char *key = ek + 2 + used;
+    int rc = state_set_key(s, get_be16(ek), key, (size_t)klen, WEIR_TS_NONE);
+    if (rc < 0)
+        return err_set(errptr, rc, "state store %s, state %s: migration: %s",
+                       s->name, st->name, weir_strerror(rc));
+    for (off = 0; off < g->len && rc == 0;) {
+        ek = group_next(g, &off, &eklen);
+        group_next(g, &off, &vlen);
+        s->kbuf.len = 0;
+        if (sbuf_add(&s->kbuf, ek, eklen) < 0)
+            return sstore_oom(s, errptr);
+        rc = sstore_ent_remove(s, st, errptr);
+    }
+    s->kbuf.len = s->plen;
+    for (off = 0; off < g->len && rc == 0;) {
+        ek = group_next(g, &off, &eklen);
+        const char *v = group_next(g, &off, &vlen);
+        const char *ukey = st->kind == WEIR_STATE_MAP ? ek + plen : NULL;
+        size_t ulen = st->kind == WEIR_STATE_MAP ? eklen - plen : 0;
+        if (st->kind != WEIR_STATE_LIST) {
+            (*calls)++;
+            rc = fn(arg, st, st->fmt_stored, key, (size_t)klen, ukey, ulen, v,
+                    vlen);
+            continue;
+        }
+        for (size_t at = 0; at < vlen && rc == 0;) {
+            uint64_t n = 0;
+            size_t u = varint_get(v + at, vlen - at, &n);
+            if (!u || n > vlen - at - u)
+                return err_set(errptr, WEIR_EIO,
+                               "state store %s, state %s: corrupt list value",
+                               s->name, st->name);
+            (*calls)++;
+            rc = fn(arg, st, st->fmt_stored, key, (size_t)klen, NULL, 0,
+                    v + at + u, (size_t)n);
+            at += u + (size_t)n;
+        }
+    }
+    return rc;
+}
+
+int state_migrate(weir_state *st, state_migrate_fn fn, void *arg,
+                  uint64_t *calls, char **errptr)
+{
+    state_store *s = st->s;
+    *calls = 0;
+    if (s->in_hook)
+        return err_set(errptr, WEIR_ESTATE,
+                       "state store %s: migration from an expiry hook",
+                       s->name);
+    int rc = state_cache_detach(st, errptr);
+    if (rc < 0)
+        return rc;
+    /* The iterator reads a snapshot: what fn writes meanwhile is not met. */
+    const rocksdb_snapshot_t *snap = rocksdb_create_snapshot(s->db);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(ro, snap);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, st->cf);
+    sbuf g = {0}, prefix = {0};
+    for (rocksdb_iter_seek_to_first(it); rc == 0;) {
+        int valid = rocksdb_iter_valid(it);
+        size_t klen = 0, vlen = 0, plen = 0;
+        const char *k = valid ? rocksdb_iter_key(it, &klen) : NULL;
+        const char *v = valid ? rocksdb_iter_value(it, &vlen) : NULL;
+        if (valid) {
+            uint64_t n = 0;
+            size_t used = klen > 2 ? varint_get(k + 2, klen - 2, &n) : 0;
+            plen = 2 + used + (size_t)n;
+            if (!used || n > klen - 2 - used || vlen < STAMP_LEN ||
+                (st->kind != WEIR_STATE_MAP && plen != klen)) {
+                rc = err_set(errptr, WEIR_EIO,
+                             "state store %s, state %s: corrupt entry met "
+                             "by the migration",
+                             s->name, st->name);
+                break;
+            }
+        }
+        /* A new record key (or the end): migrate the group collected. */
+        if (g.len &&
+            (!valid || plen != prefix.len || memcmp(k, prefix.p, plen) != 0)) {
+            rc = migrate_group(s, st, &g, prefix.len, fn, arg, calls, errptr);
+            g.len = 0;
+            if (rc < 0)
+                break;
+        }
+        if (!valid)
+            break;
+        if (!g.len) {
+            prefix.len = 0;
+            if (sbuf_add(&prefix, k, plen) < 0) {
+                rc = sstore_oom(s, errptr);
+                break;
+            }
+        }
+        if (group_add(&g, k, klen, v + STAMP_LEN, vlen - STAMP_LEN) < 0) {
+            rc = sstore_oom(s, errptr);
+            break;
+        }
+        rocksdb_iter_next(it);
+    }
+    if (rc == 0) {
+        char *rerr = NULL;
+        rocksdb_iter_get_error(it, &rerr);
+        if (rerr)
+            rc = sstore_rdb_fail(s, st, "migration iterate", rerr, errptr);
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    rocksdb_release_snapshot(s->db, snap);
+    sbuf_free(&g);
+    sbuf_free(&prefix);
+    state_clear_key(s);
+    if (rc == 0)
+        rc = state_format_commit(st, errptr);
+    return rc;
 }

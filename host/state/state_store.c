@@ -298,6 +298,7 @@ static state_cfh *cfh_find(state_store *s, const char *name)
 static int cache_evict(state_store *s, char **errptr)
 {
     size_t got = state_cache_victims(s->cache, s->victims, s->evict_batch);
+    state_cache_sort(s->cache, s->victims, got);
     int rc = cache_write(s, s->victims, got, errptr);
     for (size_t i = 0; i < got; i++)
         state_cache_remove(s->cache, s->victims[i]);
@@ -369,8 +370,9 @@ static int cache_flush(state_store *s, char **errptr)
         if (sbuf_add(&s->idxs, &i, sizeof i) < 0)
             return sstore_oom(s, errptr);
     }
-    const uint32_t *idx = (const uint32_t *)(void *)s->idxs.p;
+    uint32_t *idx = (uint32_t *)(void *)s->idxs.p;
     size_t n = s->idxs.len / sizeof(uint32_t);
+    state_cache_sort(s->cache, idx, n);
     for (size_t off = 0; off < n; off += FLUSH_CHUNK) {
         size_t k = n - off < FLUSH_CHUNK ? n - off : FLUSH_CHUNK;
         int rc = cache_write(s, idx + off, k, errptr);
@@ -1259,8 +1261,9 @@ int state_cache_detach(weir_state *st, char **errptr)
             sbuf_add(&s->idxs, &i, sizeof i) < 0)
             return sstore_oom(s, errptr);
     }
-    const uint32_t *idx = (const uint32_t *)(void *)s->idxs.p;
+    uint32_t *idx = (uint32_t *)(void *)s->idxs.p;
     size_t n = s->idxs.len / sizeof(uint32_t);
+    state_cache_sort(s->cache, idx, n);
     for (size_t off = 0; off < n; off += FLUSH_CHUNK) {
         size_t k = n - off < FLUSH_CHUNK ? n - off : FLUSH_CHUNK;
         int rc = cache_write(s, idx + off, k, errptr);

@@ -148,19 +148,22 @@ size_t ste_index_encode(char *buf, int domain, int64_t stamp, uint16_t sid,
     return IDX_HDR + skey_len;
 }
 
-int ste_meta_parse(const char *v, size_t len, uint16_t *id, uint8_t *kind)
+int ste_meta_parse(const char *v, size_t len, uint16_t *id, uint8_t *kind,
+                   uint32_t *format)
 {
-    if (len < 3)
+    if (len < META_STATE_LEN_V0)
         return -1;
     *id = get_be16(v);
     *kind = (uint8_t)v[2];
+    *format = len >= META_STATE_LEN ? get_be32(v + 3) : 0;
     return 0;
 }
 
-void ste_meta_encode(char out[3], uint16_t id, uint8_t kind)
+void ste_meta_encode(char *out, uint16_t id, uint8_t kind, uint32_t format)
 {
     put_be16(out, id);
     out[2] = (char)kind;
+    put_be32(out + 3, format);
 }
 
 /* One entry at data[*off]; advances *off. Returns -1 when it is damaged. */

@@ -84,9 +84,12 @@ size_t ste_index_size(size_t skey_len);
 size_t ste_index_encode(char *buf, int domain, int64_t stamp, uint16_t sid,
                         const char *skey, size_t skey_len);
 
-/* The metadata value of a state: its id and kind (weir_state_kind). */
-int ste_meta_parse(const char *v, size_t len, uint16_t *id, uint8_t *kind);
-void ste_meta_encode(char out[3], uint16_t id, uint8_t kind);
+/* The metadata value of a state: its id, kind (weir_state_kind) and format
+ * version (0 in records without one). ste_meta_encode() writes
+ * META_STATE_LEN bytes. */
+int ste_meta_parse(const char *v, size_t len, uint16_t *id, uint8_t *kind,
+                   uint32_t *format);
+void ste_meta_encode(char *out, uint16_t id, uint8_t kind, uint32_t format);
 
 /* One entry of a delta file. For a deletion, stamp and val are unset. */
 typedef struct ste_delta_ent {

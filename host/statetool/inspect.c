@@ -149,11 +149,12 @@ static int insp_states_json(stv_db *v, int exact, json_t *states, char **errptr)
         const stv_state *st = stv_state_at(v, i);
         uint64_t keys, bytes, n = 0;
         stv_estimate(v, st, 0, &keys, &bytes);
-        json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "name", st->name,
-                              "kind", insp_kind_name(st->kind), "est_entries",
-                              (json_int_t)keys, "sst_bytes", (json_int_t)bytes,
-                              "delta_puts", (json_int_t)st->delta_puts,
-                              "delta_deletes", (json_int_t)st->delta_deletes);
+        json_t *o = json_pack(
+            "{s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "name", st->name, "kind",
+            insp_kind_name(st->kind), "format_version", (json_int_t)st->format,
+            "est_entries", (json_int_t)keys, "sst_bytes", (json_int_t)bytes,
+            "delta_puts", (json_int_t)st->delta_puts, "delta_deletes",
+            (json_int_t)st->delta_deletes);
         if (!o || json_array_append_new(states, o))
             return insp_oom(errptr);
         if (!exact)

@@ -45,6 +45,26 @@ static int rsc_oom(char **errptr)
     return WEIR_ENOMEM;
 }
 
+/*
+ * Carries a TTL override (`weir ctl state ttl`, "weir.ttl.<name>") of a
+ * source state into the new stores. Every subtask got the same override;
+ * one whose rewrite of existing entries was still pending wins, so that
+ * the new stores go on with it. Its cursor (a key of the old subtask) means
+ * nothing in a new store: the record is written without it, so a pending
+ * rewrite starts again from the first entry (rewriting an entry twice
+ * gives the same stamp).
+ */
+static void rsc_ttl_merge(stw_state *u, const stv_state *st)
+{
+    if (!st->ttl_rec || st->ttl_len < META_TTL_HDR)
+        return;
+    int pending = st->ttl_rec[META_TTL_PENDING] != 0;
+    if (u->ttl_rec && (!pending || u->ttl_rec[META_TTL_PENDING]))
+        return;
+    u->ttl_rec = st->ttl_rec;
+    u->ttl_len = META_TTL_HDR;
+}
+
 /* Adds the states of source s to the union, checking kinds, and maps its
  * states to the union's. */
 static int rsc_union(rsc *r, rsc_src *s, char **errptr)
@@ -66,6 +86,11 @@ static int rsc_union(rsc *r, rsc_src *s, char **errptr)
                            "state '%s' is of kind %u in %s and of kind %u in "
                            "another subtask",
                            st->name, st->kind, s->dir, r->states[k].kind);
+        if (k < r->n_states && r->states[k].format != st->format)
+            return err_set(errptr, WEIR_EINVAL,
+                           "state '%s' has format version %u in %s and %u in "
+                           "another subtask",
+                           st->name, st->format, s->dir, r->states[k].format);
         if (k == r->n_states) {
             uint32_t id = st->id, max = 0;
             int taken = 0;
@@ -77,9 +102,11 @@ static int rsc_union(rsc *r, rsc_src *s, char **errptr)
                 return err_set(errptr, WEIR_EINVAL, "too many states");
             r->states[k] = (stw_state){.name = st->name,
                                        .id = (uint16_t)(taken ? max + 1 : id),
-                                       .kind = st->kind};
+                                       .kind = st->kind,
+                                       .format = st->format};
             r->n_states++;
         }
+        rsc_ttl_merge(&r->states[k], st);
         s->to_new[i] = k;
     }
     return 0;

@@ -105,7 +105,7 @@ static int stv_open_rdb(stv_db *v, char **errptr)
 
 /* The metadata value of state `name`: 1 found, 0 not, or a negative code. */
 static int stv_meta_get(stv_db *v, const char *name, uint16_t *id,
-                        uint8_t *kind, char **errptr)
+                        uint8_t *kind, uint32_t *format, char **errptr)
 {
     char key[256], *rerr = NULL;
     size_t vlen = 0;
@@ -118,9 +118,36 @@ static int stv_meta_get(stv_db *v, const char *name, uint16_t *id,
         free(rerr);
         return rc;
     }
-    int found = val && ste_meta_parse(val, vlen, id, kind) == 0;
+    int found = val && ste_meta_parse(val, vlen, id, kind, format) == 0;
     rocksdb_free(val);
     return found;
+}
+
+/* Reads the TTL override record of `st`, if any: 1, or a negative code. */
+static int stv_ttl_get(stv_db *v, stv_state *st, char **errptr)
+{
+    char key[256], *rerr = NULL;
+    size_t vlen = 0;
+    snprintf(key, sizeof key, META_TTL_PREFIX "%s", st->name);
+    char *val = rocksdb_get_cf(v->db, v->ro, v->meta_cf, key, strlen(key),
+                               &vlen, &rerr);
+    if (rerr) {
+        int rc = err_set(errptr, WEIR_EIO, "state directory %s: metadata: %s",
+                         v->dir, rerr);
+        free(rerr);
+        return rc;
+    }
+    if (val && vlen) {
+        st->ttl_rec = malloc(vlen);
+        if (!st->ttl_rec) {
+            rocksdb_free(val);
+            return stv_oom(errptr);
+        }
+        memcpy(st->ttl_rec, val, vlen);
+        st->ttl_len = vlen;
+    }
+    rocksdb_free(val);
+    return 1;
 }
 
 static int stv_check_format(stv_db *v, char **errptr)
@@ -179,7 +206,9 @@ static int stv_classify(stv_db *v, char **errptr)
         stv_state *st = &v->states[k++];
         if (!(st->name = strdup(n + plen)) || !(st->cf = strdup(n)))
             return stv_oom(errptr);
-        rc = stv_meta_get(v, st->name, &st->id, &st->kind, errptr);
+        rc = stv_meta_get(v, st->name, &st->id, &st->kind, &st->format, errptr);
+        if (rc > 0)
+            rc = stv_ttl_get(v, st, errptr);
         if (rc == 0)
             return err_set(errptr, WEIR_EIO,
                            "state directory %s: column family %s has no "
@@ -312,6 +341,7 @@ void stv_close(stv_db *v)
     for (size_t i = 0; i < v->n_states; i++) {
         free(v->states[i].name);
         free(v->states[i].cf);
+        free(v->states[i].ttl_rec);
         if (v->dents)
             free(v->dents[i]);
     }

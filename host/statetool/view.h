@@ -31,9 +31,13 @@ typedef struct stv_db stv_db;
 /* A state of the store: one column family "s.<name>" and its metadata. */
 typedef struct stv_state {
     char *name;
-    char *cf;             /* "s.<name>" */
-    uint16_t id;          /* persistent state id (metadata) */
-    uint8_t kind;         /* weir_state_kind; 0 when the metadata lacks it */
+    char *cf;        /* "s.<name>" */
+    uint16_t id;     /* persistent state id (metadata) */
+    uint8_t kind;    /* weir_state_kind; 0 when the metadata lacks it */
+    uint32_t format; /* format version of its entries (metadata) */
+    char *ttl_rec;   /* its TTL override record ("weir.ttl.<name>",
+                        codec.h), NULL for none */
+    size_t ttl_len;
     size_t delta_puts;    /* values of this state in the delta */
     size_t delta_deletes; /* deletions of this state in the delta */
 } stv_state;

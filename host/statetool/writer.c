@@ -97,10 +97,16 @@ static int stw_meta(stw_db *w, const stw_state *states, size_t n, char **errptr)
                               strlen(META_FORMAT_KEY), META_FORMAT,
                               strlen(META_FORMAT));
     for (size_t i = 0; i < n; i++) {
-        char key[256], val[3];
+        char key[256], val[META_STATE_LEN];
         snprintf(key, sizeof key, META_STATE_PREFIX "%s", states[i].name);
-        ste_meta_encode(val, states[i].id, states[i].kind);
-        rocksdb_writebatch_put_cf(b, w->cfs[0], key, strlen(key), val, 3);
+        ste_meta_encode(val, states[i].id, states[i].kind, states[i].format);
+        rocksdb_writebatch_put_cf(b, w->cfs[0], key, strlen(key), val,
+                                  sizeof val);
+        if (!states[i].ttl_rec)
+            continue;
+        snprintf(key, sizeof key, META_TTL_PREFIX "%s", states[i].name);
+        rocksdb_writebatch_put_cf(b, w->cfs[0], key, strlen(key),
+                                  states[i].ttl_rec, states[i].ttl_len);
     }
     rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
     char *rerr = NULL;

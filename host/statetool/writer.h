@@ -29,7 +29,12 @@ typedef struct stw_db stw_db;
 typedef struct stw_state {
     const char *name;
     uint16_t id;
-    uint8_t kind; /* weir_state_kind */
+    uint8_t kind;    /* weir_state_kind */
+    uint32_t format; /* format version of its entries */
+    /* The TTL override record ("weir.ttl.<name>", codec.h) to write, NULL
+     * for none; borrowed. */
+    const char *ttl_rec;
+    size_t ttl_len;
 } stw_state;
 
 /* Where an entry goes: a state (its index in the stw_create() array), the

@@ -9,19 +9,19 @@
 #include "common/log.h"
 #include "control/control.h"
 
-#define SUPCTL_WHO "control"
+#define SUPCTL_WHO       "control"
 /* How long a forwarded status may take. */
 #define SUPCTL_STATUS_MS 5000
 /* How long a checkpoint or savepoint may take past checkpoint.timeout. */
-#define SUPCTL_SLACK_MS 10000
+#define SUPCTL_SLACK_MS  10000
 
 struct supctl {
     const topo_job *job;
     char *worker_path; /* <run dir>/worker.sock */
     void *zctx;
     ctl_server *srv;
-    void *fwd;          /* REQ to the worker while a request is forwarded */
-    json_t *fwd_req;    /* that request */
+    void *fwd;            /* REQ to the worker while a request is forwarded */
+    json_t *fwd_req;      /* that request */
     int64_t fwd_deadline; /* CLOCK_MONOTONIC ns */
 };
 
@@ -43,14 +43,16 @@ supctl *supctl_open(const topo_job *job, const char *run_dir)
 {
     supctl *c = calloc(1, sizeof *c);
     char *err = NULL;
-    if (!c || asprintf(&c->worker_path, "%s/%s", run_dir, CTL_WORKER_SOCK) < 0 ||
+    if (!c ||
+        asprintf(&c->worker_path, "%s/%s", run_dir, CTL_WORKER_SOCK) < 0 ||
         !(c->zctx = zmq_ctx_new())) {
-        log_msg(WEIR_LOG_WARN, SUPCTL_WHO, "no control endpoint: out of memory");
+        log_msg(WEIR_LOG_WARN, SUPCTL_WHO,
+                "no control endpoint: out of memory");
         supctl_close(c);
         return NULL;
     }
-    if (ctl_server_open(c->zctx, run_dir, CTL_SUPERVISOR_SOCK, &c->srv,
-                        &err) < 0) {
+    if (ctl_server_open(c->zctx, run_dir, CTL_SUPERVISOR_SOCK, &c->srv, &err) <
+        0) {
         log_msg(WEIR_LOG_WARN, SUPCTL_WHO, "no control endpoint: %s", err);
         free(err);
         supctl_close(c);
@@ -88,9 +90,9 @@ void supctl_close(supctl *c)
 int supctl_poll_items(supctl *c, zmq_pollitem_t *items)
 {
     /* REP alternates: no new request while one is being forwarded. */
-    items[0] = (zmq_pollitem_t){
-        .socket = c->fwd ? c->fwd : ctl_server_socket(c->srv),
-        .events = ZMQ_POLLIN};
+    items[0] =
+        (zmq_pollitem_t){.socket = c->fwd ? c->fwd : ctl_server_socket(c->srv),
+                         .events = ZMQ_POLLIN};
     return 1;
 }
 
@@ -105,12 +107,12 @@ static json_t *supctl_status(json_t *r, const supctl_info *in)
 {
     if (!r)
         r = json_pack("{s:b}", "ok", 1);
-    json_t *sup = json_pack(
-        "{s:s, s:I, s:i, s:i, s:f, s:s?}", "state", in->state, "worker",
-        (json_int_t)in->worker, "attempt", in->attempt, "restarts",
-        (int)in->restarts, "uptime_s",
-        (double)(supctl_wall_ms() - in->run_started_ms) / 1e3, "last_failure",
-        in->last_failure);
+    json_t *sup =
+        json_pack("{s:s, s:I, s:i, s:i, s:f, s:s?}", "state", in->state,
+                  "worker", (json_int_t)in->worker, "attempt", in->attempt,
+                  "restarts", (int)in->restarts, "uptime_s",
+                  (double)(supctl_wall_ms() - in->run_started_ms) / 1e3,
+                  "last_failure", in->last_failure);
     json_object_set_new(r, "supervisor", sup);
     return r;
 }
@@ -119,15 +121,13 @@ static json_t *supctl_status(json_t *r, const supctl_info *in)
 static int64_t supctl_timeout_ms(const supctl *c, const char *cmd)
 {
     if (!strcmp(cmd, "checkpoint") || !strcmp(cmd, "savepoint"))
-        return topo_param_int(&c->job->checkpoint, "timeout") +
-               SUPCTL_SLACK_MS;
+        return topo_param_int(&c->job->checkpoint, "timeout") + SUPCTL_SLACK_MS;
     if (!strcmp(cmd, "state")) /* up to 3 checkpoints (runtime/wctl.c) */
         return 3 * topo_param_int(&c->job->checkpoint, "timeout") +
                SUPCTL_SLACK_MS;
     if (!strcmp(cmd, "stop"))
         return topo_param_int(&c->job->runtime, "stop_timeout") +
-               topo_param_int(&c->job->checkpoint, "timeout") +
-               SUPCTL_SLACK_MS;
+               topo_param_int(&c->job->checkpoint, "timeout") + SUPCTL_SLACK_MS;
     return SUPCTL_STATUS_MS;
 }
 
@@ -147,11 +147,10 @@ static void supctl_forward(supctl *c, json_t *req, const supctl_info *in)
         zmq_send(c->fwd, text, strlen(text), 0) < 0) {
         free(text);
         supctl_drop_forward(c);
-        json_t *r = ctl_error("cannot reach the worker: %s",
-                              zmq_strerror(errno));
-        ctl_server_reply(c->srv, !strcmp(cmd, "status") ? supctl_status(
-                                                              r, in)
-                                                        : r);
+        json_t *r =
+            ctl_error("cannot reach the worker: %s", zmq_strerror(errno));
+        ctl_server_reply(c->srv,
+                         !strcmp(cmd, "status") ? supctl_status(r, in) : r);
         json_decref(req);
         return;
     }
@@ -224,8 +223,7 @@ void supctl_handle(supctl *c, const zmq_pollitem_t *items, int n,
             supctl_request(c, in);
     }
     if (c->fwd && supctl_now_ns() >= c->fwd_deadline) {
-        const char *cmd =
-            json_string_value(json_object_get(c->fwd_req, "cmd"));
+        const char *cmd = json_string_value(json_object_get(c->fwd_req, "cmd"));
         json_t *r = ctl_error("the worker did not answer in time");
         if (cmd && !strcmp(cmd, "status")) {
             json_decref(r); /* the supervisor's own part, and a note */

@@ -24,11 +24,11 @@
 
 /* What the supervisor knows of the run, for `status`. */
 typedef struct supctl_info {
-    long worker;           /* pid of the running worker, or 0 */
-    int attempt;           /* of the running (or next) worker */
-    uint32_t restarts;     /* workers started after the first */
-    int64_t run_started_ms;  /* wall clock */
-    const char *state;     /* "running", "restarting", "stopping" */
+    long worker;              /* pid of the running worker, or 0 */
+    int attempt;              /* of the running (or next) worker */
+    uint32_t restarts;        /* workers started after the first */
+    int64_t run_started_ms;   /* wall clock */
+    const char *state;        /* "running", "restarting", "stopping" */
     const char *last_failure; /* how the last worker failed, or NULL */
 } supctl_info;
 

@@ -344,8 +344,7 @@ int sup_lock_run(const topo_job *job, sup_locks *out, char **errptr)
         rc = sup_lock_section(job, out, &job->checkpoint,
                               "checkpoint directory", errptr);
     if (rc == 0 && sup_has_keyed(job))
-        rc = sup_lock_section(job, out, &job->state, "state directory",
-                              errptr);
+        rc = sup_lock_section(job, out, &job->state, "state directory", errptr);
     for (size_t i = 0; rc == 0 && i < job->n_ops; i++) {
         const topo_params *p = &job->ops[i].config;
         for (size_t k = 0; rc == 0 && k < p->n; k++)
@@ -378,16 +377,16 @@ typedef struct sup_state {
     sigset_t waitset;    /* SIGINT, SIGTERM, SIGCHLD: blocked, waited for */
     sigset_t child_mask; /* the worker's mask: the caller's + INT, TERM */
     pid_t worker;
-    int attempt;      /* of the running (or next) worker */
-    int stop;         /* 0; 1 a stop was forwarded; 2 the worker killed */
-    int64_t start_ns; /* the running worker's fork */
-    int64_t death_ns; /* the last failure's SIGCHLD; 0 before any */
-    int64_t delay_ns; /* time spent in the last restart delay */
-    int64_t stop_ns;  /* when the first stop was forwarded */
-    int report_fd;    /* read end of the running worker's report pipe */
-    int reported;     /* the exit code the worker reported, or -1 */
-    int sfd;          /* signalfd of waitset */
-    supctl *ctl;      /* the control endpoint, or NULL */
+    int attempt;            /* of the running (or next) worker */
+    int stop;               /* 0; 1 a stop was forwarded; 2 the worker killed */
+    int64_t start_ns;       /* the running worker's fork */
+    int64_t death_ns;       /* the last failure's SIGCHLD; 0 before any */
+    int64_t delay_ns;       /* time spent in the last restart delay */
+    int64_t stop_ns;        /* when the first stop was forwarded */
+    int report_fd;          /* read end of the running worker's report pipe */
+    int reported;           /* the exit code the worker reported, or -1 */
+    int sfd;                /* signalfd of waitset */
+    supctl *ctl;            /* the control endpoint, or NULL */
     int64_t run_started_ms; /* wall clock */
     char last_failure[256]; /* how the last worker failed */
 } sup_state;
@@ -502,6 +501,7 @@ static char **sup_worker_argv(const sup_state *st, char *num, size_t num_len)
         v[n++] = "--dir";
         v[n++] = (char *)o->plugin_dirs[i];
     }
+    v[n++] = "--"; /* a job path may start with '-' */
     v[n++] = (char *)o->job_path;
     v[n] = NULL;
     return v;
@@ -718,8 +718,8 @@ static int sup_wait_worker(sup_state *st)
                 continue;
             }
         }
-        int sig = sup_wait_event(st, deadline,
-                                 st->stop ? "stopping" : "running");
+        int sig =
+            sup_wait_event(st, deadline, st->stop ? "stopping" : "running");
         if (sig == 0)
             continue;
         if (sig != SIGCHLD) {

@@ -86,16 +86,16 @@ typedef struct sup_options {
     const char *job_path;
     const char *const *plugin_dirs;
     size_t n_plugin_dirs;
-    const char *from; /* --from PATH, or NULL */
+    const char *from;       /* --from PATH, or NULL */
     int allow_non_restored; /* --allow-non-restored-state */
-    const char *self; /* the weir binary to execute (/proc/self/exe) */
+    const char *self;       /* the weir binary to execute (/proc/self/exe) */
 } sup_options;
 
 /*
  * Chooses a run id ("<UTC yyyymmddThhmmssZ>-<pid>") and creates the run
  * directory <checkpoint.dir>/<job>/<run id> with its parents (a
- * relative checkpoint.dir is relative to the working directory). Returns 0 and the
- * malloc'ed path in *out (the caller frees it), or a negative WEIR_E* code
+ * relative checkpoint.dir is relative to the working directory). Returns 0 and
+ * the malloc'ed path in *out (the caller frees it), or a negative WEIR_E* code
  * with the reason in *errptr.
  */
 int sup_run_dir_create(const topo_job *job, char **out, char **errptr);

@@ -35,6 +35,87 @@ int topo_err(char **errptr, const char *file, int line, int col,
     return WEIR_EINVAL;
 }
 
+/* Whether the len bytes at s look like a field path: names, [N] indexes
+ * and dots, no spaces. */
+static int topo_is_field(const char *s, size_t len)
+{
+    if (len == 0)
+        return 0;
+    for (size_t k = 0; k < len; k++) {
+        char c = s[k];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.' ||
+              c == '[' || c == ']'))
+            return 0;
+    }
+    return 1;
+}
+
+int topo_errors_add(topo_errors *errs, const char *file, char *msg)
+{
+    topo_error *v = realloc(errs->v, (errs->n + 1) * sizeof *v);
+    if (!v) {
+        free(msg);
+        return WEIR_ENOMEM;
+    }
+    errs->v = v;
+    topo_error *e = &v[errs->n];
+    memset(e, 0, sizeof *e);
+    e->msg = msg;
+    e->what = msg;
+    size_t fl = file ? strlen(file) : 0;
+    if (fl && !strncmp(msg, file, fl) && msg[fl] == ':') {
+        int line = 0, col = 0, used = 0;
+        if (sscanf(msg + fl, ":%d:%d: %n", &line, &col, &used) == 2 &&
+            used > 0) {
+            e->line = line;
+            e->col = col;
+            e->what = msg + fl + used;
+        }
+    }
+    const char *sep = strstr(e->what, ": ");
+    if (sep && topo_is_field(e->what, (size_t)(sep - e->what))) {
+        e->field = strndup(e->what, (size_t)(sep - e->what));
+        if (!e->field) {
+            free(msg);
+            return WEIR_ENOMEM;
+        }
+        e->what = sep + 2;
+    }
+    errs->n++;
+    return 0;
+}
+
+int topo_collect_note(topo_collect *c, int rc, char **errptr)
+{
+    if (!c || rc != WEIR_EINVAL)
+        return rc;
+    char *msg = *errptr;
+    *errptr = NULL;
+    if (!msg)
+        return 0; /* already collected by the check itself */
+    if (c->errs->n >= TOPO_MAX_ERRORS) {
+        free(msg);
+        c->errs->truncated = 1;
+        return WEIR_EINVAL;
+    }
+    if (topo_errors_add(c->errs, c->file, msg) < 0)
+        return err_set(errptr, WEIR_ENOMEM, "%s: out of memory", c->file);
+    return 0;
+}
+
+void topo_errors_free(topo_errors *errs)
+{
+    if (!errs)
+        return;
+    for (size_t k = 0; k < errs->n; k++) {
+        free(errs->v[k].msg);
+        free(errs->v[k].field);
+    }
+    free(errs->v);
+    memset(errs, 0, sizeof *errs);
+}
+
 const char *topo_quote(const char *s, size_t len, char *buf, size_t cap)
 {
     static const char hex[] = "0123456789abcdef";

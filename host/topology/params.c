@@ -506,16 +506,19 @@ static void pv_unknown_hint(const topo_params *p, const char *name, size_t len,
 
 static int pv_missing(const topo_params *p, const unsigned char *given,
                       const char *file, const char *path, int line, int col,
-                      char **errptr)
+                      topo_collect *c, int *failed, char **errptr)
 {
     for (size_t k = 0; k < p->n; k++) {
         const weir_param_def *def = p->v[k].def;
-        if ((def->flags & WEIR_PARAM_REQUIRED) && !given[k])
-            return topo_err(errptr, file, line, col, path,
-                            "missing required parameter '%s' (%s%s%s)",
-                            def->name, pv_expected(def->type),
-                            def->description ? ": " : "",
-                            def->description ? def->description : "");
+        if (!(def->flags & WEIR_PARAM_REQUIRED) || given[k])
+            continue;
+        int rc = topo_err(errptr, file, line, col, path,
+                          "missing required parameter '%s' (%s%s%s)", def->name,
+                          pv_expected(def->type), def->description ? ": " : "",
+                          def->description ? def->description : "");
+        *failed = 1;
+        if ((rc = topo_collect_note(c, rc, errptr)) < 0)
+            return rc;
     }
     return 0;
 }
@@ -523,21 +526,31 @@ static int pv_missing(const topo_params *p, const unsigned char *given,
 int topo_params_build(const char *file, const char *path, int line, int col,
                       const weir_param_def *const *defs, size_t n_defs,
                       const topo_ynode *map, const topo_owner *owner,
-                      const char *keyword, topo_params *out, char **errptr)
+                      const char *keyword, topo_collect *c, topo_params *out,
+                      char **errptr)
 {
     char buf[TOPO_QUOTE_MAX + 32], sub[1024], q[TOPO_QUOTE_MAX];
     unsigned char *given = NULL;
+    int failed = 0;
     int rc = pv_alloc(defs, n_defs, out, errptr);
     if (rc < 0)
         return rc;
     rc = pv_defaults(out, file, path, line, col, owner, errptr);
-    if (rc < 0)
-        goto out;
+    /* A bad default is the plugin's; the values given are still checked. */
+    if (rc < 0) {
+        failed = 1;
+        if ((rc = topo_collect_note(c, rc, errptr)) < 0)
+            goto out;
+    }
     if (map && map->kind == TOPO_YSCALAR && map->type == TOPO_YNULL)
         map = NULL;
     if (map && map->kind != TOPO_YMAP) {
         rc = pv_err(errptr, file, path, map, NULL, "expected a mapping, got %s",
                     topo_ydescribe(map, buf, sizeof buf));
+        /* Nothing else to check here (and no missing parameter to add). */
+        failed = 1;
+        if ((rc = topo_collect_note(c, rc, errptr)) < 0)
+            goto out;
         goto out;
     }
     given = calloc(n_defs ? n_defs : 1, 1);
@@ -555,18 +568,27 @@ int topo_params_build(const char *file, const char *path, int line, int col,
             pv_unknown_hint(out, key->str, key->len, hint, sizeof hint);
             rc = pv_err(errptr, file, sub, key, hint, "unknown %s",
                         keyword ? keyword : "parameter");
-            goto out;
+            failed = 1;
+            if ((rc = topo_collect_note(c, rc, errptr)) < 0)
+                goto out;
+            continue;
         }
         topo_value_clear(&out->v[i]);
+        given[i] = 1; /* also when bad: it is not missing */
         rc = topo_value_from_node(file, sub, out->v[i].def, val, &out->v[i],
                                   errptr);
-        if (rc < 0)
-            goto out;
-        given[i] = 1;
+        if (rc < 0) {
+            topo_value_clear(&out->v[i]);
+            failed = 1;
+            if ((rc = topo_collect_note(c, rc, errptr)) < 0)
+                goto out;
+        }
     }
-    rc = pv_missing(out, given, file, path, line, col, errptr);
+    rc = pv_missing(out, given, file, path, line, col, c, &failed, errptr);
 out:
     free(given);
+    if (rc == 0 && failed)
+        rc = WEIR_EINVAL; /* every message is collected */
     if (rc < 0)
         topo_params_free(out);
     return rc;
@@ -612,7 +634,8 @@ int topo_params_from_strings(const weir_param_def *const *defs, size_t n_defs,
         }
         given[i] = 1;
     }
-    rc = pv_missing(out, given, NULL, NULL, 0, 0, errptr);
+    int failed = 0;
+    rc = pv_missing(out, given, NULL, NULL, 0, 0, NULL, &failed, errptr);
 out:
     free(given);
     if (rc < 0)

@@ -71,9 +71,11 @@ static const weir_param_def rt_max_record_size =
       "largest value it may put into keyed state; larger ones are refused "
       "with WEIR_EINVAL. At most 1GiB.");
 static const weir_param_def *const topo_runtime_defs[] = {
-    &rt_batch_size, &rt_buffer_timeout, &rt_channel_capacity,
-    &rt_lock_wait,  &rt_stop_timeout,   &rt_callback_timeout,
-    &rt_retry_timeout, &rt_file_access, &rt_max_record_size, NULL};
+    &rt_batch_size,       &rt_buffer_timeout,
+    &rt_channel_capacity, &rt_lock_wait,
+    &rt_stop_timeout,     &rt_callback_timeout,
+    &rt_retry_timeout,    &rt_file_access,
+    &rt_max_record_size,  NULL};
 
 /* --- state --- */
 static const weir_param_def st_dir =
@@ -116,13 +118,17 @@ static const weir_param_def st_min_free =
       "compaction, a checkpoint); a subtask that would go below it fails "
       "with \"no space left on device\" (and is restarted under the "
       "restart strategy) before RocksDB meets a full disk.");
-static const weir_param_def *const topo_state_defs[] = {
-    &st_dir,          &st_block_cache,
-    &st_write_buffer, &st_cache_entries,
-    &st_sweep_batch,  &st_cache_max_value,
-    &st_leak_samples, &st_stats_interval,
-    &st_compact_interval, &st_min_free,
-    NULL};
+static const weir_param_def *const topo_state_defs[] = {&st_dir,
+                                                        &st_block_cache,
+                                                        &st_write_buffer,
+                                                        &st_cache_entries,
+                                                        &st_sweep_batch,
+                                                        &st_cache_max_value,
+                                                        &st_leak_samples,
+                                                        &st_stats_interval,
+                                                        &st_compact_interval,
+                                                        &st_min_free,
+                                                        NULL};
 
 /* --- checkpoint --- */
 static const char *const cp_modes[] = {"exactly_once", "at_least_once", NULL};
@@ -161,9 +167,15 @@ static const weir_param_def cp_tolerable_failed =
       "tolerated; one more fails the job, which then restarts under the "
       "restart strategy. -1 tolerates any number.");
 static const weir_param_def *const topo_checkpoint_defs[] = {
-    &cp_interval,          &cp_dir,              &cp_mode,
-    &cp_min_pause,         &cp_timeout,          &cp_retain,
-    &cp_allow_fresh_start, &cp_tolerable_failed, NULL};
+    &cp_interval,
+    &cp_dir,
+    &cp_mode,
+    &cp_min_pause,
+    &cp_timeout,
+    &cp_retain,
+    &cp_allow_fresh_start,
+    &cp_tolerable_failed,
+    NULL};
 
 /* --- restart --- */
 static const char *const rs_strategies[] = {
@@ -246,6 +258,40 @@ static const weir_param_def wm_idle_timeout =
 static const weir_param_def *const topo_watermarks_defs[] = {
     &wm_out_of_orderness, &wm_interval, &wm_idle_timeout, NULL};
 
+/* --- async (per asynchronous operator; runtime/async.h) --- */
+static const weir_param_def as_capacity =
+    P("capacity", WEIR_PARAM_INT, "100", MINMAX, 1, 1048576,
+      "Requests in flight per subtask at most; a new record waits (back "
+      "pressure upstream) until one is delivered.");
+static const weir_param_def as_timeout =
+    P("timeout", WEIR_PARAM_DURATION, "10s", MINMAX, 1, 86400000,
+      "How long one attempt of a request may take before it counts as "
+      "failed with WEIR_ETIMEDOUT (and is retried).");
+static const char *const as_modes[] = {"ordered", "unordered", NULL};
+static const weir_param_def as_mode = {
+    .size = sizeof(weir_param_def),
+    .name = "mode",
+    .type = WEIR_PARAM_ENUM,
+    .default_value = "ordered",
+    .choices = as_modes,
+    .description = "ordered: results are delivered in the order of the "
+                   "input records; unordered: in completion order, but never "
+                   "across a watermark."};
+static const weir_param_def as_max_retries =
+    P("max_retries", WEIR_PARAM_INT, "3", MINMAX, 0, 1000,
+      "Attempts after the first for a request that failed with WEIR_ERETRY "
+      "or timed out; then on_async_result() receives the failure.");
+static const weir_param_def as_retry_backoff =
+    P("retry_backoff", WEIR_PARAM_DURATION, "100ms", MINMAX, 0, 3600000,
+      "Pause before the first retry; it doubles for each further one, up to "
+      "retry_backoff_max.");
+static const weir_param_def as_retry_backoff_max =
+    P("retry_backoff_max", WEIR_PARAM_DURATION, "10s", MINMAX, 0, 3600000,
+      "Longest pause between two attempts.");
+static const weir_param_def *const topo_async_defs[] = {
+    &as_capacity,      &as_timeout,           &as_mode, &as_max_retries,
+    &as_retry_backoff, &as_retry_backoff_max, NULL};
+
 const weir_param_def *const *topo_section_defs(const char *section)
 {
     static const struct {
@@ -258,6 +304,7 @@ const weir_param_def *const *topo_section_defs(const char *section)
         {"restart", topo_restart_defs},
         {"metrics", topo_metrics_defs},
         {"watermarks", topo_watermarks_defs},
+        {"async", topo_async_defs},
     };
     if (!section)
         return NULL;

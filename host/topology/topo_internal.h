@@ -101,6 +101,32 @@ WEIR_PRINTF(6, 7)
 int topo_err(char **errptr, const char *file, int line, int col,
              const char *path, const char *fmt, ...);
 
+/*
+ * Collecting errors (topo_check_file()). The loader's checks keep storing
+ * their message in *errptr; after a check fails, its caller passes the
+ * result through topo_collect_note(), which decides whether to go on.
+ * With a collector, errptr is &c->cur.
+ */
+typedef struct topo_collect {
+    topo_errors *errs;
+    const char *file;
+    char *cur; /* the message of the check that just failed */
+} topo_collect;
+
+/* After a check returned rc with its message in *errptr: when `c` is NULL
+ * (stop at the first error) or rc is not WEIR_EINVAL, returns rc
+ * unchanged. Otherwise moves the message (when there is one: a check that
+ * collected its own errors returns WEIR_EINVAL with none) into c->errs and
+ * returns 0, so that the caller goes on with the next independent check;
+ * it returns WEIR_EINVAL once TOPO_MAX_ERRORS are collected (truncated is
+ * set), and WEIR_ENOMEM when the list cannot grow. rc >= 0 is returned
+ * as it is. */
+int topo_collect_note(topo_collect *c, int rc, char **errptr);
+
+/* Appends `msg` (taken over) to errs, splitting position and field off
+ * `file`:LINE:COL: FIELD: ... Returns 0 or WEIR_ENOMEM (msg is freed). */
+int topo_errors_add(topo_errors *errs, const char *file, char *msg);
+
 /* Writes `s` (len bytes) into buf for a message: bytes outside printable
  * ASCII become \xNN and text past 60 characters is cut with "...". Returns
  * buf. */
@@ -141,13 +167,17 @@ typedef struct topo_owner {
 
 /* Validates mapping `map` (NULL or a null scalar: empty) against defs and
  * fills *out with one value per def: the given one, else the default.
+ * With a collector `coll` it reports every unknown key, bad value and
+ * missing parameter through topo_collect_note() and then returns
+ * WEIR_EINVAL with no message; without (NULL), it stops at the first.
  * `path` is the mapping's field path ("operators[1].config"); `line`/`col`
  * is where a missing required parameter is reported; `keyword` is the
  * noun for unknown keys ("parameter", "key"). */
 int topo_params_build(const char *file, const char *path, int line, int col,
                       const weir_param_def *const *defs, size_t n_defs,
                       const topo_ynode *map, const topo_owner *owner,
-                      const char *keyword, topo_params *out, char **errptr);
+                      const char *keyword, topo_collect *coll, topo_params *out,
+                      char **errptr);
 
 /* ------------------------------------------------------------------------ */
 /* String -> index map (ytree.c)                                             */

@@ -10,7 +10,10 @@
  * Every error message has the form
  *   FILE:LINE:COLUMN: FIELD.PATH: what is wrong[; hint]
  * e.g. "job.yaml:12:7: operators[1].config.windw: unknown parameter; did you
- * mean 'window'?". Loading stops at the first error.
+ * mean 'window'?". topo_load_file() stops at the first error;
+ * topo_check_file() goes on and reports every independent error (a check
+ * that depends on a part already found broken is skipped, so that one
+ * mistake is reported once).
  *
  * Thread: the functions are reentrant; a loaded topo_job is read-only and
  * may be shared by threads.
@@ -22,12 +25,13 @@
 #include <stdint.h>
 
 #include "plugin/registry.h"
+
 #include "weir/weir.h"
 
 /* Limits that keep a hostile file from exhausting the host. */
 #define TOPO_MAX_FILE_BYTES (1024u * 1024)
-#define TOPO_MAX_NODES 1000000u
-#define TOPO_MAX_DEPTH 64u
+#define TOPO_MAX_NODES      1000000u
+#define TOPO_MAX_DEPTH      64u
 
 /* One validated parameter value. Every def of the table has one entry; an
  * entry with is_set == 0 was neither given nor defaulted. */
@@ -35,12 +39,12 @@ typedef struct topo_value {
     const weir_param_def *def;
     int is_set;
     int from_default;
-    int b;      /* BOOL */
-    int64_t i;  /* INT, DURATION (ms), SIZE (bytes) */
-    double d;   /* DOUBLE; also INT/DURATION/SIZE converted */
-    char *str;  /* STRING, ENUM: the text (NUL-terminated copy) */
+    int b;     /* BOOL */
+    int64_t i; /* INT, DURATION (ms), SIZE (bytes) */
+    double d;  /* DOUBLE; also INT/DURATION/SIZE converted */
+    char *str; /* STRING, ENUM: the text (NUL-terminated copy) */
     size_t str_len;
-    void *mp;   /* every type: the value encoded as msgpack */
+    void *mp; /* every type: the value encoded as msgpack */
     size_t mp_len;
     int line, col; /* where it was set (0 for defaults) */
 } topo_value;
@@ -84,6 +88,9 @@ typedef struct topo_op {
     size_t n_inputs;
     topo_params config;     /* validated against reg->params */
     topo_params watermarks; /* topo_section_defs("watermarks"); sources */
+    topo_params async;      /* topo_section_defs("async"): set (defaults
+                               included) for operators with async_invoke,
+                               empty (n == 0) for the others */
     int line, col;
 } topo_op;
 
@@ -110,6 +117,43 @@ int topo_load_string(const char *name, const char *yaml, size_t len,
                      const reg_registry *reg, topo_job **out, char **errptr);
 void topo_free(topo_job *job);
 
+/* The most errors topo_check_file() collects; it stops after them. */
+#define TOPO_MAX_ERRORS 100
+
+/* One error found in a topology file. */
+typedef struct topo_error {
+    char *msg;        /* the whole message, as topo_load_file() gives it */
+    int line, col;    /* 1-based; 0 when the message has no position */
+    char *field;      /* the field path ("operators[1].config.window"), or
+                         NULL when the message names none */
+    const char *what; /* points into msg: the text after position and field */
+} topo_error;
+
+/* The errors of one file, in the order the loader found them (file order
+ * within each pass: keys and sections, operators, inputs, the graph). */
+typedef struct topo_errors {
+    topo_error *v;
+    size_t n;
+    int truncated; /* 1 when loading stopped at TOPO_MAX_ERRORS */
+} topo_errors;
+
+/*
+ * Loads and validates `path` like topo_load_file(), but collects every
+ * error instead of stopping at the first. Returns 0 and *out when the file
+ * is valid (errs stays empty); otherwise a negative code with *out NULL and
+ * at least one entry in *errs (errs->n == 0 only for WEIR_ENOMEM when even
+ * that message could not be stored). A file that cannot be read or parsed
+ * as YAML has exactly one error. The caller topo_errors_free()s errs in
+ * either case.
+ */
+int topo_check_file(const char *path, const reg_registry *reg, topo_job **out,
+                    topo_errors *errs);
+/* Same from memory; `name` is used as the file name in messages. */
+int topo_check_string(const char *name, const char *yaml, size_t len,
+                      const reg_registry *reg, topo_job **out,
+                      topo_errors *errs);
+void topo_errors_free(topo_errors *errs);
+
 /* The index of operator `id` in job->ops, or -1. */
 int topo_find_op(const topo_job *job, const char *id);
 
@@ -127,8 +171,19 @@ int topo_params_from_strings(const weir_param_def *const *defs, size_t n_defs,
                              topo_params *out, char **errptr);
 void topo_params_free(topo_params *p);
 
+/* Validates the YAML text yaml[0..len) (a mapping, or empty) as the
+ * `config:` of an operator `op_id` of type `ro`, exactly as topo_load does
+ * for a job file, into *out (one value per parameter of ro). Messages read
+ * "FILE:LINE:COLUMN: config.NAME: what is wrong", `file` naming the text
+ * (NULL: "config"). Used by the test harness (testing/harness.h). On
+ * failure *out is left empty. */
+int topo_config_from_yaml(const char *file, const char *yaml, size_t len,
+                          const reg_operator *ro, const char *op_id,
+                          topo_params *out, char **errptr);
+
 /* NULL-terminated parameter tables of the host sections ("runtime", "state",
- * "checkpoint", "restart", "metrics", and the per-operator "watermarks");
+ * "checkpoint", "restart", "metrics", and the per-operator "watermarks" and
+ * "async");
  * NULL for an unknown section. */
 const weir_param_def *const *topo_section_defs(const char *section);
 

@@ -666,7 +666,7 @@ static int yt_check_dups(yt_parser *p, const yt_frame *f)
     const topo_ynode *first = NULL, *second = NULL;
     for (size_t k = 1; k < n; k++) {
         const topo_ynode *a = keys[k - 1], *b = keys[k];
-        if (a->len != b->len || memcmp(a->str, b->str, a->len))
+        if (a->len != b->len || memcmp(a->str, b->str, a->len) != 0)
             continue;
         /* a is the first occurrence when keys[k-2] differs */
         size_t g = k - 1;

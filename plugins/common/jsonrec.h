@@ -128,4 +128,13 @@ void jrec_json_base64(jrec_buf *b, const void *s, size_t n);
  * Recursion is bounded by msgpack-c's unpacker (at most 32 levels). */
 void jrec_mp_to_json(jrec_buf *b, const msgpack_object *o);
 
+/* Appends the JSON text of the msgpack bytes data[0..n) without unpacking
+ * them, exactly as jrec_mp_to_json() writes msgpack-c's unpacking of them,
+ * when they are one complete object (nothing after it) whose maps have only
+ * str keys and whose containers nest at most 16 deep. Returns 1 when it
+ * wrote it, else 0 with b as it was: the caller then unpacks the bytes
+ * (which may still be valid) and uses jrec_mp_to_json(). Running out of
+ * memory sets b->oom, as for the other appends. */
+int jrec_mp_bytes_to_json(jrec_buf *b, const void *data, size_t n);
+
 #endif

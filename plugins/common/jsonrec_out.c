@@ -119,16 +119,15 @@ int jrec_utf8_valid(const void *s, size_t n)
     return 1;
 }
 
-/* Appends a JSON string; invalid UTF-8 bytes become U+FFFD. */
-void jrec_json_string(jrec_buf *b, const void *s, size_t n)
+/* Strings up to this many bytes are written into space reserved for the
+ * worst case (6 bytes of output per byte); longer ones piece by piece. */
+#define JREC_STRING_DIRECT 4096
+
+/* jrec_json_string() of a long string, appending piece by piece. */
+static void jrec_json_string_long(jrec_buf *b, const unsigned char *p, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = s;
     size_t run = 0; /* start of the bytes not yet copied */
-    if (n == 0) {   /* s may be NULL */
-        jrec_puts(b, "\"\"");
-        return;
-    }
     jrec_putc(b, '"');
     for (size_t i = 0; i < n;) {
         unsigned c = p[i];
@@ -168,6 +167,62 @@ void jrec_json_string(jrec_buf *b, const void *s, size_t n)
     }
     jrec_put(b, p + run, n - run);
     jrec_putc(b, '"');
+}
+
+/* Appends a JSON string; invalid UTF-8 bytes become U+FFFD. */
+void jrec_json_string(jrec_buf *b, const void *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = s;
+    if (n == 0) { /* s may be NULL */
+        jrec_puts(b, "\"\"");
+        return;
+    }
+    if (n > JREC_STRING_DIRECT) {
+        jrec_json_string_long(b, p, n);
+        return;
+    }
+    if (jrec_reserve(b, 6 * n + 2) < 0)
+        return;
+    char *o = b->p + b->len;
+    *o++ = '"';
+    for (size_t i = 0; i < n;) {
+        unsigned c = p[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            i++;
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t k = jrec_utf8_len(p + i, n - i);
+            if (k) {
+                memcpy(o, p + i, k);
+                o += k;
+                i += k;
+            } else {
+                memcpy(o, "\xef\xbf\xbd", 3);
+                o += 3;
+                i++;
+            }
+            continue;
+        }
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default:
+            memcpy(o, "u00", 3);
+            o[3] = hex[c >> 4];
+            o[4] = hex[c & 15];
+            o += 5;
+        }
+        i++;
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->p);
 }
 
 /* Appends the bytes as a quoted base64 string (RFC 4648, padded). */
@@ -281,6 +336,210 @@ void jrec_mp_to_json(jrec_buf *b, const msgpack_object *o)
         break;
     default: jrec_puts(b, "null"); break;
     }
+}
+
+/* ------------------------------------------------------------------------ */
+/* msgpack bytes -> JSON without unpacking                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Containers nested deeper than this are left to msgpack-c's unpacker. */
+#define JREC_BYTES_DEPTH 16
+
+static uint64_t jrec_be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Writes the object at p[*pos..n) and moves *pos past it; 0 when it is
+ * truncated, malformed or of a form left to jrec_mp_to_json(). */
+static int jrec_bytes_obj(jrec_buf *b, const unsigned char *p, size_t n,
+                          size_t *pos, int depth)
+{
+    if (*pos >= n)
+        return 0;
+    size_t i = *pos, rest = n - i - 1;
+    unsigned c = p[i];
+    uint64_t len = 0, items = 0;
+    int map = 0, hl = 0;
+    if (c <= 0x7f) {
+        jrec_put_u64(b, c);
+        *pos = i + 1;
+        return 1;
+    }
+    if (c >= 0xe0) {
+        jrec_put_i64(b, (int8_t)c);
+        *pos = i + 1;
+        return 1;
+    }
+    if (c <= 0x8f || (c >= 0x90 && c <= 0x9f)) {
+        map = c <= 0x8f;
+        items = c & 0x0f;
+        goto container;
+    }
+    if (c <= 0xbf) { /* fixstr */
+        len = c & 0x1f;
+        goto str;
+    }
+    switch (c) {
+    case 0xc0:
+        jrec_puts(b, "null");
+        *pos = i + 1;
+        return 1;
+    case 0xc2:
+        jrec_puts(b, "false");
+        *pos = i + 1;
+        return 1;
+    case 0xc3:
+        jrec_puts(b, "true");
+        *pos = i + 1;
+        return 1;
+    case 0xc4:
+    case 0xc5:
+    case 0xc6: /* bin 8/16/32 */
+        hl = 1 << (c - 0xc4);
+        if (rest < (size_t)hl)
+            return 0;
+        len = jrec_be(p + i + 1, hl);
+        if (len > rest - (size_t)hl)
+            return 0;
+        jrec_json_base64(b, p + i + 1 + hl, (size_t)len);
+        *pos = i + 1 + (size_t)hl + (size_t)len;
+        return 1;
+    case 0xc7:
+    case 0xc8:
+    case 0xc9: /* ext 8/16/32: length, type, data */
+        hl = 1 << (c - 0xc7);
+        if (rest < (size_t)hl + 1)
+            return 0;
+        len = jrec_be(p + i + 1, hl);
+        if (len > rest - (size_t)hl - 1)
+            return 0;
+        jrec_json_base64(b, p + i + 2 + hl, (size_t)len);
+        *pos = i + 2 + (size_t)hl + (size_t)len;
+        return 1;
+    case 0xca:
+    case 0xcb: { /* float 32/64 */
+        int w = c == 0xca ? 4 : 8;
+        if (rest < (size_t)w)
+            return 0;
+        uint64_t v = jrec_be(p + i + 1, w);
+        double d;
+        if (w == 4) {
+            uint32_t u = (uint32_t)v;
+            float f;
+            memcpy(&f, &u, sizeof f);
+            d = f;
+        } else {
+            memcpy(&d, &v, sizeof d);
+        }
+        jrec_json_real(b, d, w == 4);
+        *pos = i + 1 + (size_t)w;
+        return 1;
+    }
+    case 0xcc:
+    case 0xcd:
+    case 0xce:
+    case 0xcf: /* uint 8..64 */
+        hl = 1 << (c - 0xcc);
+        if (rest < (size_t)hl)
+            return 0;
+        jrec_put_u64(b, jrec_be(p + i + 1, hl));
+        *pos = i + 1 + (size_t)hl;
+        return 1;
+    case 0xd0:
+    case 0xd1:
+    case 0xd2:
+    case 0xd3: { /* int 8..64 */
+        hl = 1 << (c - 0xd0);
+        if (rest < (size_t)hl)
+            return 0;
+        uint64_t v = jrec_be(p + i + 1, hl);
+        int bits = 8 * hl;
+        if (bits < 64 && ((v >> (bits - 1)) & 1))
+            v |= ~(uint64_t)0 << bits;
+        jrec_put_i64(b, (int64_t)v);
+        *pos = i + 1 + (size_t)hl;
+        return 1;
+    }
+    case 0xd4:
+    case 0xd5:
+    case 0xd6:
+    case 0xd7:
+    case 0xd8: /* fixext 1..16: type, data */
+        len = (uint64_t)1 << (c - 0xd4);
+        if (rest < 1 + len)
+            return 0;
+        jrec_json_base64(b, p + i + 2, (size_t)len);
+        *pos = i + 2 + (size_t)len;
+        return 1;
+    case 0xd9:
+    case 0xda:
+    case 0xdb: /* str 8/16/32 */
+        hl = 1 << (c - 0xd9);
+        if (rest < (size_t)hl)
+            return 0;
+        len = jrec_be(p + i + 1, hl);
+        i += (size_t)hl;
+        rest -= (size_t)hl;
+        goto str;
+    case 0xdc:
+    case 0xdd:
+    case 0xde:
+    case 0xdf: /* array/map 16/32 */
+        map = c >= 0xde;
+        hl = (c == 0xdc || c == 0xde) ? 2 : 4;
+        if (rest < (size_t)hl)
+            return 0;
+        items = jrec_be(p + i + 1, hl);
+        i += (size_t)hl;
+        rest -= (size_t)hl;
+        goto container;
+    default: return 0; /* 0xc1 */
+    }
+str:
+    if (len > rest)
+        return 0;
+    jrec_json_string(b, p + i + 1, (size_t)len);
+    *pos = i + 1 + (size_t)len;
+    return 1;
+container:
+    /* Every member or element takes at least one byte per object. */
+    if (depth >= JREC_BYTES_DEPTH || items > rest / (map ? 2 : 1))
+        return 0;
+    *pos = i + 1;
+    jrec_putc(b, map ? '{' : '[');
+    for (uint64_t k = 0; k < items; k++) {
+        if (k)
+            jrec_putc(b, ',');
+        if (map) {
+            /* Keys other than str are left to jrec_mp_to_json(). */
+            if (*pos >= n)
+                return 0;
+            unsigned kc = p[*pos];
+            if (!((kc >= 0xa0 && kc <= 0xbf) || (kc >= 0xd9 && kc <= 0xdb)))
+                return 0;
+            if (!jrec_bytes_obj(b, p, n, pos, depth + 1))
+                return 0;
+            jrec_putc(b, ':');
+        }
+        if (!jrec_bytes_obj(b, p, n, pos, depth + 1))
+            return 0;
+    }
+    jrec_putc(b, map ? '}' : ']');
+    return 1;
+}
+
+int jrec_mp_bytes_to_json(jrec_buf *b, const void *data, size_t n)
+{
+    size_t start = b->len, pos = 0;
+    if (jrec_bytes_obj(b, data, n, &pos, 0) && pos == n)
+        return 1;
+    if (b->len > start)
+        b->len = start;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */

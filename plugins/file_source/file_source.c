@@ -56,6 +56,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -68,6 +69,7 @@
 #include <jansson.h>
 
 #include "jsonrec.h"
+#include "jsonscan.h"
 #include "le.h"
 
 #include "weir/msgpack.h"
@@ -322,6 +324,70 @@ static int fsrc_is_blank(const char *p, size_t n)
     return 1;
 }
 
+/* Emits the record of the line just packed into s->w. */
+static int fsrc_emit(weir_ctx *ctx, fsrc *s, const char *key, size_t key_len,
+                     int64_t ts)
+{
+    int rc = weir_emit(ctx, 0, key, key_len, ts, s->w.buf.data, s->w.buf.size);
+    if (rc < 0)
+        weir_set_error(ctx, "file_source: %s:%llu: emit failed: %s", s->path,
+                       (unsigned long long)s->line_no, weir_strerror(rc));
+    else
+        s->records++;
+    return rc;
+}
+
+/* The fast path of a line (jsonscan.h): returns 1 when it emitted the
+ * record, *rc being the result, or 0 when the line needs the full parser
+ * (outside the subset, or a key or time field that is missing, ill-typed
+ * or bad: the full parser then reports it). */
+static int fsrc_fast(weir_ctx *ctx, fsrc *s, const char *p, size_t len, int *rc)
+{
+    jscan_field f[2] = {{.name = s->key_field, .name_len = s->key_field_len},
+                        {.name = s->time_field, .name_len = s->time_field_len}};
+    weir_mp_writer_reset(&s->w);
+    if (!jscan_json_to_mp(p, len, &s->w, f, 2))
+        return 0;
+    const char *key = s->keybuf;
+    size_t key_len;
+    switch (f[0].type) {
+    case JSCAN_STR:
+        key = f[0].s;
+        key_len = f[0].len;
+        break;
+    case JSCAN_INT:
+        snprintf(s->keybuf, sizeof s->keybuf, "%" PRId64, f[0].i);
+        key_len = strlen(s->keybuf);
+        break;
+    case JSCAN_REAL:
+        jrec_format_real(s->keybuf, sizeof s->keybuf, f[0].d);
+        key_len = strlen(s->keybuf);
+        break;
+    default: return 0;
+    }
+    int64_t ts = WEIR_TS_NONE;
+    if (s->time_field) {
+        switch (f[1].type) {
+        case JSCAN_INT: ts = f[1].i; break;
+        case JSCAN_REAL:
+            if (!(f[1].d >= -0x1.0p63 && f[1].d < 0x1.0p63) ||
+                f[1].d != (double)(int64_t)f[1].d)
+                return 0;
+            ts = (int64_t)f[1].d;
+            break;
+        case JSCAN_STR:
+            if (jrec_parse_time(f[1].s, f[1].len, &ts) < 0)
+                return 0;
+            break;
+        default: return 0;
+        }
+        if (ts == WEIR_TS_NONE)
+            return 0;
+    }
+    *rc = fsrc_emit(ctx, s, key, key_len, ts);
+    return 1;
+}
+
 /* Converts and emits line s->line_no (len bytes without its "\n"). */
 static int fsrc_line(weir_ctx *ctx, fsrc *s, const char *p, size_t len)
 {
@@ -329,13 +395,15 @@ static int fsrc_line(weir_ctx *ctx, fsrc *s, const char *p, size_t len)
     json_error_t jerr;
     if (fsrc_is_blank(p, len))
         return WEIR_OK;
+    int rc;
+    if (fsrc_fast(ctx, s, p, len, &rc))
+        return rc;
     json_t *obj = json_loadb(p, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (!obj) {
         snprintf(why, sizeof why, "invalid JSON at column %d: %s", jerr.column,
                  jerr.text);
         return fsrc_bad(ctx, s, why);
     }
-    int rc;
     const char *key = NULL;
     size_t key_len = 0;
     int64_t ts;
@@ -363,12 +431,7 @@ static int fsrc_line(weir_ctx *ctx, fsrc *s, const char *p, size_t len)
                        (unsigned long long)s->line_no);
         goto out;
     }
-    rc = weir_emit(ctx, 0, key, key_len, ts, s->w.buf.data, s->w.buf.size);
-    if (rc < 0)
-        weir_set_error(ctx, "file_source: %s:%llu: emit failed: %s", s->path,
-                       (unsigned long long)s->line_no, weir_strerror(rc));
-    else
-        s->records++;
+    rc = fsrc_emit(ctx, s, key, key_len, ts);
 out:
     json_decref(obj);
     return rc;

@@ -333,7 +333,7 @@ static int rl_book_load(weir_ctx *ctx, rl *p, const char *id, size_t id_len,
         weir_log(ctx, WEIR_LOG_WARN,
                  "rules: %s; %zu stored version%s of it count as deleted", why,
                  bad, bad == 1 ? "" : "s");
-    if ((rc = rl_book_set(ctx, p, e)) < 0) {
+    if (rl_book_set(ctx, p, e) < 0) {
         rb_entry_free(e);
         return rl_oom(ctx);
     }

@@ -807,7 +807,7 @@ int zspool_open(weir_ctx *ctx, zspool *sp, const char *dir,
     int have_mark = 0, rc;
     if (!(sp->dir = strdup(dir)))
         return zspool_oom(ctx);
-    if (window && (rc = zidw_init(&sp->win, window)) < 0) {
+    if (window && zidw_init(&sp->win, window) < 0) {
         rc = zspool_oom(ctx);
         goto fail;
     }

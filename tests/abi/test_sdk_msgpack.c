@@ -18,11 +18,11 @@
  * 2^31 objects (tens of GiB) before noticing the bytes end. */
 static const unsigned char bomb_array[] = {0xdd, 0x80, 0x00, 0x00, 0x00};
 /* A map32 declaring 2^32-1 pairs, then one pair. */
-static const unsigned char bomb_map[] = {0xdf, 0xff, 0xff, 0xff, 0xff,
-                                         0xa1, 'k',  0x01};
+static const unsigned char bomb_map[] = {0xdf, 0xff, 0xff, 0xff,
+                                         0xff, 0xa1, 'k',  0x01};
 /* Nested: a fixmap whose value declares 2^16-1 elements. */
-static const unsigned char bomb_nested[] = {0x81, 0xa1, 'a', 0xdc, 0xff,
-                                            0xff, 0x01};
+static const unsigned char bomb_nested[] = {0x81, 0xa1, 'a', 0xdc,
+                                            0xff, 0xff, 0x01};
 
 static void test_bombs_refused(void **unused)
 {

@@ -3,8 +3,10 @@
 # build into a temporary prefix, then `weir new-plugin` projects of every
 # flavour built against the installed package (find_package(Weir)) and
 # tested with their own ctest (which runs the example job through the
-# installed weir and the installed bundled plugins); one built against the
-# build tree as a package (-DWeir_DIR); one built with pkg-config alone.
+# installed weir and the installed bundled plugins) and whose unit test runs
+# on the installed test harness (Weir::testing); one built against the
+# build tree as a package (-DWeir_DIR); one built with pkg-config alone
+# (weir, and weir-testing for its unit test).
 #   test_sdk_install.sh BUILD_DIR
 set -euo pipefail
 build=$(cd "$1" && pwd)
@@ -46,6 +48,16 @@ mkdir pc
 cc -shared -fPIC -fvisibility=hidden $(pkg-config --cflags weir) \
   -o pc/op.so op/op.c $(pkg-config --libs weir) || fail "pkg-config build"
 "$weir" plugins --dir pc op | grep -q "Operator: *op" || fail "pkg-config plugin"
+# The generated unit test with pkg-config (weir-testing) against that .so.
+cc $(pkg-config --cflags weir-testing) -o pc/test_op op/test_op.c \
+  $(pkg-config --libs weir-testing) \
+  -Wl,-rpath,"$(pkg-config --variable=libdir weir-testing)" ||
+  fail "pkg-config weir-testing build"
+pc/test_op pc/op.so | grep -q "op: ok" || fail "pkg-config unit test"
+# The harness library exports its API and nothing of the host.
+lib=$(ls "$prefix"/lib*/libweir_testing.so)
+other=$(nm -D --defined-only "$lib" | awk '{print $3}' | grep -v '^weir_test_' || true)
+[ -z "$other" ] || fail "libweir_testing exports more than weir_test_*: $other"
 [ "$(cd "$(pkg-config --variable=plugindir weir)" && pwd)" = \
   "$(cd "$prefix/lib/weir/plugins" && pwd)" ] || fail "plugindir"
 

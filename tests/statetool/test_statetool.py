@@ -407,6 +407,7 @@ class Ls(Base):
             kg_next = last + 1
             (st,) = t["states"]
             self.assertEqual((st["name"], st["kind"]), ("count", "value"))
+            self.assertEqual(st["format_version"], 0)  # count declares none
             self.assertEqual(st["entries"], per_subtask[t["index"]])
             self.assertLessEqual(st["entries"],
                                  st["est_entries"] + st["delta_puts"])
@@ -420,7 +421,7 @@ class Ls(Base):
             self.assertGreater(t["snapshot_bytes"], 0)
         rc, text, _ = weir("state", "ls", chk)
         self.assertIn("checkpoint %d of job 'st'" % manifest["id"], text)
-        self.assertIn("state 'count' (value)", text)
+        self.assertIn("state 'count' (value, format version 0)", text)
 
 
 class Bootstrap(Base):

@@ -185,13 +185,19 @@ static void test_index_key(void **state)
 
     uint16_t id;
     uint8_t kind;
-    char meta[3];
-    ste_meta_encode(meta, 0x0203, WEIR_STATE_MAP);
-    assert_memory_equal(meta, "\x02\x03\x02", 3);
-    assert_int_equal(ste_meta_parse(meta, 3, &id, &kind), 0);
+    uint32_t format = 99;
+    char meta[7];
+    ste_meta_encode(meta, 0x0203, WEIR_STATE_MAP, 0x01020304);
+    assert_memory_equal(meta, "\x02\x03\x02\x01\x02\x03\x04", 7);
+    assert_int_equal(ste_meta_parse(meta, 7, &id, &kind, &format), 0);
     assert_int_equal(id, 0x0203);
     assert_int_equal(kind, WEIR_STATE_MAP);
-    assert_int_equal(ste_meta_parse(meta, 2, &id, &kind), -1);
+    assert_int_equal(format, 0x01020304);
+    /* A record of a host without format versions: version 0. */
+    assert_int_equal(ste_meta_parse(meta, 3, &id, &kind, &format), 0);
+    assert_int_equal(id, 0x0203);
+    assert_int_equal(format, 0);
+    assert_int_equal(ste_meta_parse(meta, 2, &id, &kind, &format), -1);
 }
 
 static void test_delta(void **state)

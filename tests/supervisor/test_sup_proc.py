@@ -489,7 +489,8 @@ class Fake(Base):
                          os.path.join(self.tmp, "ckpt", "t"))
         self.assertRegex(os.path.basename(run_dir),
                          r"^\d{8}T\d{6}Z-%d$" % p.pid)
-        tail = ["--dir", PLUGINS, "--dir", TESTOPS, path]
+        # "--": a job path may start with a dash.
+        tail = ["--dir", PLUGINS, "--dir", TESTOPS, "--", path]
         self.assertEqual(recs[0]["argv"],
                          ["run", "--worker", "--run-dir", run_dir, "--from",
                           "/some/chk-7", "--attempt", "0"] + tail)

@@ -676,9 +676,9 @@ static void test_schema_matches_tables(void **state)
         fail();
     }
     json_t *defs = json_object_get(schema, "$defs");
-    const char *names[] = {"runtime", "state", "checkpoint", "restart",
-                           "metrics"};
-    for (size_t s = 0; s < 5; s++) {
+    const char *names[] = {"runtime", "state",   "checkpoint",
+                           "restart", "metrics", "async"};
+    for (size_t s = 0; s < 6; s++) {
         const weir_param_def *const *d = topo_section_defs(names[s]);
         json_t *props =
             json_object_get(json_object_get(defs, names[s]), "properties");

@@ -42,7 +42,7 @@ static inline uint64_t weir_mp__be(const unsigned char *p, int n)
  * Returns -1 for a truncated header or the unused code 0xc1. The caller
  * checks *hdr and *body against the bytes it has. */
 static inline int weir_mp__head(const unsigned char *p, size_t n, size_t *hdr,
-                              uint64_t *body, uint64_t *items)
+                                uint64_t *body, uint64_t *items)
 {
     static const unsigned char fixext[] = {1, 2, 4, 8, 16}; /* 0xd4.. */
     unsigned c = p[0];
@@ -121,7 +121,7 @@ static inline int weir_mp__head(const unsigned char *p, size_t n, size_t *hdr,
  * first or an item is invalid, or when a container declares more elements
  * than bytes remain (every element takes at least one byte). */
 static inline int weir_mp__skip(const unsigned char *p, size_t n, size_t *pos,
-                              uint64_t count)
+                                uint64_t count)
 {
     while (count) {
         size_t hdr;

@@ -158,7 +158,7 @@ typedef struct weir_ctx {
 /* A record as delivered to process(). Everything is borrowed for the call.
  * `value` is msgpack by convention (see weir/msgpack.h); the host does not
  * look inside it. */
-typedef struct weir_record {
+typedef struct weir_record { /* since 1.0, every field */
     uint32_t size;
     uint32_t reserved;
     const void *key;
@@ -194,9 +194,9 @@ typedef enum weir_param_type {
     WEIR_PARAM_ANY = 8       /* any YAML value, handed over as msgpack */
 } weir_param_type;
 
-#define WEIR_PARAM_REQUIRED 0x1u /* the topology must set it */
-#define WEIR_PARAM_HAS_MIN  0x2u /* `min` is enforced (numeric types) */
-#define WEIR_PARAM_HAS_MAX  0x4u /* `max` is enforced (numeric types) */
+#define WEIR_PARAM_REQUIRED    0x1u /* the topology must set it */
+#define WEIR_PARAM_HAS_MIN     0x2u /* `min` is enforced (numeric types) */
+#define WEIR_PARAM_HAS_MAX     0x4u /* `max` is enforced (numeric types) */
 /*
  * Since 1.1. A STRING parameter that names a file or directory the operator
  * writes (a sink's output). The host locks that path for the whole run,
@@ -211,7 +211,7 @@ typedef enum weir_param_type {
  * be in YAML ("10s", "42", "true") and is validated like a user's value; NULL
  * means no default (then weir_param_* returns WEIR_ENOTFOUND when unset).
  */
-typedef struct weir_param_def {
+typedef struct weir_param_def { /* since 1.0, every field */
     uint32_t size;
     uint32_t flags;             /* WEIR_PARAM_* flags */
     const char *name;           /* [a-z0-9_]+ */
@@ -274,7 +274,7 @@ typedef enum weir_ttl_visibility {
  * operator has it), on access, and by RocksDB compactions (never for states
  * of an operator with on_state_expired, whose entries always pass the hook).
  */
-typedef struct weir_state_desc {
+typedef struct weir_state_desc { /* since 1.0, but format_version */
     uint32_t size;
     weir_state_kind kind;
     const char *name; /* unique within the operator, [a-z0-9_]+ */
@@ -374,6 +374,66 @@ typedef enum weir_metric_kind {
 #define WEIR_OP_KEYED  0x2u /* uses keyed state or timers: needs key input */
 
 /*
+ * Lifecycle of one operator instance (one per subtask). Every callback of
+ * an instance runs on that subtask's own thread, started by the host, never
+ * two at once; weir_plugin_entry() alone runs on the host's main thread,
+ * once per process. "emit" says whether the callback may call weir_emit().
+ *
+ *   weir_plugin_entry()                   main thread, after dlopen()
+ *          |
+ *          v
+ *   open() ---- fails ----> (nothing else; close() is not called)  no emit
+ *          |   reads parameters, declares states and metrics; broadcast
+ *          |   state is restored when weir_broadcast_declare() returns
+ *          v
+ *   restore()           only when the job starts from a checkpoint or
+ *          |            savepoint: the bytes snapshot() wrote
+ *          v
+ *   [migrate_state()]   1.3: once per restored keyed-state entry written
+ *          |            under another format_version               no emit
+ *          v
+ *   +-------------------- running: in any order, one at a time ---------+
+ *   | poll()                    sources: called again and again   emit |
+ *   | process()                 one record of a normal input      emit |
+ *   | process_broadcast()       1.2: one record of a broadcast    emit |
+ *   |                           input (no current key)                 |
+ *   | async_invoke()            1.3: instead of process(); starts a    |
+ *   |   ... any thread: weir_async_complete(req) ...                   |
+ *   | on_async_result()         1.3: the request's result        emit |
+ *   | on_timer()                a timer of the current key is due emit |
+ *   | on_watermark()            the watermark advanced (after the      |
+ *   |                           event-time timers it made due)    emit |
+ *   | on_state_expired()        a TTL entry is about to go        emit |
+ *   | snapshot()                a checkpoint barrier arrived      emit |
+ *   | notify_checkpoint_complete()  a checkpoint is durable       emit |
+ *   +-------------------------------------------------------------------+
+ *          |  every input ended (or poll() returned WEIR_EOF): the
+ *          |  watermark jumps to WEIR_WATERMARK_MAX (timers, on_watermark)
+ *          v
+ *   finish()            once                                        emit
+ *          |  with checkpoints, snapshot() and notify_checkpoint_complete()
+ *          |  may still follow (the final checkpoint)
+ *          v
+ *   close()             once after a successful open(), also when the
+ *                       job fails or is cancelled                  no emit
+ *
+ * Checkpoints, relative to records: snapshot(ctx, id) runs when barrier id
+ * has reached the instance, between two callbacks, never inside one. With
+ * checkpoint.mode exactly_once the inputs are aligned first, so every
+ * record before barrier id on every input has been processed and none after
+ * it; a source's snapshot() runs between two poll() calls. The host sends
+ * the barrier downstream before it calls snapshot(), so a record emitted in
+ * snapshot() belongs to the next checkpoint. Keyed state, timers and
+ * broadcast state are snapshotted by the host at the same point.
+ * notify_checkpoint_complete(id) comes later, between callbacks, once
+ * checkpoint id is complete on every subtask; it names the newest
+ * completed checkpoint, so an id may be skipped (a newer one implies the
+ * older ones). A failure in any callback fails the subtask; the job then
+ * restarts from the last completed checkpoint: open(), restore(), ...
+ * again, in a new instance.
+ */
+
+/*
  * An operator: its metadata, parameters and callbacks. `self` is the instance
  * pointer that open() stored. All callbacks but open() and close() are
  * optional (NULL = not implemented), except that a source needs poll() and a
@@ -383,6 +443,9 @@ typedef enum weir_metric_kind {
  * the job has checkpoints.
  */
 typedef struct weir_operator {
+    /* Since 1.0: size .. reserved and open .. close; 1.2: broadcast_inputs,
+     * process_broadcast; 1.3: migrate_state, async_invoke,
+     * on_async_result. */
     uint32_t size;
     uint32_t flags; /* WEIR_OP_* */
     const char *name;
@@ -553,6 +616,10 @@ typedef struct weir_operator {
      *     any new input, so every record's result is emitted exactly once
      *     with respect to the checkpoint; the watermark and the end of input
      *     wait for the requests started before them.
+     * async_invoke() returns WEIR_OK when it took req (it may complete it
+     * before returning). A negative code means it kept nothing, and req
+     * must not be completed: WEIR_ERETRY counts as a failed attempt (retried
+     * as above), any other code fails the subtask.
      * A plugin must complete or abandon (status WEIR_ECANCELED) every req it
      * holds before its close() returns; weir_async_complete() must not be
      * called after that. Since 1.3. */
@@ -571,7 +638,7 @@ typedef struct weir_operator {
  * What weir_plugin_entry() returns. Static storage in the plugin: the host
  * never frees it and never unloads the plugin.
  */
-typedef struct weir_plugin {
+typedef struct weir_plugin { /* since 1.0, every field */
     uint32_t size;
     uint32_t abi_major; /* WEIR_ABI_MAJOR the plugin was built with */
     uint32_t abi_minor; /* WEIR_ABI_MINOR the plugin was built with */
@@ -647,7 +714,11 @@ struct weir_host_api {
     uint32_t abi_minor;
     uint32_t reserved;
 
-    /* --- diagnostics --- */
+    /* Each group names the minor version that added its slots; a host of
+     * an older minor has a shorter table (WEIR_API_HAS). Slots since 1.0:
+     * log .. histogram_observe; 1.2: broadcast_*; 1.3: async_complete. */
+
+    /* --- diagnostics (since 1.0) --- */
     void (*log)(weir_ctx *ctx, weir_log_level level, const char *fmt,
                 va_list ap);
     /* Records the message that explains the negative code a callback is about
@@ -656,12 +727,13 @@ struct weir_host_api {
      * instance's own, the message is dropped. */
     int (*set_error)(weir_ctx *ctx, const char *fmt, va_list ap);
 
-    /* --- identity --- */
+    /* --- identity (since 1.0) --- */
     const char *(*operator_id)(weir_ctx *ctx); /* the topology's id */
     uint32_t (*subtask_index)(weir_ctx *ctx);
     uint32_t (*parallelism)(weir_ctx *ctx);
 
-    /* --- parameters (valid from open() on; strings live as long as ctx) ---
+    /* --- parameters (since 1.0; valid from open() on; strings live as long
+     * as ctx) ---
      * Each returns WEIR_ENOTFOUND when the parameter is unset and has no
      * default, WEIR_EINVAL when it is declared with another type, and
      * WEIR_EINVAL (with a message) for a NULL name or output pointer. */
@@ -674,7 +746,7 @@ struct weir_host_api {
     int (*param_msgpack)(weir_ctx *ctx, const char *name, const void **ptr,
                          size_t *len);
 
-    /* --- records --- */
+    /* --- records (since 1.0) --- */
     /* Sends a record to every consumer of output port `port`. Copies its
      * inputs. May block while downstream is back-pressured. Not allowed in
      * open() and close() (WEIR_ESTATE). Refused with WEIR_EINVAL, and
@@ -687,7 +759,7 @@ struct weir_host_api {
      * NULL name. */
     int (*output_port)(weir_ctx *ctx, const char *name);
 
-    /* --- time --- */
+    /* --- time (since 1.0) --- */
     int64_t (*now)(weir_ctx *ctx);       /* processing time, ms */
     int64_t (*watermark)(weir_ctx *ctx); /* current input watermark */
     /* The key that keyed state and timers use in this callback. Returns
@@ -695,7 +767,8 @@ struct weir_host_api {
      * WEIR_EINVAL for a NULL key or key_len pointer. */
     int (*current_key)(weir_ctx *ctx, const void **key, size_t *key_len);
 
-    /* --- keyed state (declare in open(); use with a current key) ---
+    /* --- keyed state (since 1.0; declare in open(); use with a current
+     * key) ---
      * A weir_state may be used only with the ctx of the instance that
      * declared it; any other handle is refused with WEIR_EINVAL and never
      * touched. A get with a NULL value or len pointer, an iter with a NULL
@@ -727,7 +800,7 @@ struct weir_host_api {
                      void *arg);
     int (*list_clear)(weir_ctx *ctx, weir_state *st);
 
-    /* --- timers ---
+    /* --- timers (since 1.0) ---
      * Timers belong to the current key and are kept with its keyed state
      * (checkpointed and restored with it). Registering the same key, domain
      * and time twice keeps one timer; deleting an absent timer is not an
@@ -745,13 +818,14 @@ struct weir_host_api {
     int (*timer_register)(weir_ctx *ctx, weir_time_domain domain, int64_t ts);
     int (*timer_delete)(weir_ctx *ctx, weir_time_domain domain, int64_t ts);
 
-    /* --- non-keyed snapshot (only inside snapshot()) --- */
+    /* --- non-keyed snapshot (since 1.0; only inside snapshot()) --- */
     /* Appends bytes to this instance's snapshot for the checkpoint.
      * WEIR_ESTATE outside snapshot(); WEIR_EINVAL for NULL data with a
      * non-zero len. */
     int (*snapshot_write)(weir_ctx *ctx, const void *data, size_t len);
 
-    /* --- metrics (register in open(); update from any callback) ---
+    /* --- metrics (since 1.0; register in open(); update from any
+     * callback) ---
      * `label_name`/`label_value` add one label (both NULL for none), so a
      * plugin can keep e.g. one counter per rule. Registering the same name and
      * label twice returns the same metric. WEIR_EINVAL for a bad name or
@@ -1023,8 +1097,7 @@ static inline int weir_broadcast_put(weir_ctx *ctx, weir_broadcast_state *st,
 {
     return WEIR_API_CALL(ctx, broadcast_put, st, key, key_len, value, len);
 }
-static inline int weir_broadcast_delete(weir_ctx *ctx,
-                                        weir_broadcast_state *st,
+static inline int weir_broadcast_delete(weir_ctx *ctx, weir_broadcast_state *st,
                                         const void *key, size_t key_len)
 {
     return WEIR_API_CALL(ctx, broadcast_delete, st, key, key_len);
@@ -1038,9 +1111,9 @@ static inline int weir_broadcast_iter(weir_ctx *ctx, weir_broadcast_state *st,
 /* Since 1.3. Thread-safe: completes an async request from any thread. The
  * host table is the one weir_plugin_entry() received (keep it in a static or
  * in the instance); ctx->api of any callback is the same table. */
-static inline int weir_async_complete(const weir_host_api *api,
-                                      weir_async *req, int status,
-                                      const void *result, size_t len)
+static inline int weir_async_complete(const weir_host_api *api, weir_async *req,
+                                      int status, const void *result,
+                                      size_t len)
 {
     if (api->size < offsetof(weir_host_api, async_complete) + sizeof(void *) ||
         api->async_complete == NULL)

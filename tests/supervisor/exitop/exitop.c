@@ -23,17 +23,16 @@ static const weir_param_def exit_at = {
     .flags = WEIR_PARAM_HAS_MIN,
     .min = 1,
     .description = "record number (1-based) on which the process exits"};
-static const weir_param_def exit_code = {
-    .size = sizeof(weir_param_def),
-    .name = "code",
-    .type = WEIR_PARAM_INT,
-    .default_value = "0",
-    .flags = WEIR_PARAM_HAS_MIN | WEIR_PARAM_HAS_MAX,
-    .min = 0,
-    .max = 255,
-    .description = "the exit code"};
-static const weir_param_def *const exit_params[] = {&exit_at, &exit_code,
-                                                    NULL};
+static const weir_param_def exit_code = {.size = sizeof(weir_param_def),
+                                         .name = "code",
+                                         .type = WEIR_PARAM_INT,
+                                         .default_value = "0",
+                                         .flags = WEIR_PARAM_HAS_MIN |
+                                                  WEIR_PARAM_HAS_MAX,
+                                         .min = 0,
+                                         .max = 255,
+                                         .description = "the exit code"};
+static const weir_param_def *const exit_params[] = {&exit_at, &exit_code, NULL};
 
 static int exit_open(weir_ctx *ctx, void **self)
 {
@@ -92,8 +91,8 @@ static const weir_param_def flaky_times = {
     .type = WEIR_PARAM_INT,
     .default_value = "3",
     .description = "WEIR_ERETRY answers per refused record; < 0: for ever"};
-static const weir_param_def *const flaky_params[] = {&flaky_every,
-                                                     &flaky_times, NULL};
+static const weir_param_def *const flaky_params[] = {&flaky_every, &flaky_times,
+                                                     NULL};
 
 static int flaky_open(weir_ctx *ctx, void **self)
 {

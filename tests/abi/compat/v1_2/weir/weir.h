@@ -188,9 +188,9 @@ typedef enum weir_param_type {
     WEIR_PARAM_ANY = 8       /* any YAML value, handed over as msgpack */
 } weir_param_type;
 
-#define WEIR_PARAM_REQUIRED 0x1u /* the topology must set it */
-#define WEIR_PARAM_HAS_MIN  0x2u /* `min` is enforced (numeric types) */
-#define WEIR_PARAM_HAS_MAX  0x4u /* `max` is enforced (numeric types) */
+#define WEIR_PARAM_REQUIRED    0x1u /* the topology must set it */
+#define WEIR_PARAM_HAS_MIN     0x2u /* `min` is enforced (numeric types) */
+#define WEIR_PARAM_HAS_MAX     0x4u /* `max` is enforced (numeric types) */
 /*
  * Since 1.1. A STRING parameter that names a file or directory the operator
  * writes (a sink's output). The host locks that path for the whole run,
@@ -932,8 +932,7 @@ static inline int weir_broadcast_put(weir_ctx *ctx, weir_broadcast_state *st,
 {
     return WEIR_API_CALL(ctx, broadcast_put, st, key, key_len, value, len);
 }
-static inline int weir_broadcast_delete(weir_ctx *ctx,
-                                        weir_broadcast_state *st,
+static inline int weir_broadcast_delete(weir_ctx *ctx, weir_broadcast_state *st,
                                         const void *key, size_t key_len)
 {
     return WEIR_API_CALL(ctx, broadcast_delete, st, key, key_len);

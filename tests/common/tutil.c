@@ -1,0 +1,182 @@
+/* tutil.c - see tutil.h. */
+#define _GNU_SOURCE
+
+#include "tutil.h"
+
+#include <ftw.h>
+#include <msgpack.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+char *tu_tmpdir(void)
+{
+    const char *base = getenv("TMPDIR");
+    char *tmpl = NULL;
+    assert_true(asprintf(&tmpl, "%s/weir-tests-XXXXXX",
+                         base && *base ? base : "/tmp") > 0);
+    assert_non_null(mkdtemp(tmpl));
+    return tmpl;
+}
+
+static int tu_rm_one(const char *path, const struct stat *st, int flag,
+                     struct FTW *ftw)
+{
+    return remove(path);
+}
+
+void tu_rmtree(const char *dir)
+{
+    nftw(dir, tu_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *tu_path(const char *dir, const char *name)
+{
+    char *p = NULL;
+    assert_true(asprintf(&p, "%s/%s", dir, name) > 0);
+    return p;
+}
+
+void tu_write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+char *tu_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    for (;;) {
+        if (cap - n < 4096) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0)
+            break;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+static json_t *tu_obj_to_json(const msgpack_object *o)
+{
+    json_t *j = NULL;
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL: return json_null();
+    case MSGPACK_OBJECT_BOOLEAN: return json_boolean(o->via.boolean);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return o->via.u64 > (uint64_t)INT64_MAX
+                   ? NULL
+                   : json_integer((json_int_t)o->via.u64);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return json_integer(o->via.i64);
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: return json_real(o->via.f64);
+    case MSGPACK_OBJECT_STR:
+        return json_stringn_nocheck(o->via.str.size ? o->via.str.ptr : "",
+                                    o->via.str.size);
+    case MSGPACK_OBJECT_ARRAY:
+        j = json_array();
+        for (uint32_t i = 0; i < o->via.array.size; i++) {
+            json_t *x = tu_obj_to_json(&o->via.array.ptr[i]);
+            if (!x || json_array_append_new(j, x) < 0) {
+                json_decref(j);
+                return NULL;
+            }
+        }
+        return j;
+    case MSGPACK_OBJECT_MAP:
+        j = json_object();
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            const msgpack_object_kv *kv = &o->via.map.ptr[i];
+            json_t *x = kv->key.type == MSGPACK_OBJECT_STR
+                            ? tu_obj_to_json(&kv->val)
+                            : NULL;
+            if (!x || json_object_setn_new_nocheck(
+                          j, kv->key.via.str.size ? kv->key.via.str.ptr : "",
+                          kv->key.via.str.size, x) < 0) {
+                json_decref(j);
+                return NULL;
+            }
+        }
+        return j;
+    default: return NULL;
+    }
+}
+
+json_t *tu_mp_to_json(const void *data, size_t len)
+{
+    msgpack_unpacked u;
+    size_t off = 0;
+    json_t *j = NULL;
+    msgpack_unpacked_init(&u);
+    if (msgpack_unpack_next(&u, data, len, &off) == MSGPACK_UNPACK_SUCCESS &&
+        off == len)
+        j = tu_obj_to_json(&u.data);
+    msgpack_unpacked_destroy(&u);
+    return j;
+}
+
+static void tu_pack_json(msgpack_packer *pk, json_t *j)
+{
+    const char *k;
+    size_t i;
+    json_t *x;
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:
+        msgpack_pack_map(pk, json_object_size(j));
+        json_object_foreach(j, k, x)
+        {
+            msgpack_pack_str_with_body(pk, k, strlen(k));
+            tu_pack_json(pk, x);
+        }
+        break;
+    case JSON_ARRAY:
+        msgpack_pack_array(pk, json_array_size(j));
+        json_array_foreach(j, i, x) tu_pack_json(pk, x);
+        break;
+    case JSON_STRING:
+        msgpack_pack_str_with_body(pk, json_string_value(j),
+                                   json_string_length(j));
+        break;
+    case JSON_INTEGER: msgpack_pack_int64(pk, json_integer_value(j)); break;
+    case JSON_REAL: msgpack_pack_double(pk, json_real_value(j)); break;
+    case JSON_TRUE: msgpack_pack_true(pk); break;
+    case JSON_FALSE: msgpack_pack_false(pk); break;
+    case JSON_NULL: msgpack_pack_nil(pk); break;
+    }
+}
+
+void *tu_json_to_mp(const char *json, size_t *len)
+{
+    json_error_t err;
+    json_t *j = json_loads(json, JSON_DECODE_ANY | JSON_PRESERVE_ORDER, &err);
+    if (!j)
+        fail_msg("bad JSON in test: %s: %s", json, err.text);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    tu_pack_json(&pk, j);
+    json_decref(j);
+    *len = sb.size;
+    return msgpack_sbuffer_release(&sb);
+}
