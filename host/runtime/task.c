@@ -785,7 +785,7 @@ static int task_restore(task *t)
     return 0;
 }
 
-static int task_open(task *t)
+int task_open_instance(task *t)
 {
     /* A keyed subtask gets its store before the plugin runs, so that state
      * and timers always see the current key. */
@@ -814,7 +814,13 @@ static int task_open(task *t)
         t->ck_taken = t->ck_notified = t->rt->restore->id;
     if ((rc = task_restore(t)) < 0)
         return rc;
-    if ((rc = keyed_migrate(t)) < 0)
+    return keyed_migrate(t);
+}
+
+static int task_open(task *t)
+{
+    int rc = task_open_instance(t);
+    if (rc < 0)
         return rc;
     if ((uint32_t)atomic_fetch_add(&t->rt->n_opened, 1) + 1 == t->rt->n_tasks)
         log_msg(WEIR_LOG_INFO, "runtime", "all %u subtasks running%s",

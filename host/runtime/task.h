@@ -259,6 +259,12 @@ int task_emit(task *t, uint32_t port, const void *key, size_t key_len,
  * description. Returns `code`. Subtask thread. */
 int task_fail(task *t, const char *what, int code);
 
+/* Opens the instance of `t` as a run does: its keyed store, its broadcast
+ * and async state restored, open(), the plugin's snapshot restored, keyed
+ * state migrated. Thread: the task's own. Returns 0, or the code of a
+ * failure already recorded with task_fail(). */
+int task_open_instance(task *t);
+
 /* Moves the subtask's watermark to `wm` (larger than t->wm): event-time
  * timers up to it fire, on_watermark() hears of it, and it goes downstream
  * (except WEIR_WATERMARK_MAX, which end of stream implies). For

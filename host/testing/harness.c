@@ -14,6 +14,7 @@
 #include "metrics/metrics.h"
 #include "plugin/registry.h"
 #include "runtime/api.h"
+#include "runtime/async.h"
 #include "runtime/bcast.h"
 #include "runtime/keyed.h"
 #include "runtime/plan.h"
@@ -772,65 +773,17 @@ static int harness_load_restore(weir_test *h, const weir_test_config *c)
     return 0;
 }
 
-/* The plugin's own snapshot from the checkpoint, as task.c restores it. */
-static int harness_restore_plugin(weir_test *h)
-{
-    task *t = &h->t;
-    const ckpt_manifest *m = h->restore;
-    if (!m || !t->reg->op.restore)
-        return 0;
-    for (size_t i = 0; i < m->n_tasks; i++) {
-        const ckpt_task *e = &m->tasks[i];
-        if (strcmp(e->op_id, h->op.id) != 0 || e->index != t->ps->index ||
-            !e->snapshot)
-            continue;
-        char path[4200], *data = NULL, *err = NULL;
-        size_t len = 0;
-        snprintf(path, sizeof path, "%s/%s", h->restore_dir, e->snapshot);
-        int rc = fs_read_file(path, &data, &len, &err);
-        if (rc < 0) {
-            free(t->error);
-            t->error = err;
-            return harness_failed(h, "reading its snapshot", rc);
-        }
-        t->phase = TASK_PHASE_RUN;
-        guard_cb g = guard_enter(&t->guard, GUARD_RESTORE);
-        rc = t->reg->op.restore(&t->ctx, t->self, m->id, e->snapshot_version,
-                                data, len);
-        guard_leave(&t->guard, g);
-        free(data);
-        return rc < 0 ? harness_failed(h, "restore", rc) : 0;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Life cycle                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* task_open() of task.c on the harness's task. */
+/* Opens the instance exactly as a run does (task_open_instance). */
 static int harness_open(weir_test *h)
 {
     task *t = &h->t;
-    int rc;
-    if ((t->reg->op.flags & WEIR_OP_KEYED) && h->rt.senv &&
-        (rc = keyed_open(t)) < 0)
-        return harness_failed(h, "opening keyed state", rc);
-    if ((rc = bcast_restore(t, &t->error)) < 0)
-        return harness_failed(h, "restoring broadcast state", rc);
-    t->phase = TASK_PHASE_OPEN;
-    guard_cb g = guard_enter(&t->guard, GUARD_OPEN);
-    rc = t->reg->op.open(&t->ctx, &t->self);
-    guard_leave(&t->guard, g);
-    t->phase = TASK_PHASE_NONE;
+    int rc = task_open_instance(t);
     if (rc < 0)
-        return harness_failed(h, "open", rc);
-    t->opened = 1;
-    bcast_opened(t);
-    if (h->restore)
-        t->ck_taken = t->ck_notified = h->restore->id;
-    if ((rc = harness_restore_plugin(h)) < 0)
-        return rc;
+        return harness_job_failed(h, rc);
     t->phase = TASK_PHASE_RUN;
     return harness_between(h);
 }
@@ -889,6 +842,7 @@ static void harness_close(weir_test *h)
         t->phase = TASK_PHASE_NONE;
         t->opened = 0;
     }
+    async_close(t);
     keyed_close(t);
     bcast_free(t);
     harness_leave(f);
