@@ -1,6 +1,7 @@
 /*
  * state_cache.h - the entry table behind the store's write-back cache.
- * Internal to host/state; state.c decides what the entries mean.
+ * Internal to host/state; the store (state_store.c) decides what the
+ * entries mean.
  *
  * A fixed pool of `max` entries, each holding one RocksDB key of one state
  * (state id + key bytes) and its value, stamp and flags, indexed by an
@@ -11,16 +12,27 @@
  * can be found without a scan. Eviction candidates come from a clock hand
  * over the pool with one reference bit per entry.
  *
- * Entry indexes are stable while the entry lives. Value buffers are kept
- * when an entry is freed and reused by the next one. Not thread-safe.
+ * Laid out for the lookup: a table slot holds the entry index and 32 bits
+ * of the hash, so a probe touches no entry whose hash differs; an entry is
+ * one 64-byte cache line, and its key and value are kept inside it when
+ * they fit in STATE_CACHE_INLINE bytes (otherwise in a heap buffer, which is
+ * kept when the entry is freed and reused by the next one that needs it).
+ * The group links live in a separate array, touched by map state only.
+ *
+ * Entry indexes are stable while the entry lives; the key and value bytes
+ * may move when the value changes size. Not thread-safe.
  */
 #ifndef WEIR_HOST_STATE_CACHE_H
 #define WEIR_HOST_STATE_CACHE_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define STATE_CACHE_NONE UINT32_MAX
+
+/* Key + value bytes an entry holds without a heap buffer. */
+#define STATE_CACHE_INLINE 31
 
 /* Entry flags. */
 #define SC_USED         0x01u /* the pool slot holds an entry */
@@ -29,29 +41,53 @@
 #define SC_REF          0x08u /* referenced since the clock hand passed */
 #define SC_DISK_KNOWN   0x10u /* whether RocksDB has the key is known */
 #define SC_DISK_PRESENT 0x20u /* ... and RocksDB has it */
+/* 0x40 and 0x80 are the cache's own (state_cache.c). */
 
+/* One entry: 64 bytes, one cache line when the pool is aligned. */
 typedef struct state_cache_ent {
-    uint64_t hash;  /* of (sid, key) */
-    uint64_t ghash; /* of (sid, key[0..plen)); 0 when plen == 0 */
     int64_t stamp;  /* expiry stamp of the value */
     int64_t idx_lo; /* an index entry exists at a time <= idx_lo */
-    char *buf;      /* klen key bytes, then vlen value bytes */
-    uint32_t klen, vlen, cap;
-    uint32_t gnext, gprev; /* group list, STATE_CACHE_NONE-terminated */
+    uint32_t hlo;   /* low 32 bits of the hash of (sid, key) */
+    uint32_t klen, vlen;
     uint16_t sid, plen;
     uint8_t flags;
+    /* The key and value bytes when they fit; otherwise (flag SC_HEAP in
+     * state_cache.c) bytes 7..14 hold the heap buffer's address and bytes
+     * 15..18 its capacity. Reach them through state_cache_key(). */
+    char inl[STATE_CACHE_INLINE];
 } state_cache_ent;
 
+/* An entry's links in its group list, and its group hash's low 32 bits. */
+typedef struct state_cache_link {
+    uint32_t glo;          /* 0 when plen == 0 */
+    uint32_t gnext, gprev; /* STATE_CACHE_NONE-terminated; gnext is also
+                            * the free list */
+} state_cache_link;
+
 typedef struct state_cache {
-    state_cache_ent *ents; /* max entries */
+    state_cache_ent *ents;   /* max entries, 64-byte aligned */
+    state_cache_link *links; /* max entries */
     uint32_t max, used;
-    uint32_t *slots;    /* entry index + 1; 0 = empty */
-    uint32_t *gslots;   /* group heads, same encoding */
-    uint32_t mask;      /* table size - 1 (both tables) */
-    uint32_t free_head; /* free list through gnext */
+    uint64_t *slots;  /* hash low 32 bits << 32 | entry index + 1; 0 = empty */
+    uint64_t *gslots; /* group heads, same encoding with the group hash */
+    uint32_t mask;    /* table size - 1 (both tables) */
+    uint32_t free_head; /* free list through links[].gnext */
     uint32_t hand;      /* clock hand */
     uint64_t bytes;     /* key + value bytes held */
 } state_cache;
+
+#define SC_HEAP_FLAG 0x80u /* the bytes are in a heap buffer */
+
+/* The key bytes of entry e (klen of them), followed by its value. */
+static inline char *state_cache_key(state_cache_ent *e)
+{
+    if (e->flags & SC_HEAP_FLAG) {
+        char *p;
+        memcpy(&p, e->inl + 7, sizeof p);
+        return p;
+    }
+    return e->inl;
+}
 
 /* Creates a cache of `max` (> 0) entries; NULL when out of memory. */
 state_cache *state_cache_new(uint32_t max);
@@ -63,7 +99,12 @@ static inline state_cache_ent *state_cache_at(state_cache *c, uint32_t i)
 }
 static inline char *state_cache_val(state_cache_ent *e)
 {
-    return e->buf + e->klen;
+    return state_cache_key(e) + e->klen;
+}
+/* The next entry of i's group, or STATE_CACHE_NONE. */
+static inline uint32_t state_cache_next(const state_cache *c, uint32_t i)
+{
+    return c->links[i].gnext;
 }
 static inline int state_cache_full(const state_cache *c)
 {
@@ -105,10 +146,10 @@ size_t state_cache_victims(state_cache *c, uint32_t *out, size_t n);
  * performance depends on it: when the scratch memory cannot be had the
  * order is left as it is.
  */
-void state_cache_sort(const state_cache *c, uint32_t *idx, size_t n);
+void state_cache_sort(state_cache *c, uint32_t *idx, size_t n);
 
 /* The first entry of group (sid, prefix) with hash gh, or STATE_CACHE_NONE;
- * follow ->gnext for the others. */
+ * follow state_cache_next() for the others. */
 uint32_t state_cache_group(const state_cache *c, uint16_t sid,
                            const void *prefix, uint16_t plen, uint64_t gh);
 

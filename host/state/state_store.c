@@ -253,11 +253,12 @@ static int cache_write(state_store *s, const uint32_t *idx, size_t n,
             continue;
         weir_state *st = s->by_id[ce->sid];
         if (ce->flags & SC_ABSENT) {
-            rocksdb_writebatch_delete_cf(s->batch, st->cf, ce->buf, ce->klen);
+            rocksdb_writebatch_delete_cf(s->batch, st->cf, state_cache_key(ce),
+                                         ce->klen);
         } else {
             char stamp[STAMP_LEN];
             stamp_put(stamp, ce->stamp);
-            const char *keys[1] = {ce->buf};
+            const char *keys[1] = {state_cache_key(ce)};
             size_t klens[1] = {ce->klen};
             const char *vals[2] = {stamp, state_cache_val(ce)};
             size_t vlens[2] = {STAMP_LEN, ce->vlen};
@@ -337,7 +338,7 @@ int sstore_group_flush(state_store *s, const weir_state *st, char **errptr)
     s->idxs.len = 0;
     for (uint32_t i = state_cache_group(s->cache, st->id, s->kbuf.p,
                                         (uint16_t)s->plen, gh);
-         i != STATE_CACHE_NONE; i = state_cache_at(s->cache, i)->gnext) {
+         i != STATE_CACHE_NONE; i = state_cache_next(s->cache, i)) {
         if (!(state_cache_at(s->cache, i)->flags & SC_DIRTY))
             continue;
         if (sbuf_add(&s->idxs, &i, sizeof i) < 0)
@@ -642,7 +643,8 @@ static int delta_write(state_store *s, const char *path, char **errptr)
         put_be16(hd, ce->sid);
         hd[2] = (char)del;
         put_be32(hd + 3, ce->klen);
-        bad = delta_put(f, hd, 7) || delta_put(f, ce->buf, ce->klen);
+        bad =
+            delta_put(f, hd, 7) || delta_put(f, state_cache_key(ce), ce->klen);
         if (!del && !bad) {
             stamp_put(hd + 7, ce->stamp);
             put_be32(hd + 15, ce->vlen);
@@ -1204,7 +1206,7 @@ int state_cache_restamp(weir_state *st, uint32_t *slot, uint32_t n,
         if (ns == ce->stamp)
             continue;
         if (st->has_ttl && (reindex || ns < ce->idx_lo)) {
-            if (sttl_idx_key(s, st, ns, ce->buf, ce->klen) < 0) {
+            if (sttl_idx_key(s, st, ns, state_cache_key(ce), ce->klen) < 0) {
                 rocksdb_writebatch_clear(s->ibatch);
                 return sstore_oom(s, errptr);
             }
