@@ -215,8 +215,8 @@ static const weir_operator mcount_op = {
     .flags = WEIR_OP_KEYED,
     .name = "mcount",
     .version = MCOUNT_STR(MCOUNT_FORMAT) ".0.0",
-    .description = "running count per key, state format " MCOUNT_STR(
-        MCOUNT_FORMAT),
+    .description =
+        "running count per key, state format " MCOUNT_STR(MCOUNT_FORMAT),
     .open = mcount_open,
     .process = mcount_process,
     .close = mcount_close,

@@ -222,13 +222,15 @@ class Base(unittest.TestCase):
         return subprocess.run([WEIR, "ctl"] + list(args), capture_output=True,
                               text=True, timeout=120, env=env())
 
-    def wait_checkpoints(self, run, n):
+    def wait_checkpoints(self, run, before, n):
+        """Waits until the run started after `before` has n checkpoints;
+        returns its run directory."""
         deadline = time.time() + 60
         while time.time() < deadline:
             self.assertIsNone(run.p.poll(), run.text()[-3000:])
-            dirs = self.run_dirs()
-            if dirs and len(self.completed(dirs[-1])) >= n:
-                return dirs[-1]
+            dirs = [x for x in self.run_dirs() if x not in before]
+            if dirs and len(self.completed(dirs[0])) >= n:
+                return dirs[0]
             time.sleep(0.02)
         self.fail("fewer than %d checkpoints:\n%s" % (n, run.text()[-3000:]))
 
@@ -241,7 +243,7 @@ class Base(unittest.TestCase):
         job = self.job("v1.yaml", p=2, rate=", rate: 4000, batch: 64",
                        extra=extra)
         r = self.start("v1", "v1", job)
-        self.wait_checkpoints(r, 2)
+        self.wait_checkpoints(r, self.run_dirs(), 2)
         sp = os.path.join(self.d, "sp")
         c = self.ctl(os.path.join(self.d, "ckpt", self.job_name), "stop",
                      "--savepoint", sp)
@@ -356,6 +358,33 @@ class Migrate(Base):
         self.assertIs(json.loads(out)["savepoint"], True)
         self.assertEqual(tree_digest(sp), digest,
                          "restoring the savepoint changed it")
+
+    def test_worker_killed_after_migration(self):
+        """The v2 run's worker is SIGKILLed after checkpoints of its own:
+        the restart restores the run's newest checkpoint, which says format
+        version 2, so nothing is migrated again; counts stay exact."""
+        sp = self.v1_savepoint()
+        sp_counts = self.check_savepoint_v1(sp)
+        before = self.run_dirs()
+        job = self.job("v2.yaml", rate=", rate: 4000, batch: 64")
+        r = self.start("v2", "v2", "--from", sp, job)
+        rd = self.wait_checkpoints(r, before, 3)
+        st = self.ctl(rd, "status", "--json")
+        self.assertEqual(st.returncode, 0, st.stderr)
+        os.kill(json.loads(st.stdout)["supervisor"]["worker"], 9)
+        self.assertEqual(r.wait(), 0, r.text()[-3000:])
+        text = r.text()
+        restored = re.findall(r"restoring checkpoint (\d+) from (\S+)", text)
+        self.assertEqual(len(restored), 2, text[-3000:])
+        self.assertEqual(restored[0][1], sp)
+        self.assertEqual(os.path.dirname(restored[1][1]), rd)
+        moved = re.findall(r"migrating (\d+) entries from format version 1 "
+                           r"to 2", text)
+        self.assertEqual(sum(int(x) for x in moved), len(sp_counts), text)
+        self.assertEqual(len(moved), 2, text[-3000:])
+        self.check_exactly_once(self.tally, text)
+        chk = self.newest(rd)
+        self.assertEqual(self.v2_counts(chk, 2), dict(self.tally))
 
     def test_v1_to_v2_same_parallelism(self):
         self.migrate(2)
