@@ -14,6 +14,13 @@
  *   MCOUNT_MIGRATE_FAIL=1    (with format 2) the hook fails for the entry of
  *                            key "u7" (after it has migrated others).
  *
+ * Three states, so that value, map and list migration are all exercised,
+ * every stored number in the build's format:
+ *   count   (value) the key's number of records;
+ *   parity  (map)   user keys "even" and "odd": the key's number of
+ *                   records whose field "i" is even, odd;
+ *   first   (list)  the field "i" of the key's first three records, in
+ *                   their order.
  * For every record the key's count goes up by one and the operator emits
  * (key, ts, msgpack {"key": <key>, "count": <new count>}), as the bundled
  * count does, so a file_sink shows every count once. A stored value that is
@@ -37,9 +44,14 @@
 #define MCOUNT_MIGRATE_FAIL 0
 #endif
 
+#define MCOUNT_FIRST 3 /* elements kept in the list state "first" */
+
 typedef struct mcount {
-    weir_state *counts;
+    weir_state *counts; /* value state "count" */
+    weir_state *parity; /* map state "parity" */
+    weir_state *first;  /* list state "first" */
     weir_mp_writer w;
+    weir_mp_reader r;
 } mcount;
 
 /* ------------------------------------------------------------------------ */
@@ -83,37 +95,53 @@ static void mcount_encode_v2(unsigned char *buf, uint64_t n)
         buf[i] = (unsigned char)n;
 }
 
-/* The current key's count in this build's format (0 when it has none). */
-static int mcount_load(weir_ctx *ctx, mcount *c, uint64_t *n)
+/* A stored number in this build's format. */
+static int mcount_decode(weir_ctx *ctx, const void *v, size_t len, uint64_t *n)
 {
-    const void *v;
-    size_t len;
-    *n = 0;
-    int rc = weir_value_get(ctx, c->counts, &v, &len);
-    if (rc == WEIR_ENOTFOUND)
-        return WEIR_OK;
-    if (rc < 0)
-        return rc;
-    rc = MCOUNT_FORMAT == 1 ? mcount_decode_v1(v, len, n)
-                            : mcount_decode_v2(v, len, n);
+    int rc = MCOUNT_FORMAT == 1 ? mcount_decode_v1(v, len, n)
+                                : mcount_decode_v2(v, len, n);
     if (rc < 0)
         return weir_set_error(ctx,
-                              "mcount: a stored count (%zu bytes) is not "
+                              "mcount: a stored number (%zu bytes) is not "
                               "in format %d",
                               len, MCOUNT_FORMAT);
     return WEIR_OK;
 }
 
-static int mcount_store(weir_ctx *ctx, mcount *c, uint64_t n)
+/* Encodes n in this build's format into buf; returns the length. */
+static size_t mcount_encode(unsigned char *buf, uint64_t n)
 {
-    unsigned char buf[MCOUNT_V2_LEN];
     if (MCOUNT_FORMAT == 1) {
         for (int i = 0; i < 4; i++, n >>= 8)
             buf[i] = (unsigned char)n;
-        return weir_value_put(ctx, c->counts, buf, 4);
+        return 4;
     }
     mcount_encode_v2(buf, n);
-    return weir_value_put(ctx, c->counts, buf, sizeof buf);
+    return MCOUNT_V2_LEN;
+}
+
+/* A number of the current key: the value state (ukey NULL) or the map
+ * entry `ukey`; 0 when it has none. */
+static int mcount_load(weir_ctx *ctx, weir_state *st, const char *ukey,
+                       uint64_t *n)
+{
+    const void *v;
+    size_t len;
+    *n = 0;
+    int rc = ukey ? weir_map_get(ctx, st, ukey, strlen(ukey), &v, &len)
+                  : weir_value_get(ctx, st, &v, &len);
+    if (rc == WEIR_ENOTFOUND)
+        return WEIR_OK;
+    return rc < 0 ? rc : mcount_decode(ctx, v, len, n);
+}
+
+static int mcount_store(weir_ctx *ctx, weir_state *st, const char *ukey,
+                        uint64_t n)
+{
+    unsigned char buf[MCOUNT_V2_LEN];
+    size_t len = mcount_encode(buf, n);
+    return ukey ? weir_map_put(ctx, st, ukey, strlen(ukey), buf, len)
+                : weir_value_put(ctx, st, buf, len);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -125,10 +153,25 @@ static int mcount_process(weir_ctx *ctx, void *self, const weir_record *rec,
 {
     mcount *c = self;
     (void)port;
-    uint64_t n = 0;
-    int rc = mcount_load(ctx, c, &n);
-    if (rc < 0 || (rc = mcount_store(ctx, c, ++n)) < 0)
+    int64_t i = 0;
+    const msgpack_object *o = weir_mp_read(&c->r, rec->value, rec->value_len);
+    if (!o || weir_mp_get_int(o, "i", &i) != WEIR_OK || i < 0)
+        return weir_set_error(ctx, "mcount: a record without an integer "
+                                   "field \"i\"");
+    uint64_t n = 0, half = 0;
+    const char *par = i % 2 ? "odd" : "even";
+    int rc = mcount_load(ctx, c->counts, NULL, &n);
+    if (rc < 0 || (rc = mcount_store(ctx, c->counts, NULL, n + 1)) < 0 ||
+        (rc = mcount_load(ctx, c->parity, par, &half)) < 0 ||
+        (rc = mcount_store(ctx, c->parity, par, half + 1)) < 0)
         return rc;
+    if (n < MCOUNT_FIRST) {
+        unsigned char buf[MCOUNT_V2_LEN];
+        size_t len = mcount_encode(buf, (uint64_t)i);
+        if ((rc = weir_list_add(ctx, c->first, buf, len)) < 0)
+            return rc;
+    }
+    n++;
     msgpack_packer *pk = &c->w.pk;
     weir_mp_writer_reset(&c->w);
     if (msgpack_pack_map(pk, 2) != 0 || weir_mp_pack_str(pk, "key") != 0 ||
@@ -148,16 +191,14 @@ static int mcount_migrate(weir_ctx *ctx, void *self, weir_state *state,
                           uint32_t from_version, const void *ukey,
                           size_t ukey_len, const void *value, size_t value_len)
 {
-    (void)self;
-    (void)ukey;
-    (void)ukey_len;
+    mcount *c = self;
     uint64_t n = 0;
     if (from_version != 1)
         return weir_set_error(ctx, "mcount: cannot migrate from format %u",
                               from_version);
     if (mcount_decode_v1(value, value_len, &n) < 0)
         return weir_set_error(ctx,
-                              "mcount: a format 1 count has %zu bytes, "
+                              "mcount: a format 1 number has %zu bytes, "
                               "not 4",
                               value_len);
 #if MCOUNT_MIGRATE_FAIL
@@ -169,33 +210,13 @@ static int mcount_migrate(weir_ctx *ctx, void *self, weir_state *state,
 #endif
     unsigned char buf[MCOUNT_V2_LEN];
     mcount_encode_v2(buf, n);
+    if (state == c->parity)
+        return weir_map_put(ctx, state, ukey, ukey_len, buf, sizeof buf);
+    if (state == c->first)
+        return weir_list_add(ctx, state, buf, sizeof buf); /* in order */
     return weir_value_put(ctx, state, buf, sizeof buf);
 }
 #endif
-
-static int mcount_open(weir_ctx *ctx, void **self)
-{
-    mcount *c = calloc(1, sizeof *c);
-    if (!c)
-        return weir_set_error(ctx, "mcount: out of memory");
-    weir_mp_writer_init(&c->w);
-    weir_state_desc d = {
-        .size = sizeof d,
-        .kind = WEIR_STATE_VALUE,
-        .name = "count",
-        .ttl_ms = WEIR_TTL_NONE,
-        .format_version = MCOUNT_FORMAT,
-    };
-    int rc = weir_state_declare(ctx, &d, &c->counts);
-    if (rc < 0) {
-        weir_mp_writer_destroy(&c->w);
-        free(c);
-        return weir_set_error(ctx, "mcount: declaring the count state: %s",
-                              weir_strerror(rc));
-    }
-    *self = c;
-    return WEIR_OK;
-}
 
 static void mcount_close(weir_ctx *ctx, void *self)
 {
@@ -204,7 +225,46 @@ static void mcount_close(weir_ctx *ctx, void *self)
     if (!c)
         return;
     weir_mp_writer_destroy(&c->w);
+    weir_mp_reader_destroy(&c->r);
     free(c);
+}
+
+/* Declares one state in this build's format. */
+static int mcount_declare(weir_ctx *ctx, const char *name, weir_state_kind kind,
+                          weir_state **out)
+{
+    weir_state_desc d = {
+        .size = sizeof d,
+        .kind = kind,
+        .name = name,
+        .ttl_ms = WEIR_TTL_NONE,
+        .format_version = MCOUNT_FORMAT,
+    };
+    int rc = weir_state_declare(ctx, &d, out);
+    if (rc < 0)
+        weir_set_error(ctx, "mcount: declaring state %s: %s", name,
+                       weir_strerror(rc));
+    return rc;
+}
+
+static int mcount_open(weir_ctx *ctx, void **self)
+{
+    mcount *c = calloc(1, sizeof *c);
+    if (!c)
+        return weir_set_error(ctx, "mcount: out of memory");
+    weir_mp_writer_init(&c->w);
+    weir_mp_reader_init(&c->r);
+    int rc = mcount_declare(ctx, "count", WEIR_STATE_VALUE, &c->counts);
+    if (rc == 0)
+        rc = mcount_declare(ctx, "parity", WEIR_STATE_MAP, &c->parity);
+    if (rc == 0)
+        rc = mcount_declare(ctx, "first", WEIR_STATE_LIST, &c->first);
+    if (rc < 0) {
+        mcount_close(ctx, c);
+        return rc;
+    }
+    *self = c;
+    return WEIR_OK;
 }
 
 #define MCOUNT_STR2(x) #x

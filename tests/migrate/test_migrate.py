@@ -2,20 +2,23 @@
 """Changing a keyed state's format across a savepoint, and restoring damaged
 savepoints, through the real weir binary and real supervised processes.
 
-The test plugin mcount (mcount.c) is built from one source as v1 (state
-format_version 1: the count as a little-endian uint32), v2 (format 2:
-msgpack {"n": uint64}, with a migrate_state hook from 1), v2nohook (format
-2, no hook) and v2fail (format 2, a hook that fails for key "u7"); each
-build is alone in its own plugin directory under MCOUNT_DIR, so `--dir`
-chooses which build the operator type "mcount" means.
+The test plugin mcount (mcount.c) keeps three keyed states, a value
+(count per key), a map (count per key and parity of the record's "i") and
+a list (the key's first three "i"), every number in its build's format. It
+is built from one source as v1 (format_version 1: little-endian uint32), v2
+(format 2: msgpack {"n": uint64}, with a migrate_state hook from 1),
+v2nohook (format 2, no hook) and v2fail (format 2, a hook that fails for key
+"u7"); each build is alone in its own plugin directory under MCOUNT_DIR, so
+`--dir` chooses which build the operator type "mcount" means.
 
 Every case first runs the job with v1 at parallelism 2 on a rate-limited
 input and stops it with `weir ctl stop --savepoint` half-way. Oracles are
-computed here from the input this file writes: per-key counts (Python's
-Counter), and the committed output of both runs together must hold, for
-every key, the counts 1..n exactly once. The savepoint's own v1 bytes are
-decoded here (base64, little-endian) and must equal the highest count the
-first run committed for each key.
+computed here from the input this file writes: the three states from the
+input lines in order (for the savepoint: of each key's first n records, n
+the highest count the first run committed for it), and the committed
+output of both runs together must hold, for every key, the counts 1..n
+exactly once. State is read with `weir state dump` and decoded here (v1
+bytes from base64, little-endian).
 
 Run one case: test_migrate.py Class.test_name. Environment: WEIR (the weir
 binary), WEIR_PLUGIN_DIR (bundled plugins), MCOUNT_DIR (the builds).
@@ -262,39 +265,70 @@ class Base(unittest.TestCase):
 
     # --- reading state -----------------------------------------------------
 
-    def dump(self, chk, *extra):
+    def dump(self, chk, state, *extra):
         rc, out, err = weir("state", "dump", chk, "--operator", "count",
-                            "--state", "count", "--format", "jsonl", *extra)
+                            "--state", state, "--format", "jsonl", *extra)
         return [json.loads(line) for line in out.splitlines()]
 
-    def v1_counts(self, chk):
-        """key -> count, decoding format 1 bytes here."""
-        out = {}
-        for e in self.dump(chk, "--value-format", "base64"):
-            v = e["value"]
+    def read_states(self, chk, fmt, par=None):
+        """The three states of operator count, decoded here: {"count": {key:
+        n}, "parity": {(key, "even"|"odd"): n}, "first": {key: [i, ...]}}.
+        Format 1 numbers are 4 bytes little-endian (read as base64), format
+        2 numbers msgpack {"n": N} (which dump decodes). par: check that
+        every entry sits in the subtask of its key group."""
+        def num(v):
+            if fmt == 2:
+                self.assertEqual(list(v), ["n"], v)
+                return v["n"]
             raw = base64.b64decode(v["$base64"] if isinstance(v, dict) else v)
-            self.assertEqual(len(raw), 4, e)
-            self.assertNotIn(e["key"], out)
-            out[e["key"]] = int.from_bytes(raw, "little")
+            self.assertEqual(len(raw), 4, v)
+            return int.from_bytes(raw, "little")
+
+        extra = ("--value-format", "base64") if fmt == 1 else ()
+        out = {}
+        for state in ("count", "parity", "first"):
+            got = out[state] = {}
+            for e in self.dump(chk, state, *extra):
+                if par:
+                    self.assertEqual(e["subtask"],
+                                     e["key_group"] * par // MAXP, e)
+                k = (e["key"], e["user_key"]) if state == "parity" else e["key"]
+                self.assertNotIn(k, got)
+                v = e["value"]
+                got[k] = [num(x) for x in v] if state == "first" else num(v)
         return out
 
-    def v2_counts(self, chk, par):
-        """key -> count of format 2 ({"n": count}, decoded by dump as
-        msgpack), checking placement by key group."""
-        out = {}
-        for e in self.dump(chk):
-            self.assertEqual(e["subtask"], e["key_group"] * par // MAXP, e)
-            self.assertEqual(list(e["value"]), ["n"], e)
-            self.assertNotIn(e["key"], out)
-            out[e["key"]] = e["value"]["n"]
-        return out
+    def oracle(self, counts=None):
+        """The three states computed from the input file: over the whole
+        input, or over each key's first counts[key] records."""
+        seq = collections.defaultdict(list)
+        with open(os.path.join(self.d, "in.jsonl")) as f:
+            for line in f:
+                r = json.loads(line)
+                seq[r["user"]].append(r["i"])
+        want = {"count": {}, "parity": collections.Counter(), "first": {}}
+        for k, ii in seq.items():
+            if counts is not None:
+                if k not in counts:
+                    continue
+                ii = ii[:counts[k]]
+            want["count"][k] = len(ii)
+            want["first"][k] = ii[:3]
+            for i in ii:
+                want["parity"][(k, "odd" if i % 2 else "even")] += 1
+        want["parity"] = dict(want["parity"])
+        return want
 
     def format_versions(self, chk):
+        """state name -> the set of format versions its subtasks record."""
         rc, out, err = weir("state", "ls", "--json", chk)
         doc = json.loads(out)
         (op,) = [o for o in doc["operators"] if o["id"] == "count"]
-        return {st["format_version"] for t in op["subtasks"]
-                for st in t["states"] if st["name"] == "count"}
+        got = collections.defaultdict(set)
+        for t in op["subtasks"]:
+            for st in t["states"]:
+                got[st["name"]].add(st["format_version"])
+        return dict(got)
 
     def check_exactly_once(self, tally, text):
         seen = committed(os.path.join(self.d, "out"))
@@ -305,13 +339,16 @@ class Base(unittest.TestCase):
                                                  text[-3000:]))
 
     def check_savepoint_v1(self, sp):
-        """The savepoint holds v1 bytes equal to what the first run
-        committed, and says format version 1."""
-        counts = self.v1_counts(sp)
-        self.assertEqual(counts, {k: max(v) for k, v in
-                                  self.first_out.items()})
-        self.assertEqual(self.format_versions(sp), {1})
-        return counts
+        """The savepoint holds v1 bytes: the counts the first run committed,
+        and the map and list states of that many records of each key; it
+        says format version 1 for every state. Returns its states."""
+        got = self.read_states(sp, 1, par=2)
+        counts = {k: max(v) for k, v in self.first_out.items()}
+        self.assertEqual(got["count"], counts)
+        self.assertEqual(got, self.oracle(counts))
+        self.assertEqual(self.format_versions(sp),
+                         {"count": {1}, "parity": {1}, "first": {1}})
+        return got
 
     def refusal_leaves_nothing(self, r, before):
         """A refused restore started no fresh state and completed no
@@ -327,7 +364,7 @@ class Base(unittest.TestCase):
 class Migrate(Base):
     def migrate(self, p):
         sp = self.v1_savepoint()
-        sp_counts = self.check_savepoint_v1(sp)
+        sp_states = self.check_savepoint_v1(sp)
         digest = tree_digest(sp)
         # More input after the savepoint: keys seen before and new ones.
         more = write_input(os.path.join(self.d, "in.jsonl"), 4000, 350,
@@ -339,17 +376,30 @@ class Migrate(Base):
         self.assertEqual(r.wait(), 0, r.text()[-3000:])
         text = r.text()
         self.assertIn("restoring checkpoint", text)
-        moved = [int(x) for x in re.findall(
-            r"state 'count': migrating (\d+) entries from format version 1 "
-            r"to 2", text)]
-        self.assertEqual(len(moved), p, text[-3000:])
-        self.assertEqual(sum(moved), len(sp_counts))
+        # Per state and subtask: the entries met and the hook's calls (list
+        # state: one per element).
+        for state, calls in (("count", len(sp_states["count"])),
+                             ("parity", len(sp_states["parity"])),
+                             ("first", sum(len(v) for v in
+                                           sp_states["first"].values()))):
+            moved = [int(x) for x in re.findall(
+                r"state '%s': migrating (\d+) entries from format version 1 "
+                r"to 2" % state, text)]
+            self.assertEqual(len(moved), p, text[-3000:])
+            self.assertEqual(sum(moved), len(sp_states[state]), state)
+            done = [int(x) for x in re.findall(
+                r"state '%s': migrated to format version 2 \((\d+) calls\)"
+                % state, text)]
+            self.assertEqual(sum(done), calls, state)
         if p != 2:
             self.assertIn("state rescaled from parallelism 2 to %d" % p, text)
         self.check_exactly_once(tally, text)
         chk = self.newest(self.new_run_dir(before))
-        self.assertEqual(self.v2_counts(chk, p), dict(tally))
-        self.assertEqual(self.format_versions(chk), {2})
+        got = self.read_states(chk, 2, par=p)
+        self.assertEqual(got["count"], dict(tally))
+        self.assertEqual(got, self.oracle())
+        self.assertEqual(self.format_versions(chk),
+                         {"count": {2}, "parity": {2}, "first": {2}})
         rc, out, _ = weir("state", "ls", chk)
         self.assertIn("state 'count' (value, format version 2)", out)
         rc, out, _ = weir("state", "ls", sp)
@@ -364,7 +414,7 @@ class Migrate(Base):
         the restart restores the run's newest checkpoint, which says format
         version 2, so nothing is migrated again; counts stay exact."""
         sp = self.v1_savepoint()
-        sp_counts = self.check_savepoint_v1(sp)
+        sp_states = self.check_savepoint_v1(sp)
         before = self.run_dirs()
         job = self.job("v2.yaml", rate=", rate: 4000, batch: 64")
         r = self.start("v2", "v2", "--from", sp, job)
@@ -378,13 +428,13 @@ class Migrate(Base):
         self.assertEqual(len(restored), 2, text[-3000:])
         self.assertEqual(restored[0][1], sp)
         self.assertEqual(os.path.dirname(restored[1][1]), rd)
-        moved = re.findall(r"migrating (\d+) entries from format version 1 "
-                           r"to 2", text)
-        self.assertEqual(sum(int(x) for x in moved), len(sp_counts), text)
-        self.assertEqual(len(moved), 2, text[-3000:])
+        moved = re.findall(r"state 'count': migrating (\d+) entries from "
+                           r"format version 1 to 2", text)
+        self.assertEqual(len(moved), 2, text[-3000:])  # attempt 0 only
+        self.assertEqual(sum(int(x) for x in moved), len(sp_states["count"]))
         self.check_exactly_once(self.tally, text)
-        chk = self.newest(rd)
-        self.assertEqual(self.v2_counts(chk, 2), dict(self.tally))
+        self.assertEqual(self.read_states(self.newest(rd), 2, par=2),
+                         self.oracle())
 
     def test_v1_to_v2_same_parallelism(self):
         self.migrate(2)
@@ -417,8 +467,7 @@ class Refused(Base):
         message (exit 4), commits nothing, and leaves the savepoint as it
         was: v2 restores it afterwards with every count exact."""
         sp = self.v1_savepoint()
-        sp_counts = self.check_savepoint_v1(sp)
-        self.assertIn("u7", sp_counts)
+        self.assertIn("u7", self.check_savepoint_v1(sp)["count"])
         digest = tree_digest(sp)
         before = self.run_dirs()
         job = self.job("v2.yaml")
@@ -439,7 +488,7 @@ class Refused(Base):
         self.assertEqual(r.wait(), 0, r.text()[-3000:])
         self.check_exactly_once(self.tally, r.text())
         chk = self.newest(self.new_run_dir(before))
-        self.assertEqual(self.v2_counts(chk, 2), dict(self.tally))
+        self.assertEqual(self.read_states(chk, 2, par=2), self.oracle())
 
 
 class Damaged(Base):
@@ -526,7 +575,7 @@ class Damaged(Base):
         self.assertEqual(r.wait(), 0, r.text()[-3000:])
         self.check_exactly_once(self.tally, r.text())
         chk = self.newest(self.new_run_dir(before))
-        self.assertEqual(self.v1_counts(chk), dict(self.tally))
+        self.assertEqual(self.read_states(chk, 1, par=2), self.oracle())
 
     def test_other_job(self):
         sp = self.v1_savepoint()
@@ -554,7 +603,7 @@ class Damaged(Base):
                       "longer has; it is dropped", r.text())
         self.check_exactly_once(self.tally, r.text())
         chk = self.newest(self.new_run_dir(before))
-        self.assertEqual(self.v1_counts(chk), dict(self.tally))
+        self.assertEqual(self.read_states(chk, 1, par=2), self.oracle())
         rc, out, _ = weir("state", "ls", "--json", chk)
         self.assertEqual(sorted(o["id"] for o in json.loads(out)["operators"]),
                          ["count", "sink", "src"])
