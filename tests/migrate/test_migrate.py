@@ -237,17 +237,17 @@ class Base(unittest.TestCase):
             time.sleep(0.02)
         self.fail("fewer than %d checkpoints:\n%s" % (n, run.text()[-3000:]))
 
-    def v1_savepoint(self, extra=False, n=16000, keys=300):
+    def v1_savepoint(self, extra=False, n=16000, keys=300, sp="sp"):
         """Runs the job with v1 at parallelism 2 and stops it half-way with
-        a savepoint; returns the savepoint directory. self.tally: the
-        per-key counts of the whole input."""
+        a savepoint (in self.d/sp); returns the savepoint directory.
+        self.tally: the per-key counts of the whole input."""
         self.tally = write_input(os.path.join(self.d, "in.jsonl"), n, keys,
                                  SEED)
         job = self.job("v1.yaml", p=2, rate=", rate: 4000, batch: 64",
                        extra=extra)
         r = self.start("v1", "v1", job)
         self.wait_checkpoints(r, self.run_dirs(), 2)
-        sp = os.path.join(self.d, "sp")
+        sp = os.path.join(self.d, sp)
         c = self.ctl(os.path.join(self.d, "ckpt", self.job_name), "stop",
                      "--savepoint", sp)
         self.assertEqual(c.returncode, 0, c.stderr + r.text()[-3000:])
@@ -446,8 +446,11 @@ class Migrate(Base):
 class Refused(Base):
     def test_no_hook(self):
         """v2 without migrate_state: exit 4, a message naming operator,
-        state and both versions; the savepoint is untouched."""
-        sp = self.v1_savepoint()
+        state and both versions; the savepoint is untouched. The savepoint
+        has a long path (about 1000 bytes), which the message names in full
+        with everything after it."""
+        sp = self.v1_savepoint(sp="/".join(["s" * 200] * 5))
+        self.assertGreater(len(sp), 1000)
         digest = tree_digest(sp)
         before = self.run_dirs()
         r = self.start("nohook", "v2nohook", "--from", sp, self.job("v2.yaml"))
