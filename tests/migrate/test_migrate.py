@@ -408,6 +408,7 @@ class Migrate(Base):
         self.assertIs(json.loads(out)["savepoint"], True)
         self.assertEqual(tree_digest(sp), digest,
                          "restoring the savepoint changed it")
+        return chk
 
     def test_worker_killed_after_migration(self):
         """The v2 run's worker is SIGKILLed after checkpoints of its own:
@@ -437,7 +438,20 @@ class Migrate(Base):
                          self.oracle())
 
     def test_v1_to_v2_same_parallelism(self):
-        self.migrate(2)
+        """... and back: v1, which has no hook, refuses the v2 run's final
+        checkpoint (a downgrade needs a hook too)."""
+        chk = self.migrate(2)
+        digest = tree_digest(chk)
+        r = self.start("back", "v1", "--from", chk, self.job("back.yaml"))
+        self.assertEqual(r.wait(), 4, r.text()[-3000:])
+        self.assertRegex(
+            r.text(), r"state 'count' of checkpoint \d+ \(%s\) holds "
+                      r"entries of format version 2, the plugin declares "
+                      r"format version 1, and operator 'count' has no "
+                      r"migrate_state hook: cannot restore it; give the "
+                      r"operator a migrate_state hook or declare "
+                      r"format_version 2" % re.escape(chk))
+        self.assertEqual(tree_digest(chk), digest)
 
     def test_v1_to_v2_rescaled_2_to_3(self):
         self.migrate(3)
