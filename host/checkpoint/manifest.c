@@ -888,6 +888,29 @@ int ckpt_write_manifest(const char *chk_dir, ckpt_manifest *m, char **errptr)
     return rc;
 }
 
+int ckpt_mark_savepoint(const char *dir, char **errptr)
+{
+    ckpt_manifest *m = NULL;
+    char *text = NULL, *path = NULL;
+    int rc = load_dir(dir, -1, 0, &m, errptr);
+    if (rc)
+        goto out;
+    m->savepoint = 1;
+    text = manifest_dump(m);
+    path = path_join(dir, MANIFEST_NAME);
+    if (!text || !path)
+        rc = err_set(errptr, WEIR_ENOMEM, "out of memory");
+    else
+        rc = ckpt_write_atomic(dir, path, text, strlen(text), NULL, errptr);
+    if (rc)
+        err_prefix(errptr, "checkpoint %llu (%s)", (ull)m->id, dir);
+out:
+    ckpt_manifest_free(m);
+    free(text);
+    free(path);
+    return rc;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Restore: the newest good checkpoint                                       */
 /* ------------------------------------------------------------------------ */

@@ -108,6 +108,17 @@ int ckpt_complete(const char *run_dir, ckpt_manifest *m, ckpt_sum_cache *cache,
  */
 int ckpt_write_manifest(const char *chk_dir, ckpt_manifest *m, char **errptr);
 
+/*
+ * Marks the copy of a checkpoint in `dir` (a savepoint exported by
+ * `weir ctl savepoint`) as a savepoint: rewrites its MANIFEST.json with
+ * "savepoint": true and nothing else changed (the files and their checksums
+ * stay as listed; they are not read again). Atomic as ckpt_write_manifest()
+ * (tmp, fsync, rename), so a MANIFEST.json hard-linked with the source
+ * checkpoint is replaced, never modified. Returns 0 or a negative code with
+ * *errptr set ("checkpoint <id> (<dir>): ...").
+ */
+int ckpt_mark_savepoint(const char *dir, char **errptr);
+
 /* Reads chk-<id>/MANIFEST.json. With `verify`, also checks that every listed
  * file exists with its size and checksum. */
 int ckpt_manifest_load(const char *run_dir, uint64_t id, int verify,

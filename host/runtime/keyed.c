@@ -48,14 +48,19 @@ static int keyed_on_expired(void *arg, weir_state *st, const void *key,
     return rc;
 }
 
+/* Fails the job with rc and "operator ... subtask i/n: what: <err>"; takes
+ * err (malloc'ed or NULL: then the task's error or rc's text). The message
+ * is built whole, however long the paths in it. */
 static int keyed_fail(task *t, const char *what, int rc, char *err)
 {
-    char msg[1024];
-    snprintf(msg, sizeof msg, "operator '%s' (%s) subtask %u/%u: %s: %s",
-             t->op->id, t->op->type, t->ps->index + 1, t->ps->parallelism, what,
-             err ? err : (t->error ? t->error : weir_strerror(rc)));
+    char *msg = NULL;
+    if (asprintf(&msg, "operator '%s' (%s) subtask %u/%u: %s: %s", t->op->id,
+                 t->op->type, t->ps->index + 1, t->ps->parallelism, what,
+                 err ? err : (t->error ? t->error : weir_strerror(rc))) < 0)
+        msg = NULL;
     free(err);
-    rt_fail(t->rt, rc, msg);
+    rt_fail(t->rt, rc, msg ? msg : what);
+    free(msg);
     return rc;
 }
 

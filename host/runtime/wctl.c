@@ -215,6 +215,8 @@ int wctl_export_savepoint(const topo_job *job, const char *run_dir, uint64_t id,
     size_t len = 0;
     int rc = src ? ckpt_materialize(src, dir, errptr)
                  : err_set(errptr, WEIR_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = ckpt_mark_savepoint(dir, errptr);
     if (rc < 0) {
         err_prefix(errptr, "savepoint %s from checkpoint %llu", dir,
                    (unsigned long long)id);
