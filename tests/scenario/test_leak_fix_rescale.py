@@ -21,7 +21,8 @@ the input line it counts.
   e) after the rescale the 5 s override is in force on all 3 subtasks and
      expiry goes on: a second savepoint, taken once the hot keys have been
      absent for 8 s of input, holds none of them nor anything of the first
-     run, and the hot keys count again from 1 when they come back.
+     run, and the hot keys count again from 1 when they come back; a run
+     from that savepoint at parallelism 1 has the override as well.
 
 What "exact" means with a TTL in processing time: a key restarts from 1
 when it was not written for 5 s. The input is built so that no key is
@@ -70,11 +71,11 @@ HOT = 40                 # hot keys h0..h39 (and g0..g39 in the second run)
 COLD_RATE = RATE * 3 // 4
 TTL_S = 5
 AMBIG_LO = 2 * RATE      # gaps of at most 2 s of input never expire...
-AMBIG_HI = 12 * RATE     # ...gaps of at least 12 s always do
+AMBIG_HI = 10 * RATE     # ...gaps of at least 10 s always do
 RESET_GAP = TTL_S * RATE  # where the oracle restarts a key's count
 # Second run, in seconds of input from the savepoint: h and cold keys,
 # then g instead of h (h pauses), then h again.
-P3A, P3B, P3C = 6, 14, 6
+P3A, P3B, P3C = 3, 12, 4
 LINES1 = 120 * RATE      # the first run's file: far more than it reads
 
 JOB = """\
@@ -280,6 +281,20 @@ class Scenario(Base):
             self.assertLessEqual(e["expiry"], ms[1] + TTL_S * 1000, e)
         return got
 
+    def check_ttl_stats(self, par):
+        """`state stats` shows the override on each of the par subtasks."""
+        r = self.ctl("state", "stats", "count", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        parts = json.loads(r.stdout)["subtasks"]
+        self.assertEqual(sorted(t["subtask"] for t in parts),
+                         list(range(par)))
+        for t in parts:
+            ttl = t["states"][0]["ttl"]
+            self.assertEqual(ttl["ms"], TTL_S * 1000, r.stdout)
+            self.assertEqual(ttl["time"], "processing", r.stdout)
+            self.assertTrue(ttl["override"], r.stdout)
+            self.assertIsNone(ttl["declared_ms"], r.stdout)
+
     def test_leak_fixed_saved_rescaled(self):
         t0 = time.time()
         rng = random.Random(20261203)
@@ -416,15 +431,7 @@ class Scenario(Base):
         # e) The override is in force in each new subtask.
         self.assertEqual(log.count("TTL override in force: TTL %d ms"
                                    % (TTL_S * 1000)), 3, log[-3000:])
-        r = self.ctl("state", "stats", "count", "--json")
-        self.assertEqual(r.returncode, 0, r.stderr)
-        parts = json.loads(r.stdout)["subtasks"]
-        self.assertEqual(sorted(t["subtask"] for t in parts), [0, 1, 2])
-        for t in parts:
-            ttl = t["states"][0]["ttl"]
-            self.assertEqual(ttl["ms"], TTL_S * 1000, r.stdout)
-            self.assertTrue(ttl["override"], r.stdout)
-            self.assertIsNone(ttl["declared_ms"], r.stdout)
+        self.check_ttl_stats(3)
         # Expiry goes on: once h has been absent for 8 s of input (more
         # than 8 s, the source being paced), a savepoint has none of it,
         # nothing from the first run, and the key count stays bounded.
@@ -463,6 +470,20 @@ class Scenario(Base):
         back = [n for i, (k, n) in expected.items()
                 if k[0] == "h" and i >= n1 + (P3A + P3B) * RATE]
         self.assertEqual(min(back), 1)
+
+        # The override is stored in the rescaled subtasks' own state: a
+        # run from the second savepoint at parallelism 1 has it too.
+        p3 = self.start_run(1, "--from", sp3, log="run3")
+        self.wait_for("the states of a third run", self.keys)
+        log = self.log()
+        self.assertIn("operator 'count': state rescaled from parallelism 3 "
+                      "to 1", log)
+        self.assertEqual(log.count("TTL override in force: TTL %d ms"
+                                   % (TTL_S * 1000)), 1, log[-3000:])
+        self.check_ttl_stats(1)
+        r = self.ctl("cancel")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        p3.wait(timeout=60)
         print("\n(keys, state bytes) every 0.5 s\nleaking: %s\nflat %.1f s "
               "after the fix: %s\nsavepoints after %d and %d lines, "
               "restored %.1f s after the savepoint (%s), run time %.1f s"
