@@ -34,11 +34,13 @@ such a gap expires for sure, and the oracle (sqlite, window functions)
 starts a new count there; all such gaps are in the second run, where the
 override is in force (checked). A short gap never expires unless the job
 stalls for longer than the TTL minus AMBIG_LO. The one stall of the
-scenario, from the savepoint to the restored run, is about 2 s on the
-project's 2-core VM (3.1 s with the sanitizers); as the TTL runs on in
-processing time while no job runs, the test asserts that it stayed short
-enough for the hot keys (their idle time around the savepoint, from the
-input, plus the pause, is under the TTL minus 0.5 s).
+scenario is the pause from the savepoint to the restored run: about 2 s on
+the project's 2-core VM, 2.8 s with the sanitizers, 5 s with the sanitizers
+next to another test. The TTL runs on in processing time while no job
+runs, so the oracle takes the measured pause into account: a hot key whose
+idle time (its input around the savepoint plus the pause) is clearly
+below the TTL must go on counting, one clearly above must count from 1
+again, and only within 0.5 s of the TTL does the output decide.
 
 The state directory is sampled as the sum of its files' sizes. With the
 default write-back cache (100000 entries) the leak would stay in memory
@@ -121,17 +123,23 @@ class Oracle:
     """The expected count of every input line and the expected state after
     a prefix of the input, computed by sqlite from the input alone."""
 
-    def __init__(self, lines):
+    def __init__(self, lines, resets=()):
+        """lines: (i, key); resets: lines whose key expired before them
+        although their gap in the input is short (the pause of a restore)."""
         self.db = sqlite3.connect(":memory:")
         self.db.execute("CREATE TABLE ev (i INTEGER PRIMARY KEY, key TEXT)")
         self.db.executemany("INSERT INTO ev VALUES (?, ?)", lines)
+        self.db.execute("CREATE TABLE resets (i INTEGER PRIMARY KEY)")
+        self.db.executemany("INSERT INTO resets VALUES (?)",
+                            [(i,) for i in resets])
         # gap: lines since the key's previous line; era: how many gaps of
-        # more than the TTL came before (each starts a new count).
+        # more than the TTL (or resets) came before; each starts a count.
         self.db.execute("""
             CREATE TABLE eras AS
             WITH g AS (SELECT i, key, i - LAG(i) OVER
                          (PARTITION BY key ORDER BY i) AS gap FROM ev)
-            SELECT i, key, gap, SUM(CASE WHEN gap > ? THEN 1 ELSE 0 END)
+            SELECT i, key, gap, SUM(CASE WHEN gap > ? OR i IN
+                                    (SELECT i FROM resets) THEN 1 ELSE 0 END)
                    OVER (PARTITION BY key ORDER BY i) AS era FROM g""",
                         (RESET_GAP,))
 
@@ -402,19 +410,26 @@ class Scenario(Base):
                             r"from the restored checkpoint", log, re.M)
         gap = datetime.datetime.fromisoformat(running.group(1)).timestamp() \
             - sp_ms[0] / 1000
-        # A hot key survives the pause when the time from its last line
-        # before the savepoint to its first one after, read at RATE, plus
-        # the pause is less than the TTL (0.5 s left for the pacing).
+        # A hot key idles from its last line before the savepoint to its
+        # first one after: the input between them, read at RATE, plus the
+        # pause. Under TTL_S - 0.5 s it must go on counting, over TTL_S +
+        # 0.5 s it must start again from 1 (expired while no job ran), in
+        # between either may be right and the output says which it was
+        # (once that line is committed); everything else stays exact.
         last = {k: i for i, k in lines[:n1] if k[0] == "h"}
         first = {}
         for i, k in more[:P3A * RATE]:
             first.setdefault(k, i)
-        idle = max((first[k] - last[k]) / RATE for k in last)
+        idle = {k: gap + (first[k] - last[k]) / RATE for k in last}
+        resets = {first[k] for k in last if idle[k] > TTL_S + 0.5}
+        maybe = {first[k] for k in last
+                 if TTL_S - 0.5 <= idle[k] <= TTL_S + 0.5}
         marks = " ".join("%s +%.2f s" % (m, t - sp_ms[0] / 1000)
                          for m, t in marks)
-        self.assertLess(gap + idle, TTL_S - 0.5, "from the savepoint to the "
-                        "restored run took too long for this test: hot keys "
-                        "idle for %.2f s of input, and %s" % (idle, marks))
+        if resets or maybe:
+            print("\nthe restore took %.2f s (%s): %d hot keys expired, %d "
+                  "may have" % (gap, marks, len(resets), len(maybe)),
+                  file=sys.stderr)
 
         # The first run's output up to the savepoint is exact.
         # (No gap there is longer than AMBIG_LO: the oracle's resets do not
@@ -449,8 +464,9 @@ class Scenario(Base):
         seen = self.committed(upto=sp3_id)
         n3 = len(seen)
         self.assertGreater(n3, n1 + (P3A + 8) * RATE - RATE)
-        got = self.check_dump(self.dump(sp3), Oracle(lines[:n3]), n3, sp3_ms,
-                              3, "sp3")
+        resets |= {i for i in maybe if seen[i][1] == 1}
+        got = self.check_dump(self.dump(sp3), Oracle(lines[:n3], resets),
+                              n3, sp3_ms, 3, "sp3")
         self.assertEqual([k for k in got if k[0] == "h"], [])
         self.assertEqual(sum(k[0] == "g" for k in got), HOT)
         self.assertEqual([k for k in got if k[0] == "c" and int(k[1:]) < n1],
@@ -463,7 +479,7 @@ class Scenario(Base):
         # output of both runs together is exact, h counting from 1 again.
         self.assertEqual(p2.wait(timeout=90), 0, self.log()[-3000:])
         self.assertNotIn("restarting", self.log())
-        oracle = Oracle(lines)
+        oracle = Oracle(lines, resets)
         self.assertEqual(oracle.gaps(AMBIG_LO, AMBIG_HI), 0)
         expected = oracle.counts()
         self.check_output(self.committed(), expected, len(lines), "both runs")
