@@ -20,7 +20,7 @@ the input line it counts.
      sqlite computes from the input (GROUP BY key);
   e) after the rescale the 5 s override is in force on all 3 subtasks and
      expiry goes on: a second savepoint, taken once the hot keys have been
-     absent for 8 s of input, holds none of them nor anything of the first
+     absent for 9 s of input, holds none of them nor anything of the first
      run, and the hot keys count again from 1 when they come back; a run
      from that savepoint at parallelism 1 has the override as well.
 
@@ -77,7 +77,7 @@ AMBIG_HI = 10 * RATE     # ...gaps of at least 10 s always do
 RESET_GAP = TTL_S * RATE  # where the oracle restarts a key's count
 # Second run, in seconds of input from the savepoint: h and cold keys,
 # then g instead of h (h pauses), then h again.
-P3A, P3B, P3C = 3, 12, 4
+P3A, P3B, P3C = 3, 13, 4
 LINES1 = 120 * RATE      # the first run's file: far more than it reads
 
 JOB = """\
@@ -447,23 +447,23 @@ class Scenario(Base):
         self.assertEqual(log.count("TTL override in force: TTL %d ms"
                                    % (TTL_S * 1000)), 3, log[-3000:])
         self.check_ttl_stats(3)
-        # Expiry goes on: once h has been absent for 8 s of input (more
-        # than 8 s, the source being paced), a savepoint has none of it,
+        # Expiry goes on: once h has been absent for 9 s of input (more
+        # than 9 s, the source being paced), a savepoint has none of it,
         # nothing from the first run, and the key count stays bounded.
         keys2 = []
 
         def h_gone():
             keys2.append(self.keys())
-            return (self.src_out() or 0) >= (P3A + 8) * RATE
+            return (self.src_out() or 0) >= (P3A + 9) * RATE
 
-        self.wait_for("8 s of input without h", h_gone, timeout=60)
+        self.wait_for("9 s of input without h", h_gone, timeout=60)
         self.assertLess((self.src_out() or 0), (P3A + P3B) * RATE,
                         "too late: h is back")
         sp3 = os.path.join(self.d, "sp3")
         sp3_id, *sp3_ms = self.savepoint(sp3)
         seen = self.committed(upto=sp3_id)
         n3 = len(seen)
-        self.assertGreater(n3, n1 + (P3A + 8) * RATE - RATE)
+        self.assertGreater(n3, n1 + (P3A + 9) * RATE - RATE)
         resets |= {i for i in maybe if seen[i][1] == 1}
         got = self.check_dump(self.dump(sp3), Oracle(lines[:n3], resets),
                               n3, sp3_ms, 3, "sp3")
