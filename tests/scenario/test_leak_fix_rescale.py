@@ -168,6 +168,8 @@ class Oracle:
 
 
 def dir_bytes(path):
+    """The sizes of the files under path, summed (what `du -sb` counts,
+    without the directories)."""
     total = 0
     for root, _, files in os.walk(path):
         for name in files:
