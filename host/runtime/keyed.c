@@ -280,6 +280,23 @@ int keyed_set_key(task *t, const weir_record *rec)
                          rec->ts);
 }
 
+void keyed_prefetch(task *t, const wire_reader *r, uint64_t i,
+                    state_hint ring[2])
+{
+    if (!t->store)
+        return;
+    const void *key;
+    size_t len;
+    state_hint *two_ahead = &ring[i & 1]; /* record i's hint is spent */
+    if (wire_peek_key(r, 1, &key, &len)) {
+        uint32_t kg = plan_key_group(key, len, t->rt->plan->max_parallelism);
+        state_prefetch_slots(t->store, (uint16_t)kg, key, len, two_ahead);
+    } else {
+        two_ahead->n = 0;
+    }
+    state_prefetch_entries(t->store, &ring[(i + 1) & 1]);
+}
+
 void keyed_clear_key(task *t)
 {
     if (t->store)

@@ -41,6 +41,16 @@ int keyed_set_key(task *t, const weir_record *rec);
 /* Forgets the current key. */
 void keyed_clear_key(task *t);
 
+/*
+ * Prefetching along a batch (state.h, state_prefetch_slots): called by the
+ * record loop right after wire_next() returned record i, with a ring of two
+ * hints that starts zeroed. Starts the cache slot loads of record i + 2 and
+ * the entry loads of record i + 1, so that neither waits for memory when
+ * its turn comes. Hints only; a no-op without a store.
+ */
+void keyed_prefetch(task *t, const wire_reader *r, uint64_t i,
+                    state_hint ring[2]);
+
 /* Tells the store about a new watermark (event-time TTL). */
 void keyed_set_watermark(task *t, int64_t wm);
 

@@ -590,7 +590,10 @@ static int task_process_data(task *t, uint32_t input)
         }
         return 0;
     }
-    while ((more = wire_next(&t->reader, &rec)) > 0 && !task_cancelled(t)) {
+    state_hint ring[2] = {{.n = 0}, {.n = 0}};
+    for (uint64_t i = 0;
+         (more = wire_next(&t->reader, &rec)) > 0 && !task_cancelled(t); i++) {
+        keyed_prefetch(t, &t->reader, i, ring);
         t->cur_key = rec.key;
         t->cur_key_len = rec.key_len;
         t->has_key = 1;

@@ -196,6 +196,15 @@ static int wire_as_bytes(const msgpack_object *o, const void **p, size_t *n)
     return 0;
 }
 
+int wire_peek_key(const wire_reader *r, uint32_t ahead, const void **key,
+                  size_t *key_len)
+{
+    uint64_t at = r->next + 3 * (uint64_t)ahead;
+    if (at >= r->n_items)
+        return 0;
+    return wire_as_bytes(&r->items[at], key, key_len) == 0;
+}
+
 int wire_next(wire_reader *r, weir_record *rec)
 {
     if (r->next >= r->n_items)

@@ -90,5 +90,10 @@ int wire_parse(wire_reader *r, const void *data, size_t len, wire_msg *msg,
 /* Fills `rec` with the next record of a DATA message (pointers into the
  * message). Returns 1, 0 at the end, or WEIR_EINVAL for a malformed record. */
 int wire_next(wire_reader *r, weir_record *rec);
+/* The key of the record `ahead` records after the one wire_next() returns
+ * next (0: that one), for prefetching. Returns 1, or 0 when there is no
+ * such record or its key is malformed (wire_next() will say so). */
+int wire_peek_key(const wire_reader *r, uint32_t ahead, const void **key,
+                  size_t *key_len);
 
 #endif

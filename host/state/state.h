@@ -384,6 +384,33 @@ int state_set_key(state_store *s, uint16_t kg, const void *key, size_t key_len,
  * state_set_key(). */
 void state_clear_key(state_store *s);
 
+/*
+ * Prefetching for a batch of records. A lookup in the write-back cache costs
+ * two dependent memory accesses (a table slot, then the entry it names);
+ * when the runtime knows the keys of the records to come, it can start
+ * both early, one stage per record:
+ *
+ *   state_prefetch_slots(s, kg, key, len, &hint[i + 2]);   two ahead
+ *   state_prefetch_entries(s, &hint[i + 1]);               one ahead
+ *   state_set_key(s, kg_i, key_i, ...); process record i
+ *
+ * The first computes the cache hashes of the key for the store's value and
+ * list states (at most STATE_PREFETCH_STATES of them) into *hint and
+ * prefetches their slots; the second reads those slots and prefetches the
+ * entries. Both are hints only: they change nothing, cost nothing without a
+ * cache, and may be skipped or given stale hints. Keys longer than
+ * STATE_PREFETCH_KEY bytes are not prefetched. Store thread only.
+ */
+#define STATE_PREFETCH_STATES 4
+#define STATE_PREFETCH_KEY    256
+typedef struct state_hint {
+    uint64_t h[STATE_PREFETCH_STATES];
+    uint32_t n;
+} state_hint;
+void state_prefetch_slots(state_store *s, uint16_t kg, const void *key,
+                          size_t key_len, state_hint *hint);
+void state_prefetch_entries(state_store *s, const state_hint *hint);
+
 /* Sets the watermark for event-time TTL (WEIR_WATERMARK_MIN until the first
  * one). A watermark lower than the current one is ignored. */
 void state_set_watermark(state_store *s, int64_t watermark);

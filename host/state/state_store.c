@@ -210,6 +210,36 @@ static uint64_t group_hash(uint16_t sid, const char *k, size_t plen)
     return XXH3_64bits_withSeed(k, plen, UINT64_C(0x9E3779B97F4A7C15) ^ sid);
 }
 
+void state_prefetch_slots(state_store *s, uint16_t kg, const void *key,
+                          size_t key_len, state_hint *hint)
+{
+    hint->n = 0;
+    if (!s->cache || key_len > STATE_PREFETCH_KEY)
+        return;
+    char k[2 + 10 + STATE_PREFETCH_KEY];
+    put_be16(k, kg);
+    size_t n = 2 + varint_put(k + 2, key_len);
+    memcpy(k + n, key, key_len);
+    n += key_len;
+    for (size_t i = 0; i < s->n_states && hint->n < STATE_PREFETCH_STATES;
+         i++) {
+        const weir_state *st = s->states[i];
+        if (st->kind == WEIR_STATE_MAP)
+            continue; /* its cache keys carry the map key as well */
+        uint64_t h = key_hash(st->id, k, n);
+        hint->h[hint->n++] = h;
+        state_cache_prefetch_slot(s->cache, h);
+    }
+}
+
+void state_prefetch_entries(state_store *s, const state_hint *hint)
+{
+    if (!s->cache)
+        return;
+    for (uint32_t i = 0; i < hint->n; i++)
+        state_cache_prefetch_ent(s->cache, hint->h[i]);
+}
+
 void sstore_pin_release(state_store *s)
 {
     if (s->pin) {

@@ -790,26 +790,68 @@ static void test_corrupt(void **state)
     th_fx_free(fx);
 }
 
+/* Prefetch hints (state_prefetch_slots/entries) change nothing: a walk over
+ * keys with hints two and one records ahead, stale hints and hints for keys
+ * that do not exist, reads what was written. Only value and list states get
+ * a hint, and only with the cache on. */
+static void test_prefetch(void **state)
+{
+    size_t cache = TH_PARAM(state);
+    th_fx *fx = th_fx_new(cache, 0);
+    weir_state *v = th_declare(fx, "v", WEIR_STATE_VALUE, NOTTL);
+    th_declare(fx, "m", WEIR_STATE_MAP, NOTTL);
+    th_declare(fx, "l", WEIR_STATE_LIST, NOTTL);
+    char key[32], val[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        snprintf(val, sizeof val, "v%d", i);
+        th_key(fx, key, WEIR_TS_NONE);
+        th_value_put(v, val);
+    }
+    state_hint ring[2] = {{.n = 0}, {.n = 0}};
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "k%d", i + 2); /* k300, k301: absent */
+        state_prefetch_slots(fx->s, 7, key, strlen(key), &ring[i & 1]);
+        assert_int_equal(ring[i & 1].n, cache ? 2 : 0);
+        state_prefetch_entries(fx->s, &ring[(i + 1) & 1]);
+        snprintf(key, sizeof key, "k%d", i);
+        snprintf(val, sizeof val, "v%d", i);
+        th_key(fx, key, WEIR_TS_NONE);
+        assert_int_equal(th_value_is(v, val), 1);
+        /* A stale hint: the entry it names goes away. */
+        if (i % 7 == 0)
+            assert_int_equal(state_value_delete(v, NULL), 0);
+    }
+    state_prefetch_entries(fx->s, &ring[0]);
+    state_prefetch_entries(fx->s, &ring[1]);
+    char big[STATE_PREFETCH_KEY + 1];
+    memset(big, 'x', sizeof big);
+    state_prefetch_slots(fx->s, 3, big, sizeof big, &ring[0]);
+    assert_int_equal(ring[0].n, 0);
+    state_prefetch_slots(fx->s, 3, "", 0, &ring[0]);
+    assert_int_equal(ring[0].n, cache ? 2 : 0);
+    state_prefetch_entries(fx->s, &ring[0]);
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        snprintf(val, sizeof val, "v%d", i);
+        th_key(fx, key, WEIR_TS_NONE);
+        assert_int_equal(th_value_is(v, i % 7 ? val : NULL), i % 7 ? 1 : 0);
+    }
+    th_fx_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        TH_BOTH(test_value),
-        TH_BOTH(test_wrong_use),
-        TH_BOTH(test_map),
-        TH_BOTH(test_iter_stop),
-        TH_BOTH(test_list),
-        TH_BOTH(test_large_values),
-        TH_BOTH(test_eviction),
-        TH_BOTH(test_tombstone),
-        TH_BOTH(test_declare_rules),
-        TH_BOTH(test_reopen),
-        TH_BOTH(test_checkpoint),
-        TH_BOTH(test_checkpoint_delta),
-        TH_BOTH(test_lock),
-        TH_BOTH(test_stats),
-        TH_BOTH(test_corrupt),
-        TH_BOTH(test_put_returned_bytes),
-        cmocka_unit_test(test_paths),
+        TH_BOTH(test_value),         TH_BOTH(test_wrong_use),
+        TH_BOTH(test_map),           TH_BOTH(test_iter_stop),
+        TH_BOTH(test_list),          TH_BOTH(test_large_values),
+        TH_BOTH(test_eviction),      TH_BOTH(test_tombstone),
+        TH_BOTH(test_declare_rules), TH_BOTH(test_reopen),
+        TH_BOTH(test_checkpoint),    TH_BOTH(test_checkpoint_delta),
+        TH_BOTH(test_lock),          TH_BOTH(test_stats),
+        TH_BOTH(test_corrupt),       TH_BOTH(test_put_returned_bytes),
+        TH_BOTH(test_prefetch),      cmocka_unit_test(test_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

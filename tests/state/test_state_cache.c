@@ -175,9 +175,9 @@ static void run(uint32_t max, int weak, int steps)
         state_cache_ent *b = state_cache_at(c, out[i]);
         uint32_t n = a->klen < b->klen ? a->klen : b->klen;
         int r = memcmp(state_cache_key(a), state_cache_key(b), n);
-        assert_true(a->sid < b->sid ||
-                    (a->sid == b->sid &&
-                     (r < 0 || (r == 0 && a->klen <= b->klen))));
+        assert_true(
+            a->sid < b->sid ||
+            (a->sid == b->sid && (r < 0 || (r == 0 && a->klen <= b->klen))));
     }
     state_cache_free(c);
 }
