@@ -56,6 +56,12 @@ struct weir_test {
     int finished;
     int closed; /* close() ran (weir_test_close) */
     int emit_rc;
+    /* The service table the operator gets: the runtime's api_table(), with
+     * the services config.without removes and the fault wrappers below. */
+    weir_host_api api;
+    int state_rc;        /* weir_test_fail_state: the code, 0: none */
+    uint64_t state_left; /* state calls that still succeed */
+    int timer_rc;        /* weir_test_fail_timers */
     /* files */
     char *work;      /* removed by weir_test_free */
     char *state_dir; /* state.dir */
@@ -71,6 +77,11 @@ struct weir_test {
     /* what the operator did */
     harness_rec *recs;
     size_t n_recs, cap_recs;
+    /* weir_test_emitted's place: record seek_k is the seek_i-th of port
+     * seek_port (valid until the records are cleared). */
+    int seek_valid;
+    uint32_t seek_port;
+    size_t seek_i, seek_k;
     harness_log *logs;
     size_t n_logs, cap_logs;
     /* bytes handed out by the state reads */
@@ -242,6 +253,146 @@ static int harness_capture(void *arg, uint32_t port, const void *key,
 static int64_t harness_clock(void *arg)
 {
     return ((weir_test *)arg)->now_ms;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Faults: wrappers around the runtime's services                            */
+/* ------------------------------------------------------------------------ */
+
+/* The harness whose task owns `ctx`, when the call comes from that task's
+ * thread during a harness call; NULL otherwise (the runtime's service then
+ * refuses the call as it would in a job). */
+static weir_test *harness_of_ctx(weir_ctx *ctx)
+{
+    task *t = task_self();
+    if (!t || (weir_ctx *)t != ctx)
+        return NULL;
+    return (weir_test *)(void *)((char *)t - offsetof(weir_test, t));
+}
+
+/* Whether this keyed state call is to fail (weir_test_fail_state); when so,
+ * leaves the host's message and returns the code. */
+static int harness_state_fault(weir_ctx *ctx, const char *fn)
+{
+    weir_test *h = harness_of_ctx(ctx);
+    if (!h || !h->state_rc)
+        return 0;
+    if (h->state_left > 0) {
+        h->state_left--;
+        return 0;
+    }
+    free(h->t.error);
+    if (asprintf(&h->t.error, "%s: %s (a fault the test injected)", fn,
+                 weir_strerror(h->state_rc)) < 0)
+        h->t.error = NULL;
+    return h->state_rc;
+}
+
+#define HARNESS_STATE_FAULT(ctx, fn)                                           \
+    do {                                                                       \
+        int frc_ = harness_state_fault((ctx), (fn));                           \
+        if (frc_ < 0)                                                          \
+            return frc_;                                                       \
+    } while (0)
+
+static int harness_value_get(weir_ctx *c, weir_state *s, const void **v,
+                             size_t *n)
+{
+    HARNESS_STATE_FAULT(c, "weir_value_get");
+    return api_table()->value_get(c, s, v, n);
+}
+static int harness_value_put(weir_ctx *c, weir_state *s, const void *v,
+                             size_t n)
+{
+    HARNESS_STATE_FAULT(c, "weir_value_put");
+    return api_table()->value_put(c, s, v, n);
+}
+static int harness_value_delete(weir_ctx *c, weir_state *s)
+{
+    HARNESS_STATE_FAULT(c, "weir_value_delete");
+    return api_table()->value_delete(c, s);
+}
+static int harness_map_get(weir_ctx *c, weir_state *s, const void *k, size_t kn,
+                           const void **v, size_t *n)
+{
+    HARNESS_STATE_FAULT(c, "weir_map_get");
+    return api_table()->map_get(c, s, k, kn, v, n);
+}
+static int harness_map_put(weir_ctx *c, weir_state *s, const void *k, size_t kn,
+                           const void *v, size_t n)
+{
+    HARNESS_STATE_FAULT(c, "weir_map_put");
+    return api_table()->map_put(c, s, k, kn, v, n);
+}
+static int harness_map_delete(weir_ctx *c, weir_state *s, const void *k,
+                              size_t kn)
+{
+    HARNESS_STATE_FAULT(c, "weir_map_delete");
+    return api_table()->map_delete(c, s, k, kn);
+}
+static int harness_map_iter(weir_ctx *c, weir_state *s, weir_map_iter_fn fn,
+                            void *arg)
+{
+    HARNESS_STATE_FAULT(c, "weir_map_iter");
+    return api_table()->map_iter(c, s, fn, arg);
+}
+static int harness_map_clear(weir_ctx *c, weir_state *s)
+{
+    HARNESS_STATE_FAULT(c, "weir_map_clear");
+    return api_table()->map_clear(c, s);
+}
+static int harness_list_add(weir_ctx *c, weir_state *s, const void *v, size_t n)
+{
+    HARNESS_STATE_FAULT(c, "weir_list_add");
+    return api_table()->list_add(c, s, v, n);
+}
+static int harness_list_iter(weir_ctx *c, weir_state *s, weir_map_iter_fn fn,
+                             void *arg)
+{
+    HARNESS_STATE_FAULT(c, "weir_list_iter");
+    return api_table()->list_iter(c, s, fn, arg);
+}
+static int harness_list_clear(weir_ctx *c, weir_state *s)
+{
+    HARNESS_STATE_FAULT(c, "weir_list_clear");
+    return api_table()->list_clear(c, s);
+}
+
+static int harness_timer_register(weir_ctx *c, weir_time_domain d, int64_t ts)
+{
+    weir_test *h = harness_of_ctx(c);
+    if (h && h->timer_rc) {
+        free(h->t.error);
+        if (asprintf(&h->t.error,
+                     "weir_timer_register: %s (a fault the test injected)",
+                     weir_strerror(h->timer_rc)) < 0)
+            h->t.error = NULL;
+        return h->timer_rc;
+    }
+    return api_table()->timer_register(c, d, ts);
+}
+
+/* The operator's service table: the runtime's, less the services `without`
+ * names, with the fault wrappers. */
+static void harness_api(weir_test *h, uint32_t without)
+{
+    h->api = *api_table();
+    h->api.value_get = harness_value_get;
+    h->api.value_put = harness_value_put;
+    h->api.value_delete = harness_value_delete;
+    h->api.map_get = harness_map_get;
+    h->api.map_put = harness_map_put;
+    h->api.map_delete = harness_map_delete;
+    h->api.map_iter = harness_map_iter;
+    h->api.map_clear = harness_map_clear;
+    h->api.list_add = harness_list_add;
+    h->api.list_iter = harness_list_iter;
+    h->api.list_clear = harness_list_clear;
+    h->api.timer_register = harness_timer_register;
+    if (without & WEIR_TEST_WITHOUT_SNAPSHOT_WRITE)
+        h->api.snapshot_write = NULL;
+    if (without & WEIR_TEST_WITHOUT_METRICS)
+        h->api.metric_register = NULL;
 }
 
 /* What the runtime does between batches: processing-time timers due at the
@@ -440,7 +591,16 @@ static int harness_task(weir_test *h, const weir_test_config *c)
     rt->clock_arg = h;
     if (!(rt->metrics = metrics_new(h->job.name)))
         return harness_err(h, WEIR_ENOMEM, "out of memory");
-    t->ctx.api = api_table();
+    uint32_t without = 0;
+    if (c->size >= offsetof(weir_test_config, without) + sizeof c->without)
+        without = c->without;
+    if (without & ~WEIR_TEST_WITHOUT_ALL)
+        return harness_err(h, WEIR_EINVAL,
+                           "weir_test_new: config.without has unknown bits "
+                           "0x%x",
+                           without & ~WEIR_TEST_WITHOUT_ALL);
+    harness_api(h, without);
+    t->ctx.api = &h->api;
     t->rt = rt;
     t->ps = &h->plan->subtasks[c->subtask];
     t->op = &h->op;
@@ -712,7 +872,17 @@ static int harness_write_snapshot_ck(weir_test *h, const weir_test_config *c,
     ckpt_manifest m;
     ckpt_task e = {0};
     int rc;
-    if (asprintf(&chk, "%s/given/chk-1", h->work) < 0)
+    uint64_t id = 1;
+    if (c->size >= offsetof(weir_test_config, restore_snapshot_id) +
+                       sizeof c->restore_snapshot_id &&
+        c->restore_snapshot_id)
+        id = c->restore_snapshot_id;
+    if (asprintf(&dir, "%s/given", h->work) < 0)
+        return harness_err(h, WEIR_ENOMEM, "out of memory");
+    chk = ckpt_dir(dir, id);
+    free(dir);
+    dir = NULL;
+    if (!chk)
         return harness_err(h, WEIR_ENOMEM, "out of memory");
     if (asprintf(&dir, "%s/%s-%u", chk, h->op.id, h->t.ps->index) < 0) {
         free(chk);
@@ -725,7 +895,7 @@ static int harness_write_snapshot_ck(weir_test *h, const weir_test_config *c,
              fs_write_file(path, c->restore_snapshot ? c->restore_snapshot : "",
                            c->restore_snapshot_len, &err)) < 0)
         goto fail;
-    if ((rc = harness_manifest(h, 1, 0, 1, 0, c->restore_snapshot_version, &m,
+    if ((rc = harness_manifest(h, id, 0, 1, 0, c->restore_snapshot_version, &m,
                                &e)) < 0) {
         err = strdup("out of memory");
         goto fail;
@@ -770,6 +940,8 @@ static int harness_load_restore(weir_test *h, const weir_test_config *c)
         return harness_take(h, rc, err);
     h->rt.restore = h->restore;
     h->rt.restore_dir = h->restore_dir;
+    /* The next checkpoint is numbered after the restored one. */
+    h->last_ck = h->restore->id;
     return 0;
 }
 
@@ -1151,11 +1323,26 @@ WEIR_TEST_API const weir_test_record *weir_test_emitted(const weir_test *h,
 {
     if (!h)
         return NULL;
-    for (size_t k = 0; k < h->n_recs; k++)
-        if (port == WEIR_TEST_ALL_PORTS || h->recs[k].r.port == port) {
-            if (i == 0)
+    if (port == WEIR_TEST_ALL_PORTS)
+        return i < h->n_recs ? &h->recs[i].r : NULL;
+    /* Reading a port's records in order costs O(1) each: the search goes
+     * on from where the last one of the same port ended. */
+    weir_test *m = (weir_test *)h;
+    size_t k = 0, want = i;
+    if (m->seek_valid && m->seek_port == port && m->seek_i <= i) {
+        k = m->seek_k;
+        want = i - m->seek_i;
+    }
+    for (; k < h->n_recs; k++)
+        if (h->recs[k].r.port == port) {
+            if (want == 0) {
+                m->seek_valid = 1;
+                m->seek_port = port;
+                m->seek_i = i;
+                m->seek_k = k;
                 return &h->recs[k].r;
-            i--;
+            }
+            want--;
         }
     return NULL;
 }
@@ -1165,6 +1352,7 @@ WEIR_TEST_API void weir_test_clear_emitted(weir_test *h, uint32_t port)
     if (!h)
         return;
     size_t w = 0;
+    h->seek_valid = 0;
     for (size_t k = 0; k < h->n_recs; k++) {
         if (port == WEIR_TEST_ALL_PORTS || h->recs[k].r.port == port)
             harness_free_recs(h, k, k + 1);
@@ -1188,6 +1376,20 @@ WEIR_TEST_API void weir_test_fail_emits(weir_test *h, int rc)
 {
     if (h)
         h->emit_rc = rc < 0 ? rc : 0;
+}
+
+WEIR_TEST_API void weir_test_fail_state(weir_test *h, uint64_t after, int rc)
+{
+    if (!h)
+        return;
+    h->state_rc = rc < 0 ? rc : 0;
+    h->state_left = after;
+}
+
+WEIR_TEST_API void weir_test_fail_timers(weir_test *h, int rc)
+{
+    if (h)
+        h->timer_rc = rc < 0 ? rc : 0;
 }
 
 WEIR_TEST_API size_t weir_test_log_count(const weir_test *h)

@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "hx.h"
+
 char *tu_tmpdir(void)
 {
     const char *base = getenv("TMPDIR");
@@ -179,4 +181,117 @@ void *tu_json_to_mp(const char *json, size_t *len)
     json_decref(j);
     *len = sb.size;
     return msgpack_sbuffer_release(&sb);
+}
+
+/* ------------------------------------------------------------------------ */
+/* hx.h                                                                      */
+/* ------------------------------------------------------------------------ */
+
+static void hx_config(const hx_spec *s, weir_test_config *c)
+{
+    weir_test_config_init(c);
+    c->plugin_path = s->so;
+    c->op = s->op;
+    c->id = s->op;
+    c->params = s->params;
+    c->parallelism = s->par ? s->par : 1;
+    c->subtask = s->sub;
+    c->without = s->without;
+    c->now_ms = s->now_ms;
+}
+
+int hx_try(const hx_spec *s, weir_test **out)
+{
+    weir_test_config c;
+    hx_config(s, &c);
+    int rc = weir_test_new(&c, out);
+    assert_non_null(*out);
+    return rc;
+}
+
+int hx_try_restore(const hx_spec *s, uint64_t id, uint32_t version,
+                   const void *data, size_t len, weir_test **out)
+{
+    weir_test_config c;
+    hx_config(s, &c);
+    c.restore_snapshot = data;
+    c.restore_snapshot_len = len;
+    c.restore_snapshot_version = version;
+    c.restore_snapshot_set = 1;
+    c.restore_snapshot_id = id;
+    int rc = weir_test_new(&c, out);
+    assert_non_null(*out);
+    return rc;
+}
+
+weir_test *hx_open(const hx_spec *s)
+{
+    weir_test *t = NULL;
+    int rc = hx_try(s, &t);
+    if (rc < 0)
+        fail_msg("weir_test_new(%s): %d %s", s->op, rc, weir_test_error(t));
+    return t;
+}
+
+weir_test *hx_new(const char *so, const char *op, const weir_test_param *params,
+                  uint32_t sub, uint32_t par)
+{
+    hx_spec s = {.so = so, .op = op, .params = params, .sub = sub, .par = par};
+    return hx_open(&s);
+}
+
+const weir_test_record *hx_rec(const weir_test *t, size_t i)
+{
+    return weir_test_emitted(t, WEIR_TEST_ALL_PORTS, i);
+}
+
+size_t hx_n(const weir_test *t)
+{
+    return weir_test_emitted_count(t, WEIR_TEST_ALL_PORTS);
+}
+
+int hx_snapshot(weir_test *t, const void **data, size_t *len)
+{
+    uint64_t id = 0;
+    int rc = weir_test_checkpoint(t, &id);
+    weir_test_snapshot_data(t, data, len);
+    return rc;
+}
+
+int hx_error_is(const weir_test *t, const char *msg)
+{
+    const char *e = weir_test_error(t);
+    size_t n = strlen(e), m = strlen(msg);
+    if (!strcmp(e, msg))
+        return 1;
+    return n >= m + 2 && !strcmp(e + n - m, msg) && e[n - m - 2] == ':' &&
+           e[n - m - 1] == ' ';
+}
+
+const char *hx_find_log(const weir_test *t, const char *needle)
+{
+    return weir_test_find_log(t, WEIR_LOG_DEBUG, needle);
+}
+
+size_t hx_logs_of(const weir_test *t, const char *id)
+{
+    size_t n = 0, len = strlen(id);
+    for (size_t i = 0; i < weir_test_log_count(t); i++) {
+        const char *line = weir_test_log_line(t, i, NULL);
+        n += line[0] == '[' && !strncmp(line + 1, id, len) &&
+             line[1 + len] == '#';
+    }
+    return n;
+}
+
+size_t hx_count_logs(const weir_test *t, weir_log_level level,
+                     const char *needle)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < weir_test_log_count(t); i++) {
+        weir_log_level l;
+        const char *line = weir_test_log_line(t, i, &l);
+        n += l == level && strstr(line, needle);
+    }
+    return n;
 }

@@ -112,7 +112,24 @@ typedef struct weir_test_config {
     size_t restore_snapshot_len;
     uint32_t restore_snapshot_version;
     int restore_snapshot_set; /* restore_snapshot is given (may be empty) */
+    /* Fields added later are read only when `size` covers them, so a test
+     * built against an older testing.h gets their zero defaults. */
+    /* Host services the operator finds missing, as on a host that does not
+     * implement them: their weir_* wrappers return WEIR_ENOTSUP. A set of
+     * WEIR_TEST_WITHOUT_* bits; 0: every service. */
+    uint32_t without;
+    /* The id of the checkpoint restore_snapshot belongs to (what restore()
+     * receives as checkpoint_id); 0: 1. */
+    uint64_t restore_snapshot_id;
 } weir_test_config;
+
+/* For weir_test_config.without. */
+#define WEIR_TEST_WITHOUT_SNAPSHOT_WRITE (1u << 0) /* weir_snapshot_write */
+/* weir_metric_register (updates of a NULL metric are ignored anyway) */
+#define WEIR_TEST_WITHOUT_METRICS        (1u << 1)
+/* Every bit weir_test_new() knows; others are refused with WEIR_EINVAL. */
+#define WEIR_TEST_WITHOUT_ALL                                                  \
+    (WEIR_TEST_WITHOUT_SNAPSHOT_WRITE | WEIR_TEST_WITHOUT_METRICS)
 
 /* Fills `c` with zeros and the size. */
 void weir_test_config_init(weir_test_config *c);
@@ -180,6 +197,8 @@ int weir_test_finish(weir_test *t);
 /* Checkpoints                                                             */
 /* ---------------------------------------------------------------------- */
 
+/* After a restore, checkpoint ids go on from the restored checkpoint's id,
+ * as the runtime numbers them after a restart. */
 /* Takes a checkpoint as the runtime does at a barrier: keyed
  * state, broadcast state and snapshot() into <work>/run/chk-<id>/, then the
  * manifest, which makes it complete. notify_checkpoint_complete() is not
@@ -231,6 +250,21 @@ int weir_test_output_port(const weir_test *t, const char *name);
 /* Makes emit fail with `rc` (a negative code) from now on, as a failing
  * channel would; 0 restores it. */
 void weir_test_fail_emits(weir_test *t, int rc);
+
+/* Makes the operator's keyed state calls fail with `rc` (a negative code),
+ * as a failing store would, once `after` more of them have succeeded: every
+ * weir_value_*, weir_map_*, weir_list_* call (get, put, add, delete, iter,
+ * clear; not weir_state_declare) counts, on any state and key. The call
+ * returns `rc` without touching the store and leaves a host message naming
+ * the service ("weir_map_put: ... (a fault the test injected)"), which
+ * weir_test_error() shows when the callback returns the failure. rc 0 stops
+ * the faults. The harness's own state functions below neither count nor
+ * fail. */
+void weir_test_fail_state(weir_test *t, uint64_t after, int rc);
+/* Makes weir_timer_register fail with `rc` (a negative code) from now on,
+ * without registering the timer; 0 restores it. weir_timer_delete is not
+ * affected. */
+void weir_test_fail_timers(weir_test *t, int rc);
 
 /* Log lines of the plugin and the host during the harness's calls (every
  * level). */
