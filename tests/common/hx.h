@@ -30,8 +30,8 @@ int hx_try(const hx_spec *s, weir_test **out);
 int hx_try_restore(const hx_spec *s, uint64_t id, uint32_t version,
                    const void *data, size_t len, weir_test **out);
 /* A harness that opened; anything else fails the test with the message. */
-weir_test *hx_new(const char *so, const char *op,
-                  const weir_test_param *params, uint32_t sub, uint32_t par);
+weir_test *hx_new(const char *so, const char *op, const weir_test_param *params,
+                  uint32_t sub, uint32_t par);
 weir_test *hx_open(const hx_spec *s);
 
 /* Emitted record i over every port (NULL past the end), and how many. */
@@ -56,5 +56,18 @@ size_t hx_logs_of(const weir_test *t, const char *id);
 /* The number of log lines exactly at `level` that contain `needle`. */
 size_t hx_count_logs(const weir_test *t, weir_log_level level,
                      const char *needle);
+
+/* The descriptors plugin file `so` hands to a host from its entry point
+ * (called with a table that is only the ABI header: an entry point reads
+ * nothing else), for tests of the tables themselves; fails the test when
+ * the file cannot be loaded. hx_operator: its operator `name`. */
+const weir_plugin *hx_plugin(const char *so);
+const weir_operator *hx_operator(const char *so, const char *name);
+/* Fails the test unless every default of operator `name` of `so` parses for
+ * its type and lies in its range and choices, as the host's parameter
+ * validation (the topology loader's, run by the harness) checks them: a job
+ * of the operator without parameters either opens, or fails for another
+ * reason than a default (a required parameter, what open() needs). */
+void hx_check_defaults(const char *so, const char *name);
 
 #endif

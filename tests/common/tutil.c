@@ -3,6 +3,7 @@
 
 #include "tutil.h"
 
+#include <dlfcn.h>
 #include <ftw.h>
 #include <msgpack.h>
 #include <setjmp.h>
@@ -294,4 +295,41 @@ size_t hx_count_logs(const weir_test *t, weir_log_level level,
         n += l == level && strstr(line, needle);
     }
     return n;
+}
+
+const weir_plugin *hx_plugin(const char *so)
+{
+    void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        fail_msg("dlopen %s: %s", so, dlerror());
+    weir_plugin_entry_fn entry =
+        (weir_plugin_entry_fn)(uintptr_t)dlsym(h, WEIR_PLUGIN_ENTRY_SYMBOL);
+    assert_non_null(entry);
+    static const weir_host_api header = {.size = sizeof header,
+                                         .abi_major = WEIR_ABI_MAJOR,
+                                         .abi_minor = WEIR_ABI_MINOR};
+    const weir_plugin *p = entry(&header);
+    assert_non_null(p);
+    assert_int_equal(p->abi_major, WEIR_ABI_MAJOR);
+    return p;
+}
+
+const weir_operator *hx_operator(const char *so, const char *name)
+{
+    const weir_plugin *p = hx_plugin(so);
+    for (size_t i = 0; p->operators[i]; i++)
+        if (strcmp(p->operators[i]->name, name) == 0)
+            return p->operators[i];
+    fail_msg("%s has no operator %s", so, name);
+    return NULL;
+}
+
+void hx_check_defaults(const char *so, const char *name)
+{
+    hx_spec s = {.so = so, .op = name};
+    weir_test *t = NULL;
+    int rc = hx_try(&s, &t);
+    if (rc < 0 && strstr(weir_test_error(t), "invalid default"))
+        fail_msg("%s: %s", name, weir_test_error(t));
+    weir_test_free(t);
 }

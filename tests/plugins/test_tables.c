@@ -13,58 +13,9 @@
 
 #include <cmocka.h>
 
-#include "weir/testing.h"
+#include "hx.h"
+
 #include "weir/weir.h"
-
-/* The plugin's descriptors as its entry point hands them to a host. The
- * table passed is only the ABI header (no services): the entry point may
- * read nothing else (the real host's load of the same files, with its
- * checks, is in check_defaults and tests/loader). */
-static const weir_plugin *plugin_of(const char *so)
-{
-    void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-    if (!h)
-        fail_msg("dlopen %s: %s", so, dlerror());
-    weir_plugin_entry_fn entry =
-        (weir_plugin_entry_fn)(uintptr_t)dlsym(h, WEIR_PLUGIN_ENTRY_SYMBOL);
-    assert_non_null(entry);
-    static const weir_host_api header = {.size = sizeof header,
-                                         .abi_major = WEIR_ABI_MAJOR,
-                                         .abi_minor = WEIR_ABI_MINOR};
-    const weir_plugin *p = entry(&header);
-    assert_non_null(p);
-    assert_int_equal(p->abi_major, WEIR_ABI_MAJOR);
-    return p;
-}
-
-static const weir_operator *op_of(const char *so, const char *name)
-{
-    const weir_plugin *p = plugin_of(so);
-    for (size_t i = 0; p->operators[i]; i++)
-        if (strcmp(p->operators[i]->name, name) == 0)
-            return p->operators[i];
-    fail_msg("%s has no operator %s", so, name);
-    return NULL;
-}
-
-/* Every default of `op` parses for its type and lies in its range and
- * choices, as the host's parameter validation (the topology loader's, run
- * by the harness) checks it: a job of the operator without parameters
- * either opens, or fails for another reason than a default (a required
- * parameter, what open() needs). */
-static void check_defaults(const char *so, const weir_operator *op)
-{
-    weir_test_config c;
-    weir_test_config_init(&c);
-    c.plugin_path = so;
-    c.op = op->name;
-    weir_test *t = NULL;
-    int rc = weir_test_new(&c, &t);
-    assert_non_null(t);
-    if (rc < 0 && strstr(weir_test_error(t), "invalid default"))
-        fail_msg("%s: %s", op->name, weir_test_error(t));
-    weir_test_free(t);
-}
 
 static const char *const plugin_files[] = {GEN_SO, FILE_SOURCE_SO, FILE_SINK_SO,
                                            COUNT_SO, DISCARD_SO};
@@ -121,7 +72,7 @@ static void check_operator(const char *so, const weir_operator *op)
         for (size_t j = 0; j < i; j++)
             assert_string_not_equal(op->params[i]->name, op->params[j]->name);
     }
-    check_defaults(so, op);
+    hx_check_defaults(so, op->name);
 }
 
 static void test_descriptors(void **state)
@@ -129,7 +80,7 @@ static void test_descriptors(void **state)
     const char *seen[32];
     size_t n_seen = 0;
     for (size_t f = 0; f < sizeof plugin_files / sizeof *plugin_files; f++) {
-        const weir_plugin *p = plugin_of(plugin_files[f]);
+        const weir_plugin *p = hx_plugin(plugin_files[f]);
         assert_int_equal(p->size, sizeof(weir_plugin));
         assert_int_equal(p->abi_major, WEIR_ABI_MAJOR);
         assert_non_null(p->name);
@@ -162,7 +113,7 @@ static void test_sinks_have_no_outputs(void **state)
                               {FILE_SINK_SO, "stdout"},
                               {DISCARD_SO, "discard"}};
     for (size_t i = 0; i < 3; i++) {
-        const weir_operator *op = op_of(sinks[i][0], sinks[i][1]);
+        const weir_operator *op = hx_operator(sinks[i][0], sinks[i][1]);
         assert_non_null(op->output_ports);
         assert_null(op->output_ports[0]);
     }
