@@ -57,6 +57,17 @@ size_t hx_logs_of(const weir_test *t, const char *id);
 size_t hx_count_logs(const weir_test *t, weir_log_level level,
                      const char *needle);
 
+/* process() on port 0 with key `key` (a C string) and the JSON text `json`
+ * as the value (converted to msgpack); returns weir_test_process()'s code. */
+int hx_process_json(weir_test *t, const char *key, int64_t ts,
+                    const char *json);
+/* Stored entries of every state, and pending timers; a harness error
+ * fails the test. */
+uint64_t hx_entries(weir_test *t);
+uint64_t hx_timers(weir_test *t);
+/* The value of counter `name` (label value or NULL), -1 when none. */
+int64_t hx_counter(const weir_test *t, const char *name, const char *label);
+
 /* The descriptors plugin file `so` hands to a host from its entry point
  * (called with a table that is only the ABI header: an entry point reads
  * nothing else), for tests of the tables themselves; fails the test when

@@ -333,3 +333,35 @@ void hx_check_defaults(const char *so, const char *name)
         fail_msg("%s: %s", name, weir_test_error(t));
     weir_test_free(t);
 }
+
+int hx_process_json(weir_test *t, const char *key, int64_t ts, const char *json)
+{
+    size_t len = 0;
+    void *mp = tu_json_to_mp(json, &len);
+    int rc = weir_test_process(t, 0, key, strlen(key), ts, mp, len);
+    free(mp);
+    return rc;
+}
+
+uint64_t hx_entries(weir_test *t)
+{
+    uint64_t n = 0;
+    int rc = weir_test_state_entries(t, NULL, &n);
+    if (rc < 0)
+        fail_msg("weir_test_state_entries: %s", weir_test_error(t));
+    return n;
+}
+
+uint64_t hx_timers(weir_test *t)
+{
+    uint64_t n = 0;
+    int rc = weir_test_timer_count(t, &n);
+    if (rc < 0)
+        fail_msg("weir_test_timer_count: %s", weir_test_error(t));
+    return n;
+}
+
+int64_t hx_counter(const weir_test *t, const char *name, const char *label)
+{
+    return (int64_t)weir_test_metric(t, name, label);
+}
