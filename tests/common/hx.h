@@ -34,6 +34,12 @@ weir_test *hx_new(const char *so, const char *op, const weir_test_param *params,
                   uint32_t sub, uint32_t par);
 weir_test *hx_open(const hx_spec *s);
 
+/* A restart of the job from a checkpoint with the configuration `s`: takes
+ * a checkpoint of `t`, opens the instance of `s` restored from it (keyed
+ * state, timers, the plugin's snapshot), frees `t` and returns the new
+ * harness; a failure fails the test. */
+weir_test *hx_restart(weir_test *t, const hx_spec *s);
+
 /* Emitted record i over every port (NULL past the end), and how many. */
 const weir_test_record *hx_rec(const weir_test *t, size_t i);
 size_t hx_n(const weir_test *t);

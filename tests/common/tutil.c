@@ -241,6 +241,23 @@ weir_test *hx_new(const char *so, const char *op, const weir_test_param *params,
     return hx_open(&s);
 }
 
+weir_test *hx_restart(weir_test *t, const hx_spec *s)
+{
+    uint64_t id = 0;
+    if (weir_test_checkpoint(t, &id) < 0)
+        fail_msg("checkpoint: %s", weir_test_error(t));
+    weir_test_config c;
+    hx_config(s, &c);
+    c.restore_from = weir_test_checkpoint_dir(t, id);
+    weir_test *r = NULL;
+    int rc = weir_test_new(&c, &r);
+    if (rc < 0)
+        fail_msg("restart from checkpoint %llu: %s", (unsigned long long)id,
+                 weir_test_error(r));
+    weir_test_free(t);
+    return r;
+}
+
 const weir_test_record *hx_rec(const weir_test *t, size_t i)
 {
     return weir_test_emitted(t, WEIR_TEST_ALL_PORTS, i);
