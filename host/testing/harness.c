@@ -565,6 +565,16 @@ static int harness_build(weir_test *h, const weir_test_config *c)
     if ((rc = topo_params_from_strings(wdefs, nw, NULL, NULL, 0,
                                        &h->op.watermarks, &err)) < 0)
         return harness_take(h, rc, err);
+    /* An asynchronous operator's `async` section, with its defaults. */
+    if (h->ro->op.async_invoke) {
+        const weir_param_def *const *adefs = topo_section_defs("async");
+        size_t na = 0;
+        while (adefs[na])
+            na++;
+        if ((rc = topo_params_from_strings(adefs, na, NULL, NULL, 0,
+                                           &h->op.async, &err)) < 0)
+            return harness_take(h, rc, err);
+    }
     return 0;
 }
 
@@ -1053,6 +1063,7 @@ WEIR_TEST_API void weir_test_free(weir_test *h)
     plan_free(h->plan);
     topo_params_free(&h->op.config);
     topo_params_free(&h->op.watermarks);
+    topo_params_free(&h->op.async);
     topo_params_free(&h->job.runtime);
     topo_params_free(&h->job.state);
     topo_params_free(&h->job.checkpoint);
@@ -1126,6 +1137,11 @@ static int harness_record(weir_test *h, int bcast, uint32_t port,
                            fn, port, t->reg->inputs[port], bcast ? "not " : "");
     if ((!key && key_len) || (!value && value_len))
         return harness_err(h, WEIR_EINVAL, "%s: NULL bytes with a length", fn);
+    if (!bcast && t->reg->op.async_invoke)
+        return harness_err(h, WEIR_ENOTSUP,
+                           "%s: operator '%s' is asynchronous (async_invoke), "
+                           "which the harness does not run",
+                           fn, h->op.type);
     weir_record rec = {.key = key ? key : "",
                        .key_len = key_len,
                        .ts = ts,

@@ -929,6 +929,19 @@ static void test_restore_snapshot_id(void **state)
     weir_test_free(t);
 }
 
+/* An asynchronous operator opens, but records are refused with a reason
+ * (the harness does not run async_invoke) instead of reaching a NULL
+ * process(). */
+static void test_async_refused(void **state)
+{
+    weir_test *t = mk(ASYNCOP_SO, "asyncop", NULL, NULL);
+    assert_int_equal(weir_test_process(t, 0, "k", 1, 1, "\x80", 1),
+                     WEIR_ENOTSUP);
+    assert_non_null(strstr(weir_test_error(t), "asynchronous"));
+    assert_int_equal(weir_test_emitted_count(t, WEIR_TEST_ALL_PORTS), 0);
+    weir_test_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -947,6 +960,7 @@ int main(void)
         cmocka_unit_test(test_fail_timers),
         cmocka_unit_test(test_without_services),
         cmocka_unit_test(test_restore_snapshot_id),
+        cmocka_unit_test(test_async_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

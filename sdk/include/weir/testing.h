@@ -165,7 +165,8 @@ const char *weir_test_error(const weir_test *t);
 /* One record on input port `port` (a keyed operator: `key` is the current
  * key). Returns process()'s code. WEIR_EINVAL for a port the operator
  * lacks or a broadcast input. WEIR_ERETRY is returned as is (the runtime
- * would offer the record again). */
+ * would offer the record again). WEIR_ENOTSUP for an asynchronous operator
+ * (async_invoke): the harness does not run those. */
 int weir_test_process(weir_test *t, uint32_t port, const void *key,
                       size_t key_len, int64_t ts, const void *value,
                       size_t value_len);
