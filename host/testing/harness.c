@@ -1,6 +1,7 @@
 #include "testing/harness.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -395,11 +396,56 @@ static void harness_api(weir_test *h, uint32_t without)
         h->api.metric_register = NULL;
 }
 
+/* How long the harness waits at most for an asynchronous operator's
+ * requests (a free slot, the end of input): far beyond any async.timeout a
+ * test sets, so that only a request the host never times out hits it. */
+#define HARNESS_ASYNC_WAIT_MS 60000
+
+/* An asynchronous operator: waits up to `ms` for a completion or a due
+ * timeout or retry, then delivers what may be delivered (results to
+ * on_async_result(), held watermarks), as the subtask loop does. */
+static int harness_async_serve(weir_test *h, int ms)
+{
+    task *t = &h->t;
+    int wait = async_next_ms(t, ms);
+    if (wait > 0) {
+        struct pollfd p = {.fd = async_fd(t), .events = POLLIN};
+        (void)poll(&p, 1, wait);
+    }
+    return harness_job_failed(h, async_service(t));
+}
+
+/* Serves until nothing is queued (full: 0) or a slot is free (full: 1),
+ * or `ms` passed: then WEIR_ETIMEDOUT. */
+static int harness_async_until(weir_test *h, int full, int ms, const char *what)
+{
+    task *t = &h->t;
+    int64_t end = task_mono_ns() + (int64_t)ms * 1000000;
+    int rc = harness_async_serve(h, 0); /* what completed already */
+    while (rc == 0 && (full ? async_full(t) : async_pending(t) > 0)) {
+        int64_t now = task_mono_ns();
+        if (now >= end)
+            return harness_err(h, WEIR_ETIMEDOUT,
+                               "%s: %zu async request(s) of operator '%s' "
+                               "still in flight after %d ms",
+                               what, async_pending(t), h->op.id, ms);
+        int step = (int)((end - now) / 1000000);
+        rc = harness_async_serve(h, step < 10 ? (step > 0 ? step : 1) : 10);
+    }
+    return rc;
+}
+
 /* What the runtime does between batches: processing-time timers due at the
- * clock fire, and expired state is swept. */
+ * clock fire, and expired state is swept; an asynchronous operator's
+ * completed requests are delivered. */
 static int harness_between(weir_test *h)
 {
     task *t = &h->t;
+    if (t->async) {
+        int arc = harness_job_failed(h, async_service(t));
+        if (arc < 0)
+            return arc;
+    }
     int rc = keyed_fire_timers(t, WEIR_TIME_PROCESSING, h->now_ms);
     if (rc == 0)
         rc = keyed_sweep(t, 1);
@@ -722,6 +768,7 @@ static int harness_manifest(weir_test *h, uint64_t id, int has_state,
 
 static void harness_manifest_free_task(ckpt_task *e)
 {
+    free(e->async);
     free(e->state_dir);
     free(e->snapshot);
     free(e->broadcast);
@@ -758,7 +805,7 @@ WEIR_TEST_API int weir_test_checkpoint(weir_test *h, uint64_t *id_out)
                            (unsigned long long)id,
                            (unsigned long long)h->last_ck);
     char *err = NULL, *chk = ckpt_dir(h->run_dir, id), *dir = NULL;
-    int has_state = 0, has_bcast = 0, has_snap = 0;
+    int has_state = 0, has_bcast = 0, has_snap = 0, has_async = 0;
     ckpt_manifest m;
     ckpt_task e = {0};
     harness_frame f = harness_enter(h);
@@ -781,6 +828,11 @@ WEIR_TEST_API int weir_test_checkpoint(weir_test *h, uint64_t *id_out)
     if (t->bcast) {
         snprintf(path, sizeof path, "%s/broadcast", dir);
         if ((rc = bcast_snapshot(t, path, &has_bcast, &err)) < 0)
+            goto host_err;
+    }
+    if (t->async) {
+        snprintf(path, sizeof path, "%s/async", dir);
+        if ((rc = async_snapshot(t, path, &has_async, &err)) < 0)
             goto host_err;
     }
     free(h->snap);
@@ -806,8 +858,11 @@ WEIR_TEST_API int weir_test_checkpoint(weir_test *h, uint64_t *id_out)
         has_snap = 1;
     }
     if ((rc = harness_manifest(h, id, has_state, has_snap, has_bcast,
-                               t->reg->op.snapshot_version, &m, &e)) < 0) {
-        rc = harness_err(h, rc, "out of memory");
+                               t->reg->op.snapshot_version, &m, &e)) < 0 ||
+        (has_async &&
+         asprintf(&e.async, "%s-%u/async", h->op.id, t->ps->index) < 0)) {
+        e.async = NULL;
+        rc = harness_err(h, WEIR_ENOMEM, "out of memory");
         goto out;
     }
     rc = ckpt_complete(h->run_dir, &m, NULL, &err);
@@ -967,6 +1022,9 @@ static int harness_open(weir_test *h)
     if (rc < 0)
         return harness_job_failed(h, rc);
     t->phase = TASK_PHASE_RUN;
+    /* Restored async requests are invoked again before any input. */
+    if (t->async && (rc = async_resume(t)) < 0)
+        return harness_job_failed(h, rc);
     return harness_between(h);
 }
 
@@ -1137,11 +1195,6 @@ static int harness_record(weir_test *h, int bcast, uint32_t port,
                            fn, port, t->reg->inputs[port], bcast ? "not " : "");
     if ((!key && key_len) || (!value && value_len))
         return harness_err(h, WEIR_EINVAL, "%s: NULL bytes with a length", fn);
-    if (!bcast && t->reg->op.async_invoke)
-        return harness_err(h, WEIR_ENOTSUP,
-                           "%s: operator '%s' is asynchronous (async_invoke), "
-                           "which the harness does not run",
-                           fn, h->op.type);
     weir_record rec = {.key = key ? key : "",
                        .key_len = key_len,
                        .ts = ts,
@@ -1153,6 +1206,14 @@ static int harness_record(weir_test *h, int bcast, uint32_t port,
         rc = bcast_process(t, &rec, port);
         if (rc < 0)
             rc = harness_failed(h, "process_broadcast", rc);
+    } else if (t->async) {
+        /* task_async_record(): wait for a free slot, queue, invoke. */
+        rc = harness_async_until(h, 1, HARNESS_ASYNC_WAIT_MS, fn);
+        if (rc == 0) {
+            if (rec.ts < t->wm && rec.ts != WEIR_TS_NONE)
+                TASK_COUNT(t->late_records, 1);
+            rc = harness_job_failed(h, async_submit(t, &rec, port));
+        }
     } else {
         t->cur_key = rec.key;
         t->cur_key_len = rec.key_len;
@@ -1196,10 +1257,15 @@ WEIR_TEST_API int weir_test_broadcast(weir_test *h, uint32_t port,
     return harness_record(h, 1, port, key, key_len, ts, value, value_len);
 }
 
-/* task_set_watermark() of task.c, without sending it on. */
+/* task_set_watermark() of task.c, without sending it on. An asynchronous
+ * operator's watermark waits behind the requests in flight
+ * (async_hold_watermark): their delivery applies it. */
 static int harness_set_watermark(weir_test *h, int64_t wm)
 {
     task *t = &h->t;
+    int held = async_hold_watermark(t, wm);
+    if (held)
+        return held < 0 ? harness_job_failed(h, held) : harness_between(h);
     t->wm = wm;
     int rc = keyed_fire_timers(t, WEIR_TIME_EVENT, wm);
     if (rc < 0)
@@ -1290,6 +1356,27 @@ WEIR_TEST_API int weir_test_drain(weir_test *h, int max_polls)
     return rc;
 }
 
+WEIR_TEST_API int weir_test_async_wait(weir_test *h, int timeout_ms)
+{
+    int rc = harness_ready(h);
+    if (rc < 0)
+        return rc;
+    if (!h->t.async)
+        return 0;
+    harness_frame f = harness_enter(h);
+    rc = harness_async_until(h, 0, timeout_ms > 0 ? timeout_ms : 0,
+                             "weir_test_async_wait");
+    if (rc == 0)
+        rc = harness_between(h);
+    harness_leave(f);
+    return rc;
+}
+
+WEIR_TEST_API size_t weir_test_async_pending(const weir_test *h)
+{
+    return h && h->t.async ? async_pending(&h->t) : 0;
+}
+
 WEIR_TEST_API int weir_test_finish(weir_test *h)
 {
     int rc = harness_ready(h);
@@ -1304,6 +1391,11 @@ WEIR_TEST_API int weir_test_finish(weir_test *h)
      * which have no inputs). */
     if (!(t->reg->op.flags & WEIR_OP_SOURCE) && t->wm < WEIR_WATERMARK_MAX)
         rc = harness_set_watermark(h, WEIR_WATERMARK_MAX);
+    /* An asynchronous operator's requests are delivered first (and the
+     * final watermark behind them). */
+    if (rc == 0 && t->async)
+        rc = harness_async_until(h, 0, HARNESS_ASYNC_WAIT_MS,
+                                 "weir_test_finish");
     if (rc == 0)
         rc = harness_job_failed(h, keyed_sweep(t, 1));
     if (rc == 0 && t->reg->op.finish) {

@@ -929,16 +929,68 @@ static void test_restore_snapshot_id(void **state)
     weir_test_free(t);
 }
 
-/* An asynchronous operator opens, but records are refused with a reason
- * (the harness does not run async_invoke) instead of reaching a NULL
- * process(). */
-static void test_async_refused(void **state)
+/* An asynchronous operator (tests/async/asyncop: an I/O thread completes
+ * each request after its "delay"): requests in flight, results in input
+ * order (async mode ordered), a watermark held behind them, a checkpoint
+ * with a request in flight restored and invoked again, finish() draining. */
+static int async_rec(weir_test *t, const char *key, const char *json)
 {
-    weir_test *t = mk(ASYNCOP_SO, "asyncop", NULL, NULL);
-    assert_int_equal(weir_test_process(t, 0, "k", 1, 1, "\x80", 1),
-                     WEIR_ENOTSUP);
-    assert_non_null(strstr(weir_test_error(t), "asynchronous"));
-    assert_int_equal(weir_test_emitted_count(t, WEIR_TEST_ALL_PORTS), 0);
+    size_t len;
+    void *mp = tu_json_to_mp(json, &len);
+    int rc = weir_test_process(t, 0, key, strlen(key), 100, mp, len);
+    free(mp);
+    return rc;
+}
+
+static void test_async(void **state)
+{
+    weir_test *t = mk(ASYNCOP_SO, "asyncop", "emit_watermarks: true", NULL);
+    assert_int_equal(async_rec(t, "a", "{\"i\": 0, \"delay\": 80}"), 0);
+    assert_int_equal(async_rec(t, "b", "{\"i\": 1, \"delay\": 0}"), 0);
+    assert_int_equal(async_rec(t, "c", "{\"i\": 2, \"delay\": 10}"), 0);
+    /* record 1 completed inside async_invoke() but waits behind 0 */
+    assert_true(weir_test_async_pending(t) >= 1);
+    assert_int_equal(weir_test_watermark(t, 500), 0);
+    size_t n = weir_test_emitted_count(t, 0);
+    assert_true(n < 4); /* the watermark is held behind the requests */
+    assert_int_equal(weir_test_async_wait(t, 5000), 0);
+    assert_int_equal(weir_test_async_pending(t), 0);
+    assert_int_equal(weir_test_emitted_count(t, 0), 4);
+    for (int i = 0; i < 3; i++) {
+        json_t *j = out_json(t, 0, (size_t)i);
+        assert_int_equal(jint(j, "i"), i);
+        assert_int_equal(jint(j, "status"), 0);
+        json_decref(j);
+    }
+    json_t *j = out_json(t, 0, 3);
+    assert_int_equal(jint(j, "wm"), 500); /* after the results before it */
+    json_decref(j);
+    assert_int_equal(weir_test_current_watermark(t), 500);
+
+    /* A checkpoint with a request in flight: the restored instance invokes
+     * it again and delivers its result. */
+    assert_int_equal(async_rec(t, "d", "{\"i\": 7, \"delay\": 300}"), 0);
+    assert_int_equal(weir_test_async_pending(t), 1);
+    uint64_t id = 0;
+    assert_int_equal(weir_test_checkpoint(t, &id), 0);
+    weir_test_config c;
+    weir_test_config_init(&c);
+    c.plugin_path = ASYNCOP_SO;
+    c.op = "asyncop";
+    c.restore_from = weir_test_checkpoint_dir(t, id);
+    weir_test *r = NULL;
+    assert_int_equal(weir_test_new(&c, &r), 0);
+    assert_int_equal(weir_test_async_pending(r), 1);
+    assert_int_equal(weir_test_async_wait(r, 1), WEIR_ETIMEDOUT);
+    assert_non_null(strstr(weir_test_error(r), "still in flight"));
+    assert_int_equal(weir_test_finish(r), 0); /* delivers it first */
+    assert_int_equal(weir_test_emitted_count(r, 0), 1);
+    j = out_json(r, 0, 0);
+    assert_int_equal(jint(j, "i"), 7);
+    json_decref(j);
+    const weir_test_record *rec = weir_test_emitted(r, 0, 0);
+    assert_memory_equal(rec->key, "d", 1);
+    weir_test_free(r);
     weir_test_free(t);
 }
 
@@ -960,7 +1012,7 @@ int main(void)
         cmocka_unit_test(test_fail_timers),
         cmocka_unit_test(test_without_services),
         cmocka_unit_test(test_restore_snapshot_id),
-        cmocka_unit_test(test_async_refused),
+        cmocka_unit_test(test_async),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,7 +7,8 @@
  * dlopen()ed and checked as `weir run` does), parameter validation of the
  * topology loader (types, units, ranges, choices, defaults, "did you mean"
  * hints), keyed state in RocksDB with TTLs and the expiry hook, event-time
- * and processing-time timers, broadcast state, metrics, and checkpoints
+ * and processing-time timers, broadcast state, async I/O (the runtime's
+ * async layer: order, timeouts, retries), metrics, and checkpoints
  * written and restored the way the runtime writes and restores them (keyed
  * state, broadcast state and the plugin's snapshot, with a manifest). What
  * it replaces: the ZeroMQ channels (emitted records are kept in memory, per
@@ -165,8 +166,15 @@ const char *weir_test_error(const weir_test *t);
 /* One record on input port `port` (a keyed operator: `key` is the current
  * key). Returns process()'s code. WEIR_EINVAL for a port the operator
  * lacks or a broadcast input. WEIR_ERETRY is returned as is (the runtime
- * would offer the record again). WEIR_ENOTSUP for an asynchronous operator
- * (async_invoke): the harness does not run those. */
+ * would offer the record again).
+ * An asynchronous operator (async_invoke) gets the record as the runtime
+ * hands it over: queued, and async_invoke() called; when `capacity`
+ * requests are in flight, the call first waits (at most 60 s, then
+ * WEIR_ETIMEDOUT) for one to be delivered. The section `async` has its
+ * defaults. Results are delivered to on_async_result() by the runtime's
+ * async layer (order, timeouts, retries) whenever the harness serves the
+ * queue: after every call, in weir_test_async_wait() and before finish();
+ * a watermark waits behind the requests in flight. */
 int weir_test_process(weir_test *t, uint32_t port, const void *key,
                       size_t key_len, int64_t ts, const void *value,
                       size_t value_len);
@@ -190,8 +198,17 @@ int weir_test_poll(weir_test *t);
 /* A source: polls until WEIR_EOF, an error or `max_polls` calls; every
  * WEIR_EAGAIN advances the clock by 1 ms. Returns the last code. */
 int weir_test_drain(weir_test *t, int max_polls);
+/* An asynchronous operator: serves its requests until none is in flight
+ * (their results delivered, held watermarks applied) and returns 0, or
+ * WEIR_ETIMEDOUT after `timeout_ms` with some still in flight, or the error
+ * a delivery failed with. 0 at once for other operators. The plugin's own
+ * threads complete the requests meanwhile, on the real clock. */
+int weir_test_async_wait(weir_test *t, int timeout_ms);
+/* Requests queued and not delivered yet (0 for other operators). */
+size_t weir_test_async_pending(const weir_test *t);
 /* End of input: see the top of this file. finish() is called once; later
- * calls return 0. */
+ * calls return 0. An asynchronous operator's requests are delivered first
+ * (WEIR_ETIMEDOUT after 60 s). */
 int weir_test_finish(weir_test *t);
 
 /* ---------------------------------------------------------------------- */
