@@ -857,8 +857,8 @@ WEIR_TEST_API int weir_test_checkpoint(weir_test *h, uint64_t *id_out)
             goto host_err;
         has_snap = 1;
     }
-    if ((rc = harness_manifest(h, id, has_state, has_snap, has_bcast,
-                               t->reg->op.snapshot_version, &m, &e)) < 0 ||
+    if (harness_manifest(h, id, has_state, has_snap, has_bcast,
+                         t->reg->op.snapshot_version, &m, &e) < 0 ||
         (has_async &&
          asprintf(&e.async, "%s-%u/async", h->op.id, t->ps->index) < 0)) {
         e.async = NULL;
