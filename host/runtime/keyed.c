@@ -79,6 +79,8 @@ static int keyed_on_timer(void *arg, weir_time_domain d, int64_t ts,
     guard_cb g = guard_enter(&t->guard, GUARD_ON_TIMER);
     int rc = t->reg->op.on_timer(&t->ctx, t->self, key, key_len, d, ts);
     guard_leave(&t->guard, g);
+    if (rc < 0)
+        t->timer_cb_rc = rc;
     t->cur_key = saved_key;
     t->cur_key_len = saved_len;
     t->has_key = saved_has;
@@ -107,8 +109,18 @@ int keyed_fire_timers(task *t, weir_time_domain domain, int64_t limit)
     int n;
     char *err = NULL;
     do {
+        t->timer_cb_rc = 0;
         n = state_timer_fire(t->store, domain, limit, KEYED_TIMER_BUDGET,
                              keyed_on_timer, t, &err);
+        if (n < 0 && t->timer_cb_rc == n && t->error) {
+            /* The plugin's on_timer() failed: its message first, then
+             * which timer it was. */
+            char *both = NULL;
+            if (asprintf(&both, "%s (%s)", t->error, err ? err : "") >= 0) {
+                free(err);
+                err = both;
+            }
+        }
         if (n < 0)
             return keyed_fail(t, "on_timer", n, err);
     } while (n == KEYED_TIMER_BUDGET);

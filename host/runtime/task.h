@@ -167,6 +167,9 @@ typedef struct task {
     const void *cur_key;
     size_t cur_key_len;
     int has_key;
+    /* keyed_fire_timers: the code the plugin's on_timer() failed with (0:
+     * none), so that the job's message is the plugin's own. */
+    int timer_cb_rc;
 
     /* event time */
     _Atomic int64_t wm; /* this subtask's watermark (readable by rt stats) */

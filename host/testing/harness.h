@@ -13,13 +13,14 @@
  *     served by the runtime's api_table(); the job's `capture` hook takes
  *     the emitted records, its `clock` hook is the fake processing time;
  *   - keyed state and timers through runtime/keyed.h, broadcast state
- *     through runtime/bcast.h, checkpoints written like task.c and coord.c
- *     write them (checkpoint/manifest.h) and restored like runtime.c
- *     restores them (rt_restore_check, rt_restore_op_state).
- * Each call sets the thread's task owner (task_owner) to the harness's task
- * for its duration and restores the previous one, so the services' thread
- * checks pass on the caller's thread and harnesses can nest. Log lines are
- * captured with a thread tap (common/log.h) during each call.
+ *     through runtime/bcast.h, async requests through runtime/async.h
+ *     (served by polling its eventfd in the harness's calls), checkpoints
+ * written like task.c and coord.c write them (checkpoint/manifest.h) and
+ * restored like runtime.c restores them (rt_restore_check,
+ * rt_restore_op_state). Each call sets the thread's task owner (task_owner) to
+ * the harness's task for its duration and restores the previous one, so the
+ * services' thread checks pass on the caller's thread and harnesses can nest.
+ * Log lines are captured with a thread tap (common/log.h) during each call.
  *
  * The library weir_testing (a shared object exporting only weir_test_*)
  * is this file's .c and the host library.

@@ -3,6 +3,7 @@
 
 #include "tutil.h"
 
+#include <dlfcn.h>
 #include <ftw.h>
 #include <msgpack.h>
 #include <setjmp.h>
@@ -14,6 +15,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "hx.h"
 
 char *tu_tmpdir(void)
 {
@@ -179,4 +182,203 @@ void *tu_json_to_mp(const char *json, size_t *len)
     json_decref(j);
     *len = sb.size;
     return msgpack_sbuffer_release(&sb);
+}
+
+/* ------------------------------------------------------------------------ */
+/* hx.h                                                                      */
+/* ------------------------------------------------------------------------ */
+
+static void hx_config(const hx_spec *s, weir_test_config *c)
+{
+    weir_test_config_init(c);
+    c->plugin_path = s->so;
+    c->op = s->op;
+    c->id = s->op;
+    c->params = s->params;
+    c->parallelism = s->par ? s->par : 1;
+    c->subtask = s->sub;
+    c->without = s->without;
+    c->now_ms = s->now_ms;
+}
+
+int hx_try(const hx_spec *s, weir_test **out)
+{
+    weir_test_config c;
+    hx_config(s, &c);
+    int rc = weir_test_new(&c, out);
+    assert_non_null(*out);
+    return rc;
+}
+
+int hx_try_restore(const hx_spec *s, uint64_t id, uint32_t version,
+                   const void *data, size_t len, weir_test **out)
+{
+    weir_test_config c;
+    hx_config(s, &c);
+    c.restore_snapshot = data;
+    c.restore_snapshot_len = len;
+    c.restore_snapshot_version = version;
+    c.restore_snapshot_set = 1;
+    c.restore_snapshot_id = id;
+    int rc = weir_test_new(&c, out);
+    assert_non_null(*out);
+    return rc;
+}
+
+weir_test *hx_open(const hx_spec *s)
+{
+    weir_test *t = NULL;
+    int rc = hx_try(s, &t);
+    if (rc < 0)
+        fail_msg("weir_test_new(%s): %d %s", s->op, rc, weir_test_error(t));
+    return t;
+}
+
+weir_test *hx_new(const char *so, const char *op, const weir_test_param *params,
+                  uint32_t sub, uint32_t par)
+{
+    hx_spec s = {.so = so, .op = op, .params = params, .sub = sub, .par = par};
+    return hx_open(&s);
+}
+
+weir_test *hx_restart(weir_test *t, const hx_spec *s)
+{
+    uint64_t id = 0;
+    if (weir_test_checkpoint(t, &id) < 0)
+        fail_msg("checkpoint: %s", weir_test_error(t));
+    weir_test_config c;
+    hx_config(s, &c);
+    c.restore_from = weir_test_checkpoint_dir(t, id);
+    weir_test *r = NULL;
+    int rc = weir_test_new(&c, &r);
+    if (rc < 0)
+        fail_msg("restart from checkpoint %llu: %s", (unsigned long long)id,
+                 weir_test_error(r));
+    weir_test_free(t);
+    return r;
+}
+
+const weir_test_record *hx_rec(const weir_test *t, size_t i)
+{
+    return weir_test_emitted(t, WEIR_TEST_ALL_PORTS, i);
+}
+
+size_t hx_n(const weir_test *t)
+{
+    return weir_test_emitted_count(t, WEIR_TEST_ALL_PORTS);
+}
+
+int hx_snapshot(weir_test *t, const void **data, size_t *len)
+{
+    uint64_t id = 0;
+    int rc = weir_test_checkpoint(t, &id);
+    weir_test_snapshot_data(t, data, len);
+    return rc;
+}
+
+int hx_error_is(const weir_test *t, const char *msg)
+{
+    const char *e = weir_test_error(t);
+    size_t n = strlen(e), m = strlen(msg);
+    if (!strcmp(e, msg))
+        return 1;
+    return n >= m + 2 && !strcmp(e + n - m, msg) && e[n - m - 2] == ':' &&
+           e[n - m - 1] == ' ';
+}
+
+const char *hx_find_log(const weir_test *t, const char *needle)
+{
+    return weir_test_find_log(t, WEIR_LOG_DEBUG, needle);
+}
+
+size_t hx_logs_of(const weir_test *t, const char *id)
+{
+    size_t n = 0, len = strlen(id);
+    for (size_t i = 0; i < weir_test_log_count(t); i++) {
+        const char *line = weir_test_log_line(t, i, NULL);
+        n += line[0] == '[' && !strncmp(line + 1, id, len) &&
+             line[1 + len] == '#';
+    }
+    return n;
+}
+
+size_t hx_count_logs(const weir_test *t, weir_log_level level,
+                     const char *needle)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < weir_test_log_count(t); i++) {
+        weir_log_level l;
+        const char *line = weir_test_log_line(t, i, &l);
+        n += l == level && strstr(line, needle);
+    }
+    return n;
+}
+
+const weir_plugin *hx_plugin(const char *so)
+{
+    void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        fail_msg("dlopen %s: %s", so, dlerror());
+    weir_plugin_entry_fn entry =
+        (weir_plugin_entry_fn)(uintptr_t)dlsym(h, WEIR_PLUGIN_ENTRY_SYMBOL);
+    assert_non_null(entry);
+    static const weir_host_api header = {.size = sizeof header,
+                                         .abi_major = WEIR_ABI_MAJOR,
+                                         .abi_minor = WEIR_ABI_MINOR};
+    const weir_plugin *p = entry(&header);
+    assert_non_null(p);
+    assert_int_equal(p->abi_major, WEIR_ABI_MAJOR);
+    return p;
+}
+
+const weir_operator *hx_operator(const char *so, const char *name)
+{
+    const weir_plugin *p = hx_plugin(so);
+    for (size_t i = 0; p->operators[i]; i++)
+        if (strcmp(p->operators[i]->name, name) == 0)
+            return p->operators[i];
+    fail_msg("%s has no operator %s", so, name);
+    return NULL;
+}
+
+void hx_check_defaults(const char *so, const char *name)
+{
+    hx_spec s = {.so = so, .op = name};
+    weir_test *t = NULL;
+    int rc = hx_try(&s, &t);
+    if (rc < 0 && strstr(weir_test_error(t), "invalid default"))
+        fail_msg("%s: %s", name, weir_test_error(t));
+    weir_test_free(t);
+}
+
+int hx_process_json(weir_test *t, const char *key, int64_t ts, const char *json)
+{
+    size_t len = 0;
+    void *mp = tu_json_to_mp(json, &len);
+    int rc = weir_test_process(t, 0, key, strlen(key), ts, mp, len);
+    free(mp);
+    return rc;
+}
+
+uint64_t hx_entries(weir_test *t)
+{
+    uint64_t n = 0;
+    int rc = weir_test_state_entries(t, NULL, &n);
+    if (rc < 0)
+        fail_msg("weir_test_state_entries: %s", weir_test_error(t));
+    return n;
+}
+
+uint64_t hx_timers(weir_test *t)
+{
+    uint64_t n = 0;
+    int rc = weir_test_timer_count(t, &n);
+    if (rc < 0)
+        fail_msg("weir_test_timer_count: %s", weir_test_error(t));
+    return n;
+}
+
+int64_t hx_counter(const weir_test *t, const char *name, const char *label)
+{
+    return (int64_t)weir_test_metric(t, name, label);
 }

@@ -1,8 +1,9 @@
 /*
  * enrich_probe.c - drives the enrich plugin's operators directly through
- * the fake host of tests/plugins (th.c) plus an async_complete service of
- * its own, so the plugin's client code (queue, I/O thread, hiredis,
- * libcurl, merge, close) is tested without the runtime.
+ * a fake host (th.c) plus an async_complete service of its own, so the
+ * plugin's client code (queue, I/O thread, hiredis, libcurl, merge, close)
+ * is tested without the runtime (CMakeLists.txt says why this is the one
+ * plugin test not on the harness).
  *
  *   enrich_probe OPERATOR [--close-after MS] [name=value]... < lines
  *

@@ -15,11 +15,14 @@
 
 #include <cmocka.h>
 
-#include "th.h"
+#include "hx.h"
+#include "tutil.h"
 
-static const weir_operator *dc_op(void)
+#include "weir/testing.h"
+
+static weir_test *dc_new(const weir_test_param *p)
 {
-    return th_load(DISCARD_SO, "discard");
+    return hx_new(DISCARD_SO, "discard", p, 0, 1);
 }
 
 static int64_t mono_ns(void)
@@ -34,11 +37,11 @@ typedef struct report {
     double p50, p99, p999, max, span;
 } report;
 
-static report get_report(const th_inst *t)
+static report get_report(const weir_test *t)
 {
     report r = {0};
-    assert_int_equal(th_count_logs(t, WEIR_LOG_INFO, "records="), 1);
-    const char *m = th_find_log(t, "records=");
+    assert_int_equal(hx_count_logs(t, WEIR_LOG_INFO, "records="), 1);
+    const char *m = hx_find_log(t, "records=");
     assert_non_null(strstr(m, "discard discard[0]: "));
     const char *p = strstr(m, "records=");
     int n =
@@ -77,17 +80,17 @@ static void pack_created(msgpack_sbuffer *sb, int64_t created)
 static void test_percentiles(void **state)
 {
     enum { N = 1000 };
-    th_inst *t = th_new(dc_op(), NULL, 0, 1);
-    assert_int_equal(th_open(t), WEIR_OK);
+    weir_test *t = dc_new(NULL);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     /* Latencies i ms for i = 1..N, in a scrambled order. */
     for (int j = 0; j < N; j++) {
         int i = 1 + (j * 389) % N;
         pack_created(&sb, mono_ns() - (int64_t)i * 1000000);
-        assert_int_equal(th_process(t, "k", 1, 0, sb.data, sb.size), 0);
+        assert_int_equal(weir_test_process(t, 0, "k", 1, 0, sb.data, sb.size),
+                         0);
     }
-    assert_int_equal(th_finish(t), WEIR_OK);
+    assert_int_equal(weir_test_finish(t), WEIR_OK);
     report r = get_report(t);
     assert_int_equal(r.records, N);
     assert_int_equal(r.lat_n, N);
@@ -100,13 +103,12 @@ static void test_percentiles(void **state)
     assert_true(r.p50 <= r.p99 && r.p99 <= r.p999);
     assert_true(r.span >= 0);
     msgpack_sbuffer_destroy(&sb);
-    th_free(t);
+    weir_test_free(t);
 }
 
 static void test_without_latency(void **state)
 {
-    th_inst *t = th_new(dc_op(), NULL, 0, 1);
-    assert_int_equal(th_open(t), WEIR_OK);
+    weir_test *t = dc_new(NULL);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
@@ -115,7 +117,8 @@ static void test_without_latency(void **state)
 
 #define FEED(data, len)                                                        \
     do {                                                                       \
-        assert_int_equal(th_process(t, "k", 1, 0, (data), (len)), 0);          \
+        assert_int_equal(weir_test_process(t, 0, "k", 1, 0, (data), (len)),    \
+                         0);                                                   \
         n++;                                                                   \
     } while (0)
 
@@ -163,20 +166,19 @@ static void test_without_latency(void **state)
         FEED(v, 1 + x % sizeof v);
     }
 #undef FEED
-    assert_int_equal(th_finish(t), WEIR_OK);
+    assert_int_equal(weir_test_finish(t), WEIR_OK);
     report r = get_report(t);
     assert_int_equal(r.records, n);
     assert_int_equal(r.lat_n, 0);
     msgpack_sbuffer_destroy(&sb);
-    th_free(t);
+    weir_test_free(t);
 }
 
 /* The field is found after entries of every msgpack type. */
 static void test_scan_all_types(void **state)
 {
-    const th_param p[] = {{"latency_field", "t0"}, {NULL, NULL}};
-    th_inst *t = th_new(dc_op(), p, 0, 1);
-    assert_int_equal(th_open(t), WEIR_OK);
+    const weir_test_param p[] = {{"latency_field", "t0"}, {NULL, NULL}};
+    weir_test *t = dc_new(p);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
@@ -260,51 +262,50 @@ static void test_scan_all_types(void **state)
     msgpack_pack_str(&pk, 2);
     msgpack_pack_str_body(&pk, "t0", 2);
     msgpack_pack_int64(&pk, mono_ns() - 5000000); /* 5 ms ago */
-    assert_int_equal(th_process(t, "k", 1, 0, sb.data, sb.size), 0);
+    assert_int_equal(weir_test_process(t, 0, "k", 1, 0, sb.data, sb.size), 0);
 
     /* created encoded as int64 (0xd3) */
     unsigned char raw[13] = {0x81, 0xa2, 't', '0', 0xd3};
     uint64_t c = (uint64_t)(mono_ns() - 5000000);
     for (int i = 0; i < 8; i++)
         raw[5 + i] = (unsigned char)(c >> (56 - 8 * i));
-    assert_int_equal(th_process(t, "k", 1, 0, raw, sizeof raw), 0);
+    assert_int_equal(weir_test_process(t, 0, "k", 1, 0, raw, sizeof raw), 0);
 
-    assert_int_equal(th_finish(t), WEIR_OK);
+    assert_int_equal(weir_test_finish(t), WEIR_OK);
     report r = get_report(t);
     assert_int_equal(r.records, 2);
     assert_int_equal(r.lat_n, 2);
     assert_true(r.p50 >= 4.8);
     assert_true(r.max < 5000); /* not the decoy (0: years ago) */
     msgpack_sbuffer_destroy(&sb);
-    th_free(t);
+    weir_test_free(t);
 }
 
 static void test_report_at_close(void **state)
 {
-    th_inst *t = th_new(dc_op(), NULL, 0, 1);
-    assert_int_equal(th_open(t), WEIR_OK);
-    assert_int_equal(th_process(t, "k", 1, 0, "", 0), 0);
-    th_close(t); /* stopped without finish(): report anyway */
+    weir_test *t = dc_new(NULL);
+    assert_int_equal(weir_test_process(t, 0, "k", 1, 0, "", 0), 0);
+    weir_test_close(t); /* stopped without finish(): report anyway */
     report r = get_report(t);
     assert_int_equal(r.records, 1);
-    th_free(t);
+    weir_test_free(t);
 
-    t = th_new(dc_op(), NULL, 0, 1);
-    assert_int_equal(th_open(t), WEIR_OK);
-    assert_int_equal(th_finish(t), WEIR_OK);
-    th_close(t);
+    t = dc_new(NULL);
+    assert_int_equal(weir_test_finish(t), WEIR_OK);
+    weir_test_close(t);
     r = get_report(t); /* exactly one report */
     assert_int_equal(r.records, 0);
-    th_free(t);
+    weir_test_free(t);
 }
 
 static void test_bad_param(void **state)
 {
-    const th_param p[] = {{"latency_field", ""}, {NULL, NULL}};
-    th_inst *t = th_new(dc_op(), p, 0, 1);
-    assert_int_equal(th_open(t), WEIR_EINVAL);
-    assert_non_null(strstr(t->error, "latency_field"));
-    th_free(t);
+    const weir_test_param p[] = {{"latency_field", "''"}, {NULL, NULL}};
+    hx_spec s = {.so = DISCARD_SO, .op = "discard", .params = p};
+    weir_test *t = NULL;
+    assert_int_equal(hx_try(&s, &t), WEIR_EINVAL);
+    assert_non_null(strstr(weir_test_error(t), "latency_field"));
+    weir_test_free(t);
 }
 
 int main(void)

@@ -32,11 +32,36 @@
 
 #include <cmocka.h>
 
-#include "th.h"
+#include "hx.h"
+#include "tutil.h"
 
-static const weir_operator *fsrc_op(void)
+#include "weir/testing.h"
+
+/* file_source with `p` as subtask `sub` of `par`, restored from the
+ * snapshot `data` of checkpoint `id` when `restore`. Returns
+ * weir_test_new()'s code. */
+static int try_src(const weir_test_param *p, uint32_t sub, uint32_t par,
+                   int restore, uint64_t id, const void *data, size_t len,
+                   uint32_t version, weir_test **t)
 {
-    return th_load(FILE_SOURCE_SO, "file_source");
+    hx_spec s = {.so = FILE_SOURCE_SO,
+                 .op = "file_source",
+                 .params = p,
+                 .sub = sub,
+                 .par = par};
+    return restore ? hx_try_restore(&s, id, version, data, len, t)
+                   : hx_try(&s, t);
+}
+
+/* A checkpoint with id `id`; the snapshot bytes in *data, *len. */
+static int ck(weir_test *t, uint64_t id, const unsigned char **data,
+              size_t *len)
+{
+    int rc = weir_test_checkpoint(t, &id);
+    const void *d;
+    weir_test_snapshot_data(t, &d, len);
+    *data = d;
+    return rc;
 }
 
 typedef struct env {
@@ -63,8 +88,8 @@ static int setup(void **state)
     signal(SIGALRM, on_alarm);
     alarm(TEST_ALARM_S);
     env *e = calloc(1, sizeof *e);
-    e->dir = th_tmpdir();
-    e->path = th_path(e->dir, "in.jsonl");
+    e->dir = tu_tmpdir();
+    e->path = tu_path(e->dir, "in.jsonl");
     *state = e;
     return 0;
 }
@@ -73,7 +98,7 @@ static int teardown(void **state)
 {
     alarm(0);
     env *e = *state;
-    th_rmtree(e->dir);
+    tu_rmtree(e->dir);
     free(e->dir);
     free(e->path);
     free(e);
@@ -82,50 +107,73 @@ static int teardown(void **state)
 
 static void write_text(const char *path, const char *text)
 {
-    th_write_file(path, text, strlen(text));
+    tu_write_file(path, text, strlen(text));
 }
 
-/* Opens file_source on `path` with `extra` parameters. */
-static th_inst *open_src(const char *path, const th_param *extra, uint32_t sub,
-                         uint32_t par)
+/* Opens file_source on `path` with `extra` parameters, restored from
+ * `snap` (24 bytes, or NULL: a fresh start) of checkpoint `id`. */
+static weir_test *restore_src(const char *path, const weir_test_param *extra,
+                              uint32_t sub, uint32_t par, uint64_t id,
+                              const void *snap, size_t snap_len)
 {
-    th_param p[16];
+    weir_test_param p[16];
     size_t n = 0;
-    p[n++] = (th_param){"path", path};
+    p[n++] = (weir_test_param){"path", path};
     for (size_t i = 0; extra && extra[i].name; i++)
         p[n++] = extra[i];
-    p[n] = (th_param){NULL, NULL};
-    th_inst *t = th_new(fsrc_op(), p, sub, par);
-    if (th_open(t) != WEIR_OK)
-        fail_msg("open failed: %s", t->error);
+    p[n] = (weir_test_param){NULL, NULL};
+    weir_test *t = NULL;
+    if (try_src(p, sub, par, snap != NULL, id, snap, snap_len, 1, &t) !=
+        WEIR_OK)
+        fail_msg("open failed: %s", weir_test_error(t));
     return t;
 }
 
-static th_inst *run_src(const char *path, const th_param *extra, uint32_t sub,
-                        uint32_t par)
+static weir_test *open_src(const char *path, const weir_test_param *extra,
+                           uint32_t sub, uint32_t par)
 {
-    th_inst *t = open_src(path, extra, sub, par);
-    int rc = th_drain(t, 100000);
+    return restore_src(path, extra, sub, par, 0, NULL, 0);
+}
+
+/* Like restore_src, returning weir_test_new()'s code (version 1). */
+static int try_restore_src(const char *path, const weir_test_param *extra,
+                           uint32_t version, const void *snap, size_t snap_len,
+                           weir_test **t)
+{
+    weir_test_param p[16];
+    size_t n = 0;
+    p[n++] = (weir_test_param){"path", path};
+    for (size_t i = 0; extra && extra[i].name; i++)
+        p[n++] = extra[i];
+    p[n] = (weir_test_param){NULL, NULL};
+    return try_src(p, 0, 1, 1, 1, snap, snap_len, version, t);
+}
+
+static weir_test *run_src(const char *path, const weir_test_param *extra,
+                          uint32_t sub, uint32_t par)
+{
+    weir_test *t = open_src(path, extra, sub, par);
+    int rc = weir_test_drain(t, 100000);
     if (rc != WEIR_EOF)
-        fail_msg("drain: %d %s", rc, t->error);
-    assert_int_equal(th_finish(t), WEIR_OK);
+        fail_msg("drain: %d %s", rc, weir_test_error(t));
+    assert_int_equal(weir_test_finish(t), WEIR_OK);
     return t;
 }
 
-static void assert_key(const th_rec *r, const void *key, size_t len)
+static void assert_key(const weir_test_record *r, const void *key, size_t len)
 {
     assert_int_equal(r->key_len, len);
     assert_memory_equal(r->key, key, len);
 }
 
 /* The record's value equals the JSON text `line`. */
-static void assert_value(const th_rec *r, const char *line)
+static void assert_value(const weir_test_record *r, const char *line)
 {
     json_error_t err;
     json_t *want = json_loads(line, JSON_ALLOW_NUL, &err);
     if (!want)
         fail_msg("test line does not parse: %s", err.text);
-    json_t *got = th_mp_to_json(r->value, r->value_len);
+    json_t *got = tu_mp_to_json(r->value, r->value_len);
     assert_non_null(got);
     if (!json_equal(want, got)) {
         char *g = json_dumps(got, JSON_COMPACT);
@@ -135,7 +183,7 @@ static void assert_value(const th_rec *r, const char *line)
     json_decref(got);
 }
 
-static const th_param key_ts[] = {
+static const weir_test_param key_ts[] = {
     {"key_field", "user"}, {"time_field", "ts"}, {NULL, NULL}};
 
 /* ------------------------------------------------------------------------ */
@@ -158,32 +206,33 @@ static void test_basic(void **state)
              lines[1], lines[2], lines[3], lines[4]); /* no final newline */
     write_text(e->path, text);
 
-    th_inst *t = run_src(e->path, key_ts, 0, 1);
-    assert_int_equal(t->n_recs, 5);
-    assert_key(&t->recs[0], "u1", 2);
-    assert_key(&t->recs[1], "42", 2);
-    assert_key(&t->recs[2], "1.5", 3);
-    assert_key(&t->recs[3], "u2", 2);
-    assert_key(&t->recs[4], "u\xc3\xbc\0x", 5);
+    weir_test *t = run_src(e->path, key_ts, 0, 1);
+    assert_int_equal(hx_n(t), 5);
+    assert_key(hx_rec(t, 0), "u1", 2);
+    assert_key(hx_rec(t, 1), "42", 2);
+    assert_key(hx_rec(t, 2), "1.5", 3);
+    assert_key(hx_rec(t, 3), "u2", 2);
+    assert_key(hx_rec(t, 4), "u\xc3\xbc\0x", 5);
     struct tm tm = {.tm_year = 126, .tm_mday = 1};
     int64_t jan1 = (int64_t)timegm(&tm) * 1000;
-    assert_int_equal(t->recs[0].ts, 1000);
-    assert_int_equal(t->recs[1].ts, jan1);
-    assert_int_equal(t->recs[2].ts, jan1 + 123);
-    assert_int_equal(t->recs[3].ts, 2000);
-    assert_int_equal(t->recs[4].ts, 3);
+    assert_int_equal(hx_rec(t, 0)->ts, 1000);
+    assert_int_equal(hx_rec(t, 1)->ts, jan1);
+    assert_int_equal(hx_rec(t, 2)->ts, jan1 + 123);
+    assert_int_equal(hx_rec(t, 3)->ts, 2000);
+    assert_int_equal(hx_rec(t, 4)->ts, 3);
     for (size_t i = 0; i < 5; i++)
-        assert_value(&t->recs[i], lines[i]);
-    assert_int_equal(t->n_logs, 0); /* empty lines are silent */
-    th_free(t);
+        assert_value(hx_rec(t, i), lines[i]);
+    assert_int_equal(hx_logs_of(t, "file_source"),
+                     0); /* empty lines are silent */
+    weir_test_free(t);
 
     /* Without time_field records carry no event time. */
-    const th_param only_key[] = {{"key_field", "user"}, {NULL, NULL}};
+    const weir_test_param only_key[] = {{"key_field", "user"}, {NULL, NULL}};
     t = run_src(e->path, only_key, 0, 1);
-    assert_int_equal(t->n_recs, 5);
+    assert_int_equal(hx_n(t), 5);
     for (size_t i = 0; i < 5; i++)
-        assert_true(t->recs[i].ts == WEIR_TS_NONE);
-    th_free(t);
+        assert_true(hx_rec(t, i)->ts == WEIR_TS_NONE);
+    weir_test_free(t);
 }
 
 static const struct {
@@ -218,11 +267,11 @@ static void test_bad_lines(void **state)
         strcat(text, "\n");
     }
     write_text(e->path, text);
-    th_inst *t = run_src(e->path, key_ts, 0, 1);
-    assert_int_equal(t->n_recs, 3);
-    assert_key(&t->recs[0], "a", 1);
-    assert_key(&t->recs[1], "b", 1);
-    assert_key(&t->recs[2], "c", 1);
+    weir_test *t = run_src(e->path, key_ts, 0, 1);
+    assert_int_equal(hx_n(t), 3);
+    assert_key(hx_rec(t, 0), "a", 1);
+    assert_key(hx_rec(t, 1), "b", 1);
+    assert_key(hx_rec(t, 2), "c", 1);
 
     /* The first 10 bad lines are logged with FILE:LINE and the reason. */
     size_t logged = 0;
@@ -231,7 +280,7 @@ static void test_bad_lines(void **state)
             continue;
         char where[600];
         snprintf(where, sizeof where, "%s:%d: ", e->path, bad_lines[i].line);
-        const char *msg = th_find_log(t, where);
+        const char *msg = hx_find_log(t, where);
         if (logged < 10) {
             if (!msg || !strstr(msg, bad_lines[i].reason))
                 fail_msg("line %d: log '%s' lacks '%s'", bad_lines[i].line,
@@ -241,22 +290,22 @@ static void test_bad_lines(void **state)
             assert_null(msg);
         }
     }
-    assert_int_equal(th_count_logs(t, WEIR_LOG_WARN, "line skipped"), 10);
-    assert_non_null(th_find_log(t, "further bad lines are counted"));
-    const char *sum = th_find_log(t, "skipped 12 bad line(s)");
+    assert_int_equal(hx_count_logs(t, WEIR_LOG_WARN, "line skipped"), 10);
+    assert_non_null(hx_find_log(t, "further bad lines are counted"));
+    const char *sum = hx_find_log(t, "skipped 12 bad line(s)");
     assert_non_null(sum);
     assert_non_null(strstr(sum, "emitted 3 record(s)"));
-    th_free(t);
+    weir_test_free(t);
 }
 
 /* With on_error=fail, each kind of bad line fails with FILE:LINE: reason. */
 static void test_on_error_fail(void **state)
 {
     env *e = *state;
-    const th_param fail[] = {{"key_field", "user"},
-                             {"time_field", "ts"},
-                             {"on_error", "fail"},
-                             {NULL, NULL}};
+    const weir_test_param fail[] = {{"key_field", "user"},
+                                    {"time_field", "ts"},
+                                    {"on_error", "fail"},
+                                    {NULL, NULL}};
     for (size_t i = 0; i < N_BAD_LINES; i++) {
         if (!bad_lines[i].reason)
             continue;
@@ -266,16 +315,17 @@ static void test_on_error_fail(void **state)
                  ":\"after\",\"ts\":2}\n",
                  bad_lines[i].text);
         write_text(e->path, text);
-        th_inst *t = open_src(e->path, fail, 0, 1);
-        int rc = th_drain(t, 100);
+        weir_test *t = open_src(e->path, fail, 0, 1);
+        int rc = weir_test_drain(t, 100);
         assert_int_equal(rc, WEIR_EINVAL);
         char want[600];
         snprintf(want, sizeof want, "%s:3: ", e->path);
-        if (!strstr(t->error, want) || !strstr(t->error, bad_lines[i].reason))
-            fail_msg("error '%s' lacks '%s' or '%s'", t->error, want,
+        if (!strstr(weir_test_error(t), want) ||
+            !strstr(weir_test_error(t), bad_lines[i].reason))
+            fail_msg("error '%s' lacks '%s' or '%s'", weir_test_error(t), want,
                      bad_lines[i].reason);
-        assert_int_equal(t->n_recs, 1);
-        th_free(t);
+        assert_int_equal(hx_n(t), 1);
+        weir_test_free(t);
     }
 }
 
@@ -286,16 +336,16 @@ static void test_log_limit(void **state)
     for (int i = 0; i < 25; i++)
         strcat(text, "{oops}\n{\"user\":\"x\",\"ts\":1}\n");
     write_text(e->path, text);
-    th_inst *t = run_src(e->path, key_ts, 0, 1);
-    assert_int_equal(t->n_recs, 25);
-    assert_int_equal(th_count_logs(t, WEIR_LOG_WARN, "line skipped"), 10);
+    weir_test *t = run_src(e->path, key_ts, 0, 1);
+    assert_int_equal(hx_n(t), 25);
+    assert_int_equal(hx_count_logs(t, WEIR_LOG_WARN, "line skipped"), 10);
     char where[600];
     snprintf(where, sizeof where, "%s:19: ", e->path); /* 10th bad line */
-    assert_non_null(th_find_log(t, where));
+    assert_non_null(hx_find_log(t, where));
     snprintf(where, sizeof where, "%s:21: ", e->path); /* 11th: not logged */
-    assert_null(th_find_log(t, where));
-    assert_non_null(th_find_log(t, "skipped 25 bad line(s)"));
-    th_free(t);
+    assert_null(hx_find_log(t, where));
+    assert_non_null(hx_find_log(t, "skipped 25 bad line(s)"));
+    weir_test_free(t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -365,17 +415,17 @@ static void test_time_parsing(void **state)
         strcat(text, line);
     }
     write_text(e->path, text);
-    const th_param p[] = {
+    const weir_test_param p[] = {
         {"key_field", "k"}, {"time_field", "t"}, {NULL, NULL}};
-    th_inst *t = run_src(e->path, p, 0, 1);
-    assert_int_equal(t->n_recs, ng);
+    weir_test *t = run_src(e->path, p, 0, 1);
+    assert_int_equal(hx_n(t), ng);
     for (size_t i = 0; i < ng; i++) {
-        if (t->recs[i].ts != good[i].want)
+        if (hx_rec(t, i)->ts != good[i].want)
             fail_msg("%s: got %lld, want %lld", good[i].t,
-                     (long long)t->recs[i].ts, (long long)good[i].want);
+                     (long long)hx_rec(t, i)->ts, (long long)good[i].want);
     }
-    assert_non_null(th_find_log(t, "skipped 14 bad line(s)"));
-    th_free(t);
+    assert_non_null(hx_find_log(t, "skipped 14 bad line(s)"));
+    weir_test_free(t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -389,19 +439,21 @@ static void test_parallel_split(void **state)
         strcat(text, line);
     }
     write_text(e->path, text);
-    const th_param p[] = {{"key_field", "user"}, {"batch", "4"}, {NULL, NULL}};
+    const weir_test_param p[] = {
+        {"key_field", "user"}, {"batch", "4"}, {NULL, NULL}};
     int seen[101] = {0};
     for (uint32_t sub = 0; sub < 3; sub++) {
-        th_inst *t = run_src(e->path, p, sub, 3);
-        for (size_t i = 0; i < t->n_recs; i++) {
-            json_t *v = th_mp_to_json(t->recs[i].value, t->recs[i].value_len);
+        weir_test *t = run_src(e->path, p, sub, 3);
+        for (size_t i = 0; i < hx_n(t); i++) {
+            json_t *v =
+                tu_mp_to_json(hx_rec(t, i)->value, hx_rec(t, i)->value_len);
             int id = (int)json_integer_value(json_object_get(v, "id"));
             json_decref(v);
             assert_true(id >= 1 && id <= 100);
             assert_int_equal((id - 1) % 3, sub);
             seen[id]++;
         }
-        th_free(t);
+        weir_test_free(t);
     }
     for (int n = 1; n <= 100; n++)
         assert_int_equal(seen[n], 1);
@@ -419,61 +471,74 @@ static void test_snapshot_restore(void **state)
         strcat(text, line);
     }
     write_text(e->path, text);
-    const th_param p[] = {{"key_field", "user"}, {"batch", "7"}, {NULL, NULL}};
+    const weir_test_param p[] = {
+        {"key_field", "user"}, {"batch", "7"}, {NULL, NULL}};
 
-    th_inst *a = open_src(e->path, p, 0, 1);
+    weir_test *a = open_src(e->path, p, 0, 1);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(th_poll(a), WEIR_OK);
-    assert_int_equal(a->n_recs, 20); /* lines 1..21 without line 10 */
-    assert_int_equal(th_snapshot(a, 1), WEIR_OK);
-    assert_int_equal(a->snap_len, 24);
+        assert_int_equal(weir_test_poll(a), WEIR_OK);
+    assert_int_equal(hx_n(a), 20); /* lines 1..21 without line 10 */
+    const unsigned char *snap;
+    size_t snap_len;
+    assert_int_equal(ck(a, 1, &snap, &snap_len), WEIR_OK);
+    assert_int_equal(snap_len, 24);
 
-    th_inst *b = open_src(e->path, p, 0, 1);
-    assert_int_equal(th_restore(b, 1, 1, a->snap, a->snap_len), WEIR_OK);
-    assert_int_equal(th_drain(b, 100), WEIR_EOF);
-    assert_int_equal(th_finish(b), WEIR_OK);
-    assert_int_equal(b->n_recs, 29);
-    for (size_t i = 0; i < b->n_recs; i++) {
-        json_t *v = th_mp_to_json(b->recs[i].value, b->recs[i].value_len);
+    weir_test *b = restore_src(e->path, p, 0, 1, 1, snap, snap_len);
+    assert_int_equal(weir_test_drain(b, 100), WEIR_EOF);
+    assert_int_equal(weir_test_finish(b), WEIR_OK);
+    assert_int_equal(hx_n(b), 29);
+    for (size_t i = 0; i < hx_n(b); i++) {
+        json_t *v = tu_mp_to_json(hx_rec(b, i)->value, hx_rec(b, i)->value_len);
         assert_int_equal(json_integer_value(json_object_get(v, "id")),
                          22 + (int)i);
         json_decref(v);
     }
     /* The bad-line count continues from the snapshot. */
-    assert_non_null(th_find_log(b, "skipped 1 bad line(s)"));
-    th_free(b);
+    assert_non_null(hx_find_log(b, "skipped 1 bad line(s)"));
+    weir_test_free(b);
 
-    /* Damaged or foreign snapshots are refused with a reason. */
-    th_inst *c = open_src(e->path, p, 0, 1);
-    assert_int_equal(th_restore(c, 1, 2, a->snap, a->snap_len), WEIR_EINVAL);
-    assert_non_null(strstr(c->error, "version 2"));
-    assert_int_equal(th_restore(c, 1, 1, a->snap, 10), WEIR_EINVAL);
-    assert_non_null(strstr(c->error, "10 bytes"));
+    /* Damaged or foreign snapshots are refused with a reason (each fails
+     * the restart, as in a job). */
+    weir_test *c = NULL;
+    assert_int_equal(try_restore_src(e->path, p, 2, snap, snap_len, &c),
+                     WEIR_EINVAL);
+    assert_non_null(strstr(weir_test_error(c), "version 2"));
+    weir_test_free(c);
+    assert_int_equal(try_restore_src(e->path, p, 1, snap, 10, &c), WEIR_EINVAL);
+    assert_non_null(strstr(weir_test_error(c), "10 bytes"));
+    weir_test_free(c);
     unsigned char s[24] = {0};
     s[0] = 5; /* offset 5: inside line 1 */
-    assert_int_equal(th_restore(c, 1, 1, s, 24), WEIR_EINVAL);
-    assert_non_null(strstr(c->error, "does not start a line"));
+    assert_int_equal(try_restore_src(e->path, p, 1, s, 24, &c), WEIR_EINVAL);
+    assert_non_null(strstr(weir_test_error(c), "does not start a line"));
+    weir_test_free(c);
     s[0] = 0;
     s[2] = 1; /* offset 65536: beyond the end */
-    assert_int_equal(th_restore(c, 1, 1, s, 24), WEIR_EINVAL);
-    assert_non_null(strstr(c->error, "beyond the end"));
+    assert_int_equal(try_restore_src(e->path, p, 1, s, 24, &c), WEIR_EINVAL);
+    assert_non_null(strstr(weir_test_error(c), "beyond the end"));
+    weir_test_free(c);
     memset(s, 0, sizeof s);
     s[8] = 3; /* line 3 at offset 0 */
-    assert_int_equal(th_restore(c, 1, 1, s, 24), WEIR_EINVAL);
-    assert_non_null(strstr(c->error, "damaged"));
-    /* After failed restores the instance still reads from the start. */
+    assert_int_equal(try_restore_src(e->path, p, 1, s, 24, &c), WEIR_EINVAL);
+    assert_non_null(strstr(weir_test_error(c), "damaged"));
+    weir_test_free(c);
+    /* A snapshot at offset 0 reads from the start. */
     memset(s, 0, sizeof s);
-    assert_int_equal(th_restore(c, 1, 1, s, 24), WEIR_OK);
-    assert_int_equal(th_drain(c, 100), WEIR_EOF);
-    assert_int_equal(c->n_recs, 49);
-    th_free(c);
+    c = restore_src(e->path, p, 0, 1, 1, s, 24);
+    assert_int_equal(weir_test_drain(c, 100), WEIR_EOF);
+    assert_int_equal(hx_n(c), 49);
+    weir_test_free(c);
 
-    th_inst *d = open_src(e->path, p, 0, 1);
-    th_disable_snapshot(d);
-    assert_int_equal(th_snapshot(d, 4), WEIR_ENOTSUP);
-    assert_non_null(strstr(d->error, "snapshot"));
-    th_free(d);
-    th_free(a);
+    weir_test_param q[4] = {{"path", e->path}, p[0], p[1], {NULL, NULL}};
+    hx_spec sd = {.so = FILE_SOURCE_SO,
+                  .op = "file_source",
+                  .params = q,
+                  .without = WEIR_TEST_WITHOUT_SNAPSHOT_WRITE};
+    weir_test *d = hx_open(&sd);
+    assert_int_equal(ck(d, 4, &snap, &snap_len), WEIR_ENOTSUP);
+    assert_non_null(strstr(weir_test_error(d), "snapshot"));
+    weir_test_free(d);
+    weir_test_free(a);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -489,16 +554,16 @@ static void test_long_line(void **state)
     memset(text + n, 'x', big);
     n += big;
     n += (size_t)sprintf(text + n, "\"}\n{\"user\":\"c\"}\n");
-    th_write_file(e->path, text, n);
+    tu_write_file(e->path, text, n);
     free(text);
-    const th_param p[] = {{"key_field", "user"}, {NULL, NULL}};
-    th_inst *t = run_src(e->path, p, 0, 1);
-    assert_int_equal(t->n_recs, 3);
-    json_t *v = th_mp_to_json(t->recs[1].value, t->recs[1].value_len);
+    const weir_test_param p[] = {{"key_field", "user"}, {NULL, NULL}};
+    weir_test *t = run_src(e->path, p, 0, 1);
+    assert_int_equal(hx_n(t), 3);
+    json_t *v = tu_mp_to_json(hx_rec(t, 1)->value, hx_rec(t, 1)->value_len);
     assert_int_equal(json_string_length(json_object_get(v, "s")), big);
     json_decref(v);
-    assert_key(&t->recs[2], "c", 1);
-    th_free(t);
+    assert_key(hx_rec(t, 2), "c", 1);
+    weir_test_free(t);
 }
 
 static void nested_line(char *buf, int arrays)
@@ -520,95 +585,98 @@ static void test_depth_limit(void **state)
     nested_line(l2, 32); /* 33 levels: msgpack-c could not unpack it */
     snprintf(text, sizeof text, "%s%s", l1, l2);
     write_text(e->path, text);
-    const th_param p[] = {{"key_field", "user"}, {NULL, NULL}};
-    th_inst *t = run_src(e->path, p, 0, 1);
-    assert_int_equal(t->n_recs, 1);
-    json_t *v = th_mp_to_json(t->recs[0].value, t->recs[0].value_len);
+    const weir_test_param p[] = {{"key_field", "user"}, {NULL, NULL}};
+    weir_test *t = run_src(e->path, p, 0, 1);
+    assert_int_equal(hx_n(t), 1);
+    json_t *v = tu_mp_to_json(hx_rec(t, 0)->value, hx_rec(t, 0)->value_len);
     assert_non_null(v); /* unpackable */
     json_decref(v);
-    assert_non_null(th_find_log(t, "nested deeper than 32 levels"));
-    th_free(t);
+    assert_non_null(hx_find_log(t, "nested deeper than 32 levels"));
+    weir_test_free(t);
 }
 
 static void test_open_errors(void **state)
 {
     env *e = *state;
-    const th_param p[] = {{"key_field", "user"}, {NULL, NULL}};
-    char *missing = th_path(e->dir, "nope.jsonl");
-    th_param q[] = {{"path", missing}, {"key_field", "user"}, {NULL, NULL}};
-    th_inst *t = th_new(fsrc_op(), q, 0, 1);
-    assert_int_equal(th_open(t), WEIR_EIO);
-    assert_non_null(strstr(t->error, missing));
-    assert_non_null(strstr(t->error, "No such file"));
-    th_free(t);
+    const weir_test_param p[] = {{"key_field", "user"}, {NULL, NULL}};
+    char *missing = tu_path(e->dir, "nope.jsonl");
+    weir_test_param q[] = {
+        {"path", missing}, {"key_field", "user"}, {NULL, NULL}};
+    weir_test *t = NULL;
+    assert_int_equal(try_src(q, 0, 1, 0, 0, NULL, 0, 0, &t), WEIR_EIO);
+    assert_non_null(strstr(weir_test_error(t), missing));
+    assert_non_null(strstr(weir_test_error(t), "No such file"));
+    weir_test_free(t);
     free(missing);
 
     q[0].value = e->dir;
-    t = th_new(fsrc_op(), q, 0, 1);
-    assert_int_equal(th_open(t), WEIR_EINVAL);
-    assert_non_null(strstr(t->error, "is a directory"));
-    th_free(t);
+    t = NULL;
+    assert_int_equal(try_src(q, 0, 1, 0, 0, NULL, 0, 0, &t), WEIR_EINVAL);
+    assert_non_null(strstr(weir_test_error(t), "is a directory"));
+    weir_test_free(t);
 
     write_text(e->path, "{}\n");
-    const th_param empty_key[] = {
-        {"path", e->path}, {"key_field", ""}, {NULL, NULL}};
-    t = th_new(fsrc_op(), empty_key, 0, 1);
-    assert_int_equal(th_open(t), WEIR_EINVAL);
-    assert_non_null(strstr(t->error, "key_field"));
-    th_free(t);
-    const th_param empty_time[] = {{"path", e->path},
-                                   {"key_field", "k"},
-                                   {"time_field", ""},
-                                   {NULL, NULL}};
-    t = th_new(fsrc_op(), empty_time, 0, 1);
-    assert_int_equal(th_open(t), WEIR_EINVAL);
-    assert_non_null(strstr(t->error, "time_field"));
-    th_free(t);
+    const weir_test_param empty_key[] = {
+        {"path", e->path}, {"key_field", "''"}, {NULL, NULL}};
+    t = NULL;
+    assert_int_equal(try_src(empty_key, 0, 1, 0, 0, NULL, 0, 0, &t),
+                     WEIR_EINVAL);
+    assert_non_null(strstr(weir_test_error(t), "key_field"));
+    weir_test_free(t);
+    const weir_test_param empty_time[] = {{"path", e->path},
+                                          {"key_field", "k"},
+                                          {"time_field", "''"},
+                                          {NULL, NULL}};
+    t = NULL;
+    assert_int_equal(try_src(empty_time, 0, 1, 0, 0, NULL, 0, 0, &t),
+                     WEIR_EINVAL);
+    assert_non_null(strstr(weir_test_error(t), "time_field"));
+    weir_test_free(t);
 
     /* The table makes path and key_field required (the host enforces it). */
-    t = th_new(fsrc_op(), p, 0, 1);
-    assert_int_equal(t->param_rc, WEIR_EINVAL);
-    assert_non_null(strstr(t->error, "path"));
-    th_free(t);
+    assert_int_equal(try_src(p, 0, 1, 0, 0, NULL, 0, 0, &t), WEIR_EINVAL);
+    assert_non_null(
+        strstr(weir_test_error(t), "missing required parameter 'path'"));
+    weir_test_free(t);
 }
 
 static void test_emit_failure(void **state)
 {
     env *e = *state;
     write_text(e->path, "{\"user\":\"a\"}\n");
-    const th_param p[] = {{"key_field", "user"}, {NULL, NULL}};
-    th_inst *t = open_src(e->path, p, 0, 1);
-    t->emit_rc = WEIR_EIO;
-    assert_int_equal(th_poll(t), WEIR_EIO);
-    assert_non_null(strstr(t->error, "emit failed"));
-    assert_non_null(strstr(t->error, ":1:"));
-    th_free(t);
+    const weir_test_param p[] = {{"key_field", "user"}, {NULL, NULL}};
+    weir_test *t = open_src(e->path, p, 0, 1);
+    weir_test_fail_emits(t, WEIR_EIO);
+    assert_int_equal(weir_test_poll(t), WEIR_EIO);
+    assert_non_null(strstr(weir_test_error(t), "emit failed"));
+    assert_non_null(strstr(weir_test_error(t), ":1:"));
+    weir_test_free(t);
 }
 
 static void test_byte_order_mark(void **state)
 {
     env *e = *state;
     write_text(e->path, "\xef\xbb\xbf{\"user\":\"b\"}\n{\"user\":\"c\"}\n");
-    const th_param p[] = {{"key_field", "user"}, {NULL, NULL}};
-    th_inst *t = run_src(e->path, p, 0, 1);
-    assert_int_equal(t->n_recs, 2);
-    assert_key(&t->recs[0], "b", 1);
-    assert_int_equal(t->n_logs, 0);
-    th_free(t);
+    const weir_test_param p[] = {{"key_field", "user"}, {NULL, NULL}};
+    weir_test *t = run_src(e->path, p, 0, 1);
+    assert_int_equal(hx_n(t), 2);
+    assert_key(hx_rec(t, 0), "b", 1);
+    assert_int_equal(hx_logs_of(t, "file_source"), 0);
+    weir_test_free(t);
 }
 
 static void test_empty_file(void **state)
 {
     env *e = *state;
     write_text(e->path, "");
-    const th_param p[] = {{"key_field", "user"}, {NULL, NULL}};
-    th_inst *t = open_src(e->path, p, 0, 1);
-    assert_int_equal(th_poll(t), WEIR_EOF);
-    assert_int_equal(th_poll(t), WEIR_EOF);
-    assert_int_equal(th_finish(t), WEIR_OK);
-    assert_int_equal(t->n_recs, 0);
-    assert_int_equal(t->n_logs, 0);
-    th_free(t);
+    const weir_test_param p[] = {{"key_field", "user"}, {NULL, NULL}};
+    weir_test *t = open_src(e->path, p, 0, 1);
+    assert_int_equal(weir_test_poll(t), WEIR_EOF);
+    assert_int_equal(weir_test_poll(t), WEIR_EOF);
+    assert_int_equal(weir_test_finish(t), WEIR_OK);
+    assert_int_equal(hx_n(t), 0);
+    assert_int_equal(hx_logs_of(t, "file_source"), 0);
+    weir_test_free(t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -655,9 +723,9 @@ static void test_huge_line(void **state)
     const uint64_t huge = 200u << 20;
     write_holey(e->path, "{\"user\":\"a\"}\n", huge,
                 "\n{\"user\":\"b\"}\n{\"user\":\"c\"}\n");
-    const th_param p[] = {{"key_field", "user"}, {NULL, NULL}};
+    const weir_test_param p[] = {{"key_field", "user"}, {NULL, NULL}};
     long before = max_rss_kib();
-    th_inst *t = run_src(e->path, p, 0, 1);
+    weir_test *t = run_src(e->path, p, 0, 1);
     long grown_mib = (max_rss_kib() - before) / 1024;
     if (getenv("TH_VERBOSE"))
         fprintf(stderr, "peak memory grew by %ld MiB\n", grown_mib);
@@ -666,18 +734,18 @@ static void test_huge_line(void **state)
     if (grown_mib > 96)
         fail_msg("peak memory grew by %ld MiB reading a 200 MiB line",
                  grown_mib);
-    assert_int_equal(t->n_recs, 3);
-    assert_key(&t->recs[0], "a", 1);
-    assert_key(&t->recs[1], "b", 1);
-    assert_key(&t->recs[2], "c", 1);
+    assert_int_equal(hx_n(t), 3);
+    assert_key(hx_rec(t, 0), "a", 1);
+    assert_key(hx_rec(t, 1), "b", 1);
+    assert_key(hx_rec(t, 2), "c", 1);
     char where[600];
     snprintf(where, sizeof where, "%s:2: ", e->path);
-    const char *msg = th_find_log(t, where);
+    const char *msg = hx_find_log(t, where);
     if (!msg || !strstr(msg, "209715200 bytes") ||
         !strstr(msg, "max_line_bytes") || !strstr(msg, "line skipped"))
         fail_msg("log of line 2: '%s'", msg ? msg : "(none)");
-    assert_non_null(th_find_log(t, "skipped 1 bad line(s)"));
-    th_free(t);
+    assert_non_null(hx_find_log(t, "skipped 1 bad line(s)"));
+    weir_test_free(t);
 }
 
 /* With on_error=fail a long line fails the subtask with FILE:LINE and its
@@ -695,40 +763,41 @@ static void test_long_line_limit(void **state)
     memset(text + n, 'y', 2000); /* line 2: 2020 bytes before its "\n" */
     n += 2000;
     n += sprintf(text + n, "\"}\r\n{\"user\":\"c\"}\n");
-    th_write_file(e->path, text, (size_t)n);
+    tu_write_file(e->path, text, (size_t)n);
     free(text);
 
-    const th_param fail[] = {{"key_field", "user"},
-                             {"max_line_bytes", "1KiB"},
-                             {"on_error", "fail"},
-                             {NULL, NULL}};
-    th_inst *t = open_src(e->path, fail, 0, 1);
-    assert_int_equal(th_drain(t, 100), WEIR_EINVAL);
-    assert_int_equal(t->n_recs, 1);
+    const weir_test_param fail[] = {{"key_field", "user"},
+                                    {"max_line_bytes", "1KiB"},
+                                    {"on_error", "fail"},
+                                    {NULL, NULL}};
+    weir_test *t = open_src(e->path, fail, 0, 1);
+    assert_int_equal(weir_test_drain(t, 100), WEIR_EINVAL);
+    assert_int_equal(hx_n(t), 1);
     char want[600];
     snprintf(want, sizeof want, "%s:2: ", e->path);
-    if (!strstr(t->error, want) || !strstr(t->error, "2020 bytes") ||
-        !strstr(t->error, "max_line_bytes (1024)"))
-        fail_msg("error '%s'", t->error);
-    th_free(t);
+    if (!strstr(weir_test_error(t), want) ||
+        !strstr(weir_test_error(t), "2020 bytes") ||
+        !strstr(weir_test_error(t), "max_line_bytes (1024)"))
+        fail_msg("error '%s'", weir_test_error(t));
+    weir_test_free(t);
 
-    const th_param skip[] = {
+    const weir_test_param skip[] = {
         {"key_field", "user"}, {"max_line_bytes", "1KiB"}, {NULL, NULL}};
     t = run_src(e->path, skip, 0, 1);
-    assert_int_equal(t->n_recs, 2);
-    assert_key(&t->recs[1], "c", 1);
-    assert_non_null(th_find_log(t, want));
-    th_free(t);
+    assert_int_equal(hx_n(t), 2);
+    assert_key(hx_rec(t, 1), "c", 1);
+    assert_non_null(hx_find_log(t, want));
+    weir_test_free(t);
 
     /* The limit has a floor. */
-    const th_param tiny[] = {{"path", e->path},
-                             {"key_field", "user"},
-                             {"max_line_bytes", "100"},
-                             {NULL, NULL}};
-    t = th_new(fsrc_op(), tiny, 0, 1);
-    assert_int_equal(th_open(t), WEIR_EINVAL);
-    assert_non_null(strstr(t->error, "max_line_bytes"));
-    th_free(t);
+    const weir_test_param tiny[] = {{"path", e->path},
+                                    {"key_field", "user"},
+                                    {"max_line_bytes", "100"},
+                                    {NULL, NULL}};
+    t = NULL;
+    assert_int_equal(try_src(tiny, 0, 1, 0, 0, NULL, 0, 0, &t), WEIR_EINVAL);
+    assert_non_null(strstr(weir_test_error(t), "max_line_bytes"));
+    weir_test_free(t);
 }
 
 /* A long line is reported by the subtask it belongs to only; the others
@@ -738,20 +807,20 @@ static void test_long_line_parallel(void **state)
     env *e = *state;
     write_holey(e->path, "{\"user\":\"a\"}\n", 5000,
                 "\n{\"user\":\"b\"}\n{\"user\":\"c\"}\n");
-    const th_param p[] = {
+    const weir_test_param p[] = {
         {"key_field", "user"}, {"max_line_bytes", "1KiB"}, {NULL, NULL}};
-    th_inst *t0 = run_src(e->path, p, 0, 2);
-    th_inst *t1 = run_src(e->path, p, 1, 2);
-    assert_int_equal(t0->n_recs, 2); /* lines 1 and 3 */
-    assert_key(&t0->recs[1], "b", 1);
-    assert_int_equal(t0->n_logs, 0);
-    assert_int_equal(t1->n_recs, 1); /* line 4 */
-    assert_key(&t1->recs[0], "c", 1);
+    weir_test *t0 = run_src(e->path, p, 0, 2);
+    weir_test *t1 = run_src(e->path, p, 1, 2);
+    assert_int_equal(hx_n(t0), 2); /* lines 1 and 3 */
+    assert_key(hx_rec(t0, 1), "b", 1);
+    assert_int_equal(hx_logs_of(t0, "file_source"), 0);
+    assert_int_equal(hx_n(t1), 1); /* line 4 */
+    assert_key(hx_rec(t1, 0), "c", 1);
     char want[600];
     snprintf(want, sizeof want, "%s:2: line of 5000 bytes", e->path);
-    assert_non_null(th_find_log(t1, want));
-    th_free(t0);
-    th_free(t1);
+    assert_non_null(hx_find_log(t1, want));
+    weir_test_free(t0);
+    weir_test_free(t1);
 }
 
 /* Snapshots after a skipped long line hold exact byte offsets, and a
@@ -764,27 +833,29 @@ static void test_long_line_restore(void **state)
     const uint64_t big = 10u << 20;
     write_holey(e->path, head, big,
                 "\n{\"id\":3,\"user\":\"b\"}\n{\"id\":4,\"user\":\"c\"}\n");
-    const th_param p[] = {{"key_field", "user"},
-                          {"max_line_bytes", "1KiB"},
-                          {"batch", "1"},
-                          {NULL, NULL}};
+    const weir_test_param p[] = {{"key_field", "user"},
+                                 {"max_line_bytes", "1KiB"},
+                                 {"batch", "1"},
+                                 {NULL, NULL}};
     enum { MAX_POLLS = 64 };
     unsigned char snaps[MAX_POLLS][24];
     size_t emitted[MAX_POLLS];
     size_t n_snaps = 0;
 
-    th_inst *a = open_src(e->path, p, 0, 1);
+    weir_test *a = open_src(e->path, p, 0, 1);
     int rc;
     do {
         assert_true(n_snaps < MAX_POLLS);
-        assert_int_equal(th_snapshot(a, n_snaps + 1), WEIR_OK);
-        assert_int_equal(a->snap_len, 24);
-        memcpy(snaps[n_snaps], a->snap, 24);
-        emitted[n_snaps++] = a->n_recs;
-        rc = th_poll(a);
+        const unsigned char *snap;
+        size_t snap_len;
+        assert_int_equal(ck(a, n_snaps + 1, &snap, &snap_len), WEIR_OK);
+        assert_int_equal(snap_len, 24);
+        memcpy(snaps[n_snaps], snap, 24);
+        emitted[n_snaps++] = hx_n(a);
+        rc = weir_test_poll(a);
     } while (rc == WEIR_OK);
     assert_int_equal(rc, WEIR_EOF);
-    assert_int_equal(a->n_recs, 3);
+    assert_int_equal(hx_n(a), 3);
 
     /* The first snapshot after line 2 points just past its newline. */
     size_t k = 0;
@@ -802,58 +873,67 @@ static void test_long_line_restore(void **state)
     }
 
     for (size_t i = 0; i < n_snaps; i++) {
-        th_inst *b = open_src(e->path, p, 0, 1);
-        assert_int_equal(th_restore(b, i + 1, 1, snaps[i], 24), WEIR_OK);
-        assert_int_equal(th_drain(b, 1000), WEIR_EOF);
-        if (b->n_recs != a->n_recs - emitted[i])
+        weir_test *b = restore_src(e->path, p, 0, 1, i + 1, snaps[i], 24);
+        assert_int_equal(weir_test_drain(b, 1000), WEIR_EOF);
+        if (hx_n(b) != hx_n(a) - emitted[i])
             fail_msg("restore from snapshot %zu (offset %llu): %zu records, "
                      "want %zu",
-                     i, (unsigned long long)get_u64(snaps[i]), b->n_recs,
-                     a->n_recs - emitted[i]);
-        for (size_t j = 0; j < b->n_recs; j++) {
-            const th_rec *x = &b->recs[j], *y = &a->recs[emitted[i] + j];
+                     i, (unsigned long long)get_u64(snaps[i]), hx_n(b),
+                     hx_n(a) - emitted[i]);
+        for (size_t j = 0; j < hx_n(b); j++) {
+            const weir_test_record *x = hx_rec(b, j),
+                                   *y = hx_rec(a, emitted[i] + j);
             assert_int_equal(x->value_len, y->value_len);
             assert_memory_equal(x->value, y->value, x->value_len);
         }
         /* The long line is reported again only when re-read. */
-        assert_int_equal(th_find_log(b, "longer than max_line_bytes") != NULL,
+        assert_int_equal(hx_find_log(b, "longer than max_line_bytes") != NULL,
                          get_u64(snaps[i] + 8) < 2);
-        th_free(b);
+        weir_test_free(b);
     }
-    th_free(a);
+    weir_test_free(a);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Files that are not regular files                                          */
 /* ------------------------------------------------------------------------ */
 
-static th_inst *new_src(const char *path, const char *allow,
-                        const char *max_line, uint32_t sub, uint32_t par)
+/* file_source on `path` (key_field user) with the options given, restored
+ * from `snap` of checkpoint 1 when it is not NULL. Returns weir_test_new()'s
+ * code; the parameter table always accepts them (a failure is open()'s or
+ * restore()'s). */
+static int new_src(const char *path, const char *allow, const char *max_line,
+                   uint32_t sub, uint32_t par, const void *snap,
+                   size_t snap_len, weir_test **t)
 {
-    th_param p[8];
+    weir_test_param p[8];
     size_t n = 0;
-    p[n++] = (th_param){"path", path};
-    p[n++] = (th_param){"key_field", "user"};
+    p[n++] = (weir_test_param){"path", path};
+    p[n++] = (weir_test_param){"key_field", "user"};
     if (allow)
-        p[n++] = (th_param){"allow_non_regular", allow};
+        p[n++] = (weir_test_param){"allow_non_regular", allow};
     if (max_line)
-        p[n++] = (th_param){"max_line_bytes", max_line};
-    p[n] = (th_param){NULL, NULL};
-    th_inst *t = th_new(fsrc_op(), p, sub, par);
-    assert_int_equal(t->param_rc, 0);
-    return t;
+        p[n++] = (weir_test_param){"max_line_bytes", max_line};
+    p[n] = (weir_test_param){NULL, NULL};
+    int rc = try_src(p, sub, par, snap != NULL, 1, snap, snap_len, 1, t);
+    if (rc < 0 && !strstr(weir_test_error(*t), ": open: ") &&
+        !strstr(weir_test_error(*t), ": restore: "))
+        fail_msg("parameters refused: %s", weir_test_error(*t));
+    return rc;
 }
 
 static void assert_refused(const char *path, const char *allow,
                            const char *type, const char *hint)
 {
-    th_inst *t = new_src(path, allow, NULL, 0, 1);
-    assert_int_equal(th_open(t), WEIR_EINVAL);
-    if (!strstr(t->error, path) || !strstr(t->error, type) ||
-        (hint && !strstr(t->error, hint)))
-        fail_msg("error '%s' lacks '%s', '%s' or '%s'", t->error, path, type,
-                 hint ? hint : "");
-    th_free(t);
+    weir_test *t = NULL;
+    assert_int_equal(new_src(path, allow, NULL, 0, 1, NULL, 0, &t),
+                     WEIR_EINVAL);
+    if (!strstr(weir_test_error(t), path) ||
+        !strstr(weir_test_error(t), type) ||
+        (hint && !strstr(weir_test_error(t), hint)))
+        fail_msg("error '%s' lacks '%s', '%s' or '%s'", weir_test_error(t),
+                 path, type, hint ? hint : "");
+    weir_test_free(t);
 }
 
 /* A FIFO without a writer is refused at once (open() used to block for
@@ -861,15 +941,16 @@ static void assert_refused(const char *path, const char *allow,
 static void test_fifo_refused(void **state)
 {
     env *e = *state;
-    char *fifo = th_path(e->dir, "fifo");
+    char *fifo = tu_path(e->dir, "fifo");
     assert_int_equal(mkfifo(fifo, 0600), 0);
     assert_refused(fifo, NULL, "is a FIFO", "allow_non_regular");
     assert_refused(fifo, "false", "is a FIFO", "allow_non_regular");
     /* Every subtask would read a different part of it. */
-    th_inst *t = new_src(fifo, "true", NULL, 1, 2);
-    assert_int_equal(th_open(t), WEIR_EINVAL);
-    assert_non_null(strstr(t->error, "parallelism 2"));
-    th_free(t);
+    weir_test *t = NULL;
+    assert_int_equal(new_src(fifo, "true", NULL, 1, 2, NULL, 0, &t),
+                     WEIR_EINVAL);
+    assert_non_null(strstr(weir_test_error(t), "parallelism 2"));
+    weir_test_free(t);
     free(fifo);
 }
 
@@ -883,7 +964,7 @@ static void test_non_regular_refused(void **state)
     assert_refused(e->dir, NULL, "is a directory", NULL);
     assert_refused(e->dir, "true", "is a directory", NULL);
 
-    char *sock = th_path(e->dir, "sock");
+    char *sock = tu_path(e->dir, "sock");
     int sfd = socket(AF_UNIX, SOCK_STREAM, 0);
     assert_true(sfd >= 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -895,11 +976,12 @@ static void test_non_regular_refused(void **state)
     close(sfd);
     free(sock);
 
-    th_inst *t = new_src("/dev/null", "true", NULL, 0, 1);
-    assert_int_equal(th_open(t), WEIR_OK);
-    assert_int_equal(th_drain(t, 10), WEIR_EOF);
-    assert_int_equal(t->n_recs, 0);
-    th_free(t);
+    weir_test *t = NULL;
+    assert_int_equal(new_src("/dev/null", "true", NULL, 0, 1, NULL, 0, &t),
+                     WEIR_OK);
+    assert_int_equal(weir_test_drain(t, 10), WEIR_EOF);
+    assert_int_equal(hx_n(t), 0);
+    weir_test_free(t);
 }
 
 /* An endless line (/dev/zero) never ends a poll late: each poll reads a
@@ -907,12 +989,13 @@ static void test_non_regular_refused(void **state)
 static void test_endless_device(void **state)
 {
     (void)state;
-    th_inst *t = new_src("/dev/zero", "true", "1KiB", 0, 1);
-    assert_int_equal(th_open(t), WEIR_OK);
+    weir_test *t = NULL;
+    assert_int_equal(new_src("/dev/zero", "true", "1KiB", 0, 1, NULL, 0, &t),
+                     WEIR_OK);
     for (int i = 0; i < 5; i++)
-        assert_int_equal(th_poll(t), WEIR_OK);
-    assert_int_equal(t->n_recs, 0);
-    th_free(t);
+        assert_int_equal(weir_test_poll(t), WEIR_OK);
+    assert_int_equal(hx_n(t), 0);
+    weir_test_free(t);
 }
 
 /* With allow_non_regular a FIFO is read as a writer writes: no writer yet
@@ -921,41 +1004,49 @@ static void test_endless_device(void **state)
 static void test_fifo_allowed(void **state)
 {
     env *e = *state;
-    char *fifo = th_path(e->dir, "fifo");
+    char *fifo = tu_path(e->dir, "fifo");
     assert_int_equal(mkfifo(fifo, 0600), 0);
-    th_inst *t = new_src(fifo, "true", NULL, 0, 1);
-    assert_int_equal(th_open(t), WEIR_OK);
-    assert_int_equal(th_poll(t), WEIR_EAGAIN);
+    weir_test *t = NULL;
+    assert_int_equal(new_src(fifo, "true", NULL, 0, 1, NULL, 0, &t), WEIR_OK);
+    assert_int_equal(weir_test_poll(t), WEIR_EAGAIN);
 
     int w = open(fifo, O_WRONLY | O_NONBLOCK);
     assert_true(w >= 0);
-    assert_int_equal(th_poll(t), WEIR_EAGAIN); /* a writer, no data yet */
+    assert_int_equal(weir_test_poll(t),
+                     WEIR_EAGAIN); /* a writer, no data yet */
     const char *part1 = "{\"user\":\"a\"}\n{\"user\":\"b\"}\n{\"us";
     assert_int_equal(write(w, part1, strlen(part1)), (ssize_t)strlen(part1));
-    assert_int_equal(th_poll(t), WEIR_OK);
-    assert_int_equal(t->n_recs, 2);
-    assert_int_equal(th_snapshot(t, 1), WEIR_OK);
-    assert_int_equal(get_u64(t->snap), 26);
+    assert_int_equal(weir_test_poll(t), WEIR_OK);
+    assert_int_equal(hx_n(t), 2);
+    uint64_t id = 1;
+    assert_int_equal(weir_test_checkpoint(t, &id), WEIR_OK);
+    const void *snap;
+    size_t snap_len;
+    weir_test_snapshot_data(t, &snap, &snap_len);
+    assert_int_equal(snap_len, 24);
+    assert_int_equal(get_u64(snap), 26);
     const char *part2 = "er\":\"c\"}\n{\"user\":\"d\"}";
     assert_int_equal(write(w, part2, strlen(part2)), (ssize_t)strlen(part2));
     assert_int_equal(close(w), 0);
-    assert_int_equal(th_drain(t, 100), WEIR_EOF);
-    assert_int_equal(t->n_recs, 4);
-    assert_key(&t->recs[2], "c", 1);
-    assert_key(&t->recs[3], "d", 1);
+    assert_int_equal(weir_test_drain(t, 100), WEIR_EOF);
+    assert_int_equal(hx_n(t), 4);
+    assert_key(hx_rec(t, 2), "c", 1);
+    assert_key(hx_rec(t, 3), "d", 1);
 
     /* Replaying needs a seek, which a FIFO has not. */
-    th_inst *r = new_src(fifo, "true", NULL, 0, 1);
-    assert_int_equal(th_open(r), WEIR_OK);
-    assert_int_equal(th_restore(r, 1, 1, t->snap, t->snap_len), WEIR_EINVAL);
-    if (!strstr(r->error, fifo) || !strstr(r->error, "offset 26") ||
-        !strstr(r->error, "cannot be replayed"))
-        fail_msg("error '%s'", r->error);
+    weir_test *r = NULL;
+    assert_int_equal(new_src(fifo, "true", NULL, 0, 1, snap, snap_len, &r),
+                     WEIR_EINVAL);
+    if (!strstr(weir_test_error(r), fifo) ||
+        !strstr(weir_test_error(r), "offset 26") ||
+        !strstr(weir_test_error(r), "cannot be replayed"))
+        fail_msg("error '%s'", weir_test_error(r));
+    weir_test_free(r);
     /* Offset 0 (nothing read yet) needs no seek. */
     unsigned char zero[24] = {0};
-    assert_int_equal(th_restore(r, 1, 1, zero, 24), WEIR_OK);
-    th_free(r);
-    th_free(t);
+    assert_int_equal(new_src(fifo, "true", NULL, 0, 1, zero, 24, &r), WEIR_OK);
+    weir_test_free(r);
+    weir_test_free(t);
     free(fifo);
 }
 
@@ -1014,7 +1105,7 @@ static int wait_weir(pid_t pid, const char *dir)
 
 static void write_job(const char *dir, const char *config)
 {
-    char *job = th_path(dir, "job.yaml");
+    char *job = tu_path(dir, "job.yaml");
     char text[2048];
     snprintf(text, sizeof text,
              "job: fifo\n"
@@ -1038,12 +1129,12 @@ static void write_job(const char *dir, const char *config)
 static void test_e2e_fifo_refused(void **state)
 {
     env *e = *state;
-    char *fifo = th_path(e->dir, "fifo");
+    char *fifo = tu_path(e->dir, "fifo");
     assert_int_equal(mkfifo(fifo, 0600), 0);
     write_job(e->dir, "");
     int rc = wait_weir(start_weir(e->dir, "job.yaml"), e->dir);
-    char *log_path = th_path(e->dir, "weir.log");
-    char *log = th_read_file(log_path, NULL);
+    char *log_path = tu_path(e->dir, "weir.log");
+    char *log = tu_read_file(log_path, NULL);
     assert_non_null(log);
     if (rc != 1 || !strstr(log, "'fifo' is a FIFO") ||
         !strstr(log, "allow_non_regular"))
@@ -1058,7 +1149,7 @@ static void test_e2e_fifo_refused(void **state)
 static void test_e2e_fifo_allowed(void **state)
 {
     env *e = *state;
-    char *fifo = th_path(e->dir, "fifo");
+    char *fifo = tu_path(e->dir, "fifo");
     assert_int_equal(mkfifo(fifo, 0600), 0);
     write_job(e->dir, ", allow_non_regular: true");
     pid_t pid = start_weir(e->dir, "job.yaml");
@@ -1073,7 +1164,7 @@ static void test_e2e_fifo_allowed(void **state)
         if (waitpid(pid, &status, WNOHANG) == pid || waited > E2E_DEADLINE_MS) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
-            char *log = th_read_file(th_path(e->dir, "weir.log"), NULL);
+            char *log = tu_read_file(tu_path(e->dir, "weir.log"), NULL);
             fail_msg("weir never opened the FIFO; output:\n%s", log);
         }
         sleep_ms(10);
@@ -1084,10 +1175,10 @@ static void test_e2e_fifo_allowed(void **state)
     assert_int_equal(write(w, lines, strlen(lines)), (ssize_t)strlen(lines));
     assert_int_equal(close(w), 0);
     int rc = wait_weir(pid, e->dir);
-    char *log_path = th_path(e->dir, "weir.log");
-    char *out_path = th_path(e->dir, "out.jsonl");
-    char *log = th_read_file(log_path, NULL);
-    char *out = th_read_file(out_path, NULL);
+    char *log_path = tu_path(e->dir, "weir.log");
+    char *out_path = tu_path(e->dir, "out.jsonl");
+    char *log = tu_read_file(log_path, NULL);
+    char *out = tu_read_file(out_path, NULL);
     if (rc != 0 || !out || !strstr(out, "\"u1\"") || !strstr(out, "\"u2\"") ||
         !strstr(out, "\"u3\""))
         fail_msg("exit %d, out.jsonl:\n%s\noutput:\n%s", rc,

@@ -16,11 +16,16 @@
 
 #include <cmocka.h>
 
-#include "th.h"
+#include "hx.h"
+#include "tutil.h"
 
-static const weir_operator *gen_op(void)
+#include "weir/testing.h"
+
+/* gen as subtask `sub` of `par` with `p`. */
+static hx_spec gen_spec(const weir_test_param *p, uint32_t sub, uint32_t par)
 {
-    return th_load(GEN_SO, "gen");
+    return (hx_spec){
+        .so = GEN_SO, .op = "gen", .params = p, .sub = sub, .par = par};
 }
 
 /* One decoded gen record. */
@@ -40,9 +45,9 @@ static int64_t jint(json_t *obj, const char *name)
     return json_integer_value(v);
 }
 
-static void decode(const th_rec *r, const char *prefix, grec *g)
+static void decode(const weir_test_record *r, const char *prefix, grec *g)
 {
-    json_t *v = th_mp_to_json(r->value, r->value_len);
+    json_t *v = tu_mp_to_json(r->value, r->value_len);
     assert_non_null(v);
     assert_int_equal(json_object_size(v), 3);
     g->seq = (uint64_t)jint(v, "seq");
@@ -64,20 +69,19 @@ static void decode(const th_rec *r, const char *prefix, grec *g)
     g->ts = r->ts;
 }
 
-static grec *decode_all(const th_inst *t, const char *prefix)
+static grec *decode_all(const weir_test *t, const char *prefix)
 {
-    grec *g = calloc(t->n_recs ? t->n_recs : 1, sizeof *g);
+    grec *g = calloc(hx_n(t) ? hx_n(t) : 1, sizeof *g);
     assert_non_null(g);
-    for (size_t i = 0; i < t->n_recs; i++)
-        decode(&t->recs[i], prefix, &g[i]);
+    for (size_t i = 0; i < hx_n(t); i++)
+        decode(hx_rec(t, i), prefix, &g[i]);
     return g;
 }
 
-static th_inst *run(const th_param *params, uint32_t sub, uint32_t par)
+static weir_test *run(const weir_test_param *params, uint32_t sub, uint32_t par)
 {
-    th_inst *t = th_new(gen_op(), params, sub, par);
-    assert_int_equal(th_open(t), WEIR_OK);
-    assert_int_equal(th_drain(t, 10000000), WEIR_EOF);
+    weir_test *t = hx_new(GEN_SO, "gen", params, sub, par);
+    assert_int_equal(weir_test_drain(t, 10000000), WEIR_EOF);
     return t;
 }
 
@@ -85,18 +89,18 @@ static th_inst *run(const th_param *params, uint32_t sub, uint32_t par)
 
 static void test_deterministic(void **state)
 {
-    const th_param p[] = {{"count", "2000"},  {"keys", "50"},
-                          {"seed", "7"},      {"start_ts", "1000"},
-                          {"ts_step", "5ms"}, {"key_prefix", "user-"},
-                          {"batch", "300"},   {NULL, NULL}};
-    const th_param q[] = {{"count", "2000"},  {"keys", "50"},
-                          {"seed", "8"},      {"start_ts", "1000"},
-                          {"ts_step", "5ms"}, {"key_prefix", "user-"},
-                          {NULL, NULL}};
-    th_inst *a = run(p, 0, 1), *b = run(p, 0, 1), *c = run(q, 0, 1);
-    assert_int_equal(a->n_recs, 2000);
-    assert_int_equal(b->n_recs, 2000);
-    assert_int_equal(c->n_recs, 2000);
+    const weir_test_param p[] = {{"count", "2000"},  {"keys", "50"},
+                                 {"seed", "7"},      {"start_ts", "1000"},
+                                 {"ts_step", "5ms"}, {"key_prefix", "user-"},
+                                 {"batch", "300"},   {NULL, NULL}};
+    const weir_test_param q[] = {{"count", "2000"},  {"keys", "50"},
+                                 {"seed", "8"},      {"start_ts", "1000"},
+                                 {"ts_step", "5ms"}, {"key_prefix", "user-"},
+                                 {NULL, NULL}};
+    weir_test *a = run(p, 0, 1), *b = run(p, 0, 1), *c = run(q, 0, 1);
+    assert_int_equal(hx_n(a), 2000);
+    assert_int_equal(hx_n(b), 2000);
+    assert_int_equal(hx_n(c), 2000);
     grec *ga = decode_all(a, "user-"), *gb = decode_all(b, "user-"),
          *gc = decode_all(c, "user-");
     size_t differ = 0;
@@ -106,7 +110,7 @@ static void test_deterministic(void **state)
         assert_true(ga[i].k < 50);
         assert_string_equal(ga[i].key, gb[i].key);
         assert_int_equal(ga[i].ts, gb[i].ts);
-        assert_int_equal(a->recs[i].port, 0);
+        assert_int_equal(hx_rec(a, i)->port, 0);
         if (i)
             assert_true(ga[i].created >= ga[i - 1].created);
         assert_true(ga[i].created > 0);
@@ -117,38 +121,38 @@ static void test_deterministic(void **state)
     free(ga);
     free(gb);
     free(gc);
-    th_free(a);
-    th_free(b);
-    th_free(c);
+    weir_test_free(a);
+    weir_test_free(b);
+    weir_test_free(c);
 }
 
 /* The union of P subtasks is exactly the sequence of parallelism 1. */
 static void check_split(const char *dist, uint32_t par)
 {
-    const th_param p[] = {{"count", "1001"}, {"keys", "1000"},
-                          {"seed", "42"},    {"distribution", dist},
-                          {"batch", "64"},   {NULL, NULL}};
-    th_inst *one = run(p, 0, 1);
+    const weir_test_param p[] = {{"count", "1001"}, {"keys", "1000"},
+                                 {"seed", "42"},    {"distribution", dist},
+                                 {"batch", "64"},   {NULL, NULL}};
+    weir_test *one = run(p, 0, 1);
     grec *g1 = decode_all(one, "k");
-    assert_int_equal(one->n_recs, 1001);
+    assert_int_equal(hx_n(one), 1001);
 
     size_t total = 0;
     for (uint32_t i = 0; i < par; i++) {
-        th_inst *t = run(p, i, par);
+        weir_test *t = run(p, i, par);
         grec *g = decode_all(t, "k");
-        assert_int_equal(t->n_recs, (1001 - i + par - 1) / par);
-        for (size_t j = 0; j < t->n_recs; j++) {
+        assert_int_equal(hx_n(t), (1001 - i + par - 1) / par);
+        for (size_t j = 0; j < hx_n(t); j++) {
             assert_int_equal(g[j].seq, i + j * par);
             assert_string_equal(g[j].key, g1[g[j].seq].key);
             assert_int_equal(g[j].ts, g1[g[j].seq].ts);
         }
-        total += t->n_recs;
+        total += hx_n(t);
         free(g);
-        th_free(t);
+        weir_test_free(t);
     }
     assert_int_equal(total, 1001);
     free(g1);
-    th_free(one);
+    weir_test_free(one);
 }
 
 static void test_parallel_split(void **state)
@@ -164,21 +168,21 @@ static uint64_t *histogram(const char *dist, const char *s, int keys, int count,
     char kbuf[32], cbuf[32];
     snprintf(kbuf, sizeof kbuf, "%d", keys);
     snprintf(cbuf, sizeof cbuf, "%d", count);
-    const th_param p[] = {
+    const weir_test_param p[] = {
         {"count", cbuf}, {"keys", kbuf}, {"distribution", dist},
         {"zipf_s", s},   {"seed", seed}, {"batch", "65536"},
         {NULL, NULL}};
-    th_inst *t = run(p, 0, 1);
-    assert_int_equal(t->n_recs, (size_t)count);
+    weir_test *t = run(p, 0, 1);
+    assert_int_equal(hx_n(t), (size_t)count);
     uint64_t *h = calloc((size_t)keys, sizeof *h);
     assert_non_null(h);
-    for (size_t i = 0; i < t->n_recs; i++) {
+    for (size_t i = 0; i < hx_n(t); i++) {
         grec g;
-        decode(&t->recs[i], "k", &g);
+        decode(hx_rec(t, i), "k", &g);
         assert_true(g.k < (uint64_t)keys);
         h[g.k]++;
     }
-    th_free(t);
+    weir_test_free(t);
     return h;
 }
 
@@ -251,16 +255,16 @@ static void test_zipf_matches_law(void **state)
 static void test_zipf_many_keys(void **state)
 {
     enum { N = 20000 };
-    const th_param p[] = {{"count", "20000"},
-                          {"keys", "1000000000"},
-                          {"distribution", "zipf"},
-                          {"batch", "65536"},
-                          {NULL, NULL}};
-    th_inst *t = run(p, 0, 1);
+    const weir_test_param p[] = {{"count", "20000"},
+                                 {"keys", "1000000000"},
+                                 {"distribution", "zipf"},
+                                 {"batch", "65536"},
+                                 {NULL, NULL}};
+    weir_test *t = run(p, 0, 1);
     uint64_t k0 = 0, small = 0;
-    for (size_t i = 0; i < t->n_recs; i++) {
+    for (size_t i = 0; i < hx_n(t); i++) {
         grec g;
-        decode(&t->recs[i], "k", &g);
+        decode(hx_rec(t, i), "k", &g);
         assert_true(g.k < 1000000000u);
         k0 += g.k == 0;
         small += g.k < 1000;
@@ -274,212 +278,217 @@ static void test_zipf_many_keys(void **state)
     double p0 = 1.0 / h, psmall = h1000 / h;
     assert_true(fabs((double)k0 / N - p0) < 0.01);
     assert_true(fabs((double)small / N - psmall) < 0.03);
-    th_free(t);
+    weir_test_free(t);
 }
 
 static void test_single_key(void **state)
 {
-    const th_param p[] = {{"count", "100"},
-                          {"keys", "1"},
-                          {"distribution", "zipf"},
-                          {NULL, NULL}};
-    th_inst *t = run(p, 0, 1);
-    for (size_t i = 0; i < t->n_recs; i++)
-        assert_memory_equal(t->recs[i].key, "k0", 2);
-    th_free(t);
+    const weir_test_param p[] = {{"count", "100"},
+                                 {"keys", "1"},
+                                 {"distribution", "zipf"},
+                                 {NULL, NULL}};
+    weir_test *t = run(p, 0, 1);
+    for (size_t i = 0; i < hx_n(t); i++)
+        assert_memory_equal(hx_rec(t, i)->key, "k0", 2);
+    weir_test_free(t);
 }
 
 /* ------------------------------------------------------------------------ */
 
 static void test_rate(void **state)
 {
-    const th_param p[] = {{"rate", "1000"}, {"batch", "1024"}, {NULL, NULL}};
-    th_inst *t = th_new(gen_op(), p, 0, 1);
-    assert_int_equal(th_open(t), WEIR_OK);
-    assert_int_equal(th_poll(t), WEIR_EAGAIN); /* nothing due at t0 */
-    t->now_ms += 10;
-    assert_int_equal(th_poll(t), WEIR_OK);
-    assert_int_equal(t->n_recs, 10);
-    assert_int_equal(th_poll(t), WEIR_EAGAIN);
-    t->now_ms += 5000; /* 5000 due; batch limits each poll */
-    assert_int_equal(th_poll(t), WEIR_OK);
-    assert_int_equal(t->n_recs, 10 + 1024);
-    while (th_poll(t) == WEIR_OK)
+    const weir_test_param p[] = {
+        {"rate", "1000"}, {"batch", "1024"}, {NULL, NULL}};
+    weir_test *t = hx_new(GEN_SO, "gen", p, 0, 1);
+    assert_int_equal(weir_test_poll(t), WEIR_EAGAIN); /* nothing due at t0 */
+    assert_int_equal(weir_test_set_time(t, weir_test_time(t) + 10), 0);
+    assert_int_equal(weir_test_poll(t), WEIR_OK);
+    assert_int_equal(hx_n(t), 10);
+    assert_int_equal(weir_test_poll(t), WEIR_EAGAIN);
+    assert_int_equal(weir_test_set_time(t, weir_test_time(t) + 5000),
+                     0); /* 5000 due; batch limits each poll */
+    assert_int_equal(weir_test_poll(t), WEIR_OK);
+    assert_int_equal(hx_n(t), 10 + 1024);
+    while (weir_test_poll(t) == WEIR_OK)
         ;
-    assert_int_equal(t->n_recs, 5010);
-    th_free(t);
+    assert_int_equal(hx_n(t), 5010);
+    weir_test_free(t);
 
     /* rate is the total: two subtasks share it. */
     for (uint32_t i = 0; i < 2; i++) {
-        t = th_new(gen_op(), p, i, 2);
-        assert_int_equal(th_open(t), WEIR_OK);
-        assert_int_equal(th_poll(t), WEIR_EAGAIN);
-        t->now_ms += 100;
-        assert_int_equal(th_poll(t), WEIR_OK);
-        assert_int_equal(t->n_recs, 50);
-        th_free(t);
+        t = hx_new(GEN_SO, "gen", p, i, 2);
+        assert_int_equal(weir_test_poll(t), WEIR_EAGAIN);
+        assert_int_equal(weir_test_set_time(t, weir_test_time(t) + 100), 0);
+        assert_int_equal(weir_test_poll(t), WEIR_OK);
+        assert_int_equal(hx_n(t), 50);
+        weir_test_free(t);
     }
 }
 
 static void test_eof(void **state)
 {
-    const th_param p[] = {{"count", "10"}, {"batch", "4"}, {NULL, NULL}};
-    th_inst *t = th_new(gen_op(), p, 0, 1);
-    assert_int_equal(th_open(t), WEIR_OK);
-    assert_int_equal(th_poll(t), WEIR_OK);
-    assert_int_equal(th_poll(t), WEIR_OK);
-    assert_int_equal(th_poll(t), WEIR_OK);
-    assert_int_equal(t->n_recs, 10);
-    assert_int_equal(th_poll(t), WEIR_EOF);
-    assert_int_equal(th_poll(t), WEIR_EOF);
-    assert_int_equal(t->n_recs, 10);
-    th_free(t);
+    const weir_test_param p[] = {{"count", "10"}, {"batch", "4"}, {NULL, NULL}};
+    weir_test *t = hx_new(GEN_SO, "gen", p, 0, 1);
+    assert_int_equal(weir_test_poll(t), WEIR_OK);
+    assert_int_equal(weir_test_poll(t), WEIR_OK);
+    assert_int_equal(weir_test_poll(t), WEIR_OK);
+    assert_int_equal(hx_n(t), 10);
+    assert_int_equal(weir_test_poll(t), WEIR_EOF);
+    assert_int_equal(weir_test_poll(t), WEIR_EOF);
+    assert_int_equal(hx_n(t), 10);
+    weir_test_free(t);
 
     /* count smaller than the parallelism: an idle subtask ends at once. */
-    const th_param q[] = {{"count", "2"}, {NULL, NULL}};
-    t = th_new(gen_op(), q, 3, 4);
-    assert_int_equal(th_open(t), WEIR_OK);
-    assert_int_equal(th_poll(t), WEIR_EOF);
-    assert_int_equal(t->n_recs, 0);
-    th_free(t);
+    const weir_test_param q[] = {{"count", "2"}, {NULL, NULL}};
+    t = hx_new(GEN_SO, "gen", q, 3, 4);
+    assert_int_equal(weir_test_poll(t), WEIR_EOF);
+    assert_int_equal(hx_n(t), 0);
+    weir_test_free(t);
 }
 
 static void test_unbounded(void **state)
 {
-    const th_param p[] = {{"batch", "1000"}, {NULL, NULL}};
-    th_inst *t = th_new(gen_op(), p, 0, 1);
-    assert_int_equal(th_open(t), WEIR_OK);
+    const weir_test_param p[] = {{"batch", "1000"}, {NULL, NULL}};
+    weir_test *t = hx_new(GEN_SO, "gen", p, 0, 1);
     for (int i = 0; i < 20; i++)
-        assert_int_equal(th_poll(t), WEIR_OK);
-    assert_int_equal(t->n_recs, 20000);
-    th_free(t);
+        assert_int_equal(weir_test_poll(t), WEIR_OK);
+    assert_int_equal(hx_n(t), 20000);
+    weir_test_free(t);
 }
 
 /* ------------------------------------------------------------------------ */
 
 static void test_snapshot_restore(void **state)
 {
-    const th_param p[] = {
+    const weir_test_param p[] = {
         {"count", "1000"}, {"batch", "100"}, {"seed", "5"}, {NULL, NULL}};
-    th_inst *full = run(p, 1, 2);
+    weir_test *full = run(p, 1, 2);
     grec *gf = decode_all(full, "k");
 
-    th_inst *a = th_new(gen_op(), p, 1, 2);
-    assert_int_equal(th_open(a), WEIR_OK);
-    assert_int_equal(th_poll(a), WEIR_OK);
-    assert_int_equal(th_poll(a), WEIR_OK);
-    assert_int_equal(th_snapshot(a, 7), WEIR_OK);
-    assert_int_equal(a->snap_len, 16);
-    assert_int_equal(a->n_recs, 200);
+    weir_test *a = hx_new(GEN_SO, "gen", p, 1, 2);
+    assert_int_equal(weir_test_poll(a), WEIR_OK);
+    assert_int_equal(weir_test_poll(a), WEIR_OK);
+    const void *snap;
+    size_t snap_len;
+    assert_int_equal(hx_snapshot(a, &snap, &snap_len), WEIR_OK);
+    assert_int_equal(snap_len, 16);
+    assert_int_equal(hx_n(a), 200);
 
-    th_inst *b = th_new(gen_op(), p, 1, 2);
-    assert_int_equal(th_open(b), WEIR_OK);
-    assert_int_equal(th_restore(b, 7, 1, a->snap, a->snap_len), WEIR_OK);
-    assert_int_equal(th_drain(b, 1000), WEIR_EOF);
-    assert_int_equal(a->n_recs + b->n_recs, full->n_recs);
+    /* A restart from that checkpoint goes on where it was taken. */
+    hx_spec s12 = gen_spec(p, 1, 2);
+    weir_test *b = NULL;
+    assert_int_equal(hx_try_restore(&s12, 0, 1, snap, snap_len, &b), WEIR_OK);
+    assert_int_equal(weir_test_drain(b, 1000), WEIR_EOF);
+    assert_int_equal(hx_n(a) + hx_n(b), hx_n(full));
     grec *gb = decode_all(b, "k");
-    for (size_t i = 0; i < b->n_recs; i++) {
+    for (size_t i = 0; i < hx_n(b); i++) {
         assert_int_equal(gb[i].seq, gf[200 + i].seq);
         assert_string_equal(gb[i].key, gf[200 + i].key);
     }
     free(gb);
     free(gf);
-    th_free(b);
-    th_free(full);
+    weir_test_free(b);
+    weir_test_free(full);
 
     /* Bad snapshots are refused with a reason. */
-    th_inst *c = th_new(gen_op(), p, 1, 2);
-    assert_int_equal(th_open(c), WEIR_OK);
-    assert_int_equal(th_restore(c, 7, 2, a->snap, a->snap_len), WEIR_EINVAL);
-    assert_non_null(strstr(c->error, "version 2"));
-    assert_int_equal(th_restore(c, 7, 1, a->snap, 15), WEIR_EINVAL);
-    assert_non_null(strstr(c->error, "15 bytes"));
+    weir_test *c = NULL;
+    assert_int_equal(hx_try_restore(&s12, 0, 2, snap, snap_len, &c),
+                     WEIR_EINVAL);
+    assert_non_null(strstr(weir_test_error(c), "version 2"));
+    weir_test_free(c);
+    assert_int_equal(hx_try_restore(&s12, 0, 1, snap, 15, &c), WEIR_EINVAL);
+    assert_non_null(strstr(weir_test_error(c), "15 bytes"));
+    weir_test_free(c);
     unsigned char bad[16];
-    memcpy(bad, a->snap, 16);
+    memcpy(bad, snap, 16);
     bad[0] ^= 1; /* sequence of the other subtask */
-    assert_int_equal(th_restore(c, 7, 1, bad, 16), WEIR_EINVAL);
-    assert_non_null(strstr(c->error, "damaged"));
-    th_free(c);
-    th_inst *d = th_new(gen_op(), p, 0, 3);
-    assert_int_equal(th_open(d), WEIR_OK);
-    assert_int_equal(th_restore(d, 7, 1, a->snap, a->snap_len), WEIR_EINVAL);
-    assert_non_null(strstr(d->error, "rescaled"));
-    th_free(d);
-    th_free(a);
+    assert_int_equal(hx_try_restore(&s12, 0, 1, bad, 16, &c), WEIR_EINVAL);
+    assert_non_null(strstr(weir_test_error(c), "damaged"));
+    weir_test_free(c);
+    hx_spec s03 = gen_spec(p, 0, 3);
+    weir_test *d = NULL;
+    assert_int_equal(hx_try_restore(&s03, 0, 1, snap, snap_len, &d),
+                     WEIR_EINVAL);
+    assert_non_null(strstr(weir_test_error(d), "rescaled"));
+    weir_test_free(d);
+    weir_test_free(a);
 }
 
 static void test_snapshot_unsupported(void **state)
 {
-    th_inst *t = th_new(gen_op(), NULL, 0, 1);
-    th_disable_snapshot(t);
-    assert_int_equal(th_open(t), WEIR_OK);
-    assert_int_equal(th_snapshot(t, 3), WEIR_ENOTSUP);
-    assert_non_null(strstr(t->error, "snapshot"));
-    th_free(t);
+    hx_spec sp = gen_spec(NULL, 0, 1);
+    sp.without = WEIR_TEST_WITHOUT_SNAPSHOT_WRITE;
+    weir_test *t = hx_open(&sp);
+    const void *snap;
+    size_t snap_len;
+    assert_int_equal(hx_snapshot(t, &snap, &snap_len), WEIR_ENOTSUP);
+    assert_non_null(strstr(weir_test_error(t), "snapshot"));
+    weir_test_free(t);
 }
 
 /* ------------------------------------------------------------------------ */
 
-static void expect_open_error(const th_param *p, const char *needle)
+static void expect_open_error(const weir_test_param *p, const char *needle)
 {
-    th_inst *t = th_new(gen_op(), p, 0, 1);
-    assert_int_equal(t->param_rc, WEIR_OK); /* the table accepts it */
-    int rc = th_open(t);
+    hx_spec sp = gen_spec(p, 0, 1);
+    weir_test *t = NULL;
+    int rc = hx_try(&sp, &t);
     assert_true(rc < 0);
-    if (!strstr(t->error, needle))
-        fail_msg("error '%s' lacks '%s'", t->error, needle);
-    th_free(t);
+    /* The parameter table accepts it; open() refuses it. */
+    assert_non_null(strstr(weir_test_error(t), ": open: "));
+    if (!strstr(weir_test_error(t), needle))
+        fail_msg("error '%s' lacks '%s'", weir_test_error(t), needle);
+    weir_test_free(t);
 }
 
 static void test_open_errors(void **state)
 {
-    const th_param s0[] = {
+    const weir_test_param s0[] = {
         {"distribution", "zipf"}, {"zipf_s", "0"}, {NULL, NULL}};
     expect_open_error(s0, "zipf_s");
     char longp[300];
     memset(longp, 'x', sizeof longp - 1);
     longp[sizeof longp - 1] = '\0';
-    const th_param lp[] = {{"key_prefix", longp}, {NULL, NULL}};
+    const weir_test_param lp[] = {{"key_prefix", longp}, {NULL, NULL}};
     expect_open_error(lp, "key_prefix");
-    const th_param ov[] = {{"count", "10"},
-                           {"start_ts", "9223372036854000000"},
-                           {"ts_step", "1d"},
-                           {NULL, NULL}};
+    const weir_test_param ov[] = {{"count", "10"},
+                                  {"start_ts", "9223372036854000000"},
+                                  {"ts_step", "1d"},
+                                  {NULL, NULL}};
     expect_open_error(ov, "overflows");
-    const th_param none[] = {{"start_ts", "-9223372036854775808"},
-                             {NULL, NULL}};
+    const weir_test_param none[] = {{"start_ts", "-9223372036854775808"},
+                                    {NULL, NULL}};
     expect_open_error(none, "start_ts");
 
     /* zipf_s = 0 is fine with the uniform distribution. */
-    const th_param ok[] = {{"zipf_s", "0"}, {"count", "1"}, {NULL, NULL}};
-    th_free(run(ok, 0, 1));
+    const weir_test_param ok[] = {
+        {"zipf_s", "0"}, {"count", "1"}, {NULL, NULL}};
+    weir_test_free(run(ok, 0, 1));
 }
 
 static void test_ts_overflow_unbounded(void **state)
 {
-    const th_param p[] = {
+    const weir_test_param p[] = {
         {"start_ts", "9223372036854775000"}, {"ts_step", "1s"}, {NULL, NULL}};
-    th_inst *t = th_new(gen_op(), p, 0, 1);
-    assert_int_equal(th_open(t), WEIR_OK);
-    assert_int_equal(th_poll(t), WEIR_EINVAL);
-    assert_int_equal(t->n_recs, 1); /* record 0 fits, record 1 does not */
-    assert_non_null(strstr(t->error, "overflows"));
-    th_free(t);
+    weir_test *t = hx_new(GEN_SO, "gen", p, 0, 1);
+    assert_int_equal(weir_test_poll(t), WEIR_EINVAL);
+    assert_int_equal(hx_n(t), 1); /* record 0 fits, record 1 does not */
+    assert_non_null(strstr(weir_test_error(t), "overflows"));
+    weir_test_free(t);
 }
 
 static void test_emit_failure(void **state)
 {
-    th_inst *t = th_new(gen_op(), NULL, 0, 1);
-    assert_int_equal(th_open(t), WEIR_OK);
-    t->emit_rc = WEIR_EIO;
-    assert_int_equal(th_poll(t), WEIR_EIO);
-    assert_non_null(strstr(t->error, "emit"));
-    t->emit_rc = 0;
-    assert_int_equal(th_poll(t), WEIR_OK);
+    weir_test *t = hx_new(GEN_SO, "gen", NULL, 0, 1);
+    weir_test_fail_emits(t, WEIR_EIO);
+    assert_int_equal(weir_test_poll(t), WEIR_EIO);
+    assert_non_null(strstr(weir_test_error(t), "emit"));
+    weir_test_fail_emits(t, 0);
+    assert_int_equal(weir_test_poll(t), WEIR_OK);
     grec g;
-    decode(&t->recs[0], "k", &g);
+    decode(hx_rec(t, 0), "k", &g);
     assert_int_equal(g.seq, 0); /* the failed record is not skipped */
-    th_free(t);
+    weir_test_free(t);
 }
 
 int main(void)

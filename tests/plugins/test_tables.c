@@ -13,7 +13,9 @@
 
 #include <cmocka.h>
 
-#include "th.h"
+#include "hx.h"
+
+#include "weir/weir.h"
 
 static const char *const plugin_files[] = {GEN_SO, FILE_SOURCE_SO, FILE_SINK_SO,
                                            COUNT_SO, DISCARD_SO};
@@ -49,13 +51,9 @@ static void check_param(const char *op, const weir_param_def *d)
     }
     if ((d->flags & WEIR_PARAM_HAS_MIN) && (d->flags & WEIR_PARAM_HAS_MAX))
         assert_true(d->min <= d->max);
-    const char *why = th_check_default(d);
-    if (why)
-        fail_msg("%s.%s: default '%s' is %s", op, d->name, d->default_value,
-                 why);
 }
 
-static void check_operator(const weir_operator *op)
+static void check_operator(const char *so, const weir_operator *op)
 {
     assert_int_equal(op->size, sizeof(weir_operator));
     assert_true(name_ok(op->name));
@@ -74,6 +72,7 @@ static void check_operator(const weir_operator *op)
         for (size_t j = 0; j < i; j++)
             assert_string_not_equal(op->params[i]->name, op->params[j]->name);
     }
+    hx_check_defaults(so, op->name);
 }
 
 static void test_descriptors(void **state)
@@ -81,14 +80,14 @@ static void test_descriptors(void **state)
     const char *seen[32];
     size_t n_seen = 0;
     for (size_t f = 0; f < sizeof plugin_files / sizeof *plugin_files; f++) {
-        const weir_plugin *p = th_plugin(plugin_files[f]);
+        const weir_plugin *p = hx_plugin(plugin_files[f]);
         assert_int_equal(p->size, sizeof(weir_plugin));
         assert_int_equal(p->abi_major, WEIR_ABI_MAJOR);
         assert_non_null(p->name);
         assert_non_null(p->operators);
         assert_non_null(p->operators[0]);
         for (size_t i = 0; p->operators[i]; i++) {
-            check_operator(p->operators[i]);
+            check_operator(plugin_files[f], p->operators[i]);
             for (size_t j = 0; j < n_seen; j++)
                 assert_string_not_equal(seen[j], p->operators[i]->name);
             assert_true(n_seen < 32);
@@ -114,7 +113,7 @@ static void test_sinks_have_no_outputs(void **state)
                               {FILE_SINK_SO, "stdout"},
                               {DISCARD_SO, "discard"}};
     for (size_t i = 0; i < 3; i++) {
-        const weir_operator *op = th_load(sinks[i][0], sinks[i][1]);
+        const weir_operator *op = hx_operator(sinks[i][0], sinks[i][1]);
         assert_non_null(op->output_ports);
         assert_null(op->output_ports[0]);
     }

@@ -1,10 +1,13 @@
 /*
  * test_examples.c - the two reference examples (examples/tickets,
- * examples/clickrules) run through the fake event-time host, checked by
- * the examples' own oracles (real python3 processes).
+ * examples/clickrules) run through the test harness (weir/testing.h, the
+ * real host with RocksDB state), checked by the examples' own oracles (real
+ * python3 processes).
  *
  * The job files are loaded by the host's real topology loader, so the
- * pattern operator gets exactly the rules the job file holds (as msgpack).
+ * pattern operator gets exactly the rules the job file holds: the loader's
+ * msgpack of them, written back as JSON (a YAML flow value) for the
+ * harness, which validates them again as a topology does.
  * The test plays the rest of the job: it reads the input JSON lines like
  * file_source does (key and time fields from the job file), computes the
  * source watermark like the host does (largest time seen minus the
@@ -32,10 +35,11 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "evh.h"
+#include "hx.h"
 #include "plugin/registry.h"
 #include "runtime/api.h"
 #include "topology/topology.h"
+#include "tutil.h"
 
 static reg_registry *registry;
 
@@ -131,9 +135,9 @@ static const char *sink_of(const topo_job *job, const topo_op *from,
     return NULL;
 }
 
-static void write_line(FILE *f, const evh_rec *r)
+static void write_line(FILE *f, const weir_test_record *r)
 {
-    json_t *v = evh_mp_to_json(r->value, r->value_len);
+    json_t *v = tu_mp_to_json(r->value, r->value_len);
     assert_non_null(v);
     json_t *line = json_pack("{s:s%, s:I, s:o}", "key", r->key, r->key_len,
                              "ts", (json_int_t)r->ts, "value", v);
@@ -153,7 +157,7 @@ static int run_check(const char *check, const char *out, const char *late)
     return WEXITSTATUS(st);
 }
 
-/* Runs examples/<name>/<name>.yaml through the fake host, with the
+/* Runs examples/<name>/<name>.yaml through the harness, with the
  * watermark advanced every `every` records, and checks the output. */
 static void run_example(const char *name, int every)
 {
@@ -176,11 +180,15 @@ static void run_example(const char *name, int every)
     assert_true(rules && rules->is_set && idle && idle->is_set);
     char idle_ms[32];
     snprintf(idle_ms, sizeof idle_ms, "%lld", (long long)idle->i);
-    const evh_param p[] = {
-        {"rules", "null"}, {"idle_timeout", idle_ms}, {NULL, NULL}};
-    evh *h = evh_new(PATTERN_SO, "pattern", p);
-    evh_set_param_mp(h, "rules", rules->mp, rules->mp_len);
-    assert_int_equal(evh_open(h), 0);
+    json_t *rj = tu_mp_to_json(rules->mp, rules->mp_len);
+    assert_non_null(rj);
+    char *rules_text = json_dumps(rj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    assert_non_null(rules_text);
+    json_decref(rj);
+    const weir_test_param p[] = {
+        {"rules", rules_text}, {"idle_timeout", idle_ms}, {NULL, NULL}};
+    weir_test *h = hx_new(PATTERN_SO, "pattern", p, 0, 1);
+    free(rules_text);
 
     /* Play the source. */
     snprintf(path, sizeof path, "%s/%s", SOURCE_ROOT, param_str(src, "path"));
@@ -198,19 +206,21 @@ static void run_example(const char *name, int every)
         int64_t ts = json_integer_value(json_object_get(obj, time_field));
         assert_true(json_is_string(k));
         size_t mlen;
-        void *mp = evh_json_to_mp(line, &mlen);
-        assert_int_equal(evh_process(h, json_string_value(k), ts, mp, mlen), 0);
+        void *mp = tu_json_to_mp(line, &mlen);
+        assert_int_equal(weir_test_process(h, 0, json_string_value(k),
+                                           json_string_length(k), ts, mp, mlen),
+                         0);
         free(mp);
         json_decref(obj);
         max_seen = ts > max_seen ? ts : max_seen;
         if (++n % (size_t)every == 0)
-            assert_int_equal(evh_watermark(h, max_seen - ooo), 0);
+            assert_int_equal(weir_test_watermark(h, max_seen - ooo), 0);
     }
     free(line);
     fclose(in);
-    assert_int_equal(evh_watermark(h, WEIR_WATERMARK_MAX), 0);
-    assert_int_equal(evh_n_entries(h), 0); /* no state left behind */
-    assert_int_equal(evh_n_timers(h), 0);
+    assert_int_equal(weir_test_watermark(h, WEIR_WATERMARK_MAX), 0);
+    assert_int_equal(hx_entries(h), 0); /* no state left behind */
+    assert_int_equal(hx_timers(h), 0);
 
     /* Play the sinks, then the oracle. */
     assert_non_null(mkdtemp(dir));
@@ -220,8 +230,8 @@ static void run_example(const char *name, int every)
     FILE *fo = fopen(out, "w"), *fl = fopen(late, "w");
     assert_true(fo && fl);
     size_t outs = 0;
-    for (size_t i = 0; i < evh_n_out(h); i++) {
-        const evh_rec *r = evh_out(h, i);
+    for (size_t i = 0; i < hx_n(h); i++) {
+        const weir_test_record *r = hx_rec(h, i);
         write_line(r->port == 0 ? fo : fl, r);
         outs += r->port == 0;
     }
@@ -242,7 +252,7 @@ static void run_example(const char *name, int every)
     unlink(out);
     unlink(late);
     rmdir(dir);
-    evh_free(h);
+    weir_test_free(h);
     topo_free(job);
 }
 

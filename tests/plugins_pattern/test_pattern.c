@@ -1,6 +1,7 @@
 /*
- * test_pattern.c - the pattern operator through the fake event-time host
- * (tests/plugins_window/evh.c): every rule kind on hand-worked examples
+ * test_pattern.c - the pattern operator on the real host through the test
+ * harness (weir/testing.h; RocksDB state, the runtime's timers): every rule
+ * kind on hand-worked examples
  * (times, within expiry, sequences, absence fired by a timer, absence
  * cancelled by the negative record, the same-field constraint, restart of
  * a waiting absence), out-of-order input, late records, state cleanup,
@@ -22,44 +23,44 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "evh.h"
+#include "hx.h"
+#include "tutil.h"
+
+#include "weir/testing.h"
 
 #define MIN_MS  60000LL
 #define HOUR_MS 3600000LL
 #define DAY_MS  86400000LL
 
-static evh *open_pattern(const char *rules, const char *idle)
+static weir_test *open_pattern(const char *rules, const char *idle)
 {
-    evh_param p[3] = {{"rules", rules}, {NULL, NULL}, {NULL, NULL}};
+    weir_test_param p[3] = {{"rules", rules}, {NULL, NULL}, {NULL, NULL}};
     if (idle)
-        p[1] = (evh_param){"idle_timeout", idle};
-    evh *h = evh_new(PATTERN_SO, "pattern", p);
-    if (evh_open(h) != 0)
-        fail_msg("open: %s", evh_error(h));
-    return h;
+        p[1] = (weir_test_param){"idle_timeout", idle};
+    return hx_new(PATTERN_SO, "pattern", p, 0, 1);
 }
 
-static void feed(evh *h, const char *key, int64_t ts, const char *json)
+static void feed(weir_test *h, const char *key, int64_t ts, const char *json)
 {
-    assert_int_equal(evh_process_json(h, key, ts, json), 0);
+    assert_int_equal(hx_process_json(h, key, ts, json), 0);
 }
 
 /* The JSON of output i with sorted keys (caller frees). */
-static char *out_json(const evh *h, size_t i)
+static char *out_json(const weir_test *h, size_t i)
 {
-    const evh_rec *r = evh_out(h, i);
-    json_t *v = evh_mp_to_json(r->value, r->value_len);
+    const weir_test_record *r = hx_rec(h, i);
+    json_t *v = tu_mp_to_json(r->value, r->value_len);
     assert_non_null(v);
     char *s = json_dumps(v, JSON_SORT_KEYS | JSON_COMPACT);
     json_decref(v);
     return s;
 }
 
-static void assert_match(const evh *h, size_t i, const char *key, int64_t ts,
-                         const char *rule, int64_t first, int64_t last,
-                         int events, const char *extra)
+static void assert_match(const weir_test *h, size_t i, const char *key,
+                         int64_t ts, const char *rule, int64_t first,
+                         int64_t last, int events, const char *extra)
 {
-    const evh_rec *r = evh_out(h, i);
+    const weir_test_record *r = hx_rec(h, i);
     assert_int_equal(r->port, 0);
     assert_int_equal(r->key_len, strlen(key));
     assert_memory_equal(r->key, key, r->key_len);
@@ -82,10 +83,10 @@ static void assert_match(const evh *h, size_t i, const char *key, int64_t ts,
     json_decref(want);
 }
 
-static void assert_clean(const evh *h)
+static void assert_clean(weir_test *h)
 {
-    assert_int_equal(evh_n_entries(h), 0);
-    assert_int_equal(evh_n_timers(h), 0);
+    assert_int_equal(hx_entries(h), 0);
+    assert_int_equal(hx_timers(h), 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -98,7 +99,7 @@ static const char *const twice_rule =
 
 static void test_times_within(void **state)
 {
-    evh *h = open_pattern(twice_rule, NULL);
+    weir_test *h = open_pattern(twice_rule, NULL);
     feed(h, "u", 0, "{\"type\": \"visit\", \"site\": \"shop\"}");
     feed(h, "u", 1 * DAY_MS, "{\"type\": \"visit\", \"site\": \"news\"}");
     feed(h, "u", 8 * DAY_MS, "{\"type\": \"visit\", \"site\": \"shop\"}");
@@ -106,19 +107,19 @@ static void test_times_within(void **state)
     feed(h, "u", 15 * DAY_MS, "{\"type\": \"visit\", \"site\": \"shop\"}");
     feed(h, "u", 16 * DAY_MS, "{\"type\": \"visit\", \"site\": \"shop\"}");
     feed(h, "u", 23 * DAY_MS + 1, "{\"type\": \"visit\", \"site\": \"shop\"}");
-    assert_int_equal(evh_watermark(h, 15 * DAY_MS - 1), 0);
-    assert_int_equal(evh_n_out(h), 0); /* day 0 and day 8: 8 days apart */
-    assert_int_equal(evh_watermark(h, 15 * DAY_MS), 0);
-    assert_int_equal(evh_n_out(h), 1);
+    assert_int_equal(weir_test_watermark(h, 15 * DAY_MS - 1), 0);
+    assert_int_equal(hx_n(h), 0); /* day 0 and day 8: 8 days apart */
+    assert_int_equal(weir_test_watermark(h, 15 * DAY_MS), 0);
+    assert_int_equal(hx_n(h), 1);
     assert_match(h, 0, "u", 15 * DAY_MS, "visited_twice", 8 * DAY_MS,
                  15 * DAY_MS, 2, NULL);
     /* Skip past last event: day 16 starts over, day 23 + 1 ms is too far. */
-    assert_int_equal(evh_watermark(h, WEIR_WATERMARK_MAX), 0);
-    assert_int_equal(evh_n_out(h), 1);
-    assert_int_equal(evh_counter(h, "pattern_matches_total", "visited_twice"),
+    assert_int_equal(weir_test_watermark(h, WEIR_WATERMARK_MAX), 0);
+    assert_int_equal(hx_n(h), 1);
+    assert_int_equal(hx_counter(h, "pattern_matches_total", "visited_twice"),
                      1);
     assert_clean(h);
-    evh_free(h);
+    weir_test_free(h);
 }
 
 static const char *const cart_rule =
@@ -129,7 +130,7 @@ static const char *const cart_rule =
 
 static void test_absence_fires_and_cancels(void **state)
 {
-    evh *h = open_pattern(cart_rule, NULL);
+    weir_test *h = open_pattern(cart_rule, NULL);
     feed(h, "u", 0, "{\"type\": \"view\", \"product\": \"p1\"}");
     feed(h, "u", 5 * MIN_MS, "{\"type\": \"view\", \"product\": \"p2\"}");
     feed(h, "u", 10 * MIN_MS,
@@ -141,16 +142,16 @@ static void test_absence_fires_and_cancels(void **state)
          "{\"type\": \"add_to_cart\", \"product\": \"p9\"}");
     feed(h, "v", 31 * MIN_MS,
          "{\"type\": \"add_to_cart\", \"product\": \"p1\"}");
-    assert_int_equal(evh_watermark(h, 35 * MIN_MS - 1), 0);
-    assert_int_equal(evh_n_out(h), 0);
-    assert_int_equal(evh_watermark(h, 35 * MIN_MS), 0);
-    assert_int_equal(evh_n_out(h), 1);
+    assert_int_equal(weir_test_watermark(h, 35 * MIN_MS - 1), 0);
+    assert_int_equal(hx_n(h), 0);
+    assert_int_equal(weir_test_watermark(h, 35 * MIN_MS), 0);
+    assert_int_equal(hx_n(h), 1);
     assert_match(h, 0, "u", 35 * MIN_MS, "viewed_not_carted", 5 * MIN_MS,
                  5 * MIN_MS, 1, "{\"product\": \"p2\"}");
-    assert_int_equal(evh_watermark(h, WEIR_WATERMARK_MAX), 0);
-    assert_int_equal(evh_n_out(h), 1);
+    assert_int_equal(weir_test_watermark(h, WEIR_WATERMARK_MAX), 0);
+    assert_int_equal(hx_n(h), 1);
     assert_clean(h);
-    evh_free(h);
+    weir_test_free(h);
 }
 
 static void test_absence_restarts(void **state)
@@ -163,7 +164,7 @@ static void test_absence_restarts(void **state)
         "\"customer_reply\"]}}}],"
         " \"followed_by_not\": {\"where\": {\"type\": {\"in\": "
         "[\"agent_reply\", \"closed\"]}}}}]";
-    evh *h = open_pattern(rules, NULL);
+    weir_test *h = open_pattern(rules, NULL);
     feed(h, "t1", 0, "{\"type\": \"created\"}");
     feed(h, "t1", 2 * HOUR_MS, "{\"type\": \"customer_reply\"}");
     feed(h, "t2", 0, "{\"type\": \"created\"}");
@@ -172,13 +173,13 @@ static void test_absence_restarts(void **state)
     feed(h, "t2", 30 * HOUR_MS, "{\"type\": \"closed\"}");
     feed(h, "t3", 0, "{\"type\": \"created\"}");
     feed(h, "t3", 24 * HOUR_MS + 1, "{\"type\": \"agent_reply\"}");
-    assert_int_equal(evh_watermark(h, WEIR_WATERMARK_MAX), 0);
-    assert_int_equal(evh_n_out(h), 2);
+    assert_int_equal(weir_test_watermark(h, WEIR_WATERMARK_MAX), 0);
+    assert_int_equal(hx_n(h), 2);
     assert_match(h, 0, "t3", 24 * HOUR_MS, "no_reply", 0, 0, 1, NULL);
     assert_match(h, 1, "t1", 26 * HOUR_MS, "no_reply", 2 * HOUR_MS, 2 * HOUR_MS,
                  1, NULL);
     assert_clean(h);
-    evh_free(h);
+    weir_test_free(h);
 }
 
 static const char *const seq_rule =
@@ -188,7 +189,7 @@ static const char *const seq_rule =
 
 static void test_sequence_out_of_order(void **state)
 {
-    evh *h = open_pattern(seq_rule, NULL);
+    weir_test *h = open_pattern(seq_rule, NULL);
     /* Arrival order differs from event-time order; the watermark stays
      * behind. The latest A that still fits is reported (first_ts 50m). */
     feed(h, "u", 55 * MIN_MS, "{\"type\": \"visit\", \"page\": \"B\"}");
@@ -200,38 +201,39 @@ static void test_sequence_out_of_order(void **state)
     feed(h, "w", 0, "{\"page\": \"A\"}");
     feed(h, "w", 1, "{\"page\": \"B\"}");
     feed(h, "w", HOUR_MS + 1, "{\"type\": \"purchase\", \"amount\": 1}");
-    assert_int_equal(evh_watermark(h, 49 * MIN_MS), 0);
-    assert_int_equal(evh_n_out(h), 0);
-    assert_int_equal(evh_watermark(h, WEIR_WATERMARK_MAX), 0);
-    assert_int_equal(evh_n_out(h), 1);
+    assert_int_equal(weir_test_watermark(h, 49 * MIN_MS), 0);
+    assert_int_equal(hx_n(h), 0);
+    assert_int_equal(weir_test_watermark(h, WEIR_WATERMARK_MAX), 0);
+    assert_int_equal(hx_n(h), 1);
     assert_match(h, 0, "u", 70 * MIN_MS, "a_b_buy", 50 * MIN_MS, 70 * MIN_MS, 3,
                  NULL);
     assert_clean(h);
-    evh_free(h);
+    weir_test_free(h);
 }
 
 static void test_late_records(void **state)
 {
-    evh *h = open_pattern(twice_rule, NULL);
-    assert_int_equal(evh_watermark(h, 1000), 0);
+    weir_test *h = open_pattern(twice_rule, NULL);
+    assert_int_equal(weir_test_watermark(h, 1000), 0);
     feed(h, "u", 1000, "{\"type\": \"visit\", \"site\": \"shop\"}");
     feed(h, "u", 999, "{\"type\": \"visit\", \"site\": \"shop\"}");
     feed(h, "u", WEIR_TS_NONE, "{\"type\": \"visit\", \"site\": \"shop\"}");
     feed(h, "u", 1001, "{\"type\": \"visit\", \"site\": \"shop\"}");
-    assert_int_equal(evh_n_out(h), 3);
+    assert_int_equal(hx_n(h), 3);
     for (size_t i = 0; i < 3; i++) {
-        assert_int_equal(evh_out(h, i)->port, 1);
+        assert_int_equal(hx_rec(h, i)->port, 1);
         char *s = out_json(h, i);
         assert_string_equal(s, "{\"site\":\"shop\",\"type\":\"visit\"}");
         free(s);
     }
-    assert_int_equal(evh_out(h, 0)->ts, 1000);
-    assert_int_equal(evh_counter(h, "pattern_late_records_total", NULL), 3);
-    assert_int_equal(evh_count_logs(h, WEIR_LOG_WARN, "without a usable"), 1);
-    assert_int_equal(evh_watermark(h, WEIR_WATERMARK_MAX), 0);
-    assert_int_equal(evh_n_out(h), 3); /* one visit in time: no match */
+    assert_int_equal(hx_rec(h, 0)->ts, 1000);
+    assert_int_equal(hx_counter(h, "pattern_late_records_total", NULL), 3);
+    assert_int_equal(weir_test_count_logs(h, WEIR_LOG_WARN, "without a usable"),
+                     1);
+    assert_int_equal(weir_test_watermark(h, WEIR_WATERMARK_MAX), 0);
+    assert_int_equal(hx_n(h), 3); /* one visit in time: no match */
     assert_clean(h);
-    evh_free(h);
+    weir_test_free(h);
 }
 
 static void test_idle_timeout(void **state)
@@ -239,20 +241,20 @@ static void test_idle_timeout(void **state)
     const char *rules = "[{\"name\": \"cart_buy\", \"steps\": ["
                         "{\"where\": {\"type\": \"add_to_cart\"}}, "
                         "{\"where\": {\"type\": \"purchase\"}}]}]";
-    evh *h = open_pattern(rules, "10d");
+    weir_test *h = open_pattern(rules, "10d");
     feed(h, "a", 0, "{\"type\": \"add_to_cart\"}");
     feed(h, "a", 9 * DAY_MS, "{\"type\": \"purchase\"}");
     feed(h, "b", 0, "{\"type\": \"add_to_cart\"}");
     feed(h, "b", 10 * DAY_MS + 1, "{\"type\": \"purchase\"}");
-    assert_int_equal(evh_watermark(h, 9 * DAY_MS), 0);
-    assert_int_equal(evh_n_out(h), 1);
+    assert_int_equal(weir_test_watermark(h, 9 * DAY_MS), 0);
+    assert_int_equal(hx_n(h), 1);
     assert_match(h, 0, "a", 9 * DAY_MS, "cart_buy", 0, 9 * DAY_MS, 2, NULL);
     /* b's partial match is forgotten at 10 d (records at exactly 10 d
      * would still have been matched first), before the purchase. */
-    assert_int_equal(evh_watermark(h, WEIR_WATERMARK_MAX), 0);
-    assert_int_equal(evh_n_out(h), 1);
+    assert_int_equal(weir_test_watermark(h, WEIR_WATERMARK_MAX), 0);
+    assert_int_equal(hx_n(h), 1);
     assert_clean(h);
-    evh_free(h);
+    weir_test_free(h);
 }
 
 static void test_operators(void **state)
@@ -262,7 +264,7 @@ static void test_operators(void **state)
         "\"n\": {\"ge\": 2, \"lt\": 10.5}, \"s\": {\"gt\": \"b\", \"ne\": "
         "\"c\"}, \"b\": true, \"x\": {\"in\": [1, \"one\", null]}, "
         "\"m\": {\"le\": -3}, \"q\": {\"eq\": 3}}}]}]";
-    evh *h = open_pattern(rules, NULL);
+    weir_test *h = open_pattern(rules, NULL);
     const char *yes[] = {
         "{\"n\": 2, \"s\": \"bb\", \"b\": true, \"x\": 1, \"m\": -3, \"q\": 3}",
         "{\"n\": 10.4, \"s\": \"d\", \"b\": true, \"x\": \"one\", \"m\": "
@@ -291,14 +293,15 @@ static void test_operators(void **state)
     int64_t t = 1;
     for (size_t i = 0; i < sizeof no / sizeof *no; i++)
         feed(h, "k", t++, no[i]);
-    assert_int_equal(evh_process(h, "k", t++, "\xc1\x00", 2), 0);
+    assert_int_equal(
+        weir_test_process(h, 0, "k", strlen("k"), t++, "\xc1\x00", 2), 0);
     for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
         feed(h, "k", 100 + (int64_t)i, yes[i]);
-    assert_int_equal(evh_watermark(h, WEIR_WATERMARK_MAX), 0);
-    assert_int_equal(evh_n_out(h), 3);
+    assert_int_equal(weir_test_watermark(h, WEIR_WATERMARK_MAX), 0);
+    assert_int_equal(hx_n(h), 3);
     for (size_t i = 0; i < 3; i++)
-        assert_int_equal(evh_out(h, i)->ts, 100 + (int64_t)i);
-    evh_free(h);
+        assert_int_equal(hx_rec(h, i)->ts, 100 + (int64_t)i);
+    weir_test_free(h);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -567,12 +570,12 @@ static char *ev_json(const ev *e)
 }
 
 /* The plugin's matches as canonical strings. */
-static void got_matches(const evh *h, strs *out)
+static void got_matches(const weir_test *h, strs *out)
 {
-    for (size_t i = 0; i < evh_n_out(h); i++) {
-        const evh_rec *r = evh_out(h, i);
+    for (size_t i = 0; i < hx_n(h); i++) {
+        const weir_test_record *r = hx_rec(h, i);
         assert_int_equal(r->port, 0);
-        json_t *v = evh_mp_to_json(r->value, r->value_len);
+        json_t *v = tu_mp_to_json(r->value, r->value_len);
         assert_non_null(v);
         int key = atoi(r->key + 1);
         json_t *prod = json_object_get(v, "product");
@@ -638,7 +641,7 @@ static void run_random(uint64_t seed, int n, int keys)
         }
         arr[j + 1] = x;
     }
-    evh *h = open_pattern(random_rules, NULL);
+    weir_test *h = open_pattern(random_rules, NULL);
     int64_t max_seen = INT64_MIN;
     for (int i = 0; i < n; i++) {
         ev *e = arr[i];
@@ -651,9 +654,9 @@ static void run_random(uint64_t seed, int n, int keys)
         max_seen = e->ts > max_seen ? e->ts : max_seen;
         /* Watermark 5 minutes behind: no record is ever late. */
         if (rnd() % 5 == 0)
-            assert_int_equal(evh_watermark(h, max_seen - 5 * MIN_MS), 0);
+            assert_int_equal(weir_test_watermark(h, max_seen - 5 * MIN_MS), 0);
     }
-    assert_int_equal(evh_watermark(h, WEIR_WATERMARK_MAX), 0);
+    assert_int_equal(weir_test_watermark(h, WEIR_WATERMARK_MAX), 0);
     assert_clean(h);
 
     strs want = {0}, got = {0};
@@ -681,16 +684,16 @@ static void run_random(uint64_t seed, int n, int keys)
     }
     /* The stream exercised every rule. */
     for (size_t r = 0; r < 5; r++) {
-        int64_t c = evh_counter(h, "pattern_matches_total", mrules[r].name);
+        int64_t c = hx_counter(h, "pattern_matches_total", mrules[r].name);
         if (getenv("EVH_VERBOSE"))
             fprintf(stderr, "seed %llu: %s: %lld matches\n",
                     (unsigned long long)seed, mrules[r].name, (long long)c);
         assert_true(c > 0);
     }
-    assert_int_equal(evh_counter(h, "pattern_late_records_total", NULL), 0);
+    assert_int_equal(hx_counter(h, "pattern_late_records_total", NULL), 0);
     strs_free(&want);
     strs_free(&got);
-    evh_free(h);
+    weir_test_free(h);
     free(arr);
     free(due);
     free(evs);
@@ -709,13 +712,14 @@ static void test_random_streams(void **state)
 
 static void expect_bad(const char *rules, const char *needle)
 {
-    const evh_param p[] = {{"rules", rules}, {NULL, NULL}};
-    evh *h = evh_new(PATTERN_SO, "pattern", p);
-    assert_true(evh_open(h) < 0);
-    if (!strstr(evh_error(h), needle))
+    const weir_test_param p[] = {{"rules", rules}, {NULL, NULL}};
+    hx_spec s = {.so = PATTERN_SO, .op = "pattern", .params = p};
+    weir_test *h = NULL;
+    assert_true(hx_try(&s, &h) < 0);
+    if (!strstr(weir_test_error(h), needle))
         fail_msg("rules %s: error '%s' does not contain '%s'", rules,
-                 evh_error(h), needle);
-    evh_free(h);
+                 weir_test_error(h), needle);
+    weir_test_free(h);
 }
 
 #define OK_STEP "{\"where\": {\"a\": 1}}"
@@ -829,14 +833,14 @@ static void test_durations(void **state)
                  "[{\"name\": \"d\", \"within\": %s, \"steps\": [{\"where\": "
                  "{\"a\": 1}, \"times\": 2}]}]",
                  d[i].within);
-        evh *h = open_pattern(rules, NULL);
+        weir_test *h = open_pattern(rules, NULL);
         feed(h, "k", 0, "{\"a\": 1}");
         feed(h, "k", d[i].ms + 1, "{\"a\": 1}"); /* too late */
         feed(h, "k", 2 * d[i].ms + 1, "{\"a\": 1}");
-        assert_int_equal(evh_watermark(h, WEIR_WATERMARK_MAX), 0);
-        assert_int_equal(evh_n_out(h), 1);
-        assert_int_equal(evh_out(h, 0)->ts, 2 * d[i].ms + 1);
-        evh_free(h);
+        assert_int_equal(weir_test_watermark(h, WEIR_WATERMARK_MAX), 0);
+        assert_int_equal(hx_n(h), 1);
+        assert_int_equal(hx_rec(h, 0)->ts, 2 * d[i].ms + 1);
+        weir_test_free(h);
     }
 }
 
@@ -844,7 +848,7 @@ static void test_durations(void **state)
 /* Faults and host services                                                  */
 /* ------------------------------------------------------------------------ */
 
-static void run_small(evh *h, int *rc)
+static void run_small(weir_test *h, int *rc)
 {
     static const char *const evs[] = {
         "{\"type\": \"view\", \"product\": \"p1\"}",
@@ -853,11 +857,11 @@ static void run_small(evh *h, int *rc)
         "{\"type\": \"view\", \"product\": \"p2\"}",
     };
     for (int i = 0; i < 4 && *rc == 0; i++)
-        *rc = evh_process_json(h, "u", (i + 1) * MIN_MS, evs[i]);
+        *rc = hx_process_json(h, "u", (i + 1) * MIN_MS, evs[i]);
     if (*rc == 0)
-        *rc = evh_watermark(h, 2 * MIN_MS);
+        *rc = weir_test_watermark(h, 2 * MIN_MS);
     if (*rc == 0)
-        *rc = evh_watermark(h, WEIR_WATERMARK_MAX);
+        *rc = weir_test_watermark(h, WEIR_WATERMARK_MAX);
 }
 
 static void test_state_failures(void **state)
@@ -867,79 +871,85 @@ static void test_state_failures(void **state)
              twice_rule + 1, (int)strlen(cart_rule) - 2, cart_rule + 1);
     int failures = 0;
     for (long n = 0; n < 40; n++) {
-        evh *h = open_pattern(rules, NULL);
-        evh_fail_state_after(h, n);
+        weir_test *h = open_pattern(rules, NULL);
+        weir_test_fail_state(h, (uint64_t)n, WEIR_EIO);
         int rc = 0;
         run_small(h, &rc);
         if (rc < 0) {
             failures++;
-            assert_non_null(strstr(evh_error(h), "pattern:"));
-            assert_non_null(strstr(evh_error(h), "of state '"));
+            assert_non_null(strstr(weir_test_error(h), "pattern:"));
+            assert_non_null(strstr(weir_test_error(h), "of state '"));
         }
-        evh_free(h);
+        weir_test_free(h);
     }
     assert_true(failures > 10);
     /* Without faults the same run matches twice. */
-    evh *h = open_pattern(rules, NULL);
+    weir_test *h = open_pattern(rules, NULL);
     int rc = 0;
     run_small(h, &rc);
     assert_int_equal(rc, 0);
-    assert_int_equal(evh_n_out(h), 3); /* visited twice; 2 views */
-    evh_free(h);
+    assert_int_equal(hx_n(h), 3); /* visited twice; 2 views */
+    weir_test_free(h);
 }
 
 static void test_emit_and_timer_failures(void **state)
 {
-    evh *h = open_pattern(twice_rule, NULL);
-    evh_set_timer_rc(h, WEIR_ENOTSUP);
-    assert_int_equal(evh_process_json(h, "u", 5, "{}"), WEIR_ENOTSUP);
-    assert_non_null(strstr(evh_error(h), "timer"));
-    evh_free(h);
+    weir_test *h = open_pattern(twice_rule, NULL);
+    weir_test_fail_timers(h, WEIR_ENOTSUP);
+    assert_int_equal(hx_process_json(h, "u", 5, "{}"), WEIR_ENOTSUP);
+    assert_non_null(strstr(weir_test_error(h), "timer"));
+    weir_test_free(h);
 
     h = open_pattern(twice_rule, NULL);
     feed(h, "u", 5, "{\"type\": \"visit\", \"site\": \"shop\"}");
     feed(h, "u", 6, "{\"type\": \"visit\", \"site\": \"shop\"}");
-    evh_set_emit_rc(h, WEIR_EIO);
-    assert_int_equal(evh_watermark(h, 10), WEIR_EIO);
-    assert_non_null(strstr(evh_error(h), "emit failed"));
-    evh_free(h);
+    weir_test_fail_emits(h, WEIR_EIO);
+    assert_int_equal(weir_test_watermark(h, 10), WEIR_EIO);
+    assert_non_null(strstr(weir_test_error(h), "emit failed"));
+    weir_test_free(h);
 
     h = open_pattern(twice_rule, NULL);
-    assert_int_equal(evh_watermark(h, 10), 0);
-    evh_set_emit_rc(h, WEIR_EIO);
-    assert_int_equal(evh_process_json(h, "u", 5, "{}"), WEIR_EIO);
-    assert_non_null(strstr(evh_error(h), "port late"));
-    evh_free(h);
+    assert_int_equal(weir_test_watermark(h, 10), 0);
+    weir_test_fail_emits(h, WEIR_EIO);
+    assert_int_equal(hx_process_json(h, "u", 5, "{}"), WEIR_EIO);
+    assert_non_null(strstr(weir_test_error(h), "port late"));
+    weir_test_free(h);
 
     /* The wake-up timer of an absence fails to register. */
     h = open_pattern(cart_rule, NULL);
     feed(h, "u", 5, "{\"type\": \"view\"}");
-    evh_set_timer_rc(h, WEIR_EIO);
-    assert_int_equal(evh_watermark(h, 10), WEIR_EIO);
-    assert_non_null(strstr(evh_error(h), "timer"));
-    evh_free(h);
+    weir_test_fail_timers(h, WEIR_EIO);
+    assert_int_equal(weir_test_watermark(h, 10), WEIR_EIO);
+    assert_non_null(strstr(weir_test_error(h), "timer"));
+    weir_test_free(h);
 }
 
 static void test_host_services(void **state)
 {
-    const evh_param p[] = {{"rules", twice_rule}, {NULL, NULL}};
-    evh *h = evh_new(PATTERN_SO, "pattern", p);
-    evh_disable_metrics(h);
-    assert_int_equal(evh_open(h), 0);
-    assert_int_equal(evh_n_states(h), 2);
-    for (size_t i = 0; i < 2; i++)
-        assert_true(evh_state_desc(h, i)->ttl_ms == WEIR_TTL_NONE);
+    const weir_test_param p[] = {{"rules", twice_rule}, {NULL, NULL}};
+    hx_spec s = {.so = PATTERN_SO,
+                 .op = "pattern",
+                 .params = p,
+                 .without = WEIR_TEST_WITHOUT_METRICS};
+    weir_test *h = hx_open(&s);
+    assert_int_equal(weir_test_state_count(h), 2);
+    for (size_t i = 0; i < 2; i++) {
+        int64_t ttl = 0;
+        assert_int_equal(weir_test_state_info(h, i, NULL, NULL, &ttl), 0);
+        assert_true(ttl == WEIR_TTL_NONE);
+    }
     feed(h, "u", 1, "{\"type\": \"visit\", \"site\": \"shop\"}");
     feed(h, "u", 2, "{\"type\": \"visit\", \"site\": \"shop\"}");
-    assert_int_equal(evh_watermark(h, WEIR_WATERMARK_MAX), 0);
-    assert_int_equal(evh_n_out(h), 1);
-    evh_free(h);
+    assert_int_equal(weir_test_watermark(h, WEIR_WATERMARK_MAX), 0);
+    assert_int_equal(hx_n(h), 1);
+    weir_test_free(h);
 
     /* Without the rules parameter open() fails before anything else. */
-    h = evh_new(PATTERN_SO, "pattern", NULL);
-    assert_true(evh_open(h) < 0);
-    assert_non_null(strstr(evh_error(h), "rules"));
-    evh_free(h);
+    s.params = NULL;
+    s.without = 0;
+    assert_true(hx_try(&s, &h) < 0);
+    assert_non_null(strstr(weir_test_error(h), "rules"));
+    weir_test_free(h);
 }
 
 static void test_restart_with_edited_rules(void **state)
@@ -960,25 +970,29 @@ static void test_restart_with_edited_rules(void **state)
         "{\"page\": \"C\"}}]},"
         " {\"name\": \"twice\", \"within\": \"7d\", \"steps\": [{\"where\": "
         "{\"type\": \"visit\"}, \"times\": 2}]}]";
-    evh *h = open_pattern(v1, NULL);
+    weir_test *h = open_pattern(v1, NULL);
     feed(h, "u", DAY_MS, "{\"type\": \"visit\"}");
     feed(h, "u", DAY_MS + MIN_MS, "{\"type\": \"view\"}");
     feed(h, "u", DAY_MS + 2 * MIN_MS, "{\"page\": \"A\"}");
-    assert_int_equal(evh_watermark(h, DAY_MS + 10 * MIN_MS), 0);
-    assert_int_equal(evh_n_out(h), 0);
-    const evh_param p2[] = {{"rules", v2}, {NULL, NULL}};
-    assert_int_equal(evh_reopen(h, p2), 0);
+    assert_int_equal(weir_test_watermark(h, DAY_MS + 10 * MIN_MS), 0);
+    assert_int_equal(hx_n(h), 0);
+    /* A restart from a checkpoint with the edited job: the new instance
+     * has the old one's keyed state and timers, and the watermark starts
+     * over as after any restart. */
+    const weir_test_param p2[] = {{"rules", v2}, {NULL, NULL}};
+    hx_spec s2 = {.so = PATTERN_SO, .op = "pattern", .params = p2};
+    h = hx_restart(h, &s2);
     /* twice keeps its partial match across the restart; a_b starts over
      * (its steps changed), so B does not complete it; the waiting no_cart
      * candidate is gone with its rule. */
     feed(h, "u", 2 * DAY_MS, "{\"type\": \"visit\", \"page\": \"B\"}");
     feed(h, "u", 2 * DAY_MS + 1, "{\"page\": \"C\"}");
-    assert_int_equal(evh_watermark(h, WEIR_WATERMARK_MAX), 0);
-    assert_int_equal(evh_n_out(h), 2);
+    assert_int_equal(weir_test_watermark(h, WEIR_WATERMARK_MAX), 0);
+    assert_int_equal(hx_n(h), 2);
     assert_match(h, 0, "u", 2 * DAY_MS, "new", 2 * DAY_MS, 2 * DAY_MS, 1, NULL);
     assert_match(h, 1, "u", 2 * DAY_MS, "twice", DAY_MS, 2 * DAY_MS, 2, NULL);
     assert_clean(h);
-    evh_free(h);
+    weir_test_free(h);
 }
 
 static void test_corrupt_state(void **state)
@@ -992,21 +1006,22 @@ static void test_corrupt_state(void **state)
         {"\x93\x01\xc0\x91\x01", 5}, /* an entry that is not a list */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        evh *h = open_pattern(twice_rule, NULL);
-        evh_state_set(h, "runs", "u", NULL, 0, bad[i].bytes, bad[i].len);
+        weir_test *h = open_pattern(twice_rule, NULL);
+        weir_test_value_put(h, "runs", "u", 1, bad[i].bytes, bad[i].len);
         feed(h, "u", 5, "{\"type\": \"visit\", \"site\": \"shop\"}");
-        assert_int_equal(evh_watermark(h, 10), WEIR_EINVAL);
-        assert_non_null(strstr(evh_error(h), "unknown format"));
-        evh_free(h);
+        assert_int_equal(weir_test_watermark(h, 10), WEIR_EINVAL);
+        assert_non_null(strstr(weir_test_error(h), "unknown format"));
+        weir_test_free(h);
     }
     /* A truncated buffer entry. */
-    evh *h = open_pattern(twice_rule, NULL);
+    weir_test *h = open_pattern(twice_rule, NULL);
     feed(h, "u", 5, "{}");
     unsigned char tk[8] = {0x80, 0, 0, 0, 0, 0, 0, 5};
-    evh_state_set(h, "buf", "u", tk, sizeof tk, "\0\0\0\x09{}", 6);
-    assert_true(evh_watermark(h, 10) < 0);
-    assert_non_null(strstr(evh_error(h), "truncated"));
-    evh_free(h);
+    weir_test_map_put(h, "buf", "u", strlen("u"), tk, sizeof tk, "\0\0\0\x09{}",
+                      6);
+    assert_true(weir_test_watermark(h, 10) < 0);
+    assert_non_null(strstr(weir_test_error(h), "truncated"));
+    weir_test_free(h);
 }
 
 int main(void)

@@ -664,6 +664,336 @@ static void test_broadcast(void **state)
     weir_test_free(t);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Faults and missing services: an operator that touches state, timers,     */
+/* metrics and the snapshot, and tells what it got                           */
+/* ------------------------------------------------------------------------ */
+
+typedef struct faulty {
+    weir_state *v, *m;
+    int metric_rc; /* what weir_metric_register returned in open() */
+    uint64_t restored_id;
+} faulty;
+
+static int faulty_open(weir_ctx *ctx, void **self)
+{
+    faulty *f = calloc(1, sizeof *f);
+    if (!f)
+        return WEIR_ENOMEM;
+    weir_metric *m = NULL;
+    f->metric_rc = weir_metric_register(
+        ctx, WEIR_METRIC_COUNTER, "faulty_total", "records", NULL, NULL, &m);
+    weir_state_desc dv = {.size = sizeof dv,
+                          .name = "v",
+                          .kind = WEIR_STATE_VALUE,
+                          .ttl_ms = WEIR_TTL_NONE};
+    weir_state_desc dm = dv;
+    dm.name = "m";
+    dm.kind = WEIR_STATE_MAP;
+    int rc = weir_state_declare(ctx, &dv, &f->v);
+    if (rc == 0)
+        rc = weir_state_declare(ctx, &dm, &f->m);
+    if (rc < 0) {
+        free(f);
+        return rc;
+    }
+    *self = f;
+    return 0;
+}
+
+/* Three state calls (value get, value put, map put), then a timer; any
+ * failure is returned as is, with the host's message. */
+static int faulty_process(weir_ctx *ctx, void *self, const weir_record *rec,
+                          uint32_t port)
+{
+    faulty *f = self;
+    const void *old;
+    size_t old_len;
+    int rc = weir_value_get(ctx, f->v, &old, &old_len);
+    if (rc < 0 && rc != WEIR_ENOTFOUND)
+        return rc;
+    if ((rc = weir_value_put(ctx, f->v, rec->value, rec->value_len)) < 0 ||
+        (rc = weir_map_put(ctx, f->m, "u", 1, rec->value, rec->value_len)) < 0)
+        return rc;
+    return weir_timer_register(ctx, WEIR_TIME_EVENT, rec->ts + 10);
+}
+
+static int faulty_on_timer(weir_ctx *ctx, void *self, const void *key,
+                           size_t key_len, weir_time_domain d, int64_t ts)
+{
+    return 0;
+}
+
+static int faulty_snapshot(weir_ctx *ctx, void *self, uint64_t id)
+{
+    faulty *f = self;
+    char b[64];
+    int n = snprintf(b, sizeof b, "metric %d restored %llu", f->metric_rc,
+                     (unsigned long long)f->restored_id);
+    return weir_snapshot_write(ctx, b, (size_t)n);
+}
+
+static int faulty_restore(weir_ctx *ctx, void *self, uint64_t id,
+                          uint32_t version, const void *data, size_t len)
+{
+    ((faulty *)self)->restored_id = id;
+    return 0;
+}
+
+static void faulty_close(weir_ctx *ctx, void *self)
+{
+    free(self);
+}
+
+static const weir_operator faulty_op = {
+    .size = sizeof(weir_operator),
+    .flags = WEIR_OP_KEYED,
+    .name = "faulty",
+    .snapshot_version = 1,
+    .open = faulty_open,
+    .process = faulty_process,
+    .on_timer = faulty_on_timer,
+    .snapshot = faulty_snapshot,
+    .restore = faulty_restore,
+    .close = faulty_close,
+};
+static const weir_operator *const faulty_ops[] = {&faulty_op, NULL};
+static const weir_plugin faulty_plugin = {
+    WEIR_PLUGIN_INIT,
+    .name = "faulty",
+    .version = "1",
+    .operators = faulty_ops,
+};
+
+static void faulty_config(weir_test_config *c)
+{
+    weir_test_config_init(c);
+    c->plugin = &faulty_plugin;
+    c->op = "faulty";
+}
+
+static void expect_error(const weir_test *t, const char *a, const char *b)
+{
+    const char *e = weir_test_error(t);
+    if (!strstr(e, a) || (b && !strstr(e, b)))
+        fail_msg("error '%s' lacks '%s' / '%s'", e, a, b ? b : "");
+}
+
+static void test_fail_state(void **state)
+{
+    weir_test_config c;
+    faulty_config(&c);
+    weir_test *t = NULL;
+    assert_int_equal(weir_test_new(&c, &t), 0);
+    assert_int_equal(weir_test_process(t, 0, "a", 1, 100, "1", 1), 0);
+    /* two more calls succeed: the third (map put) fails */
+    weir_test_fail_state(t, 2, WEIR_EIO);
+    assert_int_equal(weir_test_process(t, 0, "b", 1, 100, "2", 1), WEIR_EIO);
+    expect_error(t, "process: weir_map_put: ", "a fault the test injected");
+    const void *v;
+    size_t n;
+    /* the harness's own reads neither count nor fail; the failed put left
+     * the store as it was, the two before it went through */
+    assert_int_equal(weir_test_value_get(t, "v", "b", 1, &v, &n), 0);
+    assert_int_equal(n, 1);
+    assert_memory_equal(v, "2", 1);
+    assert_int_equal(weir_test_map_get(t, "m", "b", 1, "u", 1, &v, &n),
+                     WEIR_ENOTFOUND);
+    /* from now on every state call fails, the first one of process() */
+    assert_int_equal(weir_test_process(t, 0, "c", 1, 100, "3", 1), WEIR_EIO);
+    expect_error(t, "process: weir_value_get: ", NULL);
+    weir_test_fail_state(t, 0, WEIR_ENOMEM);
+    assert_int_equal(weir_test_process(t, 0, "c", 1, 100, "3", 1), WEIR_ENOMEM);
+    /* rc 0 stops the faults */
+    weir_test_fail_state(t, 0, 0);
+    assert_int_equal(weir_test_process(t, 0, "c", 1, 100, "3", 1), 0);
+    assert_int_equal(weir_test_map_get(t, "m", "c", 1, "u", 1, &v, &n), 0);
+    uint64_t entries;
+    assert_int_equal(weir_test_state_entries(t, "m", &entries), 0);
+    assert_int_equal(entries, 2); /* a and c */
+    weir_test_free(t);
+}
+
+static void test_fail_timers(void **state)
+{
+    weir_test_config c;
+    faulty_config(&c);
+    weir_test *t = NULL;
+    assert_int_equal(weir_test_new(&c, &t), 0);
+    uint64_t n;
+    assert_int_equal(weir_test_process(t, 0, "a", 1, 100, "1", 1), 0);
+    assert_int_equal(weir_test_timer_count(t, &n), 0);
+    assert_int_equal(n, 1);
+    weir_test_fail_timers(t, WEIR_EFAIL);
+    assert_int_equal(weir_test_process(t, 0, "b", 1, 100, "2", 1), WEIR_EFAIL);
+    expect_error(t,
+                 "process: weir_timer_register: ", "a fault the test injected");
+    assert_int_equal(weir_test_timer_count(t, &n), 0);
+    assert_int_equal(n, 1); /* b's timer was not registered */
+    weir_test_fail_timers(t, 0);
+    assert_int_equal(weir_test_process(t, 0, "b", 1, 100, "2", 1), 0);
+    assert_int_equal(weir_test_timer_count(t, &n), 0);
+    assert_int_equal(n, 2);
+    weir_test_free(t);
+}
+
+static void test_without_services(void **state)
+{
+    weir_test_config c;
+    faulty_config(&c);
+    weir_test *t = NULL;
+    /* every service: the metric registers, the snapshot is written */
+    assert_int_equal(weir_test_new(&c, &t), 0);
+    uint64_t id = 0;
+    assert_int_equal(weir_test_checkpoint(t, &id), 0);
+    const void *d;
+    size_t n;
+    weir_test_snapshot_data(t, &d, &n);
+    assert_string_equal((const char *)d, "metric 0 restored 0");
+    assert_true(weir_test_metric(t, "faulty_total", NULL) >= 0);
+    weir_test_free(t);
+
+    c.without = WEIR_TEST_WITHOUT_METRICS;
+    assert_int_equal(weir_test_new(&c, &t), 0);
+    assert_true(weir_test_metric(t, "faulty_total", NULL) < 0);
+    assert_int_equal(weir_test_checkpoint(t, &id), 0);
+    weir_test_snapshot_data(t, &d, &n);
+    char want[64];
+    snprintf(want, sizeof want, "metric %d restored 0", WEIR_ENOTSUP);
+    assert_string_equal((const char *)d, want);
+    weir_test_free(t);
+
+    c.without = WEIR_TEST_WITHOUT_SNAPSHOT_WRITE;
+    assert_int_equal(weir_test_new(&c, &t), 0);
+    id = 0;
+    assert_int_equal(weir_test_checkpoint(t, &id), WEIR_ENOTSUP);
+    expect_error(t, "operator 'op' (faulty) subtask 1/1: snapshot: ", NULL);
+    weir_test_free(t);
+
+    c.without = 1u << 30;
+    assert_int_equal(weir_test_new(&c, &t), WEIR_EINVAL);
+    expect_error(t, "config.without has unknown bits 0x40000000", NULL);
+    weir_test_free(t);
+
+    /* A config of an older testing.h (without the later fields) is read
+     * with their defaults. */
+    faulty_config(&c);
+    c.without = WEIR_TEST_WITHOUT_SNAPSHOT_WRITE;
+    c.size = (uint32_t)offsetof(weir_test_config, without);
+    assert_int_equal(weir_test_new(&c, &t), 0);
+    id = 0;
+    assert_int_equal(weir_test_checkpoint(t, &id), 0);
+    weir_test_free(t);
+}
+
+/* A plugin snapshot restored as checkpoint 5: restore() gets id 5 and the
+ * next checkpoint is 6, as after a restart of a job from checkpoint 5. */
+static void test_restore_snapshot_id(void **state)
+{
+    weir_test_config c;
+    faulty_config(&c);
+    c.restore_snapshot = "";
+    c.restore_snapshot_set = 1;
+    c.restore_snapshot_version = 1;
+    c.restore_snapshot_id = 5;
+    weir_test *t = NULL;
+    assert_int_equal(weir_test_new(&c, &t), 0);
+    uint64_t id = 0;
+    assert_int_equal(weir_test_checkpoint(t, &id), 0);
+    assert_int_equal(id, 6);
+    const void *d;
+    size_t n;
+    weir_test_snapshot_data(t, &d, &n);
+    assert_string_equal((const char *)d, "metric 0 restored 5");
+    id = 6;
+    assert_int_equal(weir_test_checkpoint(t, &id), WEIR_EINVAL);
+    /* restored from that checkpoint in turn: id 6, next 7 */
+    weir_test_config r;
+    faulty_config(&r);
+    r.restore_from = weir_test_checkpoint_dir(t, 6);
+    weir_test *t2 = NULL;
+    assert_int_equal(weir_test_new(&r, &t2), 0);
+    id = 0;
+    assert_int_equal(weir_test_checkpoint(t2, &id), 0);
+    assert_int_equal(id, 7);
+    weir_test_snapshot_data(t2, &d, &n);
+    assert_string_equal((const char *)d, "metric 0 restored 6");
+    weir_test_free(t2);
+    weir_test_free(t);
+    /* the default is checkpoint 1 */
+    c.restore_snapshot_id = 0;
+    assert_int_equal(weir_test_new(&c, &t), 0);
+    id = 0;
+    assert_int_equal(weir_test_checkpoint(t, &id), 0);
+    assert_int_equal(id, 2);
+    weir_test_free(t);
+}
+
+/* An asynchronous operator (tests/async/asyncop: an I/O thread completes
+ * each request after its "delay"): requests in flight, results in input
+ * order (async mode ordered), a watermark held behind them, a checkpoint
+ * with a request in flight restored and invoked again, finish() draining. */
+static int async_rec(weir_test *t, const char *key, const char *json)
+{
+    size_t len;
+    void *mp = tu_json_to_mp(json, &len);
+    int rc = weir_test_process(t, 0, key, strlen(key), 100, mp, len);
+    free(mp);
+    return rc;
+}
+
+static void test_async(void **state)
+{
+    weir_test *t = mk(ASYNCOP_SO, "asyncop", "emit_watermarks: true", NULL);
+    assert_int_equal(async_rec(t, "a", "{\"i\": 0, \"delay\": 80}"), 0);
+    assert_int_equal(async_rec(t, "b", "{\"i\": 1, \"delay\": 0}"), 0);
+    assert_int_equal(async_rec(t, "c", "{\"i\": 2, \"delay\": 10}"), 0);
+    /* record 1 completed inside async_invoke() but waits behind 0 */
+    assert_true(weir_test_async_pending(t) >= 1);
+    assert_int_equal(weir_test_watermark(t, 500), 0);
+    size_t n = weir_test_emitted_count(t, 0);
+    assert_true(n < 4); /* the watermark is held behind the requests */
+    assert_int_equal(weir_test_async_wait(t, 5000), 0);
+    assert_int_equal(weir_test_async_pending(t), 0);
+    assert_int_equal(weir_test_emitted_count(t, 0), 4);
+    for (int i = 0; i < 3; i++) {
+        json_t *j = out_json(t, 0, (size_t)i);
+        assert_int_equal(jint(j, "i"), i);
+        assert_int_equal(jint(j, "status"), 0);
+        json_decref(j);
+    }
+    json_t *j = out_json(t, 0, 3);
+    assert_int_equal(jint(j, "wm"), 500); /* after the results before it */
+    json_decref(j);
+    assert_int_equal(weir_test_current_watermark(t), 500);
+
+    /* A checkpoint with a request in flight: the restored instance invokes
+     * it again and delivers its result. */
+    assert_int_equal(async_rec(t, "d", "{\"i\": 7, \"delay\": 300}"), 0);
+    assert_int_equal(weir_test_async_pending(t), 1);
+    uint64_t id = 0;
+    assert_int_equal(weir_test_checkpoint(t, &id), 0);
+    weir_test_config c;
+    weir_test_config_init(&c);
+    c.plugin_path = ASYNCOP_SO;
+    c.op = "asyncop";
+    c.restore_from = weir_test_checkpoint_dir(t, id);
+    weir_test *r = NULL;
+    assert_int_equal(weir_test_new(&c, &r), 0);
+    assert_int_equal(weir_test_async_pending(r), 1);
+    assert_int_equal(weir_test_async_wait(r, 1), WEIR_ETIMEDOUT);
+    assert_non_null(strstr(weir_test_error(r), "still in flight"));
+    assert_int_equal(weir_test_finish(r), 0); /* delivers it first */
+    assert_int_equal(weir_test_emitted_count(r, 0), 1);
+    j = out_json(r, 0, 0);
+    assert_int_equal(jint(j, "i"), 7);
+    json_decref(j);
+    const weir_test_record *rec = weir_test_emitted(r, 0, 0);
+    assert_memory_equal(rec->key, "d", 1);
+    weir_test_free(r);
+    weir_test_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -678,6 +1008,11 @@ int main(void)
         cmocka_unit_test(test_restore_rescale),
         cmocka_unit_test(test_source),
         cmocka_unit_test(test_broadcast),
+        cmocka_unit_test(test_fail_state),
+        cmocka_unit_test(test_fail_timers),
+        cmocka_unit_test(test_without_services),
+        cmocka_unit_test(test_restore_snapshot_id),
+        cmocka_unit_test(test_async),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

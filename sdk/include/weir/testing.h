@@ -7,7 +7,8 @@
  * dlopen()ed and checked as `weir run` does), parameter validation of the
  * topology loader (types, units, ranges, choices, defaults, "did you mean"
  * hints), keyed state in RocksDB with TTLs and the expiry hook, event-time
- * and processing-time timers, broadcast state, metrics, and checkpoints
+ * and processing-time timers, broadcast state, async I/O (the runtime's
+ * async layer: order, timeouts, retries), metrics, and checkpoints
  * written and restored the way the runtime writes and restores them (keyed
  * state, broadcast state and the plugin's snapshot, with a manifest). What
  * it replaces: the ZeroMQ channels (emitted records are kept in memory, per
@@ -112,7 +113,24 @@ typedef struct weir_test_config {
     size_t restore_snapshot_len;
     uint32_t restore_snapshot_version;
     int restore_snapshot_set; /* restore_snapshot is given (may be empty) */
+    /* Fields added later are read only when `size` covers them, so a test
+     * built against an older testing.h gets their zero defaults. */
+    /* Host services the operator finds missing, as on a host that does not
+     * implement them: their weir_* wrappers return WEIR_ENOTSUP. A set of
+     * WEIR_TEST_WITHOUT_* bits; 0: every service. */
+    uint32_t without;
+    /* The id of the checkpoint restore_snapshot belongs to (what restore()
+     * receives as checkpoint_id); 0: 1. */
+    uint64_t restore_snapshot_id;
 } weir_test_config;
+
+/* For weir_test_config.without. */
+#define WEIR_TEST_WITHOUT_SNAPSHOT_WRITE (1u << 0) /* weir_snapshot_write */
+/* weir_metric_register (updates of a NULL metric are ignored anyway) */
+#define WEIR_TEST_WITHOUT_METRICS        (1u << 1)
+/* Every bit weir_test_new() knows; others are refused with WEIR_EINVAL. */
+#define WEIR_TEST_WITHOUT_ALL                                                  \
+    (WEIR_TEST_WITHOUT_SNAPSHOT_WRITE | WEIR_TEST_WITHOUT_METRICS)
 
 /* Fills `c` with zeros and the size. */
 void weir_test_config_init(weir_test_config *c);
@@ -148,7 +166,15 @@ const char *weir_test_error(const weir_test *t);
 /* One record on input port `port` (a keyed operator: `key` is the current
  * key). Returns process()'s code. WEIR_EINVAL for a port the operator
  * lacks or a broadcast input. WEIR_ERETRY is returned as is (the runtime
- * would offer the record again). */
+ * would offer the record again).
+ * An asynchronous operator (async_invoke) gets the record as the runtime
+ * hands it over: queued, and async_invoke() called; when `capacity`
+ * requests are in flight, the call first waits (at most 60 s, then
+ * WEIR_ETIMEDOUT) for one to be delivered. The section `async` has its
+ * defaults. Results are delivered to on_async_result() by the runtime's
+ * async layer (order, timeouts, retries) whenever the harness serves the
+ * queue: after every call, in weir_test_async_wait() and before finish();
+ * a watermark waits behind the requests in flight. */
 int weir_test_process(weir_test *t, uint32_t port, const void *key,
                       size_t key_len, int64_t ts, const void *value,
                       size_t value_len);
@@ -172,14 +198,25 @@ int weir_test_poll(weir_test *t);
 /* A source: polls until WEIR_EOF, an error or `max_polls` calls; every
  * WEIR_EAGAIN advances the clock by 1 ms. Returns the last code. */
 int weir_test_drain(weir_test *t, int max_polls);
+/* An asynchronous operator: serves its requests until none is in flight
+ * (their results delivered, held watermarks applied) and returns 0, or
+ * WEIR_ETIMEDOUT after `timeout_ms` with some still in flight, or the error
+ * a delivery failed with. 0 at once for other operators. The plugin's own
+ * threads complete the requests meanwhile, on the real clock. */
+int weir_test_async_wait(weir_test *t, int timeout_ms);
+/* Requests queued and not delivered yet (0 for other operators). */
+size_t weir_test_async_pending(const weir_test *t);
 /* End of input: see the top of this file. finish() is called once; later
- * calls return 0. */
+ * calls return 0. An asynchronous operator's requests are delivered first
+ * (WEIR_ETIMEDOUT after 60 s). */
 int weir_test_finish(weir_test *t);
 
 /* ---------------------------------------------------------------------- */
 /* Checkpoints                                                             */
 /* ---------------------------------------------------------------------- */
 
+/* After a restore, checkpoint ids go on from the restored checkpoint's id,
+ * as the runtime numbers them after a restart. */
 /* Takes a checkpoint as the runtime does at a barrier: keyed
  * state, broadcast state and snapshot() into <work>/run/chk-<id>/, then the
  * manifest, which makes it complete. notify_checkpoint_complete() is not
@@ -231,6 +268,21 @@ int weir_test_output_port(const weir_test *t, const char *name);
 /* Makes emit fail with `rc` (a negative code) from now on, as a failing
  * channel would; 0 restores it. */
 void weir_test_fail_emits(weir_test *t, int rc);
+
+/* Makes the operator's keyed state calls fail with `rc` (a negative code),
+ * as a failing store would, once `after` more of them have succeeded: every
+ * weir_value_*, weir_map_*, weir_list_* call (get, put, add, delete, iter,
+ * clear; not weir_state_declare) counts, on any state and key. The call
+ * returns `rc` without touching the store and leaves a host message naming
+ * the service ("weir_map_put: ... (a fault the test injected)"), which
+ * weir_test_error() shows when the callback returns the failure. rc 0 stops
+ * the faults. The harness's own state functions below neither count nor
+ * fail. */
+void weir_test_fail_state(weir_test *t, uint64_t after, int rc);
+/* Makes weir_timer_register fail with `rc` (a negative code) from now on,
+ * without registering the timer; 0 restores it. weir_timer_delete is not
+ * affected. */
+void weir_test_fail_timers(weir_test *t, int rc);
 
 /* Log lines of the plugin and the host during the harness's calls (every
  * level). */

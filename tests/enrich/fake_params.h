@@ -1,6 +1,6 @@
 /*
- * fake_params.h - operator parameters for the fake hosts of the plugin
- * tests (tests/plugins/th.c, tests/plugins_window/evh.c): the test-side,
+ * fake_params.h - operator parameters for the fake host of enrich_probe
+ * (th.c): the test-side,
  * deliberately simple stand-in for the host's validation (host/topology).
  * Values are given as text; unknown names, missing required values, values
  * that do not parse for their type or are out of range are refused with a
@@ -14,7 +14,7 @@
 
 #include "weir/weir.h"
 
-/* One parameter's value, as the fake hosts' param_* services read it. */
+/* One parameter's value, as the fake host's param_* services read it. */
 typedef struct fp_value {
     const weir_param_def *def;
     int set;

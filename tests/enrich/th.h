@@ -1,7 +1,10 @@
 /*
  * th.h - a fake Weir host for driving plugins directly in tests.
  *
- * Test scaffolding only: the real host (host/runtime) replaces all of this.
+ * Test scaffolding only, and only for enrich_probe.c (tests/enrich/
+ * CMakeLists.txt says why it is not on the test harness, weir/testing.h,
+ * like every other plugin test). The real host (host/runtime) replaces all
+ * of this.
  * It dlopen()s a plugin, finds an operator, validates a parameter list
  * against the operator's table the way the topology loader does (types,
  * ranges, choices, required, defaults), and offers the services the bundled
