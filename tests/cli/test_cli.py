@@ -640,12 +640,14 @@ operators:
 # ---------------------------------------------------------------------------
 
 def slow_job(count, capacity):
+    # chain: false: the channel between the two is what these tests measure.
     return """\
 job: pressure
 runtime: {channel_capacity: %d, batch_size: 16, buffer_timeout: 1ms}
 operators:
   - {id: src, type: gen, config: {count: %d, keys: 100}}
-  - {id: sink, type: slow, inputs: [src], config: {delay_us: 50}}
+  - {id: sink, type: slow, inputs: [src], config: {delay_us: 50},
+     chain: false}
 """ % (capacity, count)
 
 
