@@ -16,6 +16,7 @@ Environment: WEIR (the weir binary), WEIR_PLUGIN_DIR, EO_DIR (the folder of
 test_exactly_once.py), WINDOW_DIR (the folder of e2e_window.py).
 """
 import collections
+import glob
 import json
 import os
 import re
@@ -344,6 +345,71 @@ class Status(Base):
             self.assertIn("chain: count -> sink", f.read())
 
 
+# A keyed member with a processing-time TTL in the middle of a chain: its
+# expiry sweeps and state samples must be serviced by the chain's thread
+# while the job runs, not only at the end.
+TTL_JOB = """\
+job: ttl
+checkpoint: {{interval: 200ms, dir: '{d}/ckpt'}}
+state: {{dir: '{d}/state', stats_interval: 100ms}}
+operators:
+  - id: src
+    type: file_source
+    config: {{path: '{d}/in.jsonl', key_field: user, rate: 2000, batch: 16}}
+  - id: count
+    type: count
+    inputs: [src]
+    config: {{ttl: 200ms}}
+  - id: sink
+    type: file_sink
+    inputs: [count]
+    config: {{path: '{d}/out', commit: checkpoint}}
+"""
+
+
+class Ttl(Base):
+    def test_ttl_sweep_in_chained_member(self):
+        d = self.fresh("ttl")
+        n = 8000
+        with open(os.path.join(d, "in.jsonl"), "w") as f:
+            for i in range(n):  # every key once: expired only by sweep
+                f.write(json.dumps({"user": "u%d" % i}) + "\n")
+        with open(os.path.join(d, "job.yaml"), "w") as f:
+            f.write(TTL_JOB.format(d=d))
+        log = open(os.path.join(d, "log.txt"), "w")
+        p = subprocess.Popen([WEIR, "run", "--dir", PLUGINS,
+                              os.path.join(d, "job.yaml")], stdout=log,
+                             stderr=log, env=env())
+        try:
+            job_dir = os.path.join(d, "ckpt", "ttl")
+            swept, deadline = None, time.time() + 30
+            while swept is None and time.time() < deadline:
+                r = subprocess.run([WEIR, "ctl", job_dir, "status", "--json"],
+                                   capture_output=True, text=True, env=env())
+                if r.returncode == 0:
+                    st = json.loads(r.stdout)
+                    by = {t["operator"]: t for t in st.get("tasks", [])}
+                    states = by.get("count", {}).get("states", [])
+                    if states and states[0]["expired"] > 0:
+                        swept = (by["count"], by["src"]["records_out"])
+                time.sleep(0.1)
+            self.assertIsNotNone(swept, "no expiry seen while running")
+            count, src_out = swept
+            self.assertEqual(count["chained_to"], "src")
+            self.assertLess(src_out, n, "the sweep was seen only at the end")
+            self.assertEqual(p.wait(timeout=60), 0)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            log.close()
+        with open(os.path.join(d, "log.txt")) as f:
+            text = f.read()
+        self.assertIn("chain: src -> count -> sink", text)
+        self.assertRegex(text, r"\[count#0\] state 'count' \(ttl 200 ms\): "
+                               r".*expired 0 by read, [1-9]\d* by sweep")
+
+
 class ChainedExactlyOnce(eo.ExactlyOnce):
     """The exactly-once job of tests/exactly_once with its sink chained to
     count (forward instead of rebalance)."""
@@ -362,6 +428,45 @@ class ChainedExactlyOnce(eo.ExactlyOnce):
 
     def check_exactly_once(self, job):
         self.assertIn("chain: count -> sink", job.text())
+        super().check_exactly_once(job)
+
+    def test_from_checkpoint_unchained(self):
+        """A chained run killed midway (supervisor and worker, SIGKILL), then
+        a run of the same job with `runtime: {chaining: false}` --from its
+        newest checkpoint: the checkpoint does not depend on chaining, and
+        the two runs together commit every record exactly once."""
+        self.make_job(n=30000, rate=15000)
+        job = eo.Job(self.d)
+        deadline = time.time() + 30
+        while len(eo.completed_ids(self.d)) < 3 and time.time() < deadline:
+            time.sleep(0.02)
+        worker = job.worker()
+        job.p.kill()
+        job.wait(timeout=10)
+        if worker:
+            try:
+                os.kill(worker, 9)
+            except ProcessLookupError:
+                pass
+        ids = eo.completed_ids(self.d)
+        self.assertGreaterEqual(len(ids), 3, job.text()[-3000:])
+        self.assertIn("chain: count -> sink", job.text())
+        run_dir = [p for p in glob.glob(os.path.join(self.d, "ckpt", "eo", "*"))
+                   if os.path.isdir(p)][0]
+        chk = os.path.join(run_dir, "chk-%d" % max(ids))
+        path = os.path.join(self.d, "job.yaml")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace("job: eo\n",
+                                 "job: eo\nruntime: {chaining: false}\n"))
+        p = subprocess.run([WEIR, "run", "--dir", PLUGINS, "--from", chk, path],
+                           capture_output=True, text=True, timeout=120,
+                           env=env())
+        out = p.stderr + p.stdout
+        self.assertEqual(p.returncode, 0, out[-3000:])
+        self.assertIn("restoring checkpoint %d" % max(ids), out)
+        self.assertNotIn("chain:", out)
         super().check_exactly_once(job)
 
     def test_crash_points(self):
