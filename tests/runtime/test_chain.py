@@ -13,7 +13,8 @@ and that exactly-once holds with a chained two-phase-commit sink under a
 SIGKILL loop and at the sink's crash points.
 
 Environment: WEIR (the weir binary), WEIR_PLUGIN_DIR, EO_DIR (the folder of
-test_exactly_once.py), WINDOW_DIR (the folder of e2e_window.py).
+test_exactly_once.py), WINDOW_DIR (the folder of e2e_window.py),
+WEIR_ASYNCOP_DIR (the asyncop test plugin's folder).
 """
 import collections
 import glob
@@ -36,6 +37,7 @@ WEIR = os.environ.get("WEIR", "weir")
 # The chain log lines are INFO; so are the supervisor's (eo.Job inherits).
 os.environ["WEIR_LOG"] = "info"
 PLUGINS = os.environ.get("WEIR_PLUGIN_DIR", "")
+ASYNCOP = os.environ.get("WEIR_ASYNCOP_DIR", "")
 
 # The typical job: count -> sink is chainable (forward, both p=2).
 COUNT_JOB = """\
@@ -222,6 +224,31 @@ class Eligibility(Base):
         ops = [GEN.format(id="a", p=1),
                "{id: b, type: discard, chain: false, inputs: [a]}"]
         self.assertEqual(self.chains_of("opt_out", ops), [])
+
+    def test_async_not_chained(self):
+        """An asynchronous operator (async_invoke) chains with neither its
+        producer nor its consumer, all forward at parallelism 1."""
+        d = self.fresh("async")
+        with open(os.path.join(d, "in.jsonl"), "w") as f:
+            for i in range(200):
+                row = {"k": "k%d" % (i % 7), "t": i, "i": i}
+                f.write(json.dumps(row) + "\n")
+        path = os.path.join(d, "job.yaml")
+        with open(path, "w") as f:
+            f.write("job: a\noperators:\n"
+                    "  - {id: src, type: file_source, config: {path: in.jsonl,"
+                    " key_field: k, time_field: t}}\n"
+                    "  - {id: aop, type: asyncop, inputs: [src], async: {}}\n"
+                    "  - {id: sink, type: file_sink, inputs: [aop],"
+                    " config: {path: out.jsonl}}\n")
+        p = subprocess.run([WEIR, "run", "--no-supervisor", "--dir", PLUGINS,
+                            "--dir", ASYNCOP, path], capture_output=True,
+                           text=True, timeout=60, env=env(), cwd=d)
+        text = p.stderr + p.stdout
+        self.assertEqual(p.returncode, 0, text[-3000:])
+        self.assertEqual(chains(text), [], text[-3000:])
+        with open(os.path.join(d, "out.jsonl")) as f:
+            self.assertEqual(len(f.readlines()), 200)
 
     def test_chain_must_be_boolean(self):
         d = self.fresh("bad")
