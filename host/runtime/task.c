@@ -585,7 +585,8 @@ static int task_async_drain(task *t)
     return rc;
 }
 
-/* One record for process() on input port `port`, with its key current.
+/* One record for process() on input port `port`, with its key current,
+ * for a chained member (task_process_data's loop does the same inline).
  * Returns 0, or the code of a failure recorded with task_fail(). The
  * caller clears the key (keyed_clear_key) after the last record. */
 static int task_deliver(task *t, const weir_record *rec, uint32_t port)
@@ -624,9 +625,19 @@ static int task_process_data(task *t, uint32_t input)
         return 0;
     }
     while ((more = wire_next(&t->reader, &rec)) > 0 && !task_cancelled(t)) {
-        int rc = task_deliver(t, &rec, t->in_port[input]);
+        t->cur_key = rec.key;
+        t->cur_key_len = rec.key_len;
+        t->has_key = 1;
+        int krc = keyed_set_key(t, &rec);
+        if (krc < 0)
+            return task_fail(t, "setting the current key", krc);
+        TASK_COUNT(t->records_in, 1);
+        if (rec.ts < t->wm && rec.ts != WEIR_TS_NONE)
+            TASK_COUNT(t->late_records, 1);
+        int rc = task_call_process(t, &rec, t->in_port[input]);
+        t->has_key = 0;
         if (rc < 0)
-            return rc;
+            return task_fail(t, "process", rc);
     }
     keyed_clear_key(t);
     if (more < 0) {
