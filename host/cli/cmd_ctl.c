@@ -261,6 +261,9 @@ static void ctl_print_status(json_t *r)
                 (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - w;
             printf("  watermark %lld (lag %.1f s)", w, (double)lag / 1e3);
         }
+        const char *up = json_string_value(json_object_get(t, "chained_to"));
+        if (up)
+            printf("  chained to %s", up);
         printf("\n");
         ctl_print_states(json_object_get(t, "states"));
     }

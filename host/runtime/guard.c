@@ -251,6 +251,13 @@ void guard_thread_begin(task *t)
     guard_altstack_begin();
 }
 
+task *guard_thread_switch(task *t)
+{
+    task *was = guard_self;
+    guard_self = t;
+    return was;
+}
+
 void guard_thread_end(void)
 {
     guard_self = NULL;
@@ -287,8 +294,10 @@ static int64_t guard_now_ns(void)
 /* Asks the stuck thread for its backtrace and waits a while for it. */
 static void guard_dump(const task *t)
 {
+    /* A chained member runs in its chain head's thread. */
+    const task *h = t->chain_head ? t->chain_head : t;
     if (!atomic_load(&guard_installed) ||
-        pthread_kill(t->thread, GUARD_SIG_DUMP) != 0)
+        pthread_kill(h->thread, GUARD_SIG_DUMP) != 0)
         return;
     int64_t end = guard_now_ns() + GUARD_DUMP_WAIT_NS;
     struct timespec pause = {0, 10L * 1000 * 1000};
@@ -318,7 +327,10 @@ static void guard_check(guard_watch *w)
         const task *t = &w->rt->tasks[i];
         uint64_t word =
             atomic_load_explicit(&t->guard.word, memory_order_relaxed);
-        if (word != w->seen[i]) {
+        /* In a call into a chained member: the member's mark is watched,
+         * and this one's time starts again when the call returns. */
+        if (word != w->seen[i] ||
+            atomic_load_explicit(&t->chain_busy, memory_order_relaxed)) {
             w->seen[i] = word;
             w->seen_ns[i] = now;
             continue;

@@ -124,6 +124,11 @@ void guard_install(void);
 void guard_thread_begin(struct task *t);
 void guard_thread_end(void);
 
+/* Tells the crash handler that the calling thread now runs subtask `t` (a
+ * chained member, runtime/plan.h) and returns the subtask it ran before,
+ * to be given back when the call into the member returns. */
+struct task *guard_thread_switch(struct task *t);
+
 typedef struct guard_watch guard_watch;
 
 /* Starts the watchdog over the subtasks of `rt`, with the limit of its

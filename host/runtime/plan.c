@@ -44,6 +44,7 @@ static int plan_add_channel(plan *p, uint32_t *cap, uint32_t producer,
     c->producer = producer;
     c->consumer = consumer;
     c->to_port = to_port;
+    c->chained = 0;
     snprintf(c->address, sizeof c->address, "inproc://%s/%u", prefix, c->id);
     *id = p->n_channels++;
     return 0;
@@ -139,6 +140,57 @@ static int plan_make_subtasks(plan *p)
     return 0;
 }
 
+int32_t plan_chainable(const topo_job *job, uint32_t op)
+{
+    const topo_value *on = topo_param(&job->runtime, "chaining");
+    if (!on || !on->is_set || !on->b)
+        return -1;
+    const topo_op *b = &job->ops[op];
+    if (!b->chain || b->n_inputs != 1 || b->reg->op.async_invoke ||
+        (b->reg->op.flags & WEIR_OP_SOURCE))
+        return -1;
+    const topo_input *in = &b->inputs[0];
+    if (in->partition != TOPO_FORWARD ||
+        (in->to_port < 64 && (b->reg->op.broadcast_inputs >> in->to_port & 1u)))
+        return -1;
+    const topo_op *a = &job->ops[in->from];
+    if (!a->chain || a->reg->op.async_invoke ||
+        a->parallelism != b->parallelism)
+        return -1;
+    uint32_t edges = 0; /* A's output edges */
+    for (size_t i = 0; i < job->n_ops; i++)
+        for (size_t e = 0; e < job->ops[i].n_inputs; e++)
+            edges += job->ops[i].inputs[e].from == in->from;
+    return edges == 1 ? (int32_t)in->from : -1;
+}
+
+uint32_t plan_chain_head(const plan *p, uint32_t op)
+{
+    while (p->op_chain_up[op] >= 0)
+        op = (uint32_t)p->op_chain_up[op];
+    return op;
+}
+
+/* Decides which operators are chained (plan_chainable) and marks the
+ * channels that chaining replaces by calls. */
+static int plan_chain(plan *p)
+{
+    const topo_job *job = p->job;
+    p->op_chain_up = calloc(job->n_ops ? job->n_ops : 1, sizeof(int32_t));
+    if (!p->op_chain_up)
+        return WEIR_ENOMEM;
+    for (size_t i = 0; i < job->n_ops; i++)
+        p->op_chain_up[i] = plan_chainable(job, (uint32_t)i);
+    for (uint32_t c = 0; c < p->n_channels; c++) {
+        plan_channel *ch = &p->channels[c];
+        uint32_t cop = p->subtasks[ch->consumer].op;
+        ch->chained =
+            p->op_chain_up[cop] >= 0 &&
+            (uint32_t)p->op_chain_up[cop] == p->subtasks[ch->producer].op;
+    }
+    return 0;
+}
+
 int plan_build(const topo_job *job, const char *addr_prefix, plan **out,
                char **errptr)
 {
@@ -157,6 +209,8 @@ int plan_build(const topo_job *job, const char *addr_prefix, plan **out,
                                        &job->ops[i].inputs[e], addr_prefix)) <
                 0)
                 goto out;
+    if ((rc = plan_chain(p)) < 0)
+        goto out;
     *out = p;
     return 0;
 out:
@@ -181,5 +235,6 @@ void plan_free(plan *p)
     free(p->subtasks);
     free(p->channels);
     free(p->op_first_subtask);
+    free(p->op_chain_up);
     free(p);
 }

@@ -55,6 +55,8 @@ typedef struct plan_channel {
     uint32_t producer; /* subtask id */
     uint32_t consumer; /* subtask id */
     uint32_t to_port;  /* consumer's input port index */
+    int chained;       /* the consumer runs in the producer's thread: the
+                          channel has no sockets, records go by call */
     char address[96];  /* e.g. "inproc://weir/3" */
 } plan_channel;
 
@@ -66,7 +68,32 @@ typedef struct plan {
     plan_channel *channels;
     uint32_t n_channels;
     uint32_t *op_first_subtask; /* job->ops[i]'s subtask 0 has this id */
+    /* Operator chaining: op_chain_up[i] is the operator whose threads run
+     * job->ops[i] (subtask k of one in subtask k of the other), or -1 when
+     * ops[i] has threads of its own. See plan_chainable(). */
+    int32_t *op_chain_up;
 } plan;
+
+/*
+ * Operator chaining. Operator B is chained to operator A, and so runs in
+ * A's threads (B's subtask k in A's subtask k, A's weir_emit calling B's
+ * process() directly), when all of these hold:
+ *  - runtime.chaining is true (the default), and neither A nor B sets
+ *    `chain: false`;
+ *  - B has exactly one input edge, from A, with partition forward (so equal
+ *    parallelism), into an input port that is not a broadcast input;
+ *  - that edge is A's only output edge (over all of A's output ports), so
+ *    chains are straight lines;
+ *  - neither A nor B is asynchronous (its plugin sets async_invoke).
+ * Chains grow transitively: when C is chained to B and B to A, all three
+ * run in A's threads. A source can head a chain. Returns the index of A in
+ * job->ops, or -1 when ops[op] is not chained.
+ */
+int32_t plan_chainable(const topo_job *job, uint32_t op);
+
+/* The first operator of the chain operator `op` belongs to (`op` itself
+ * when it is not chained to another). */
+uint32_t plan_chain_head(const plan *p, uint32_t op);
 
 /* Builds the plan of `job`. Channel addresses are "inproc://<prefix>/<id>".
  * Returns 0, or a negative code with *errptr set. */

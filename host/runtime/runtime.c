@@ -99,6 +99,8 @@ static int rt_bind_inputs(rt_job *rt, task *t, char **errptr)
         const plan_channel *c = &rt->plan->channels[ps->inputs[i]];
         t->in_port[i] = c->to_port;
         t->in_wm[i] = WEIR_WATERMARK_MIN;
+        if (c->chained)
+            continue; /* delivered by call (task_out.chain) */
         if (!(t->in_socks[i] = rt_socket(rt, ZMQ_PULL, errptr)))
             return WEIR_EIO;
         if (zmq_bind(t->in_socks[i], c->address) < 0)
@@ -142,6 +144,13 @@ static int rt_connect_outputs(rt_job *rt, task *t, char **errptr)
                 o->channel = ch->id;
                 wire_batch_init(&o->batch);
                 tr->outs[c] = o;
+                if (ch->chained) {
+                    task *m = &rt->tasks[ch->consumer];
+                    o->chain = m;
+                    while (m->ps->inputs[o->chain_input] != ch->id)
+                        o->chain_input++;
+                    continue;
+                }
                 if (!(o->sock = rt_socket(rt, ZMQ_PUSH, errptr)))
                     return WEIR_EIO;
                 if (zmq_connect(o->sock, ch->address) < 0)
@@ -149,6 +158,50 @@ static int rt_connect_outputs(rt_job *rt, task *t, char **errptr)
                                    ch->address, zmq_strerror(errno));
             }
         }
+    }
+    return 0;
+}
+
+/* Links the tasks of chained operators (plan.op_chain_up): each member to
+ * the task that calls it and to its chain's head, and each head to its
+ * members in plan order, which is upstream first. Logs each chain. */
+static int rt_link_chains(rt_job *rt, char **errptr)
+{
+    const plan *p = rt->plan;
+    for (uint32_t i = 0; i < rt->n_tasks; i++) {
+        task *t = &rt->tasks[i];
+        int32_t up = p->op_chain_up[t->ps->op];
+        t->chain_head = t;
+        if (up < 0)
+            continue;
+        t->chain_up = &rt->tasks[p->op_first_subtask[up] + t->ps->index];
+        t->chain_head = t->chain_up->chain_head;
+        task *h = t->chain_head;
+        task **n = realloc(h->chain, (h->n_chain + 1) * sizeof *n);
+        if (!n)
+            return err_set(errptr, WEIR_ENOMEM, "out of memory");
+        h->chain = n;
+        h->chain[h->n_chain++] = t;
+    }
+    const topo_job *job = rt->job;
+    for (size_t i = 0; i < job->n_ops; i++) {
+        if (p->op_chain_up[i] >= 0)
+            continue;
+        char line[1024];
+        size_t len = (size_t)snprintf(line, sizeof line, "%s", job->ops[i].id);
+        uint32_t n = 1;
+        for (size_t k = i + 1; k < job->n_ops && len < sizeof line; k++)
+            if (p->op_chain_up[k] >= 0 &&
+                plan_chain_head(p, (uint32_t)k) == (uint32_t)i) {
+                len += (size_t)snprintf(line + len, sizeof line - len, " -> %s",
+                                        job->ops[k].id);
+                n++;
+            }
+        if (n > 1)
+            log_msg(WEIR_LOG_INFO, "runtime",
+                    "chain: %s (%u operators, parallelism %u: one thread "
+                    "per subtask)",
+                    line, n, job->ops[i].parallelism);
     }
     return 0;
 }
@@ -179,6 +232,9 @@ static int rt_make_tasks(rt_job *rt, char **errptr)
         pthread_mutex_init(&t->pub_lock, NULL);
         pthread_mutex_init(&t->admin_lock, NULL);
     }
+    int lrc = rt_link_chains(rt, errptr);
+    if (lrc < 0)
+        return lrc;
     /* Bind every input before any connect, so no connect waits. */
     for (uint32_t i = 0; i < rt->n_tasks; i++) {
         int rc = rt_bind_inputs(rt, &rt->tasks[i], errptr);
@@ -197,6 +253,8 @@ static int rt_start_threads(rt_job *rt, char **errptr)
 {
     for (uint32_t i = 0; i < rt->n_tasks; i++) {
         task *t = &rt->tasks[i];
+        if (t->chain_head != t)
+            continue; /* runs in its chain head's thread */
         atomic_fetch_add(&rt->n_running, 1);
         int e = pthread_create(&t->thread, NULL, task_main, t);
         if (e != 0) {
@@ -487,6 +545,8 @@ rt_task_stats rt_task_stats_get(const rt_job *rt, uint32_t i)
     const task *t = &rt->tasks[i];
     return (rt_task_stats){.op_id = t->op->id,
                            .index = t->ps->index,
+                           .chained_to =
+                               t->chain_up ? t->chain_up->op->id : NULL,
                            .records_in = atomic_load(&t->records_in),
                            .records_out = atomic_load(&t->records_out),
                            .batches_out = atomic_load(&t->batches_out),
@@ -514,6 +574,7 @@ static void rt_free_task(task *t)
     free(t->in_wm);
     free(t->in_barrier);
     free(t->snap_buf);
+    free(t->chain);
     free(t->error);
     free(t->pub);
     pthread_mutex_destroy(&t->pub_lock);

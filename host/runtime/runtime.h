@@ -32,6 +32,8 @@ typedef struct rt_job rt_job;
 typedef struct rt_task_stats {
     const char *op_id;
     uint32_t index;
+    const char *chained_to; /* the operator whose thread runs this subtask
+                               (its producer, runtime/plan.h), or NULL */
     uint64_t records_in;
     uint64_t records_out;
     uint64_t batches_out;

@@ -27,6 +27,12 @@
 
 _Thread_local task *task_owner;
 
+static int task_chain_record(task *up, task_out *o, const void *key,
+                             size_t key_len, int64_t ts, const void *value,
+                             size_t value_len);
+static int task_chain_control(task *up, task_out *o, enum wire_type type,
+                              int64_t arg, int64_t arg2);
+
 int64_t task_wall_ms(void)
 {
     struct timespec ts;
@@ -122,13 +128,17 @@ static int task_flush_due(task *t, int force)
     return 0;
 }
 
-/* Milliseconds until the oldest open batch is due, capped at max_ms. */
+/* Milliseconds until the oldest open batch of the task or of a member of
+ * its chain is due, capped at max_ms. */
 static int task_next_deadline_ms(const task *t, int max_ms)
 {
     int64_t oldest = INT64_MAX;
-    for (uint32_t i = 0; i < t->n_outs; i++)
-        if (t->outs[i].batch.n && t->outs[i].batch.opened_ns < oldest)
-            oldest = t->outs[i].batch.opened_ns;
+    for (uint32_t k = 0; k <= t->n_chain; k++) {
+        const task *c = k ? t->chain[k - 1] : t;
+        for (uint32_t i = 0; i < c->n_outs; i++)
+            if (c->outs[i].batch.n && c->outs[i].batch.opened_ns < oldest)
+                oldest = c->outs[i].batch.opened_ns;
+    }
     if (oldest == INT64_MAX)
         return max_ms;
     int64_t left = oldest + t->rt->buffer_timeout_ns - task_mono_ns();
@@ -141,6 +151,8 @@ static int task_next_deadline_ms(const task *t, int max_ms)
 static int task_add(task *t, task_out *o, const void *key, size_t key_len,
                     int64_t ts, const void *value, size_t value_len)
 {
+    if (o->chain)
+        return task_chain_record(t, o, key, key_len, ts, value, value_len);
     int64_t now = o->batch.n ? 0 : task_mono_ns();
     if (wire_batch_add(&o->batch, key, key_len, ts, value, value_len, now) < 0)
         return WEIR_ENOMEM;
@@ -215,7 +227,9 @@ static int task_send_control(task *t, enum wire_type type, int64_t arg,
     uint8_t msg[64];
     size_t n = wire_encode_control(msg, sizeof msg, type, arg, arg2);
     for (uint32_t i = 0; i < t->n_outs && rc == 0; i++)
-        rc = task_send(t, t->outs[i].sock, msg, n);
+        rc = t->outs[i].chain
+                 ? task_chain_control(t, &t->outs[i], type, arg, arg2)
+                 : task_send(t, t->outs[i].sock, msg, n);
     return rc;
 }
 
@@ -571,6 +585,26 @@ static int task_async_drain(task *t)
     return rc;
 }
 
+/* One record for process() on input port `port`, with its key current,
+ * for a chained member (task_process_data's loop does the same inline).
+ * Returns 0, or the code of a failure recorded with task_fail(). The
+ * caller clears the key (keyed_clear_key) after the last record. */
+static int task_deliver(task *t, const weir_record *rec, uint32_t port)
+{
+    t->cur_key = rec->key;
+    t->cur_key_len = rec->key_len;
+    t->has_key = 1;
+    int krc = keyed_set_key(t, rec);
+    if (krc < 0)
+        return task_fail(t, "setting the current key", krc);
+    TASK_COUNT(t->records_in, 1);
+    if (rec->ts < t->wm && rec->ts != WEIR_TS_NONE)
+        TASK_COUNT(t->late_records, 1);
+    int rc = task_call_process(t, rec, port);
+    t->has_key = 0;
+    return rc < 0 ? task_fail(t, "process", rc) : 0;
+}
+
 static int task_process_data(task *t, uint32_t input)
 {
     weir_record rec;
@@ -617,20 +651,14 @@ static int task_process_data(task *t, uint32_t input)
     return 0;
 }
 
-/* Handles one message from input `input`. */
-static int task_handle(task *t, uint32_t input, zmq_msg_t *m)
+/* A control message on input `input`: end of stream, a watermark (idle:
+ * the producer declared itself idle) or a barrier. */
+static int task_on_control(task *t, uint32_t input, enum wire_type type,
+                           int64_t arg, int idle)
 {
-    wire_msg msg;
-    char *err = NULL;
     int rc;
-    if (wire_parse(&t->reader, zmq_msg_data(m), zmq_msg_size(m), &msg, &err) <
-        0) {
-        free(t->error);
-        t->error = err;
-        return task_fail(t, "reading input", WEIR_EINVAL);
-    }
-    switch (msg.type) {
-    case WIRE_DATA: t->in_idle[input] = 0; return task_process_data(t, input);
+    switch (type) {
+    case WIRE_DATA: return 0;
     case WIRE_EOS:
         if (!t->in_ended[input]) {
             t->in_ended[input] = 1;
@@ -642,13 +670,151 @@ static int task_handle(task *t, uint32_t input, zmq_msg_t *m)
             return rc;
         return task_update_watermark(t);
     case WIRE_WATERMARK:
-        t->in_idle[input] = (uint8_t)msg.idle;
-        if (!msg.idle && msg.arg > t->in_wm[input])
-            t->in_wm[input] = msg.arg;
+        t->in_idle[input] = (uint8_t)(idle != 0);
+        if (!idle && arg > t->in_wm[input])
+            t->in_wm[input] = arg;
         return task_update_watermark(t);
-    case WIRE_BARRIER: return task_on_barrier(t, input, (uint64_t)msg.arg);
+    case WIRE_BARRIER: return task_on_barrier(t, input, (uint64_t)arg);
     }
     return 0;
+}
+
+/* Handles one message from input `input`. */
+static int task_handle(task *t, uint32_t input, zmq_msg_t *m)
+{
+    wire_msg msg;
+    char *err = NULL;
+    if (wire_parse(&t->reader, zmq_msg_data(m), zmq_msg_size(m), &msg, &err) <
+        0) {
+        free(t->error);
+        t->error = err;
+        return task_fail(t, "reading input", WEIR_EINVAL);
+    }
+    if (msg.type == WIRE_DATA) {
+        t->in_idle[input] = 0;
+        return task_process_data(t, input);
+    }
+    return task_on_control(t, input, msg.type, msg.arg, msg.idle);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Operator chaining (runtime/plan.h: plan_chainable)                        */
+/* ------------------------------------------------------------------------ */
+
+/* What a call into a chained member changes on the thread, to be given
+ * back when it returns. */
+typedef struct task_frame {
+    task *owner; /* task_owner */
+    task *guard; /* the crash handler's subtask */
+    task *up;    /* the caller, whose chain_busy is raised; or NULL */
+} task_frame;
+
+/* Makes the thread the thread of member `m` for a call into it: host
+ * services check their ctx against task_owner, the crash handler names
+ * `m`, and the watchdog watches m's mark instead of the caller's (`up`,
+ * NULL when the head calls between callbacks). */
+static task_frame task_chain_enter(task *up, task *m)
+{
+    task_frame f = {.owner = task_owner, .up = up};
+    if (up)
+        atomic_fetch_add_explicit(&up->chain_busy, 1, memory_order_relaxed);
+    task_owner = m;
+    f.guard = guard_thread_switch(m);
+    return f;
+}
+
+static void task_chain_leave(task_frame f)
+{
+    guard_thread_switch(f.guard);
+    task_owner = f.owner;
+    if (!f.up)
+        return;
+    /* The time in the member was the member's, as time waiting on a full
+     * channel is the host's: the caller's callback has made progress. */
+    guard_touch(&f.up->guard);
+    atomic_fetch_sub_explicit(&f.up->chain_busy, 1, memory_order_relaxed);
+}
+
+/* A record `up` emitted on a chained channel: the member's process()
+ * runs now, on this thread, as it would for a record read from the
+ * channel. A failure of the member is recorded (task_fail) and fails the
+ * job; its code goes back to the upstream weir_emit (WEIR_ERETRY as
+ * WEIR_ESTATE: the upstream must not offer its own record again). */
+static int task_chain_record(task *up, task_out *o, const void *key,
+                             size_t key_len, int64_t ts, const void *value,
+                             size_t value_len)
+{
+    task *m = o->chain;
+    if (task_cancelled(m))
+        return WEIR_ESTATE;
+    weir_record rec = {.size = sizeof rec,
+                       .key = key,
+                       .key_len = key_len,
+                       .ts = ts,
+                       .value = value,
+                       .value_len = value_len};
+    task_frame f = task_chain_enter(up, m);
+    int rc = task_deliver(m, &rec, m->in_port[o->chain_input]);
+    keyed_clear_key(m);
+    task_chain_leave(f);
+    return rc == WEIR_ERETRY ? WEIR_ESTATE : rc;
+}
+
+static int task_finish(task *t);
+
+/* End of input of a chained member: what task_main() does for a subtask
+ * with its own thread when its inputs ended (finish() and end of stream
+ * downstream), and, with checkpoints, it joins the finished subtasks that
+ * the coordinator asks directly (the head's task_run_finished serves it). */
+static int task_chain_finish(task *m)
+{
+    int rc = task_cancelled(m) ? 0 : task_finish(m);
+    m->finished = 1;
+    if (rc == 0 && coord_enabled(m->rt))
+        coord_task_finished(m);
+    return rc;
+}
+
+/* A control message `up` sent on a chained channel, handled at once by the
+ * member in the order of the records around it: a watermark moves the
+ * member's watermark (its timers and on_watermark(), then on down the
+ * chain); a barrier is aligned at once (one input) and the member takes
+ * its snapshot, forwarding the barrier first; end of stream finishes it. */
+static int task_chain_control(task *up, task_out *o, enum wire_type type,
+                              int64_t arg, int64_t arg2)
+{
+    task *m = o->chain;
+    task_frame f = task_chain_enter(up, m);
+    int rc = task_on_control(m, o->chain_input, type, arg, arg2 != 0);
+    if (rc == 0 && type == WIRE_EOS && m->n_ended == m->n_in && !m->finished)
+        rc = task_chain_finish(m);
+    task_chain_leave(f);
+    return rc;
+}
+
+/* What the loop of a subtask with its own thread does between messages,
+ * for each member of the chain headed by `t`: due batches sent,
+ * processing-time timers fired, an expiry sweep step, checkpoint
+ * notifications. */
+static int task_chain_service(task *t)
+{
+    int rc = 0;
+    for (uint32_t k = 0; k < t->n_chain && rc == 0; k++) {
+        task *m = t->chain[k];
+        if (m->finished)
+            continue; /* task_run_finished serves it */
+        task_frame f = task_chain_enter(NULL, m);
+        if ((rc = task_flush_due(m, 0)) < 0 && rc != WEIR_ESTATE)
+            rc = task_fail(m, "sending", rc);
+        if (rc == 0)
+            rc = keyed_fire_timers(m, WEIR_TIME_PROCESSING, task_wall_ms());
+        if (rc == 0)
+            rc = keyed_sweep(m, 0);
+        if (rc == 0)
+            rc = task_notify(m);
+        task_chain_leave(f);
+    }
+    return rc;
 }
 
 /* Whether input `i` is held back by barrier alignment (exactly-once). */
@@ -720,6 +886,8 @@ static int task_run_inputs(task *t)
             rc = keyed_sweep(t, 0);
         if (rc == 0)
             rc = task_notify(t);
+        if (rc == 0)
+            rc = task_chain_service(t);
     }
     free(items);
     free(which);
@@ -752,6 +920,8 @@ static int task_run_source(task *t)
         if ((rc = task_source_watermark(t)) < 0 ||
             (rc = task_flush_due(t, 0)) < 0)
             return rc == WEIR_ESTATE ? rc : task_fail(t, "sending", rc);
+        if ((rc = task_chain_service(t)) < 0)
+            return rc;
     }
     return 0;
 }
@@ -840,13 +1010,28 @@ static int task_run_finished(task *t)
     coord_task_finished(t);
     int rc = 0;
     while (rc == 0 && !task_cancelled(t)) {
-        uint64_t id = coord_poll(t);
-        if (id && (rc = task_checkpoint(t, id, 0)) < 0)
-            break;
-        if ((rc = task_notify(t)) < 0)
-            break;
-        if (coord_done(t->rt, id ? 0 : 20) &&
-            coord_completed(t->rt) <= t->ck_notified && !coord_poll(t))
+        /* The head and every finished member of its chain, in order. */
+        uint64_t any = 0;
+        for (uint32_t k = 0; k <= t->n_chain && rc == 0; k++) {
+            task *c = k ? t->chain[k - 1] : t;
+            task_frame f = task_chain_enter(NULL, c);
+            uint64_t id = coord_poll(c);
+            any |= id;
+            if (id)
+                rc = task_checkpoint(c, id, 0);
+            if (rc == 0)
+                rc = task_notify(c);
+            task_chain_leave(f);
+        }
+        if (rc < 0 || !coord_done(t->rt, any ? 0 : 20))
+            continue;
+        int settled = 1;
+        for (uint32_t k = 0; k <= t->n_chain; k++) {
+            task *c = k ? t->chain[k - 1] : t;
+            settled &=
+                coord_completed(t->rt) <= c->ck_notified && !coord_poll(c);
+        }
+        if (settled)
             break;
     }
     return rc;
@@ -892,7 +1077,17 @@ void *task_main(void *arg)
         max_record > 0 ? (size_t)max_record : TASK_MAX_RECORD_DEFAULT;
     task_owner = t;
     int rc = task_open(t);
+    /* The members of its chain open in its thread, upstream first. */
+    for (uint32_t k = 0; k < t->n_chain && rc == 0; k++) {
+        task *m = t->chain[k];
+        task_frame f = task_chain_enter(NULL, m);
+        m->max_record = t->max_record;
+        rc = task_open(m);
+        task_chain_leave(f);
+    }
     if (rc == 0) {
+        for (uint32_t k = 0; k < t->n_chain; k++)
+            t->chain[k]->phase = TASK_PHASE_RUN;
         t->phase = TASK_PHASE_RUN;
         if (t->reg->op.flags & WEIR_OP_SOURCE)
             rc = task_run_source(t);
@@ -905,17 +1100,29 @@ void *task_main(void *arg)
         if (rc == 0 && coord_enabled(t->rt))
             task_run_finished(t);
         t->phase = TASK_PHASE_NONE;
+        for (uint32_t k = 0; k < t->n_chain; k++)
+            t->chain[k]->phase = TASK_PHASE_NONE;
     }
-    task_close(t);
-    async_close(t);
-    keyed_close(t);
-    bcast_free(t);
-    log_msg(WEIR_LOG_DEBUG, t->who,
-            "ended: %llu in, %llu out, %llu batches, %.1f ms back-pressured",
-            (unsigned long long)atomic_load(&t->records_in),
-            (unsigned long long)atomic_load(&t->records_out),
-            (unsigned long long)atomic_load(&t->batches_out),
-            (double)atomic_load(&t->blocked_ns) / 1e6);
+    /* The head, then the members of its chain, each as its own thread
+     * would close it. */
+    for (uint32_t k = 0; k <= t->n_chain; k++) {
+        task *c = k ? t->chain[k - 1] : t;
+        task_frame f = task_chain_enter(NULL, c);
+        task_close(c);
+        async_close(c);
+        keyed_close(c);
+        bcast_free(c);
+        log_msg(WEIR_LOG_DEBUG, c->who,
+                "ended: %llu in, %llu out, %llu batches, %.1f ms "
+                "back-pressured",
+                (unsigned long long)atomic_load(&c->records_in),
+                (unsigned long long)atomic_load(&c->records_out),
+                (unsigned long long)atomic_load(&c->batches_out),
+                (double)atomic_load(&c->blocked_ns) / 1e6);
+        task_chain_leave(f);
+        if (k)
+            atomic_store(&c->done, 1);
+    }
     guard_thread_end();
     task_owner = NULL;
     atomic_store(&t->done, 1);

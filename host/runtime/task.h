@@ -105,11 +105,16 @@ struct task;
 /* Records the first failure of the job and cancels every task. */
 void rt_fail(rt_job *rt, int code, const char *msg);
 
-/* One outgoing channel: its PUSH socket and the batch being filled. */
+/* One outgoing channel: its PUSH socket and the batch being filled; or,
+ * for a chained channel (plan_channel.chained), the consumer that runs in
+ * this task's thread, whose input `chain_input` it is (no socket, no
+ * batch: records and control messages are delivered by call). */
 typedef struct task_out {
     void *sock;
     wire_batch batch;
     uint32_t channel;
+    struct task *chain;
+    uint32_t chain_input;
 } task_out;
 
 /* One route of an output port (see plan_route), resolved to task_outs. */
@@ -213,6 +218,17 @@ typedef struct task {
     pthread_mutex_t pub_lock;
     struct rt_state_info *pub;
     size_t n_pub;
+
+    /* operator chaining (plan_chainable): a member of a chain has no thread
+     * of its own; the chain's head runs it. */
+    struct task *chain_up;   /* the task whose emits call this one, or NULL */
+    struct task *chain_head; /* the task whose thread runs this one (itself
+                                when it is not chained to another) */
+    struct task **chain;     /* the head only: its members, upstream first */
+    uint32_t n_chain;
+    /* Nonzero while the thread is in a callback of a chained member called
+     * from this task (the watchdog watches the member's mark instead). */
+    atomic_int chain_busy;
 
     /* failure */
     char *error;   /* last weir_set_error message of the plugin */

@@ -164,6 +164,9 @@ static json_t *wctl_tasks_json(wctl *c)
                          r->blocked_share, "late_records",
                          (json_int_t)s.late_records, "watermark_ms", wm,
                          "states", wctl_states_json(c, i)));
+        json_object_set_new(
+            json_array_get(a, json_array_size(a) - 1), "chained_to",
+            s.chained_to ? json_string(s.chained_to) : json_null());
     }
     return a;
 }

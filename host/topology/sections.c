@@ -70,12 +70,25 @@ static const weir_param_def rt_max_record_size =
       "Largest record an operator may emit (key plus value bytes) and "
       "largest value it may put into keyed state; larger ones are refused "
       "with WEIR_EINVAL. At most 1GiB.");
-static const weir_param_def *const topo_runtime_defs[] = {
-    &rt_batch_size,       &rt_buffer_timeout,
-    &rt_channel_capacity, &rt_lock_wait,
-    &rt_stop_timeout,     &rt_callback_timeout,
-    &rt_retry_timeout,    &rt_file_access,
-    &rt_max_record_size,  NULL};
+static const weir_param_def rt_chaining =
+    P("chaining", WEIR_PARAM_BOOL, "true", 0, 0, 0,
+      "Runs an operator in the thread of its producer when the two are "
+      "chainable (a forward edge of equal parallelism that is the "
+      "producer's only output and the consumer's only input, neither "
+      "asynchronous nor with chain: false): records are passed by call "
+      "instead of through a channel. false runs every subtask in its own "
+      "thread.");
+static const weir_param_def *const topo_runtime_defs[] = {&rt_batch_size,
+                                                          &rt_buffer_timeout,
+                                                          &rt_channel_capacity,
+                                                          &rt_lock_wait,
+                                                          &rt_stop_timeout,
+                                                          &rt_callback_timeout,
+                                                          &rt_retry_timeout,
+                                                          &rt_file_access,
+                                                          &rt_max_record_size,
+                                                          &rt_chaining,
+                                                          NULL};
 
 /* --- state --- */
 static const weir_param_def st_dir =
@@ -291,6 +304,18 @@ static const weir_param_def as_retry_backoff_max =
 static const weir_param_def *const topo_async_defs[] = {
     &as_capacity,      &as_timeout,           &as_mode, &as_max_retries,
     &as_retry_backoff, &as_retry_backoff_max, NULL};
+
+/* --- the operator key `chain` --- */
+static const weir_param_def op_chain =
+    P("chain", WEIR_PARAM_BOOL, "true", 0, 0, 0,
+      "false keeps the operator out of operator chains: it runs in its own "
+      "threads, neither in its producer's nor with its consumer in its own "
+      "(runtime.chaining).");
+
+const weir_param_def *topo_op_chain_def(void)
+{
+    return &op_chain;
+}
 
 const weir_param_def *const *topo_section_defs(const char *section)
 {

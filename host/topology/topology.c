@@ -34,9 +34,20 @@ static const char *const topo_top_keys[K_TOP_N] = {
     "job",        "max_parallelism", "runtime", "state",
     "checkpoint", "restart",         "metrics", "operators"};
 
-enum { K_ID, K_TYPE, K_PAR, K_CONFIG, K_INPUTS, K_WATERMARKS, K_ASYNC, K_OP_N };
+enum {
+    K_ID,
+    K_TYPE,
+    K_PAR,
+    K_CONFIG,
+    K_INPUTS,
+    K_WATERMARKS,
+    K_ASYNC,
+    K_CHAIN,
+    K_OP_N
+};
 static const char *const topo_op_keys[K_OP_N] = {
-    "id", "type", "parallelism", "config", "inputs", "watermarks", "async"};
+    "id",     "type",       "parallelism", "config",
+    "inputs", "watermarks", "async",       "chain"};
 
 enum { K_FROM, K_PARTITION, K_PORT, K_IN_N };
 static const char *const topo_in_keys[K_IN_N] = {"from", "partition", "port"};
@@ -424,6 +435,24 @@ static int tb_op_parallelism(tb *b, topo_op *op, const topo_ynode *n,
     return 0;
 }
 
+/* `chain:`, a boolean; true without it. */
+static int tb_op_chain(tb *b, topo_op *op, const topo_ynode *n,
+                       const char *path)
+{
+    char sub[TOPO_PATH_MAX];
+    op->chain = 1;
+    if (!n)
+        return 0;
+    tb_path(sub, sizeof sub, "%s.chain", path);
+    topo_value v = {0};
+    int rc = topo_value_from_node(b->file, sub, topo_op_chain_def(), n, &v,
+                                  b->errptr);
+    if (rc == 0)
+        op->chain = v.b;
+    topo_value_clear(&v);
+    return rc;
+}
+
 static int tb_op_config(tb *b, topo_op *op, const topo_ynode *opnode,
                         const topo_ynode *n, const char *path)
 {
@@ -587,6 +616,8 @@ static int tb_operator_parts(tb *b, size_t i, const topo_ynode *n,
         return rc;
     if (raw->par_bad)
         op->parallelism = 1;
+    if ((rc = tb_go(b, tb_op_chain(b, op, slots[K_CHAIN], path), NULL)) < 0)
+        return rc;
     if (!raw->unusable) {
         if ((rc = tb_go(b, tb_op_config(b, op, n, slots[K_CONFIG], path),
                         NULL)) < 0 ||

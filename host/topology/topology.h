@@ -91,6 +91,8 @@ typedef struct topo_op {
     topo_params async;      /* topo_section_defs("async"): set (defaults
                                included) for operators with async_invoke,
                                empty (n == 0) for the others */
+    int chain;              /* `chain:` (default 1); 0 keeps the operator
+                               out of operator chains (runtime/plan.h) */
     int line, col;
 } topo_op;
 
@@ -186,5 +188,9 @@ int topo_config_from_yaml(const char *file, const char *yaml, size_t len,
  * "async");
  * NULL for an unknown section. */
 const weir_param_def *const *topo_section_defs(const char *section);
+
+/* The definition of the per-operator key `chain` (a boolean, default
+ * true). */
+const weir_param_def *topo_op_chain_def(void);
 
 #endif

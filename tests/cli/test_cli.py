@@ -462,11 +462,13 @@ operators:
 
 # A source far faster than its sink: the channels fill up, so a graceful
 # stop (drain everything in flight at 100 ms a record) would take minutes.
+# chain: false keeps the channel between them.
 SLOW_SINK = """\
 job: slow
 operators:
   - {id: src, type: gen, config: {count: 0, keys: 100}}
-  - {id: sink, type: slow, inputs: [src], config: {delay_us: 100000}}
+  - {id: sink, type: slow, inputs: [src], chain: false,
+     config: {delay_us: 100000}}
 """
 
 
@@ -640,12 +642,14 @@ operators:
 # ---------------------------------------------------------------------------
 
 def slow_job(count, capacity):
+    # chain: false: the channel between the two is what these tests measure.
     return """\
 job: pressure
 runtime: {channel_capacity: %d, batch_size: 16, buffer_timeout: 1ms}
 operators:
   - {id: src, type: gen, config: {count: %d, keys: 100}}
-  - {id: sink, type: slow, inputs: [src], config: {delay_us: 50}}
+  - {id: sink, type: slow, inputs: [src], config: {delay_us: 50},
+     chain: false}
 """ % (capacity, count)
 
 

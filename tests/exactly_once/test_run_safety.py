@@ -412,7 +412,8 @@ runtime: {stop_timeout: 1s}
 restart: {strategy: fixed_delay, attempts: 3, delay: 0ms}
 operators:
   - {id: src, type: gen, config: {count: 0, keys: 100}}
-  - {id: sink, type: slow, inputs: [src], config: {delay_us: 900000}}
+  - {id: sink, type: slow, inputs: [src], chain: false,
+     config: {delay_us: 900000}}
 """
 
     def test_first_sigterm_ends_a_job_that_cannot_drain(self):
@@ -451,7 +452,9 @@ class FailedCheckpoints(Base):
     def test_tolerable_failed_checkpoints(self):
         """Checkpoints that never complete (a 1 ms timeout behind a slow
         sink) fail the job after tolerable_failed_checkpoints + 1 in a row;
-        before, the job ran on without a checkpoint for ever."""
+        before, the job ran on without a checkpoint for ever. The sink has
+        chain: false so that barriers queue behind records in its channel
+        (chained, a barrier reaches it as soon as gen sends it)."""
         path = self.write("ck.yaml", """\
 job: c
 checkpoint: {dir: '%s/ckpt', interval: 50ms, timeout: 1ms,
@@ -459,7 +462,8 @@ checkpoint: {dir: '%s/ckpt', interval: 50ms, timeout: 1ms,
 restart: {strategy: none}
 operators:
   - {id: src, type: gen, config: {count: 0, keys: 100, rate: 2000}}
-  - {id: sink, type: slow, inputs: [src], config: {delay_us: 2000}}
+  - {id: sink, type: slow, inputs: [src], chain: false,
+     config: {delay_us: 2000}}
 """ % self.d)
         r = self.run_weir("ck", path)
         rc = r.wait(timeout=60)

@@ -220,7 +220,7 @@ static void test_back_pressure(void **unused)
              "channel_capacity: %d}\n"
              "operators:\n"
              "  - {id: src, type: gen, config: {count: %d, keys: 10}}\n"
-             "  - {id: sink, type: slow, inputs: [src],\n"
+             "  - {id: sink, type: slow, inputs: [src], chain: false,\n"
              "     config: {delay_us: 20}}\n",
              batch, capacity, n);
     flight f = {0};

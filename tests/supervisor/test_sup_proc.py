@@ -366,9 +366,10 @@ class Signals(Base):
 
     def test_second_sigint_kills_worker(self):
         # The sink sleeps 0.5 s per record: a graceful stop would take
-        # minutes, so only the second SIGINT ends the worker.
+        # minutes, so only the second SIGINT ends the worker (chain: false:
+        # the records wait in the channel to the sink).
         ops = ("  - {id: src, type: gen, config: {count: 0, keys: 10}}\n"
-               "  - {id: sink, type: slow, inputs: [src], "
+               "  - {id: sink, type: slow, inputs: [src], chain: false, "
                "config: {delay_us: 500000}}\n")
         path = self.job(ops, "{strategy: fixed_delay, attempts: 3, "
                         "delay: 10ms}")
@@ -709,8 +710,10 @@ class Guard(Base):
         # to a sink that takes 10 ms per record: poll() lasts about 3 s,
         # over the 1 s limit, but waiting on back pressure is the host's
         # time, not a stuck plugin.
+        # chain: false: the sink must wait behind a channel, not be
+        # called from gen's thread.
         ops = ("  - {id: src, type: gen, config: {count: 300, keys: 10}}\n"
-               "  - {id: sink, type: slow, inputs: [src], "
+               "  - {id: sink, type: slow, inputs: [src], chain: false, "
                "config: {delay_us: 10000}}\n")
         path = self.guard_job(ops, "{strategy: none}",
                               runtime="{callback_timeout: 1s, batch_size: 1, "

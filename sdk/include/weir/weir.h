@@ -34,7 +34,10 @@
  *   - Threading: the host creates one instance of an operator per subtask and
  *     calls all of that instance's callbacks on one thread, never two at once.
  *     Host services may be called only from inside a callback, on that
- *     thread, with the ctx that callback received. Plugins keep no mutable
+ *     thread, with the ctx that callback received. The thread may be shared
+ *     with other instances: a chained operator (forward edge, see the host's
+ *     README) runs on its producer's thread, its process() called from
+ *     inside the producer's weir_emit(). Plugins keep no mutable
  *     globals: everything lives in the instance.
  *   - Ownership: pointers passed into a callback are borrowed for the
  *     duration of the callback. weir_emit() and the state put functions copy
@@ -375,8 +378,9 @@ typedef enum weir_metric_kind {
 
 /*
  * Lifecycle of one operator instance (one per subtask). Every callback of
- * an instance runs on that subtask's own thread, started by the host, never
- * two at once; weir_plugin_entry() alone runs on the host's main thread,
+ * an instance runs on that subtask's thread, started by the host (shared
+ * with its producer's subtask when the operator is chained), never two at
+ * once; weir_plugin_entry() alone runs on the host's main thread,
  * once per process. "emit" says whether the callback may call weir_emit().
  *
  *   weir_plugin_entry()                   main thread, after dlopen()
