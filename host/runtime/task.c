@@ -628,19 +628,9 @@ static int task_process_data(task *t, uint32_t input)
     for (uint64_t i = 0;
          (more = wire_next(&t->reader, &rec)) > 0 && !task_cancelled(t); i++) {
         keyed_prefetch(t, &t->reader, i, ring);
-        t->cur_key = rec.key;
-        t->cur_key_len = rec.key_len;
-        t->has_key = 1;
-        int krc = keyed_set_key(t, &rec);
-        if (krc < 0)
-            return task_fail(t, "setting the current key", krc);
-        TASK_COUNT(t->records_in, 1);
-        if (rec.ts < t->wm && rec.ts != WEIR_TS_NONE)
-            TASK_COUNT(t->late_records, 1);
-        int rc = task_call_process(t, &rec, t->in_port[input]);
-        t->has_key = 0;
+        int rc = task_deliver(t, &rec, t->in_port[input]);
         if (rc < 0)
-            return task_fail(t, "process", rc);
+            return rc;
     }
     keyed_clear_key(t);
     if (more < 0) {
