@@ -37,6 +37,7 @@
 #include <jansson.h>
 
 #include "th.h"
+#include "tutil.h"
 
 #ifndef ENRICH_SO
 #error ENRICH_SO must name the plugin
@@ -236,7 +237,7 @@ int main(int argc, char **argv)
                               rc < 0 ? t->error : "", "emits");
         json_t *em = json_object_get(o, "emits");
         for (size_t k = 0; k < t->n_recs; k++) {
-            json_t *v = th_mp_to_json(t->recs[k].value, t->recs[k].value_len);
+            json_t *v = tu_mp_to_json(t->recs[k].value, t->recs[k].value_len);
             json_array_append_new(
                 em,
                 json_pack("{s:i,s:o,s:s%,s:I}", "port", (int)t->recs[k].port,

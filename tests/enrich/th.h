@@ -117,18 +117,4 @@ size_t th_count_logs(const th_inst *t, weir_log_level level,
 /* The first captured log line containing `needle`, or NULL. */
 const char *th_find_log(const th_inst *t, const char *needle);
 
-/* Test helpers: a fresh temporary directory (removed by th_rmtree), and a
- * file written with the given bytes. */
-char *th_tmpdir(void);
-void th_rmtree(const char *dir);
-char *th_path(const char *dir, const char *name);
-void th_write_file(const char *path, const void *data, size_t len);
-/* Reads a whole file (NUL-terminated); *len gets its size. NULL if absent. */
-char *th_read_file(const char *path, size_t *len);
-
-/* The msgpack value as a jansson value (maps need string keys; integers
- * must fit int64), or NULL when it is not valid msgpack of that kind. An
- * independent decoder, used to check what plugins pack. */
-json_t *th_mp_to_json(const void *data, size_t len);
-
 #endif

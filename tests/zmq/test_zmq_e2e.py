@@ -326,6 +326,7 @@ class Spool(Base):
         """Sends msgs over `clients` concurrent REQ clients while the worker
         is killed; then the end message. Returns the number of resends."""
         stop = threading.Event()
+        self.kills = 0
         killer = threading.Thread(target=self.kill_loop,
                                   args=(job, stop, SEED, KILLS))
         killer.start()
@@ -333,7 +334,13 @@ class Spool(Base):
 
         def client(part):
             c = ReqClient(self.zctx, self.ep_in)
-            for m in part:
+            for i, m in enumerate(part):
+                # Spread the messages over the kills: a fast job must not
+                # take all of them before the killer's first shots.
+                need, t0 = i * KILLS // len(part), time.monotonic()
+                while self.kills < need and killer.is_alive() and \
+                        time.monotonic() - t0 < 10:
+                    time.sleep(0.01)
                 a = c.request(m)
                 with lock:
                     answers.append(a)
