@@ -26,21 +26,20 @@ binary), WEIR_PLUGIN_DIR (bundled plugins), MCOUNT_DIR (the builds).
 import base64
 import collections
 import glob
-import hashlib
 import json
 import os
 import random
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
-WEIR = os.environ.get("WEIR", "weir")
 PLUGINS = os.environ.get("WEIR_PLUGIN_DIR", "")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "common"))
+from weirproc import WEIR, Run, RunsTestCase, env, tree_digest, weir  # noqa: E402
+
 MCOUNT = os.environ.get("MCOUNT_DIR", "")
 SEED = 20261203
 MAXP = 128
@@ -76,23 +75,6 @@ EXTRA = """\
 """
 
 
-def env():
-    e = dict(os.environ)
-    e["WEIR_LOG"] = "info"
-    e.pop("WEIR_CRASH_AT", None)
-    return e
-
-
-def weir(*args, check=True):
-    """Runs `weir ARGS`; returns (exit code, stdout, stderr)."""
-    p = subprocess.run([WEIR] + list(args), capture_output=True, text=True,
-                       env=env(), timeout=120)
-    if check and p.returncode != 0:
-        raise AssertionError("weir %s: exit %d\n%s%s" % (
-            " ".join(args), p.returncode, p.stdout[-2000:], p.stderr[-3000:]))
-    return p.returncode, p.stdout, p.stderr
-
-
 def write_input(path, n, keys, seed, mode="w"):
     """n JSON lines {"user": "u<k>"} with k in [0, keys); the per-key
     tally."""
@@ -117,21 +99,6 @@ def committed(outdir):
     return seen
 
 
-def tree_digest(root):
-    """Every file and directory under root: size, mtime and sha256."""
-    out = {}
-    for dirpath, dirs, files in os.walk(root):
-        for name in dirs + files:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            h = ""
-            if os.path.isfile(p):
-                with open(p, "rb") as f:
-                    h = hashlib.sha256(f.read()).hexdigest()
-            out[os.path.relpath(p, root)] = (st.st_size, st.st_mtime_ns, h)
-    return out
-
-
 def flip_byte(path):
     with open(path, "r+b") as f:
         f.seek(os.path.getsize(path) // 2)
@@ -140,48 +107,9 @@ def flip_byte(path):
         f.write(bytes([b[0] ^ 0x5A]))
 
 
-class Run:
-    """A supervised `weir run` in its own session, its log in a file."""
-
-    def __init__(self, d, name, args):
-        self.log_path = os.path.join(d, name + ".log")
-        self.log = open(self.log_path, "w")
-        self.p = subprocess.Popen([WEIR, "run"] + list(args),
-                                  stdout=self.log, stderr=self.log, env=env(),
-                                  start_new_session=True)
-
-    def text(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def wait(self, timeout=120):
-        try:
-            return self.p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-        finally:
-            self.kill()
-
-    def kill(self):
-        if self.p.poll() is None:
-            os.killpg(self.p.pid, signal.SIGKILL)
-            self.p.wait()
-        self.log.close()
-
-
-class Base(unittest.TestCase):
+class Base(RunsTestCase):
     job_name = "mig"
-
-    def setUp(self):
-        self.d = tempfile.mkdtemp(prefix="weir-migrate-")
-        self.runs = []
-
-    def tearDown(self):
-        for r in self.runs:
-            if r.p.poll() is None:
-                os.killpg(r.p.pid, signal.SIGKILL)
-                r.p.wait()
-        shutil.rmtree(self.d, ignore_errors=True)
+    tmp_prefix = "weir-migrate-"
 
     # --- jobs and runs -----------------------------------------------------
 

@@ -16,21 +16,18 @@ weir binary), WEIR_PLUGIN_DIR.
 """
 import collections
 import glob
-import hashlib
 import json
 import os
 import random
-import re
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
-WEIR = os.environ.get("WEIR", "weir")
 PLUGINS = os.environ.get("WEIR_PLUGIN_DIR", "")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "common"))
+from weirproc import Run, RunsTestCase, tree_digest, weir  # noqa: E402
+
 SEED = 20261202
 MAXP = 128
 
@@ -94,23 +91,6 @@ operators:
 """
 
 
-def env():
-    e = dict(os.environ)
-    e["WEIR_LOG"] = "info"
-    e.pop("WEIR_CRASH_AT", None)
-    return e
-
-
-def weir(*args, check=True):
-    """Runs `weir ARGS`; returns (exit code, stdout, stderr)."""
-    p = subprocess.run([WEIR] + list(args), capture_output=True, text=True,
-                       env=env(), timeout=120)
-    if check and p.returncode != 0:
-        raise AssertionError("weir %s: exit %d\n%s%s" % (
-            " ".join(args), p.returncode, p.stdout[-2000:], p.stderr[-3000:]))
-    return p.returncode, p.stdout, p.stderr
-
-
 def write_input(path, n, keys, seed, ts=False):
     rng = random.Random(seed)
     tally = collections.Counter()
@@ -134,63 +114,9 @@ def committed(outdir):
     return recs
 
 
-def tree_digest(root):
-    """Every file under root with its size, mtime and sha256."""
-    out = {}
-    for dirpath, dirs, files in os.walk(root):
-        for name in dirs + files:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            h = ""
-            if os.path.isfile(p):
-                with open(p, "rb") as f:
-                    h = hashlib.sha256(f.read()).hexdigest()
-            out[os.path.relpath(p, root)] = (st.st_size, st.st_mtime_ns, h)
-    return out
-
-
-class Run:
-    """A supervised `weir run` in its own session, its log in a file."""
-
-    def __init__(self, d, name, args):
-        self.log_path = os.path.join(d, name + ".log")
-        self.log = open(self.log_path, "w")
-        self.p = subprocess.Popen([WEIR, "run", "--dir", PLUGINS] + list(args),
-                                  stdout=self.log, stderr=self.log, env=env(),
-                                  start_new_session=True)
-
-    def text(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def wait(self, timeout=120):
-        try:
-            return self.p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-        finally:
-            self.kill()
-
-    def kill(self):
-        if self.p.poll() is None:
-            os.killpg(self.p.pid, signal.SIGKILL)
-            self.p.wait()
-        self.log.close()
-
-
-class Base(unittest.TestCase):
+class Base(RunsTestCase):
     job_name = "st"
-
-    def setUp(self):
-        self.d = tempfile.mkdtemp(prefix="weir-statetool-")
-        self.runs = []
-
-    def tearDown(self):
-        for r in self.runs:
-            if r.p.poll() is None:
-                os.killpg(r.p.pid, signal.SIGKILL)
-                r.p.wait()
-        shutil.rmtree(self.d, ignore_errors=True)
+    tmp_prefix = "weir-statetool-"
 
     def write(self, name, text):
         path = os.path.join(self.d, name)
@@ -203,7 +129,7 @@ class Base(unittest.TestCase):
             d=self.d, p=p, rate=rate, sinkp=sinkp, job=job or self.job_name))
 
     def start(self, name, *args):
-        r = Run(self.d, name, args)
+        r = Run(self.d, name, ["--dir", PLUGINS] + list(args))
         self.runs.append(r)
         return r
 
