@@ -24,6 +24,7 @@
 #include "state/state.h"
 #include "state/state_admin.h"
 #include "state/timers.h"
+#include "testing/direct.h"
 #include "topology/topology.h"
 
 #define WEIR_TEST_API __attribute__((visibility("default")))
@@ -63,6 +64,8 @@ struct weir_test {
     int state_rc;        /* weir_test_fail_state: the code, 0: none */
     uint64_t state_left; /* state calls that still succeed */
     int timer_rc;        /* weir_test_fail_timers */
+    /* config.async_direct: the requests the test invoked, else NULL. */
+    direct_table *direct;
     /* files */
     char *work;      /* removed by weir_test_free */
     char *state_dir; /* state.dir */
@@ -624,6 +627,25 @@ static int harness_build(weir_test *h, const weir_test_config *c)
     return 0;
 }
 
+/* config.async_direct: the request table and the completion service that
+ * records into it. */
+static int harness_direct_setup(weir_test *h, const weir_test_config *c)
+{
+    if (c->size <
+            offsetof(weir_test_config, async_direct) + sizeof c->async_direct ||
+        !c->async_direct)
+        return 0;
+    if (!h->ro->op.async_invoke)
+        return harness_err(h, WEIR_EINVAL,
+                           "weir_test_new: config.async_direct: operator "
+                           "'%s' is not asynchronous (it has no async_invoke)",
+                           h->op.type);
+    if (!(h->direct = direct_new(h->t.max_record)))
+        return harness_err(h, WEIR_ENOMEM, "out of memory");
+    h->api.async_complete = direct_complete;
+    return 0;
+}
+
 /* The job and its one task, as rt_start_with() and task_main() set them
  * up, without channels and threads. */
 static int harness_task(weir_test *h, const weir_test_config *c)
@@ -672,7 +694,7 @@ static int harness_task(weir_test *h, const weir_test_config *c)
     pthread_mutex_init(&t->pub_lock, NULL);
     int64_t max_record = topo_param_int(&h->job.runtime, "max_record_size");
     t->max_record = (size_t)max_record;
-    return 0;
+    return harness_direct_setup(h, c);
 }
 
 /* The work directory and, for keyed operators, the state environment. */
@@ -1022,6 +1044,17 @@ static int harness_open(weir_test *h)
     if (rc < 0)
         return harness_job_failed(h, rc);
     t->phase = TASK_PHASE_RUN;
+    if (h->direct) {
+        /* The test invokes the requests: no async layer. */
+        size_t restored = async_pending(t);
+        async_close(t);
+        if (restored)
+            return harness_err(h, WEIR_EINVAL,
+                               "weir_test_new: config.async_direct: the "
+                               "checkpoint holds %zu async request(s), which "
+                               "only the runtime's async layer invokes again",
+                               restored);
+    }
     /* Restored async requests are invoked again before any input. */
     if (t->async && (rc = async_resume(t)) < 0)
         return harness_job_failed(h, rc);
@@ -1082,6 +1115,8 @@ static void harness_close(weir_test *h)
         t->phase = TASK_PHASE_NONE;
         t->opened = 0;
     }
+    if (h->direct)
+        direct_mark_closed(h->direct);
     async_close(t);
     keyed_close(t);
     bcast_free(t);
@@ -1102,6 +1137,7 @@ WEIR_TEST_API void weir_test_free(weir_test *h)
         return;
     task *t = &h->t;
     harness_close(h);
+    direct_free(h->direct);
     free(t->error);
     free(t->snap_buf);
     free(t->ports);
@@ -1170,15 +1206,30 @@ WEIR_TEST_API const char *weir_test_error(const weir_test *h)
 /* Driving                                                                   */
 /* ------------------------------------------------------------------------ */
 
-static int harness_record(weir_test *h, int bcast, uint32_t port,
-                          const void *key, size_t key_len, int64_t ts,
-                          const void *value, size_t value_len)
+/* Makes rec's key current, as for process(); harness_key_clear() ends it
+ * (also after a failure). */
+static int harness_key_set(weir_test *h, const weir_record *rec)
 {
-    int rc = harness_ready(h);
-    if (rc < 0)
-        return rc;
     task *t = &h->t;
-    const char *fn = bcast ? "weir_test_broadcast" : "weir_test_process";
+    t->cur_key = rec->key;
+    t->cur_key_len = rec->key_len;
+    t->has_key = 1;
+    int rc = keyed_set_key(t, rec);
+    return rc < 0 ? harness_failed(h, "setting the current key", rc) : 0;
+}
+
+static void harness_key_clear(weir_test *h)
+{
+    h->t.has_key = 0;
+    keyed_clear_key(&h->t);
+}
+
+/* The checks of a record the test hands to input `port` in `fn`. */
+static int harness_input_check(weir_test *h, const char *fn, int bcast,
+                               uint32_t port, const void *key, size_t key_len,
+                               const void *value, size_t value_len)
+{
+    task *t = &h->t;
     if (t->reg->op.flags & WEIR_OP_SOURCE)
         return harness_err(h, WEIR_EINVAL,
                            "%s: operator '%s' is a source (it has no "
@@ -1195,6 +1246,21 @@ static int harness_record(weir_test *h, int bcast, uint32_t port,
                            fn, port, t->reg->inputs[port], bcast ? "not " : "");
     if ((!key && key_len) || (!value && value_len))
         return harness_err(h, WEIR_EINVAL, "%s: NULL bytes with a length", fn);
+    return 0;
+}
+
+static int harness_record(weir_test *h, int bcast, uint32_t port,
+                          const void *key, size_t key_len, int64_t ts,
+                          const void *value, size_t value_len)
+{
+    int rc = harness_ready(h);
+    if (rc < 0)
+        return rc;
+    task *t = &h->t;
+    const char *fn = bcast ? "weir_test_broadcast" : "weir_test_process";
+    if ((rc = harness_input_check(h, fn, bcast, port, key, key_len, value,
+                                  value_len)) < 0)
+        return rc;
     weir_record rec = {.key = key ? key : "",
                        .key_len = key_len,
                        .ts = ts,
@@ -1214,14 +1280,14 @@ static int harness_record(weir_test *h, int bcast, uint32_t port,
                 TASK_COUNT(t->late_records, 1);
             rc = harness_job_failed(h, async_submit(t, &rec, port));
         }
+    } else if (h->direct) {
+        rc = harness_err(h, WEIR_EINVAL,
+                         "%s: operator '%s' is driven directly "
+                         "(config.async_direct): use weir_test_async_invoke",
+                         fn, h->op.id);
     } else {
-        t->cur_key = rec.key;
-        t->cur_key_len = rec.key_len;
-        t->has_key = 1;
-        int krc = keyed_set_key(t, &rec);
-        if (krc < 0) {
-            rc = harness_failed(h, "setting the current key", krc);
-        } else {
+        rc = harness_key_set(h, &rec);
+        if (rc == 0) {
             if (rec.ts < t->wm && rec.ts != WEIR_TS_NONE)
                 TASK_COUNT(t->late_records, 1);
             guard_cb g = guard_enter(&t->guard, GUARD_PROCESS);
@@ -1230,8 +1296,7 @@ static int harness_record(weir_test *h, int bcast, uint32_t port,
             if (rc < 0)
                 rc = harness_failed(h, "process", rc);
         }
-        t->has_key = 0;
-        keyed_clear_key(t);
+        harness_key_clear(h);
     }
     if (rc >= 0) {
         int brc = harness_between(h);
@@ -1375,6 +1440,145 @@ WEIR_TEST_API int weir_test_async_wait(weir_test *h, int timeout_ms)
 WEIR_TEST_API size_t weir_test_async_pending(const weir_test *h)
 {
     return h && h->t.async ? async_pending(&h->t) : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Asynchronous operators, driven directly                                   */
+/* ------------------------------------------------------------------------ */
+
+static int harness_direct_ready(weir_test *h, const char *fn)
+{
+    int rc = harness_ready(h);
+    if (rc == 0 && !h->direct)
+        rc = harness_err(h, WEIR_EINVAL,
+                         "%s: the harness was not created with "
+                         "config.async_direct",
+                         fn);
+    return rc;
+}
+
+WEIR_TEST_API int weir_test_async_invoke(weir_test *h, uint32_t port,
+                                         const void *key, size_t key_len,
+                                         int64_t ts, const void *value,
+                                         size_t value_len, size_t *request)
+{
+    const char *fn = "weir_test_async_invoke";
+    int rc = harness_direct_ready(h, fn);
+    if (rc == 0)
+        rc =
+            harness_input_check(h, fn, 0, port, key, key_len, value, value_len);
+    if (rc < 0)
+        return rc;
+    task *t = &h->t;
+    direct_input in = {.port = port,
+                       .key = key ? key : "",
+                       .key_len = key_len,
+                       .ts = ts,
+                       .value = value ? value : "",
+                       .value_len = value_len};
+    size_t i = 0;
+    weir_async *req = direct_add(h->direct, &in, &i);
+    if (!req)
+        return harness_err(h, WEIR_ENOMEM, "out of memory");
+    if (request)
+        *request = i;
+    weir_record rec = {.key = in.key,
+                       .key_len = key_len,
+                       .ts = ts,
+                       .value = in.value,
+                       .value_len = value_len};
+    harness_frame f = harness_enter(h);
+    TASK_COUNT(t->records_in, 1);
+    rc = harness_key_set(h, &rec);
+    if (rc == 0) {
+        guard_cb g = guard_enter(&t->guard, GUARD_ASYNC_INVOKE);
+        rc = t->reg->op.async_invoke(&t->ctx, t->self, &rec, port, req);
+        guard_leave(&t->guard, g);
+        if (rc < 0)
+            rc = harness_failed(h, "async_invoke", rc);
+    }
+    harness_key_clear(h);
+    if (rc >= 0) {
+        int brc = harness_between(h);
+        if (brc < 0)
+            rc = brc;
+    }
+    harness_leave(f);
+    return rc;
+}
+
+WEIR_TEST_API size_t weir_test_async_requests(const weir_test *h)
+{
+    return h && h->direct ? direct_count(h->direct) : 0;
+}
+
+WEIR_TEST_API size_t weir_test_async_completed(const weir_test *h)
+{
+    return h && h->direct ? direct_completed(h->direct) : 0;
+}
+
+WEIR_TEST_API int weir_test_async_wait_completed(weir_test *h, size_t n,
+                                                 int timeout_ms)
+{
+    if (!h || !h->direct)
+        return WEIR_EINVAL;
+    int rc = direct_wait(h->direct, n, timeout_ms > 0 ? timeout_ms : 0);
+    if (rc < 0)
+        return harness_err(h, rc,
+                           "weir_test_async_wait_completed: %zu of %zu "
+                           "request(s) completed after %d ms",
+                           direct_completed(h->direct), n, timeout_ms);
+    return 0;
+}
+
+WEIR_TEST_API int weir_test_async_request_info(const weir_test *h, size_t i,
+                                               weir_test_async_request *out)
+{
+    if (!h || !h->direct)
+        return WEIR_EINVAL;
+    return direct_info(h->direct, i, out, NULL);
+}
+
+WEIR_TEST_API int weir_test_async_deliver(weir_test *h, size_t i)
+{
+    const char *fn = "weir_test_async_deliver";
+    int rc = harness_direct_ready(h, fn);
+    if (rc < 0)
+        return rc;
+    weir_test_async_request r;
+    direct_input in;
+    if (direct_info(h->direct, i, &r, &in) < 0)
+        return harness_err(h, WEIR_ENOTFOUND,
+                           "%s: there is no request %zu (%zu invoked)", fn, i,
+                           direct_count(h->direct));
+    if (r.completions == 0)
+        return harness_err(h, WEIR_ESTATE,
+                           "%s: request %zu was not completed yet", fn, i);
+    task *t = &h->t;
+    weir_record rec = {.key = in.key,
+                       .key_len = in.key_len,
+                       .ts = in.ts,
+                       .value = in.value,
+                       .value_len = in.value_len};
+    harness_frame f = harness_enter(h);
+    rc = harness_key_set(h, &rec);
+    if (rc == 0) {
+        guard_cb g = guard_enter(&t->guard, GUARD_ON_ASYNC_RESULT);
+        rc = t->reg->op.on_async_result(&t->ctx, t->self, &rec, in.port,
+                                        r.status, r.status ? NULL : r.result,
+                                        r.status ? 0 : r.result_len);
+        guard_leave(&t->guard, g);
+        if (rc < 0)
+            rc = harness_failed(h, "on_async_result", rc);
+    }
+    harness_key_clear(h);
+    if (rc >= 0) {
+        int brc = harness_between(h);
+        if (brc < 0)
+            rc = brc;
+    }
+    harness_leave(f);
+    return rc;
 }
 
 WEIR_TEST_API int weir_test_finish(weir_test *h)

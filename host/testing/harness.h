@@ -14,7 +14,8 @@
  *     the emitted records, its `clock` hook is the fake processing time;
  *   - keyed state and timers through runtime/keyed.h, broadcast state
  *     through runtime/bcast.h, async requests through runtime/async.h
- *     (served by polling its eventfd in the harness's calls), checkpoints
+ *     (served by polling its eventfd in the harness's calls), or with
+ *     config.async_direct the request table of testing/direct.h, checkpoints
  * written like task.c and coord.c write them (checkpoint/manifest.h) and
  * restored like runtime.c restores them (rt_restore_check,
  * rt_restore_op_state). Each call sets the thread's task owner (task_owner) to
@@ -23,7 +24,7 @@
  * Log lines are captured with a thread tap (common/log.h) during each call.
  *
  * The library weir_testing (a shared object exporting only weir_test_*)
- * is this file's .c and the host library.
+ * is this file's .c, direct.c and the host library.
  */
 #ifndef WEIR_HOST_TESTING_HARNESS_H
 #define WEIR_HOST_TESTING_HARNESS_H

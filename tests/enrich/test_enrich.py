@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """The enrich plugin (enrich_redis, enrich_http) against real servers.
 
-Probe: enrich_probe drives the operators through a fake host (th.c in
-this folder, no runtime): lookups on a real redis-server (populated here
+Probe: enrich_probe drives the operators on the test harness in its direct
+async mode (no async layer; every completion of every request recorded):
+lookups on a real redis-server (populated here
 with this file's own Redis client) and on a Python HTTP server, with the
 expected merge computed here from the data the test wrote. Also close()
 with requests in flight (every request completes exactly once, with

@@ -994,6 +994,168 @@ static void test_async(void **state)
     weir_test_free(t);
 }
 
+/* config.async_direct with asyncop: the test invokes the requests and reads
+ * every completion the plugin made (a request completed twice, one refused,
+ * one the plugin completes only in close() with WEIR_ECANCELED), delivers
+ * them itself; weir_test_process is refused, and so is the mode for an
+ * operator that is not asynchronous. */
+static int direct_rec(weir_test *t, const char *key, const char *json)
+{
+    size_t len;
+    void *mp = tu_json_to_mp(json, &len);
+    int rc = weir_test_async_invoke(t, 0, key, strlen(key), 100, mp, len, NULL);
+    free(mp);
+    return rc;
+}
+
+static void test_async_direct(void **state)
+{
+    weir_test_config c;
+    weir_test_config_init(&c);
+    c.plugin_path = ASYNCOP_SO;
+    c.op = "asyncop";
+    c.async_direct = 1;
+    weir_test *t = NULL;
+    assert_int_equal(weir_test_new(&c, &t), 0);
+    assert_int_equal(direct_rec(t, "a", "{\"i\": 0, \"delay\": 50}"), 0);
+    assert_int_equal(direct_rec(t, "b", "{\"i\": 1, \"twice\": true}"), 0);
+    assert_int_equal(direct_rec(t, "c", "{\"i\": 2, \"never\": true}"), 0);
+    assert_int_equal(direct_rec(t, "d", "{\"i\": 3, \"refuse\": 1}"),
+                     WEIR_ERETRY);
+    assert_int_equal(weir_test_async_requests(t), 4);
+    size_t len;
+    void *mp = tu_json_to_mp("{\"i\": 9}", &len);
+    assert_int_equal(weir_test_process(t, 0, "e", 1, 100, mp, len),
+                     WEIR_EINVAL);
+    free(mp);
+    assert_non_null(strstr(weir_test_error(t), "async_direct"));
+
+    assert_int_equal(weir_test_async_wait_completed(t, 2, 5000), 0);
+    assert_int_equal(weir_test_async_wait_completed(t, 3, 50), WEIR_ETIMEDOUT);
+    assert_int_equal(weir_test_async_completed(t), 2);
+    weir_test_async_request r;
+    assert_int_equal(weir_test_async_request_info(t, 1, &r), 0);
+    assert_int_equal(r.completions, 2); /* the second one was refused */
+    assert_int_equal(r.status, WEIR_OK);
+    assert_int_equal(weir_test_async_request_info(t, 4, &r), WEIR_ENOTFOUND);
+
+    assert_int_equal(weir_test_async_deliver(t, 0), 0);
+    assert_int_equal(weir_test_emitted_count(t, 0), 1);
+    json_t *j = out_json(t, 0, 0);
+    assert_int_equal(jint(j, "i"), 0);
+    assert_int_equal(jint(j, "status"), 0);
+    json_decref(j);
+    assert_memory_equal(weir_test_emitted(t, 0, 0)->key, "a", 1);
+    assert_int_equal(weir_test_async_deliver(t, 2), WEIR_ESTATE);
+    assert_int_equal(weir_test_async_deliver(t, 3), WEIR_ESTATE);
+
+    weir_test_close(t); /* close() abandons "c" */
+    assert_int_equal(weir_test_async_request_info(t, 2, &r), 0);
+    assert_int_equal(r.completions, 1);
+    assert_int_equal(r.status, WEIR_ECANCELED);
+    assert_int_equal(r.late, 0);
+    assert_null(r.result);
+    assert_int_equal(weir_test_async_request_info(t, 3, &r), 0);
+    assert_int_equal(r.completions, 0); /* refused: never completed */
+    weir_test_free(t);
+
+    weir_test_config_init(&c);
+    c.plugin_path = COUNT_SO;
+    c.op = "count";
+    c.async_direct = 1;
+    assert_int_equal(weir_test_new(&c, &t), WEIR_EINVAL);
+    assert_non_null(strstr(weir_test_error(t), "not asynchronous"));
+    weir_test_free(t);
+}
+
+/* An operator that keeps its one request and never completes it, so the
+ * test completes it through the host's table, before and after close(). */
+static weir_async *hold_req;
+static const weir_host_api *hold_api;
+
+static int hold_open(weir_ctx *ctx, void **self)
+{
+    hold_api = ctx->api;
+    *self = NULL;
+    return 0;
+}
+
+static int hold_invoke(weir_ctx *ctx, void *self, const weir_record *rec,
+                       uint32_t port, weir_async *req)
+{
+    hold_req = req;
+    return 0;
+}
+
+static int hold_result(weir_ctx *ctx, void *self, const weir_record *rec,
+                       uint32_t port, int status, const void *result,
+                       size_t len)
+{
+    return weir_emit(ctx, 0, rec->key, rec->key_len, rec->ts, result, len);
+}
+
+static void hold_close(weir_ctx *ctx, void *self)
+{
+}
+
+static const weir_operator hold_op = {
+    .size = sizeof(weir_operator),
+    .name = "hold",
+    .open = hold_open,
+    .async_invoke = hold_invoke,
+    .on_async_result = hold_result,
+    .close = hold_close,
+};
+static const weir_operator *const hold_ops[] = {&hold_op, NULL};
+static const weir_plugin hold_plugin = {
+    WEIR_PLUGIN_INIT,
+    .name = "hold",
+    .version = "1",
+    .operators = hold_ops,
+};
+
+static void test_async_direct_late(void **state)
+{
+    weir_test_config c;
+    weir_test_config_init(&c);
+    c.plugin = &hold_plugin;
+    c.op = "hold";
+    c.async_direct = 1;
+    weir_test *t = NULL;
+    assert_int_equal(weir_test_new(&c, &t), 0);
+    size_t i = 99;
+    assert_int_equal(weir_test_async_invoke(t, 0, "k", 1, 5, "v", 1, &i), 0);
+    assert_int_equal(i, 0);
+    assert_int_equal(weir_async_complete(hold_api, hold_req, WEIR_OK, "xy", 2),
+                     WEIR_OK);
+    assert_int_equal(weir_async_complete(hold_api, hold_req, WEIR_OK, "z", 1),
+                     WEIR_EINVAL);
+    assert_int_equal(weir_async_complete(hold_api, NULL, WEIR_OK, "z", 1),
+                     WEIR_EINVAL);
+    weir_test_async_request r;
+    assert_int_equal(weir_test_async_request_info(t, 0, &r), 0);
+    assert_int_equal(r.completions, 2);
+    assert_int_equal(r.late, 0);
+    assert_int_equal(r.result_len, 2);
+    assert_memory_equal(r.result, "xy", 2); /* the first completion's */
+    assert_int_equal(weir_test_async_deliver(t, 0), 0);
+    const weir_test_record *e = weir_test_emitted(t, 0, 0);
+    assert_non_null(e);
+    assert_int_equal(e->ts, 5);
+    assert_int_equal(e->value_len, 2);
+    assert_memory_equal(e->value, "xy", 2);
+    weir_test_close(t);
+    /* after close() returned: counted as late */
+    assert_int_equal(
+        weir_async_complete(hold_api, hold_req, WEIR_ECANCELED, NULL, 0),
+        WEIR_EINVAL);
+    assert_int_equal(weir_test_async_request_info(t, 0, &r), 0);
+    assert_int_equal(r.completions, 3);
+    assert_int_equal(r.late, 1);
+    assert_int_equal(weir_test_async_deliver(t, 0), WEIR_ESTATE);
+    weir_test_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1013,6 +1175,8 @@ int main(void)
         cmocka_unit_test(test_without_services),
         cmocka_unit_test(test_restore_snapshot_id),
         cmocka_unit_test(test_async),
+        cmocka_unit_test(test_async_direct),
+        cmocka_unit_test(test_async_direct_late),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -122,6 +122,10 @@ typedef struct weir_test_config {
     /* The id of the checkpoint restore_snapshot belongs to (what restore()
      * receives as checkpoint_id); 0: 1. */
     uint64_t restore_snapshot_id;
+    /* An asynchronous operator: 1 = the test drives async_invoke() and
+     * on_async_result() itself, without the runtime's async layer (see
+     * "Asynchronous operators, driven directly" below); 0: through it. */
+    int async_direct;
 } weir_test_config;
 
 /* For weir_test_config.without. */
@@ -210,6 +214,56 @@ size_t weir_test_async_pending(const weir_test *t);
  * calls return 0. An asynchronous operator's requests are delivered first
  * (WEIR_ETIMEDOUT after 60 s). */
 int weir_test_finish(weir_test *t);
+
+/* ---------------------------------------------------------------------- */
+/* Asynchronous operators, driven directly                                 */
+/* ---------------------------------------------------------------------- */
+/* With config.async_direct, the harness hands an asynchronous operator
+ * request handles of its own and records every weir_async_complete() the
+ * plugin makes: how often each request was completed, the first
+ * completion's status and result, and how many completions came after
+ * close() had returned. That is the plugin's side of the async contract,
+ * which the runtime's async layer (and so the default mode) hides on
+ * purpose, since it times requests out, retries them and drops what comes
+ * after close(): every request it took is completed exactly once, those in
+ * flight at close() with WEIR_ECANCELED, none after close() returned. No
+ * capacity, timeout or retry applies; weir_test_process() is refused, and
+ * watermarks and weir_test_finish() do not wait for requests. Completions
+ * may arrive on any thread until weir_test_free(), never after it. */
+
+/* A request as the plugin completed it. */
+typedef struct weir_test_async_request {
+    uint32_t completions; /* weir_async_complete() calls for it */
+    uint32_t late;        /* of them, after close() had returned */
+    int status;           /* the first completion's status; 0 while none */
+    /* The first completion's result when its status is WEIR_OK, else NULL
+     * (with a NUL after it; valid until weir_test_free). */
+    const void *result;
+    size_t result_len;
+} weir_test_async_request;
+
+/* Calls async_invoke() for a record on input port `port` (`key` is the
+ * current key during the call) with a new request, whose index (0, 1, ...
+ * in call order) goes to *request (may be NULL), also when async_invoke()
+ * refused it. Returns async_invoke()'s code (its message in
+ * weir_test_error()); WEIR_EINVAL without config.async_direct. */
+int weir_test_async_invoke(weir_test *t, uint32_t port, const void *key,
+                           size_t key_len, int64_t ts, const void *value,
+                           size_t value_len, size_t *request);
+/* The number of requests invoked, and of those completed at least once. */
+size_t weir_test_async_requests(const weir_test *t);
+size_t weir_test_async_completed(const weir_test *t);
+/* Waits until `n` requests were completed: 0, or WEIR_ETIMEDOUT after
+ * `timeout_ms`. */
+int weir_test_async_wait_completed(weir_test *t, size_t n, int timeout_ms);
+/* Request `i` as completed so far; WEIR_ENOTFOUND past the end. */
+int weir_test_async_request_info(const weir_test *t, size_t i,
+                                 weir_test_async_request *out);
+/* Calls on_async_result() for request `i` with its record and its first
+ * completion (status; result when WEIR_OK), `key` current, as the runtime
+ * delivers it; returns the callback's code. WEIR_ESTATE when the request
+ * was not completed yet. A request may be delivered more than once. */
+int weir_test_async_deliver(weir_test *t, size_t i);
 
 /* ---------------------------------------------------------------------- */
 /* Checkpoints                                                             */
