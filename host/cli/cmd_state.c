@@ -104,6 +104,26 @@ static void state_print_cf(const char *what, json_t *o)
         printf(" (%" JSON_INTEGER_FORMAT ")", jint(o, "entries"));
 }
 
+/* A state's TTL override (weir ctl ... state ttl), if it has one. */
+static void state_print_ttl(json_t *o)
+{
+    if (!json_is_object(o))
+        return;
+    if (json_is_true(json_object_get(o, "damaged"))) {
+        printf("        TTL override: record damaged\n");
+        return;
+    }
+    char set[64];
+    state_time(jint(o, "set_ms"), set, sizeof set);
+    printf("        TTL override: %" JSON_INTEGER_FORMAT
+           " ms in %s time, set %s%s\n",
+           jint(o, "ttl_ms"), json_string_value(json_object_get(o, "time")),
+           set,
+           json_is_true(json_object_get(o, "rewrite_pending"))
+               ? " (rewrite of existing entries in progress)"
+               : "");
+}
+
 static void state_print_task(json_t *t)
 {
     printf("  #%" JSON_INTEGER_FORMAT, jint(t, "index"));
@@ -139,6 +159,7 @@ static void state_print_task(json_t *t)
                " values, %" JSON_INTEGER_FORMAT " deletions\n",
                jint(s, "sst_bytes"), jint(s, "delta_puts"),
                jint(s, "delta_deletes"));
+        state_print_ttl(json_object_get(s, "ttl_override"));
     }
 }
 

@@ -143,6 +143,23 @@ static int insp_cf_json(stv_db *v, stv_cf which, int exact, json_t **out,
     return rc;
 }
 
+/* The TTL override a state carries (weir ctl ... state ttl), as JSON:
+ * {"ttl_ms", "time", "set_ms", "rewrite_pending"}, or null for none. A
+ * record too short to read is shown as {"damaged": true}. */
+static json_t *insp_ttl_json(const stv_state *st)
+{
+    if (!st->ttl_rec)
+        return json_null();
+    if (st->ttl_len < META_TTL_HDR)
+        return json_pack("{s:b}", "damaged", 1);
+    const char *r = st->ttl_rec;
+    return json_pack("{s:I,s:s,s:I,s:b}", "ttl_ms",
+                     (json_int_t)(int64_t)get_be64(r + 1), "time",
+                     r[9] == WEIR_TIME_EVENT ? "event" : "processing", "set_ms",
+                     (json_int_t)(int64_t)get_be64(r + 10), "rewrite_pending",
+                     r[META_TTL_PENDING] != 0);
+}
+
 static int insp_states_json(stv_db *v, int exact, json_t *states, char **errptr)
 {
     for (size_t i = 0; i < stv_state_count(v); i++) {
@@ -155,7 +172,8 @@ static int insp_states_json(stv_db *v, int exact, json_t *states, char **errptr)
             "est_entries", (json_int_t)keys, "sst_bytes", (json_int_t)bytes,
             "delta_puts", (json_int_t)st->delta_puts, "delta_deletes",
             (json_int_t)st->delta_deletes);
-        if (!o || json_array_append_new(states, o))
+        if (!o || json_array_append_new(states, o) ||
+            json_object_set_new(o, "ttl_override", insp_ttl_json(st)))
             return insp_oom(errptr);
         if (!exact)
             continue;

@@ -13,6 +13,7 @@ deadlines.
 Run one case: test_ctl_state.py Class.test_name. Environment: WEIR,
 WEIR_PLUGIN_DIR.
 """
+import glob
 import json
 import os
 import re
@@ -194,6 +195,25 @@ class Leak(Base):
                   if t["operator"] == "count")
         self.assertGreater(ins, sum(t["records_in"] for t in before["tasks"]
                                     if t["operator"] == "count"))
+        # The override is in the checkpoints, and `weir state ls` shows it.
+        runs = glob.glob(os.path.join(self.d, "ckpt", self.name, "*"))
+        self.assertEqual(len(runs), 1, runs)
+        run = runs[0]
+        ls = subprocess.run([WEIR, "state", "ls", "--json", run],
+                            capture_output=True, text=True, timeout=60)
+        self.assertEqual(ls.returncode, 0, ls.stderr)
+        subs = [t for o in json.loads(ls.stdout)["operators"]
+                if o["id"] == "count" for t in o["subtasks"]]
+        self.assertEqual(len(subs), 2, ls.stdout)
+        for t in subs:
+            o = t["states"][0]["ttl_override"]
+            self.assertEqual((o["ttl_ms"], o["time"]), (2000, "processing"),
+                             ls.stdout)
+        ls = subprocess.run([WEIR, "state", "ls", run], capture_output=True,
+                            text=True, timeout=60)
+        self.assertEqual(ls.returncode, 0, ls.stderr)
+        self.assertEqual(ls.stdout.count("TTL override: 2000 ms in processing "
+                                         "time, set "), 2, ls.stdout)
 
         # SIGKILL: the restored worker applies the stored override over the
         # plugin's WEIR_TTL_NONE and says so; the count stays flat.
