@@ -12,7 +12,8 @@
  *
  * A request is {"cmd": NAME, ...arguments}; a reply is {"ok": true, ...} or
  * {"ok": false, "error": MESSAGE}. The commands and their arguments are
- * documented in docs/control.md.
+ * those `weir ctl` sends (host/cli/cmd_ctl.c; README.md, "Controlling a
+ * running job").
  *
  * Errors: 0 or a negative WEIR_E* code with a one-line message in *errptr.
  * Thread: a ctl_server belongs to one thread; ctl_request is reentrant.

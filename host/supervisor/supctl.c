@@ -253,8 +253,12 @@ void supctl_worker_ended(supctl *c, const char *how, const supctl_info *in)
     if (cmd && !strcmp(cmd, "status")) /* what the supervisor knows */
         ctl_server_reply(c->srv, supctl_status(NULL, in));
     else
-        ctl_server_reply(c->srv, ctl_error("the worker ended (%s) before it "
-                                           "answered",
-                                           how));
+        ctl_server_reply(c->srv,
+                         ctl_error("the worker ended (%s) before it answered; "
+                                   "a checkpoint, savepoint or state change "
+                                   "it waited for counts only if that "
+                                   "checkpoint completed (a restarted worker "
+                                   "restores the newest completed one)",
+                                   how));
     supctl_drop_forward(c);
 }

@@ -73,10 +73,13 @@ operators:
 """
 
 
-def env():
+def env(crash_at=None):
     e = dict(os.environ)
     e["WEIR_LOG"] = "info"
     e.pop("WEIR_CRASH_AT", None)
+    e.pop("WEIR_CRASH_ATTEMPT", None)
+    if crash_at:
+        e["WEIR_CRASH_AT"] = crash_at
     return e
 
 
@@ -92,14 +95,14 @@ class Base(unittest.TestCase):
                 p.wait()
         shutil.rmtree(self.d, ignore_errors=True)
 
-    def start(self, template, name, **kw):
+    def start(self, template, name, crash_at=None, **kw):
         self.name = name
         self.job = os.path.join(self.d, "job.yaml")
         with open(self.job, "w") as f:
             f.write(template.format(d=self.d, **kw))
         log = open(os.path.join(self.d, "run.log"), "w")
         p = subprocess.Popen([WEIR, "run", "--dir", PLUGINS, self.job],
-                             stdout=log, stderr=log, env=env())
+                             stdout=log, stderr=log, env=env(crash_at))
         p.log_path = log.name
         self.procs.append(p)
         self.p = p
@@ -280,6 +283,54 @@ class Purge(Base):
                       self.log())
         self.assertEqual(self.purge("--prefix", "a")["purged"], 0)
         self.assertEqual(self.status()["supervisor"]["restarts"], 1)
+
+
+class WorkerEnds(Base):
+    """The worker ends while `weir ctl state ttl` waits for the checkpoint
+    that carries the change (a crash point in the first worker only;
+    checkpoints only on request). The client gets an error that says so;
+    after the restart the change is in force exactly when that checkpoint
+    completed before the crash."""
+
+    ENDED = (r"the worker ended \(.*\) before it answered; a checkpoint, "
+             r"savepoint or state change it waited for counts only if that "
+             r"checkpoint completed")
+
+    def crash_during_ttl(self, crash_at):
+        self.start(PURGE_JOB, "purge", crash_at=crash_at, interval="1h")
+        self.wait_for("the states", self.keys)
+        r = self.ctl("checkpoint")  # checkpoint 1 completes
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        old = self.worker()
+        r = self.ctl("state", "ttl", "count", "count", "5s")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertRegex(r.stderr, self.ENDED)
+        self.wait_for("a new worker with its states",
+                      lambda: (self.worker() or old) != old and self.keys())
+        st = self.status()
+        self.assertEqual(st["supervisor"]["restarts"], 1)
+        self.assertIn("exited with code 86", self.log())
+        return [s["ttl_ms"] for s in self.states(st)]
+
+    def test_checkpoint_not_completed(self):
+        # Checkpoint 2 (the change's) is written but not in the log: the
+        # restart restores checkpoint 1, without the override.
+        ttls = self.crash_during_ttl("manifest_renamed:2")
+        self.assertIn("restoring checkpoint 1 ", self.log())
+        self.assertEqual(ttls, [None, None])
+        # Asked again, it is applied.
+        r = self.ctl("state", "ttl", "count", "count", "5s")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual([s["ttl_ms"] for s in self.states(self.status())],
+                         [5000, 5000])
+
+    def test_checkpoint_completed(self):
+        # Checkpoint 2 completed, the worker ended before it heard so: the
+        # restart restores checkpoint 2, with the override.
+        ttls = self.crash_during_ttl("before_notify:2")
+        self.assertIn("restoring checkpoint 2 ", self.log())
+        self.assertEqual(ttls, [5000, 5000])
+        self.assertEqual(self.log().count("TTL override in force"), 2)
 
 
 class Refused(Base):
