@@ -1206,6 +1206,20 @@ WEIR_TEST_API const char *weir_test_error(const weir_test *h)
 /* Driving                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* Ends a call that fed the operator: after a success, what the runtime does
+ * between batches (harness_between); then the frame is left. Returns rc,
+ * or the failure of that step. */
+static int harness_end(weir_test *h, harness_frame f, int rc)
+{
+    if (rc >= 0) {
+        int brc = harness_between(h);
+        if (brc < 0)
+            rc = brc;
+    }
+    harness_leave(f);
+    return rc;
+}
+
 /* Makes rec's key current, as for process(); harness_key_clear() ends it
  * (also after a failure). */
 static int harness_key_set(weir_test *h, const weir_record *rec)
@@ -1298,13 +1312,7 @@ static int harness_record(weir_test *h, int bcast, uint32_t port,
         }
         harness_key_clear(h);
     }
-    if (rc >= 0) {
-        int brc = harness_between(h);
-        if (brc < 0)
-            rc = brc;
-    }
-    harness_leave(f);
-    return rc;
+    return harness_end(h, f, rc);
 }
 
 WEIR_TEST_API int weir_test_process(weir_test *h, uint32_t port,
@@ -1498,13 +1506,7 @@ WEIR_TEST_API int weir_test_async_invoke(weir_test *h, uint32_t port,
             rc = harness_failed(h, "async_invoke", rc);
     }
     harness_key_clear(h);
-    if (rc >= 0) {
-        int brc = harness_between(h);
-        if (brc < 0)
-            rc = brc;
-    }
-    harness_leave(f);
-    return rc;
+    return harness_end(h, f, rc);
 }
 
 WEIR_TEST_API size_t weir_test_async_requests(const weir_test *h)
@@ -1572,13 +1574,7 @@ WEIR_TEST_API int weir_test_async_deliver(weir_test *h, size_t i)
             rc = harness_failed(h, "on_async_result", rc);
     }
     harness_key_clear(h);
-    if (rc >= 0) {
-        int brc = harness_between(h);
-        if (brc < 0)
-            rc = brc;
-    }
-    harness_leave(f);
-    return rc;
+    return harness_end(h, f, rc);
 }
 
 WEIR_TEST_API int weir_test_finish(weir_test *h)
