@@ -12,8 +12,9 @@
  *                   [--value-format msgpack|int64|base64]
  *                   [--expiry-time processing|event]
  *
- * CHECKPOINT is a chk-<id> or savepoint directory, or a run directory (its
- * newest valid checkpoint). Exit codes: 0 ok, 1 the checkpoint is damaged
+ * CHECKPOINT is a chk-<id> or savepoint directory, a run directory (its
+ * newest valid checkpoint) or a job's checkpoint directory (its newest run
+ * with checkpoints). Exit codes: 0 ok, 1 the checkpoint is damaged
  * or cannot be read or written, 2 bad usage or bad input (an unknown
  * operator or state, a bad input line).
  */
@@ -47,9 +48,10 @@ static void state_usage(FILE *f)
           "                 [--parallelism N] [--kind value|map|list]\n"
           "                 [--value-format msgpack|int64|base64]\n"
           "                 [--expiry-time processing|event]\n"
-          "CHECKPOINT is a chk-<id> or savepoint directory, or a run "
-          "directory\n(its newest valid checkpoint). Nothing in a "
-          "checkpoint is ever written.\n",
+          "CHECKPOINT is a chk-<id> or savepoint directory, a run "
+          "directory (its newest\nvalid checkpoint) or a job's checkpoint "
+          "directory (<checkpoint.dir>/<job>: its\nnewest run with "
+          "checkpoints). Nothing in a checkpoint is ever written.\n",
           f);
 }
 

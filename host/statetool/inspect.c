@@ -1,5 +1,6 @@
 #include "statetool/inspect.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,44 @@ static int insp_exists(const char *dir, const char *name)
     return ok;
 }
 
+/* A job's checkpoint directory (<checkpoint.dir>/<job>): the newest of
+ * its run directories that has a `completed` log (run ids start with their
+ * UTC start time, so names sort by age), as a malloc'ed path; NULL when
+ * there is none. */
+static char *insp_newest_run(const char *job_dir)
+{
+    DIR *d = opendir(job_dir);
+    if (!d)
+        return NULL;
+    char *best = NULL, *path = NULL;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || (best && strcmp(e->d_name, best) <= 0))
+            continue;
+        if (asprintf(&path, "%s/%s", job_dir, e->d_name) < 0)
+            break;
+        if (insp_exists(path, "completed")) {
+            free(best);
+            best = strdup(e->d_name);
+        }
+        free(path);
+    }
+    closedir(d);
+    if (!best || asprintf(&path, "%s/%s", job_dir, best) < 0)
+        path = NULL;
+    free(best);
+    return path;
+}
+
+/* The newest valid checkpoint of run directory `run`. */
+static int insp_open_run(insp_ckpt *c, const char *run, char **errptr)
+{
+    int rc = ckpt_find_latest(run, NULL, NULL, &c->m, errptr);
+    if (rc == 0 && !(c->dir = ckpt_dir(run, c->m->id)))
+        rc = insp_oom(errptr);
+    return rc;
+}
+
 int insp_open(const char *path, insp_ckpt **out, char **errptr)
 {
     *out = NULL;
@@ -43,17 +82,20 @@ int insp_open(const char *path, insp_ckpt **out, char **errptr)
     if (!c)
         return insp_oom(errptr);
     int rc;
+    char *run = NULL;
     struct stat sb;
     if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
         rc = err_set(errptr, WEIR_EINVAL, "%s: not a directory", path);
-    } else if (insp_exists(path, "MANIFEST.json") ||
-               !insp_exists(path, "completed")) {
+    } else if (!insp_exists(path, "MANIFEST.json") &&
+               insp_exists(path, "completed")) {
+        rc = insp_open_run(c, path, errptr);
+    } else if (!insp_exists(path, "MANIFEST.json") &&
+               (run = insp_newest_run(path)) != NULL) {
+        rc = insp_open_run(c, run, errptr);
+        free(run);
+    } else {
         rc = ckpt_manifest_load_path(path, &c->m, errptr);
         if (rc == 0 && !(c->dir = strdup(path)))
-            rc = insp_oom(errptr);
-    } else {
-        rc = ckpt_find_latest(path, NULL, NULL, &c->m, errptr);
-        if (rc == 0 && !(c->dir = ckpt_dir(path, c->m->id)))
             rc = insp_oom(errptr);
     }
     if (rc < 0) {

@@ -3,8 +3,10 @@
  * and `weir state dump`.
  *
  * A checkpoint is opened by path: a chk-<id> or savepoint directory (it
- * holds MANIFEST.json), or a run directory (it holds a `completed` log),
- * which stands for its newest valid checkpoint. The manifest is loaded and
+ * holds MANIFEST.json), a run directory (it holds a `completed` log),
+ * which stands for its newest valid checkpoint, or a job's checkpoint
+ * directory (<checkpoint.dir>/<job>), which stands for its newest run
+ * directory with a `completed` log. The manifest is loaded and
  * every listed file verified (size and checksum) first, so the tools read
  * only what a restore would accept. Keyed state is then read through
  * statetool/view.h: read-only, with each subtask's delta applied, exactly

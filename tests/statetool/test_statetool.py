@@ -319,8 +319,15 @@ class Ls(Base):
                           doc["triggered_ms"], doc["completed_ms"]),
                          (manifest["id"], "st", True, False, MAXP,
                           manifest["triggered_ms"], manifest["completed_ms"]))
-        # A run directory stands for its newest checkpoint.
+        # A run directory stands for its newest checkpoint, a job's
+        # checkpoint directory for its newest run with checkpoints.
         self.assertEqual(self.ls(run_dir)["id"], manifest["id"])
+        job_dir = os.path.dirname(run_dir)
+        newer = os.path.join(job_dir, "99991231T000000Z-0")  # no checkpoint
+        os.mkdir(newer)
+        self.assertEqual(self.ls(job_dir)["id"], manifest["id"])
+        self.assertEqual(self.ls(job_dir)["path"], chk)
+        os.rmdir(newer)
         ops = {o["id"]: o for o in doc["operators"]}
         self.assertEqual(sorted(ops), ["count", "sink", "src"])
         self.assertEqual(ops["count"]["parallelism"], 3)
