@@ -25,6 +25,7 @@ import unittest
 
 WEIR = os.environ.get("WEIR", "weir")
 PLUGINS = os.environ.get("WEIR_PLUGIN_DIR", "")
+TESTOPS = os.environ.get("WEIR_TESTOPS_DIR", "")
 
 RATE = 3000  # records/s of the leaking generator, each (almost) a new key
 
@@ -73,6 +74,42 @@ operators:
 """
 
 
+# a: 100 keys a0..a99, 3000 records, then idle; b: 50 keys for ever (the
+# job runs on). hookcount's expiry hook emits each expired key's count; its
+# first call crashes the first worker.
+HOOK_JOB = """\
+job: hook
+checkpoint: {{interval: 1s, dir: '{d}/ckpt', retain: 2}}
+restart: {{strategy: fixed_delay, attempts: 3, delay: 0ms}}
+state: {{dir: '{d}/state', stats_interval: 500ms}}
+operators:
+  - id: a
+    type: gen
+    config: {{keys: 100, count: 3000, key_prefix: a, seed: 1}}
+  - id: b
+    type: gen
+    config: {{keys: 50, rate: 1000, key_prefix: b, seed: 2}}
+  - id: hook
+    type: hookcount
+    parallelism: 2
+    inputs: [{{from: a, partition: key}}, {{from: b, partition: key}}]
+    config: {{crash_file: '{d}/crashed'}}
+  - id: out
+    type: file_sink
+    inputs: [{{from: hook, partition: rebalance}}]
+    config: {{path: '{d}/out', commit: checkpoint}}
+"""
+
+
+def committed(outdir):
+    """Every record of the committed part files."""
+    recs = []
+    for part in sorted(glob.glob(os.path.join(outdir, "part-*.jsonl"))):
+        with open(part) as f:
+            recs += [json.loads(line) for line in f]
+    return recs
+
+
 def env(crash_at=None):
     e = dict(os.environ)
     e["WEIR_LOG"] = "info"
@@ -101,7 +138,8 @@ class Base(unittest.TestCase):
         with open(self.job, "w") as f:
             f.write(template.format(d=self.d, **kw))
         log = open(os.path.join(self.d, "run.log"), "w")
-        p = subprocess.Popen([WEIR, "run", "--dir", PLUGINS, self.job],
+        dirs = ["--dir", PLUGINS] + (["--dir", TESTOPS] if TESTOPS else [])
+        p = subprocess.Popen([WEIR, "run"] + dirs + [self.job],
                              stdout=log, stderr=log, env=env(crash_at))
         p.log_path = log.name
         self.procs.append(p)
@@ -331,6 +369,47 @@ class WorkerEnds(Base):
         self.assertIn("restoring checkpoint 2 ", self.log())
         self.assertEqual(ttls, [5000, 5000])
         self.assertEqual(self.log().count("TTL override in force"), 2)
+
+
+class HookCrash(Base):
+    """A TTL set live on a state declared without one makes the expiry hook
+    fire; the hook crashes the worker at its first call. The restarted
+    worker restores the override with the checkpoint and the hook fires
+    again: every idle key's count is in the committed output exactly
+    once."""
+
+    def test_expiry_hook_crash_after_ttl_change(self):
+        self.assertTrue(TESTOPS, "WEIR_TESTOPS_DIR must name testops.so's "
+                        "directory")
+        self.start(HOOK_JOB, "hook")
+
+        def a_counted():
+            st = self.status()
+            if not st or not self.states(st, "hook"):
+                return False
+            out = {t["operator"]: t["records_out"] for t in st["tasks"]}
+            return out["a"] == 3000 and out["b"] > 0
+        self.wait_for("source a's records", a_counted)
+        r = self.ctl("state", "ttl", "hook", "n", "1s")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+        def a_keys():
+            return {x["key"] for x in committed(os.path.join(self.d, "out"))
+                    if x["key"].startswith("a")}
+        self.wait_for("the idle keys' expiry records",
+                      lambda: len(a_keys()) == 100, timeout=90)
+        log = self.log()
+        self.assertRegex(log, r"worker crashed: SIGSEGV in hook#[01] \(type "
+                         r"hookcount, plugin [^)]*\) in on_state_expired\(\)")
+        self.assertTrue(os.path.exists(os.path.join(self.d, "crashed")))
+        self.assertEqual(self.status()["supervisor"]["restarts"], 1)
+        self.assertEqual(log.count("TTL override in force"), 2, log[-3000:])
+        time.sleep(1.5)  # a checkpoint more: nothing is committed twice
+        recs = [x for x in committed(os.path.join(self.d, "out"))
+                if x["key"].startswith("a")]
+        keys = [x["key"] for x in recs]
+        self.assertEqual(len(keys), len(set(keys)), sorted(keys))
+        self.assertEqual(sum(x["value"]["n"] for x in recs), 3000)
 
 
 class Refused(Base):

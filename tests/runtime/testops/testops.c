@@ -23,6 +23,11 @@
  *   ptimer (keyed) on a key's first record, registers a processing-time
  *          timer `delay_ms` ahead (a value state remembers it); on_timer
  *          emits (key, "fired").
+ *   hookcount (keyed) counts records per key in a value state declared
+ *          without TTL (`weir ctl ... state ttl` gives it one); its expiry
+ *          hook emits (key, {"n": count}). With `crash_file`, the first
+ *          hook call that finds no such file creates it and crashes
+ *          (SIGSEGV), so only the first worker crashes.
  *   wmcheck  a sink that checks watermarks: they only grow, and the job
  *          fails in finish() when fewer than `min_watermarks` arrived
  *          before the final one; records behind the watermark are counted
@@ -34,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "weir/msgpack.h"
 #include "weir/weir.h"
@@ -627,6 +633,91 @@ static const weir_operator ptimer_operator = {
     .close = generic_close,
 };
 
+typedef struct hookcount_op {
+    weir_state *n;
+    const char *crash_file; /* "" : never crash */
+} hookcount_op;
+
+static const weir_param_def hc_crash_file = {
+    .size = sizeof(weir_param_def),
+    .name = "crash_file",
+    .type = WEIR_PARAM_STRING,
+    .default_value = "",
+    .description = "the expiry hook crashes once, creating this file"};
+static const weir_param_def *const hookcount_params[] = {&hc_crash_file, NULL};
+
+static int hookcount_open(weir_ctx *ctx, void **self)
+{
+    hookcount_op *h = calloc(1, sizeof *h);
+    if (!h)
+        return WEIR_ENOMEM;
+    size_t len;
+    h->crash_file = "";
+    weir_param_string(ctx, "crash_file", &h->crash_file, &len);
+    weir_state_desc d = {.size = sizeof d,
+                         .kind = WEIR_STATE_VALUE,
+                         .name = "n",
+                         .ttl_ms = WEIR_TTL_NONE};
+    int rc = weir_state_declare(ctx, &d, &h->n);
+    if (rc < 0) {
+        free(h);
+        return rc;
+    }
+    *self = h;
+    return WEIR_OK;
+}
+
+static int hookcount_process(weir_ctx *ctx, void *self, const weir_record *rec,
+                             uint32_t port)
+{
+    hookcount_op *h = self;
+    const void *v;
+    size_t len;
+    int64_t n = 0;
+    int rc = weir_value_get(ctx, h->n, &v, &len);
+    if (rc == WEIR_OK && len == sizeof n)
+        memcpy(&n, v, sizeof n);
+    else if (rc != WEIR_ENOTFOUND)
+        return rc < 0 ? rc : WEIR_EINVAL;
+    n++;
+    return weir_value_put(ctx, h->n, &n, sizeof n);
+}
+
+static int hookcount_expired(weir_ctx *ctx, void *self, weir_state *state,
+                             const void *key, size_t key_len, const void *ukey,
+                             size_t ukey_len, const void *value,
+                             size_t value_len)
+{
+    hookcount_op *h = self;
+    if (h->crash_file[0] && access(h->crash_file, F_OK) != 0) {
+        FILE *f = fopen(h->crash_file, "w");
+        if (f)
+            fclose(f);
+        fail_crash_now("SIGSEGV");
+    }
+    int64_t n = 0;
+    if (value_len == sizeof n)
+        memcpy(&n, value, sizeof n);
+    /* {"n": n} */
+    unsigned char mp[12] = {0x81, 0xa1, 'n', 0xd3};
+    for (int i = 0; i < 8; i++)
+        mp[4 + i] = (unsigned char)((uint64_t)n >> (56 - 8 * i));
+    return weir_emit(ctx, 0, key, key_len, WEIR_TS_NONE, mp, sizeof mp);
+}
+
+static const weir_operator hookcount_operator = {
+    .size = sizeof(weir_operator),
+    .flags = WEIR_OP_KEYED,
+    .name = "hookcount",
+    .version = "1.0",
+    .description = "counts per key; the expiry hook emits the count (tests)",
+    .params = hookcount_params,
+    .open = hookcount_open,
+    .process = hookcount_process,
+    .on_state_expired = hookcount_expired,
+    .close = generic_close,
+};
+
 typedef struct hang_op {
     int64_t after, seen;
     int in_timer, busy;
@@ -722,12 +813,17 @@ static const weir_operator hang_operator = {
     .close = generic_close,
 };
 
-static const weir_operator *const testops_operators[] = {
-    &ptimer_operator, &ctr_operator,
-    &cut_operator,    &seqsrc_operator,
-    &fail_operator,   &slow_operator,
-    &relay_operator,  &wmcheck_operator,
-    &hang_operator,   NULL};
+static const weir_operator *const testops_operators[] = {&ptimer_operator,
+                                                         &ctr_operator,
+                                                         &cut_operator,
+                                                         &seqsrc_operator,
+                                                         &fail_operator,
+                                                         &slow_operator,
+                                                         &relay_operator,
+                                                         &wmcheck_operator,
+                                                         &hang_operator,
+                                                         &hookcount_operator,
+                                                         NULL};
 
 static const weir_plugin testops_plugin = {
     WEIR_PLUGIN_INIT,
