@@ -501,7 +501,7 @@ static void test_plugin_pointer_clock_timers(void **state)
     assert_null(weir_test_find_log(t, WEIR_LOG_ERROR, "tick got"));
 
     /* snapshot with a pending processing-time timer (k2 at 1150) */
-    uint64_t id;
+    uint64_t id = 0;
     assert_int_equal(weir_test_checkpoint(t, &id), 0);
     const void *snap;
     size_t snap_len;
@@ -564,7 +564,7 @@ static void test_restore_rescale(void **state)
         assert_int_equal(weir_test_process(t, 0, key, (size_t)n, 0, "\x80", 1),
                          0);
     }
-    uint64_t id;
+    uint64_t id = 0;
     assert_int_equal(weir_test_checkpoint(t, &id), 0);
     uint64_t total = 0;
     for (uint32_t sub = 0; sub < 2; sub++) {
@@ -646,7 +646,7 @@ static void test_broadcast(void **state)
     json_decref(j);
 
     /* the broadcast state is part of the checkpoint */
-    uint64_t id;
+    uint64_t id = 0;
     assert_int_equal(weir_test_checkpoint(t, &id), 0);
     weir_test_config c;
     weir_test_config_init(&c);
