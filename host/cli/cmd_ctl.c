@@ -23,7 +23,6 @@
  * Exit codes: 0 done, 1 the job refused or the request failed, 2 bad
  * usage, 3 no running job answered at TARGET.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -38,6 +37,7 @@
 #include "cli/cli.h"
 #include "cli/cli_common.h"
 #include "common/err.h"
+#include "common/fs.h"
 #include "control/control.h"
 #include "topology/topology.h"
 
@@ -79,31 +79,21 @@ static int ctl_has_sock(const char *dir, char *out, size_t cap)
     return 0;
 }
 
-/* The newest run directory under job_dir with an endpoint: run ids start
- * with their UTC start time, so names sort by age. */
+static int ctl_keep_run(const char *path, void *arg)
+{
+    char sock[PATH_MAX];
+    (void)arg;
+    return ctl_has_sock(path, sock, sizeof sock);
+}
+
+/* The newest run directory under job_dir with an endpoint (fs_newest_entry)
+ * and its socket in sock. */
 static int ctl_newest_run(const char *job_dir, char *sock, size_t cap)
 {
-    DIR *d = opendir(job_dir);
-    if (!d)
-        return 0;
-    char best[NAME_MAX + 1] = "", path[PATH_MAX];
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        if (snprintf(path, sizeof path, "%s/%s", job_dir, e->d_name) >=
-            (int)sizeof path)
-            continue;
-        char s[PATH_MAX];
-        if (ctl_has_sock(path, s, sizeof s) && strcmp(e->d_name, best) > 0)
-            snprintf(best, sizeof best, "%s", e->d_name);
-    }
-    closedir(d);
-    if (!best[0])
-        return 0;
-    if (snprintf(path, sizeof path, "%s/%s", job_dir, best) >= (int)sizeof path)
-        return 0;
-    return ctl_has_sock(path, sock, cap);
+    char *run = fs_newest_entry(job_dir, ctl_keep_run, NULL);
+    int ok = run && ctl_has_sock(run, sock, cap);
+    free(run);
+    return ok;
 }
 
 /* The job's checkpoint directory named by a job file. */

@@ -379,3 +379,29 @@ void fs_apply_access(const char *access)
     if (mask >= 0)
         umask((mode_t)mask);
 }
+
+char *fs_newest_entry(const char *dir, int (*keep)(const char *path, void *arg),
+                      void *arg)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return NULL;
+    size_t skip = strlen(dir) + 1; /* best + skip: its name */
+    char *best = NULL, *path = NULL;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' ||
+            (best && strcmp(e->d_name, best + skip) <= 0))
+            continue;
+        if (asprintf(&path, "%s/%s", dir, e->d_name) < 0)
+            break;
+        if (keep(path, arg)) {
+            free(best);
+            best = path;
+        } else {
+            free(path);
+        }
+    }
+    closedir(d);
+    return best;
+}

@@ -1,7 +1,7 @@
 /*
  * fs.h - small file-system helpers shared by the host's subsystems: mkdir -p,
- * rm -rf, whole-file reads and writes, directory locks, free space, and the
- * process's file-creation mask.
+ * rm -rf, whole-file reads and writes, directory locks, free space, the
+ * newest run directory of a job, and the process's file-creation mask.
  *
  * Modes. The host creates directories with mode 0777 and files with 0666,
  * and the umask decides the rest: fs_apply_access() sets it from the job's
@@ -34,6 +34,14 @@
  * message.
  */
 #define FS_ENOSPC (-64)
+
+/* The entry of directory `dir` with the greatest name (dot entries left
+ * out) for which `keep(path, arg)` returns non-zero, as a malloc'ed
+ * "<dir>/<name>"; NULL when there is none, `dir` cannot be read or memory
+ * runs out. Run ids start with their UTC start time, so among a job's run
+ * directories the greatest name is the newest run. */
+char *fs_newest_entry(const char *dir, int (*keep)(const char *path, void *arg),
+                      void *arg);
 
 /* mkdir -p: creates `path` and its missing parents (mode 0777 & umask). */
 int fs_mkdirs(const char *path, char **errptr);

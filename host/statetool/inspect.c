@@ -1,6 +1,5 @@
 #include "statetool/inspect.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +7,7 @@
 
 #include "checkpoint/manifest.h"
 #include "common/err.h"
+#include "common/fs.h"
 #include "runtime/plan.h"
 #include "state/codec.h"
 #include "statetool/entry.h"
@@ -37,33 +37,11 @@ static int insp_exists(const char *dir, const char *name)
     return ok;
 }
 
-/* A job's checkpoint directory (<checkpoint.dir>/<job>): the newest of
- * its run directories that has a `completed` log (run ids start with their
- * UTC start time, so names sort by age), as a malloc'ed path; NULL when
- * there is none. */
-static char *insp_newest_run(const char *job_dir)
+/* A run directory with a `completed` log (fs_newest_entry). */
+static int insp_has_log(const char *path, void *arg)
 {
-    DIR *d = opendir(job_dir);
-    if (!d)
-        return NULL;
-    char *best = NULL, *path = NULL;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' || (best && strcmp(e->d_name, best) <= 0))
-            continue;
-        if (asprintf(&path, "%s/%s", job_dir, e->d_name) < 0)
-            break;
-        if (insp_exists(path, "completed")) {
-            free(best);
-            best = strdup(e->d_name);
-        }
-        free(path);
-    }
-    closedir(d);
-    if (!best || asprintf(&path, "%s/%s", job_dir, best) < 0)
-        path = NULL;
-    free(best);
-    return path;
+    (void)arg;
+    return insp_exists(path, "completed");
 }
 
 /* The newest valid checkpoint of run directory `run`. */
@@ -90,7 +68,7 @@ int insp_open(const char *path, insp_ckpt **out, char **errptr)
                insp_exists(path, "completed")) {
         rc = insp_open_run(c, path, errptr);
     } else if (!insp_exists(path, "MANIFEST.json") &&
-               (run = insp_newest_run(path)) != NULL) {
+               (run = fs_newest_entry(path, insp_has_log, NULL)) != NULL) {
         rc = insp_open_run(c, run, errptr);
         free(run);
     } else {

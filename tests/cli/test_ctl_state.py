@@ -2,7 +2,9 @@
 """`weir ctl TARGET state ...` against real supervised runs: a state leak
 fixed while the job runs (a TTL override of a state declared without TTL)
 that stays fixed after the worker is killed with SIGKILL; purges with exact
-counts that stay purged after a restore; refused requests.
+counts that stay purged after a restore; a worker that ends while a change
+waits for its checkpoint; an expiry hook that crashes after a TTL change;
+refused requests.
 
 Key counts come from `weir ctl status --json` (each subtask's sampled
 estimate, state.stats_interval 500ms). "Flat" means: over a window of
@@ -11,7 +13,7 @@ would add to a leaking state; no timing is asserted, only generous
 deadlines.
 
 Run one case: test_ctl_state.py Class.test_name. Environment: WEIR,
-WEIR_PLUGIN_DIR.
+WEIR_PLUGIN_DIR, WEIR_TESTOPS_DIR (the test operators' directory).
 """
 import glob
 import json
@@ -19,9 +21,14 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "common"))
+from weirproc import committed  # noqa: E402
 
 WEIR = os.environ.get("WEIR", "weir")
 PLUGINS = os.environ.get("WEIR_PLUGIN_DIR", "")
@@ -99,15 +106,6 @@ operators:
     inputs: [{{from: hook, partition: rebalance}}]
     config: {{path: '{d}/out', commit: checkpoint}}
 """
-
-
-def committed(outdir):
-    """Every record of the committed part files."""
-    recs = []
-    for part in sorted(glob.glob(os.path.join(outdir, "part-*.jsonl"))):
-        with open(part) as f:
-            recs += [json.loads(line) for line in f]
-    return recs
 
 
 def env(crash_at=None):

@@ -2,10 +2,13 @@
 process (a one-shot `weir ARGS`, a supervised `weir run` in its own session
 with its log in a file), a temporary directory per test whose runs are
 killed at teardown, and a digest of a directory tree (to prove that a
-command left it unchanged).
+command left it unchanged), and the records of a file_sink's committed part
+files.
 
 WEIR names the binary (default: `weir` on PATH). Standard library only."""
+import glob
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -32,6 +35,16 @@ def weir(*args, check=True):
         raise AssertionError("weir %s: exit %d\n%s%s" % (
             " ".join(args), p.returncode, p.stdout[-2000:], p.stderr[-3000:]))
     return p.returncode, p.stdout, p.stderr
+
+
+def committed(outdir):
+    """Every record of the committed part files (part-*.jsonl) of a
+    file_sink output directory, in file order."""
+    recs = []
+    for part in sorted(glob.glob(os.path.join(outdir, "part-*.jsonl"))):
+        with open(part) as f:
+            recs += [json.loads(line) for line in f]
+    return recs
 
 
 def tree_digest(root):

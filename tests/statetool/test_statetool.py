@@ -26,7 +26,8 @@ import unittest
 PLUGINS = os.environ.get("WEIR_PLUGIN_DIR", "")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "common"))
-from weirproc import Run, RunsTestCase, tree_digest, weir  # noqa: E402
+from weirproc import (Run, RunsTestCase, committed, tree_digest,  # noqa: E402
+                      weir)
 
 SEED = 20261202
 MAXP = 128
@@ -103,15 +104,6 @@ def write_input(path, n, keys, seed, ts=False):
                 rec["ts"] = 1767225600000 + i * 7
             f.write(json.dumps(rec) + "\n")
     return tally
-
-
-def committed(outdir):
-    """Every record of the committed part files."""
-    recs = []
-    for part in sorted(glob.glob(os.path.join(outdir, "part-*.jsonl"))):
-        with open(part) as f:
-            recs += [json.loads(line) for line in f]
-    return recs
 
 
 class Base(RunsTestCase):

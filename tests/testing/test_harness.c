@@ -979,6 +979,13 @@ static void test_async(void **state)
     c.op = "asyncop";
     c.restore_from = weir_test_checkpoint_dir(t, id);
     weir_test *r = NULL;
+    /* Direct mode cannot invoke the restored request again: refused. */
+    c.async_direct = 1;
+    assert_int_equal(weir_test_new(&c, &r), WEIR_EINVAL);
+    assert_non_null(strstr(weir_test_error(r), "holds 1 async request"));
+    weir_test_free(r);
+    r = NULL;
+    c.async_direct = 0;
     assert_int_equal(weir_test_new(&c, &r), 0);
     assert_int_equal(weir_test_async_pending(r), 1);
     assert_int_equal(weir_test_async_wait(r, 1), WEIR_ETIMEDOUT);
